@@ -1,0 +1,258 @@
+/* checkpoint.c -- see checkpoint.h and docs/checkpoint.md */
+#include "checkpoint.h"
+
+#include <errno.h>
+#include <math.h>
+#include <sqlite3.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "../rules/rule.h"
+
+void meta_set(CkptMeta *mt, const char *key, const char *fmt, ...) {
+    int i = 0;
+    while (i < mt->n && strcmp(mt->key[i], key) != 0) i++;
+    if (i == mt->n) { CHECK(mt->n < CKPT_MAX_META); mt->n++; }
+    snprintf(mt->key[i], sizeof mt->key[i], "%s", key);
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(mt->val[i], sizeof mt->val[i], fmt, ap);
+    va_end(ap);
+}
+const char *meta_get(const CkptMeta *mt, const char *key) {
+    for (int i = 0; i < mt->n; i++)
+        if (strcmp(mt->key[i], key) == 0) return mt->val[i];
+    return NULL;
+}
+
+static int little_endian(void) { uint16_t x = 1; return *(uint8_t *)&x == 1; }
+
+static void shape_text(const Tensor *t, char *out, size_t n) {
+    out[0] = 0;
+    for (int d = 0; d < t->ndim; d++) {
+        size_t l = strlen(out);
+        snprintf(out + l, n - l, "%s%d", d ? "," : "", t->shape[d]);
+    }
+}
+
+static int exec(sqlite3 *db, const char *sql, const char *path) {
+    char *e = NULL;
+    if (sqlite3_exec(db, sql, NULL, NULL, &e) != SQLITE_OK) {
+        err_set("%s: %s", path, e ? e : sqlite3_errmsg(db));
+        sqlite3_free(e);
+        return -1;
+    }
+    return 0;
+}
+
+int ckpt_save(const char *path, const Model *m, const CkptMeta *extra) {
+    CHECK(little_endian());
+    char tmp[1100];
+    tmp_path(path, tmp, sizeof tmp);
+    unlink(tmp);
+    sqlite3 *db = NULL;
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_open(tmp, &db) != SQLITE_OK) {
+        err_set("%s: cannot create checkpoint: %s; check the directory exists and is writable", path, db ? sqlite3_errmsg(db) : "out of memory");
+        goto fail;
+    }
+    if (exec(db, "PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF; BEGIN;"
+                 "CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT);"
+                 "CREATE TABLE tensor(name TEXT PRIMARY KEY, shape TEXT, data BLOB);", path) < 0)
+        goto fail;
+    CkptMeta mt = {0};
+    const ModelSpec *s = &m->spec;
+    meta_set(&mt, "format", CKPT_FORMAT);
+    meta_set(&mt, "arch", "%s", s->arch);
+    meta_set(&mt, "in_c", "%d", s->in_c);
+    meta_set(&mt, "in_h", "%d", s->in_h);
+    meta_set(&mt, "in_w", "%d", s->in_w);
+    meta_set(&mt, "classes", "%d", s->classes);
+    meta_set(&mt, "width", "%.9g", s->width);
+    meta_set(&mt, "hidden", "%s", s->hidden);
+    meta_set(&mt, "dropout", "%.9g", s->dropout);
+    meta_set(&mt, "head", "%s", s->head);
+    meta_set(&mt, "rule", "%s", m->rule ? m->rule->name : "bp");
+    meta_set(&mt, "rule_opts", "%s", m->rule_opts);
+    meta_set(&mt, "fb_count", "%llu", (unsigned long long)m->fb_count);
+    meta_set(&mt, "step", "%ld", m->step);
+    meta_set(&mt, "n_params", "%ld", m->n_params);
+    for (int i = 0; extra && i < extra->n; i++) meta_set(&mt, extra->key[i], "%s", extra->val[i]);
+    if (sqlite3_prepare_v2(db, "INSERT INTO meta VALUES(?,?)", -1, &st, NULL) != SQLITE_OK) goto sqlfail;
+    for (int i = 0; i < mt.n; i++) {
+        sqlite3_bind_text(st, 1, mt.key[i], -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 2, mt.val[i], -1, SQLITE_STATIC);
+        if (sqlite3_step(st) != SQLITE_DONE) goto sqlfail;
+        sqlite3_reset(st);
+    }
+    sqlite3_finalize(st);
+    st = NULL;
+    if (sqlite3_prepare_v2(db, "INSERT INTO tensor VALUES(?,?,?)", -1, &st, NULL) != SQLITE_OK) goto sqlfail;
+    for (int i = 0; i < m->ntensors; i++) {
+        const Tensor *t = &m->tensors[i];
+        char shp[64];
+        shape_text(t, shp, sizeof shp);
+        sqlite3_bind_text(st, 1, t->name, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 2, shp, -1, SQLITE_TRANSIENT);
+        sqlite3_bind_blob64(st, 3, t->data, (sqlite3_uint64)t->n * sizeof(float), SQLITE_STATIC);
+        if (sqlite3_step(st) != SQLITE_DONE) goto sqlfail;
+        sqlite3_reset(st);
+    }
+    sqlite3_finalize(st);
+    st = NULL;
+    if (exec(db, "COMMIT", path) < 0) goto fail;
+    if (sqlite3_close(db) != SQLITE_OK) { db = NULL; err_set("%s: cannot close the checkpoint", path); goto fail; }
+    return file_commit(tmp, path);
+sqlfail:
+    err_set("%s: cannot write checkpoint: %s (disk full?)", path, sqlite3_errmsg(db));
+fail:
+    if (st) sqlite3_finalize(st);
+    if (db) sqlite3_close(db);
+    unlink(tmp);
+    return -1;
+}
+
+static sqlite3 *open_ro(const char *path) {
+    struct stat sb;
+    if (stat(path, &sb) != 0) { err_set("%s: cannot open checkpoint: %s", path, strerror(errno)); return NULL; }
+    if (S_ISDIR(sb.st_mode)) { err_set("%s: is a directory, not a checkpoint file", path); return NULL; }
+    if (access(path, R_OK) != 0) { err_set("%s: checkpoint is not readable: %s", path, strerror(errno)); return NULL; }
+    sqlite3 *db = NULL;
+    if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK) {
+        err_set("%s: cannot open checkpoint: %s", path, db ? sqlite3_errmsg(db) : "out of memory");
+        sqlite3_close(db);
+        return NULL;
+    }
+    return db;
+}
+
+static int read_meta_db(sqlite3 *db, const char *path, CkptMeta *out) {
+    memset(out, 0, sizeof *out);
+    sqlite3_stmt *st = NULL;
+    int rc = sqlite3_prepare_v2(db, "SELECT key, value FROM meta", -1, &st, NULL);
+    if (rc != SQLITE_OK) {
+        const char *e = sqlite3_errmsg(db);
+        if (strstr(e, "no such table"))
+            return err_set("%s: not a Concord checkpoint (no meta table); pass a file written by concord train", path);
+        return err_set("%s: not a readable checkpoint (%s); the file is damaged or not a checkpoint", path, e);
+    }
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW)
+        if (out->n < CKPT_MAX_META) {
+            const char *k = (const char *)sqlite3_column_text(st, 0), *v = (const char *)sqlite3_column_text(st, 1);
+            meta_set(out, k ? k : "", "%s", v ? v : "");
+        }
+    sqlite3_finalize(st);
+    if (rc != SQLITE_DONE) return err_set("%s: damaged checkpoint (%s); retrain or restore it", path, sqlite3_errmsg(db));
+    const char *f = meta_get(out, "format");
+    if (!f) return err_set("%s: not a Concord checkpoint (no format key)", path);
+    if (strcmp(f, CKPT_FORMAT) != 0)
+        return err_set("%s: checkpoint format '%s' is not supported (this build reads %s)", path, f, CKPT_FORMAT);
+    return 0;
+}
+
+int ckpt_read_meta(const char *path, CkptMeta *out) {
+    sqlite3 *db = open_ro(path);
+    if (!db) return -1;
+    int rc = read_meta_db(db, path, out);
+    sqlite3_close(db);
+    return rc;
+}
+
+static int meta_int(const CkptMeta *mt, const char *key, const char *path, long lo, long hi, long *v) {
+    const char *s = meta_get(mt, key);
+    if (!s || parse_int(s, lo, hi, v) < 0)
+        return err_set("%s: checkpoint meta '%s' is missing or invalid ('%s')", path, key, s ? s : "");
+    return 0;
+}
+
+Model *ckpt_load(const char *path, const Rule *rule, const RuleOpts *ro, int new_classes, int want_optim,
+                 CkptMeta *meta_out) {
+    CHECK(little_endian());
+    CkptMeta mt;
+    Model *m = NULL;
+    sqlite3_stmt *st = NULL;
+    sqlite3 *db = open_ro(path);
+    if (!db) return NULL;
+    if (read_meta_db(db, path, &mt) < 0) goto fail;
+    ModelSpec s;
+    long c, h, w, k, uv;
+    if (meta_int(&mt, "in_c", path, 1, 4096, &c) < 0 || meta_int(&mt, "in_h", path, 1, 65536, &h) < 0 ||
+        meta_int(&mt, "in_w", path, 1, 65536, &w) < 0 || meta_int(&mt, "classes", path, 1, 1 << 20, &k) < 0)
+        goto fail;
+    const char *arch = meta_get(&mt, "arch");
+    model_spec_default(&s, arch ? arch : "", (int)c, (int)h, (int)w, (int)k);
+    double d;
+    if (meta_get(&mt, "width") && parse_double(meta_get(&mt, "width"), &d) == 0) s.width = (float)d;
+    if (meta_get(&mt, "dropout") && parse_double(meta_get(&mt, "dropout"), &d) == 0) s.dropout = (float)d;
+    if (meta_get(&mt, "hidden")) snprintf(s.hidden, sizeof s.hidden, "%s", meta_get(&mt, "hidden"));
+    if (meta_get(&mt, "head")) snprintf(s.head, sizeof s.head, "%s", meta_get(&mt, "head"));
+    int new_head = new_classes > 0 && new_classes != s.classes;
+    if (new_classes > 0) s.classes = new_classes;
+    const char *stored_rule = meta_get(&mt, "rule");
+    RuleOpts sro;
+    if (rule_opts_from_text(&sro, meta_get(&mt, "rule_opts")) < 0) { err_clear(); rule_opts_default(&sro); }
+    int same_rule = !rule || (stored_rule && str_eq(rule->name, stored_rule));
+    if (!rule) {
+        rule = rule_find(stored_rule ? stored_rule : "bp");
+        if (!rule) { err_set("%s: unknown rule '%s' in checkpoint", path, stored_rule); goto fail; }
+        ro = &sro;
+    }
+    m = model_create(&s, rule, ro, 0);
+    if (!m) { err_set("%s: cannot rebuild the model: %s", path, err_msg()); goto fail; }
+    /* the classifier: the last linear layer */
+    const char *head_name = m->L[m->out].kind == L_LINEAR ? m->L[m->out].name : m->L[m->out - 1].name;
+    if (sqlite3_prepare_v2(db, "SELECT shape, data FROM tensor WHERE name = ?", -1, &st, NULL) != SQLITE_OK) {
+        err_set("%s: not a Concord checkpoint (%s)", path, sqlite3_errmsg(db));
+        goto fail;
+    }
+    for (int i = 0; i < m->ntensors; i++) {
+        Tensor *t = &m->tensors[i];
+        if (t->kind == TK_OPTIM && (!want_optim || new_head)) continue;
+        if (t->kind == TK_RULE && !same_rule) continue;
+        if (new_head && strncmp(t->name, head_name, strlen(head_name)) == 0 && t->name[strlen(head_name)] == '.') continue;
+        if (new_head && t->kind == TK_RULE) continue; /* DFA state depends on the class count */
+        sqlite3_bind_text(st, 1, t->name, -1, SQLITE_STATIC);
+        int rc = sqlite3_step(st);
+        if (rc != SQLITE_ROW) {
+            if (rc == SQLITE_DONE) err_set("%s: tensor '%s' is missing; the file does not match model %s", path, t->name, s.arch);
+            else err_set("%s: damaged checkpoint reading '%s' (%s)", path, t->name, sqlite3_errmsg(db));
+            goto fail;
+        }
+        char want[64];
+        shape_text(t, want, sizeof want);
+        const char *got = (const char *)sqlite3_column_text(st, 0);
+        if (!got || strcmp(got, want) != 0) {
+            err_set("%s: tensor '%s' has shape [%s], model %s expects [%s]", path, t->name, got ? got : "", s.arch, want);
+            goto fail;
+        }
+        const void *blob = sqlite3_column_blob(st, 1);
+        long bytes = sqlite3_column_bytes(st, 1);
+        if (bytes != t->n * (long)sizeof(float) || (!blob && bytes)) {
+            err_set("%s: tensor '%s' holds %ld bytes, expected %ld (truncated or damaged)", path, t->name, bytes, t->n * (long)sizeof(float));
+            goto fail;
+        }
+        memcpy(t->data, blob, (size_t)bytes);
+        for (long j = 0; j < t->n; j++)
+            if (!isfinite(t->data[j])) { err_set("%s: tensor '%s' holds NaN or Inf values", path, t->name); goto fail; }
+        sqlite3_reset(st);
+    }
+    sqlite3_finalize(st);
+    st = NULL;
+    if (same_rule) {
+        if (meta_int(&mt, "fb_count", path, 0, 0x7fffffffffffffffL, &uv) < 0) goto fail;
+        m->fb_count = (uint64_t)uv;
+    }
+    if (want_optim && !new_head && meta_int(&mt, "step", path, 0, 0x7fffffffffffffffL, &uv) == 0) m->step = uv;
+    err_clear();
+    sqlite3_close(db);
+    if (meta_out) *meta_out = mt;
+    return m;
+fail:
+    if (st) sqlite3_finalize(st);
+    sqlite3_close(db);
+    model_free(m);
+    return NULL;
+}

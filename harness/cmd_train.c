@@ -1,0 +1,297 @@
+/* cmd_train.c -- `concord train`, `concord finetune`, `concord models`, `concord rules`.
+ * One pipeline for both training commands: data (with a seeded validation split taken from the
+ * training set), model (built, or loaded from a parent checkpoint), the shared trainer, a checkpoint
+ * after every epoch (write-temp-then-rename, so a killed run resumes with --resume), the results
+ * database, and the final test accuracy. */
+#include <cblas.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "../rules/rule.h"
+#include "checkpoint.h"
+#include "cli.h"
+#include "commands.h"
+#include "record.h"
+#include "train.h"
+
+static const OptSpec TRAIN_OPTS[] = {
+    {"model", "M", "architecture (concord models)", "lenet5"},
+    {"dataset", "D", "fashion-mnist | mnist | cifar10 | cifar100 | png:DIR | synthetic[:N[:CxHxW[:K]]]", "fashion-mnist"},
+    {"data-dir", "DIR", "where the dataset files are (default: the dataset's standard place)", NULL},
+    {"rule", "R", "learning rule (concord rules)", "bp"},
+    {"epochs", "N", "training epochs", "10"},
+    {"batch", "N", "batch size", "128"},
+    {"lr", "X", "learning rate", "0.01"},
+    {"momentum", "X", "SGD momentum", "0.9"},
+    {"wd", "X", "weight decay (coupled, on every parameter)", "0"},
+    {"nesterov", NULL, "Nesterov momentum", NULL},
+    {"optimizer", "sgd|adam", "optimiser", "sgd"},
+    {"schedule", "const|step|cosine", "learning-rate schedule", "const"},
+    {"step-size", "N", "step schedule: epochs between decays", "10"},
+    {"gamma", "X", "step schedule: decay factor", "0.1"},
+    {"seed", "S", "data seed: split, shuffling, dropout, augmentation", "0"},
+    {"init-seed", "S", "weight initialisation seed (default: --seed)", NULL},
+    {"rule-seed", "S", "rule seed: random feedback draws (default: --seed)", NULL},
+    {"usf-scale", "K", "usf scale: xavier|he-fanout|none|wstd|meanabs", "xavier"},
+    {"magnitude", "K", "brsf/frsf magnitudes: uniform|halfnormal", "uniform"},
+    {"brsf-resample", "K", "brsf redraw: batch|forward", "batch"},
+    {"last-layer-bp", NULL, "exact BP in the classifier layer", NULL},
+    {"width", "X", "channel multiplier of conv nets", "1"},
+    {"hidden", "W,W", "mlp hidden widths", "256,256"},
+    {"dropout", "P", "alexnet/vgg16 classifier dropout", "0.5"},
+    {"val", "N", "validation examples split off the training set", "5000"},
+    {"limit", "N", "use only the first N training examples (after the split; 0 = all)", "0"},
+    {"test-limit", "N", "evaluate on the first N test examples (0 = all)", "0"},
+    {"augment", NULL, "random crop (pad 4) + horizontal flip (32x32 colour data)", NULL},
+    {"probe", "N", "alignment probe batch size (0 = off)", "64"},
+    {"threads", "N", "OpenBLAS threads (0 = OpenBLAS default)", "0"},
+    {"out", "CKPT", "checkpoint to write (after every epoch)", NULL},
+    {"resume", NULL, "continue from --out if it holds an unfinished run", NULL},
+    {"db", "PATH", "results database (default out/concord.db or $CONCORD_DB)", NULL},
+    {"no-db", NULL, "do not record in the results database", NULL},
+    {"job-key", "KEY", "suite job key recorded with the run", NULL},
+    {"quiet", NULL, "only the final line", NULL},
+    /* finetune only */
+    {"from", "CKPT", "finetune: parent checkpoint", NULL},
+    {"new-head", NULL, "finetune: new classifier for the dataset's class count", NULL},
+    {"freeze", "N", "finetune: freeze the first N linear/conv layers", "0"},
+    {0},
+};
+
+static int parse_rule_opts(const Args *a, RuleOpts *ro, uint64_t seed) {
+    rule_opts_default(ro);
+    static const char *keys[] = {"usf-scale", "magnitude", "brsf-resample"};
+    for (size_t i = 0; i < ARRAY_LEN(keys); i++)
+        if (rule_opts_parse(ro, keys[i], arg_str(a, keys[i])) < 0) return -1;
+    ro->last_layer_bp = arg_flag(a, "last-layer-bp");
+    ro->seed = seed;
+    if (arg_set(a, "rule-seed") && arg_u64(a, "rule-seed", &ro->seed) < 0) return -1;
+    return 0;
+}
+
+static int parse_train_opts(const Args *a, TrainOpts *o) {
+    train_opts_default(o);
+    long v;
+    if (arg_int(a, "epochs", 0, 100000, &v) < 0) return -1;
+    o->epochs = (int)v;
+    if (arg_int(a, "batch", 1, 65536, &v) < 0) return -1;
+    o->batch = (int)v;
+    if (arg_double(a, "lr", 0, 100, &o->lr) < 0 || arg_double(a, "momentum", 0, 1, &o->momentum) < 0 ||
+        arg_double(a, "wd", 0, 1, &o->weight_decay) < 0 || arg_double(a, "gamma", 0, 1, &o->gamma) < 0)
+        return -1;
+    if (arg_int(a, "step-size", 1, 100000, &v) < 0) return -1;
+    o->step_size = (int)v;
+    o->nesterov = arg_flag(a, "nesterov");
+    const char *opt = arg_str(a, "optimizer"), *sch = arg_str(a, "schedule");
+    if (str_eq(opt, "sgd")) o->optimizer = OPT_SGD;
+    else if (str_eq(opt, "adam")) o->optimizer = OPT_ADAM;
+    else return err_set("--optimizer %s: use sgd or adam", opt);
+    if (str_eq(sch, "const")) o->schedule = SCHED_CONST;
+    else if (str_eq(sch, "step")) o->schedule = SCHED_STEP;
+    else if (str_eq(sch, "cosine")) o->schedule = SCHED_COSINE;
+    else return err_set("--schedule %s: use const, step or cosine", sch);
+    if (arg_u64(a, "seed", &o->seed) < 0) return -1;
+    o->augment = arg_flag(a, "augment");
+    if (arg_int(a, "probe", 0, 1024, &v) < 0) return -1;
+    o->probe_n = (int)v;
+    o->quiet = arg_flag(a, "quiet");
+    return 0;
+}
+
+/* Loads train/val/test. On error returns -1 and frees everything. */
+static int load_data(const Args *a, uint64_t seed, Dataset *train, Dataset *val, Dataset *test) {
+    Dataset full;
+    const char *name = arg_str(a, "dataset"), *dir = arg_str(a, "data-dir");
+    long nval, lim, tlim;
+    if (arg_int(a, "val", 0, 10000000, &nval) < 0 || arg_int(a, "limit", 0, 100000000, &lim) < 0 ||
+        arg_int(a, "test-limit", 0, 100000000, &tlim) < 0)
+        return -1;
+    if (dataset_open(name, dir, SPLIT_TRAIN, &full) < 0) return -1;
+    if (nval >= full.n) {
+        int n = full.n;
+        dataset_close(&full);
+        return err_set("--val %ld: the training set of %s has only %d examples", nval, name, n);
+    }
+    dataset_split(&full, (int)nval, seed, train, val);
+    dataset_close(&full);
+    if (lim > 0 && lim < train->n) train->n = (int)lim;
+    if (dataset_open(name, dir, SPLIT_TEST, test) < 0) { dataset_close(train); dataset_close(val); return -1; }
+    if (tlim > 0 && tlim < test->n) test->n = (int)tlim;
+    return 0;
+}
+
+typedef struct Session {
+    const Args *a;
+    const char *out;
+    CkptMeta meta;
+    Recorder rec;
+} Session;
+
+static int save_ckpt(Session *s, Model *m, int epoch) {
+    if (!s->out) return 0;
+    meta_set(&s->meta, "epoch", "%d", epoch);
+    return ckpt_save(s->out, m, &s->meta);
+}
+
+static int on_epoch(void *ctx, Model *m, const EpochStats *st) {
+    Session *s = ctx;
+    if (save_ckpt(s, m, st->epoch) < 0) return -1;
+    return record_epoch(&s->rec, st);
+}
+
+static int run(int argc, char **argv, int finetune) {
+    const char *cmd = finetune ? "finetune" : "train";
+    Args a;
+    int pr = args_parse(&a, cmd, finetune ? "--from CKPT --rule R [--new-head] [--freeze N] [options]" : "--model M --dataset D --rule R [options]",
+                        TRAIN_OPTS, argc, argv);
+    if (pr) return pr > 0 ? 0 : err_die();
+    if (finetune && !arg_str(&a, "from")) { err_set("concord finetune: --from CKPT is required"); return err_die(); }
+    if (!finetune && (arg_set(&a, "from") || arg_set(&a, "new-head") || arg_set(&a, "freeze"))) {
+        err_set("concord train: --from/--new-head/--freeze belong to concord finetune");
+        return err_die();
+    }
+    TrainOpts to;
+    RuleOpts ro;
+    uint64_t init_seed;
+    long threads, freeze;
+    const Rule *rule = rule_find(arg_str(&a, "rule"));
+    if (!rule) {
+        char all[128] = "";
+        for (int i = 0; i < N_RULES; i++) { strcat(all, RULES[i]->name); strcat(all, i + 1 < N_RULES ? ", " : ""); }
+        err_set("unknown rule '%s'; available: %s (see concord rules)", arg_str(&a, "rule"), all);
+        return err_die();
+    }
+    if (parse_train_opts(&a, &to) < 0 || parse_rule_opts(&a, &ro, to.seed) < 0) return err_die();
+    init_seed = to.seed;
+    if (arg_set(&a, "init-seed") && arg_u64(&a, "init-seed", &init_seed) < 0) return err_die();
+    if (arg_int(&a, "threads", 0, 256, &threads) < 0 || arg_int(&a, "freeze", 0, 1000, &freeze) < 0) return err_die();
+    if (threads > 0) openblas_set_num_threads((int)threads);
+
+    Session s = {.a = &a, .out = arg_str(&a, "out")};
+    Dataset train, val, test;
+    if (load_data(&a, to.seed, &train, &val, &test) < 0) return err_die();
+    Model *m = NULL;
+    int start_epoch = 0, rc = 1;
+    char parent_hash[17] = "";
+    CkptMeta pmeta;
+    if (arg_flag(&a, "resume") && s.out && access(s.out, F_OK) == 0) {
+        m = ckpt_load(s.out, NULL, NULL, 0, 1, &s.meta);
+        if (!m) goto done;
+        const char *ep = meta_get(&s.meta, "epoch");
+        start_epoch = ep ? atoi(ep) : 0;
+        if (!str_eq(meta_get(&s.meta, "rule"), rule->name)) {
+            err_set("%s: --resume: the checkpoint was trained with rule %s, not %s", s.out, meta_get(&s.meta, "rule"), rule->name);
+            goto done;
+        }
+        printf("resuming %s at epoch %d of %d\n", s.out, start_epoch, to.epochs);
+    } else if (finetune) {
+        const char *from = arg_str(&a, "from");
+        if (file_sha_hex(from, parent_hash) < 0) goto done;
+        m = ckpt_load(from, rule, &ro, arg_flag(&a, "new-head") ? train.classes : 0, 0, &pmeta);
+        if (!m) goto done;
+        if (m->spec.in_c != train.c || m->spec.in_h != train.h || m->spec.in_w != train.w) {
+            err_set("%s: model input is %dx%dx%d but %s is %dx%dx%d", from, m->spec.in_c, m->spec.in_h, m->spec.in_w,
+                    train.name, train.c, train.h, train.w);
+            goto done;
+        }
+        if (m->spec.classes != train.classes) {
+            err_set("%s: model has %d classes, %s has %d; pass --new-head", from, m->spec.classes, train.name, train.classes);
+            goto done;
+        }
+        model_set_frozen(m, (int)freeze);
+        m->step = 0;
+        meta_set(&s.meta, "parent", "%s", from);
+        meta_set(&s.meta, "parent_hash", "%s", parent_hash);
+        meta_set(&s.meta, "parent_rule", "%s", meta_get(&pmeta, "rule") ? meta_get(&pmeta, "rule") : "");
+    } else {
+        ModelSpec spec;
+        double width, dropout;
+        model_spec_default(&spec, arg_str(&a, "model"), train.c, train.h, train.w, train.classes);
+        if (arg_double(&a, "width", 1e-3, 64, &width) < 0 || arg_double(&a, "dropout", 0, 0.99, &dropout) < 0) goto done;
+        spec.width = (float)width;
+        spec.dropout = (float)dropout;
+        snprintf(spec.hidden, sizeof spec.hidden, "%s", arg_str(&a, "hidden"));
+        m = model_create(&spec, rule, &ro, init_seed);
+        if (!m) goto done;
+        /* the normalisation layer: per-channel statistics of the training split */
+        dataset_channel_stats(&train, m->L[0].mean, m->L[0].std);
+        for (int c = 0; c < train.c; c++)
+            if (!(m->L[0].std[c] > 1e-6f)) m->L[0].std[c] = 1.0f;
+    }
+    if (!arg_flag(&a, "resume") || start_epoch == 0) {
+        meta_set(&s.meta, "kind", "%s", cmd);
+        meta_set(&s.meta, "dataset", "%s", train.name);
+        meta_set(&s.meta, "data_seed", "%llu", (unsigned long long)to.seed);
+        meta_set(&s.meta, "init_seed", "%llu", (unsigned long long)init_seed);
+        meta_set(&s.meta, "epochs", "%d", to.epochs);
+        meta_set(&s.meta, "freeze", "%ld", freeze);
+    }
+    if (record_begin(&s.rec, &a, cmd, m, &train, &to, &s.meta) < 0) goto done;
+    printf("%s %s with %s on %s: %ld parameters, %d train / %d val / %d test examples, %d epochs\n", cmd, m->spec.arch,
+           rule->name, train.name, m->n_params, train.n, val.n, test.n, to.epochs);
+    if (train_run(m, &train, val.n ? &val : NULL, &to, start_epoch, on_epoch, &s) < 0) {
+        record_end(&s.rec, "failed", err_msg(), NULL, NAN);
+        goto done;
+    }
+    double test_loss, test_acc = evaluate(m, &test, 256, &test_loss);
+    meta_set(&s.meta, "test_acc", "%.6f", test_acc);
+    meta_set(&s.meta, "test_loss", "%.6f", test_loss);
+    if (save_ckpt(&s, m, to.epochs) < 0) { record_end(&s.rec, "failed", err_msg(), NULL, NAN); goto done; }
+    printf("%s done: test accuracy %.2f%% (error %.2f%%) on %d examples%s%s\n", cmd, 100 * test_acc, 100 * (1 - test_acc),
+           test.n, s.out ? "; checkpoint " : "", s.out ? s.out : "");
+    if (record_end(&s.rec, "finished", NULL, s.out, test_acc) < 0) goto done;
+    rc = 0;
+done:
+    if (rc) err_die();
+    record_close(&s.rec);
+    model_free(m);
+    dataset_close(&train);
+    dataset_close(&val);
+    dataset_close(&test);
+    return rc;
+}
+
+int cmd_train(int argc, char **argv) { return run(argc, argv, 0); }
+int cmd_finetune(int argc, char **argv) { return run(argc, argv, 1); }
+
+int cmd_models(int argc, char **argv) {
+    static const OptSpec opts[] = {{"shape", "CxHxW", "input shape", NULL}, {"classes", "K", "classes", "10"}, {0}};
+    Args a;
+    int pr = args_parse(&a, "models", "[--shape CxHxW] [--classes K]", opts, argc, argv);
+    if (pr) return pr > 0 ? 0 : err_die();
+    long k;
+    if (arg_int(&a, "classes", 1, 100000, &k) < 0) return err_die();
+    printf("%-9s %-9s %12s %16s  %s\n", "model", "input", "parameters", "fwd FLOPs/sample", "description");
+    for (int i = 0; i < N_ARCHS; i++) {
+        int c = 1, h = 28, w = 28;
+        if (arg_set(&a, "shape")) {
+            if (sscanf(arg_str(&a, "shape"), "%dx%dx%d", &c, &h, &w) != 3) { err_set("--shape %s: expected CxHxW", arg_str(&a, "shape")); return err_die(); }
+        } else if (i >= 2) {
+            c = 3; h = w = 32;
+        }
+        ModelSpec s;
+        model_spec_default(&s, ARCHS[i].name, c, h, w, (int)k);
+        Model *m = model_create(&s, NULL, NULL, 0);
+        if (!m) { printf("%-9s %dx%dx%d: %s\n", ARCHS[i].name, c, h, w, err_msg()); err_clear(); continue; }
+        char in[32];
+        snprintf(in, sizeof in, "%dx%dx%d", c, h, w);
+        printf("%-9s %-9s %12ld %16ld  %s\n", ARCHS[i].name, in, m->n_params, model_flops(m), ARCHS[i].desc);
+        model_free(m);
+    }
+    return 0;
+}
+
+int cmd_rules(int argc, char **argv) {
+    static const OptSpec opts[] = {{0}};
+    Args a;
+    int pr = args_parse(&a, "rules", "", opts, argc, argv);
+    if (pr) return pr > 0 ? 0 : err_die();
+    printf("%-6s %-84s %s\n", "rule", "feedback", "state");
+    for (int i = 0; i < N_RULES; i++) printf("%-6s %-84s %s\n", RULES[i]->name, RULES[i]->desc, RULES[i]->state);
+    printf("\noptions: --usf-scale xavier|he-fanout|none|wstd|meanabs  --magnitude uniform|halfnormal\n"
+           "         --brsf-resample batch|forward  --last-layer-bp  --rule-seed S\n");
+    return 0;
+}

@@ -1,0 +1,16 @@
+/* commands.h -- every `concord <cmd>` entry point: int cmd_x(int argc, char **argv), argv after the
+ * command name. Returns the process exit status. The table lives in main.c. */
+#ifndef CONCORD_COMMANDS_H
+#define CONCORD_COMMANDS_H
+int cmd_models(int argc, char **argv);
+int cmd_rules(int argc, char **argv);
+int cmd_train(int argc, char **argv);
+int cmd_finetune(int argc, char **argv);
+int cmd_attack(int argc, char **argv);
+int cmd_data(int argc, char **argv);
+int cmd_query(int argc, char **argv);
+int cmd_plot(int argc, char **argv);
+int cmd_db(int argc, char **argv);
+int cmd_suite(int argc, char **argv);
+int cmd_job(int argc, char **argv);
+#endif

@@ -1,0 +1,145 @@
+/* core.c -- errors, allocation, RNG, small parsers. See core.h. */
+#define _POSIX_C_SOURCE 200809L
+#include "core.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+static _Thread_local char g_err[1024];
+
+int err_set(const char *fmt, ...) {
+    if (g_err[0]) return -1; /* keep the first, most specific message */
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(g_err, sizeof g_err, fmt, ap);
+    va_end(ap);
+    return -1;
+}
+const char *err_msg(void) { return g_err; }
+void err_clear(void) { g_err[0] = 0; }
+int err_die(void) {
+    fprintf(stderr, "concord: %s\n", g_err[0] ? g_err : "failed (no message: this is a bug)");
+    return 1;
+}
+
+void *xmalloc(size_t n) {
+    void *p = malloc(n ? n : 1);
+    if (!p) { fprintf(stderr, "concord: out of memory allocating %zu bytes\n", n); exit(1); }
+    return p;
+}
+void *xcalloc(size_t n, size_t sz) {
+    void *p = calloc(n ? n : 1, sz ? sz : 1);
+    if (!p) { fprintf(stderr, "concord: out of memory allocating %zu bytes\n", n * sz); exit(1); }
+    return p;
+}
+char *xstrdup(const char *s) {
+    size_t n = strlen(s) + 1;
+    char *p = xmalloc(n);
+    memcpy(p, s, n);
+    return p;
+}
+
+/* ---- RNG ---- */
+static uint64_t splitmix64(uint64_t *x) {
+    uint64_t z = (*x += 0x9e3779b97f4a7c15ULL);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+}
+void rng_seed(Rng *r, uint64_t seed, uint64_t purpose, uint64_t index) {
+    uint64_t x = seed;
+    uint64_t k = splitmix64(&x) ^ (purpose * 0xd1b54a32d192ed03ULL);
+    x = k;
+    k = splitmix64(&x) ^ (index * 0x8cb92ba72f3d8dd7ULL);
+    x = k;
+    for (int i = 0; i < 4; i++) r->s[i] = splitmix64(&x);
+}
+static inline uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
+uint64_t rng_u64(Rng *r) {
+    uint64_t *s = r->s;
+    uint64_t res = rotl(s[1] * 5, 7) * 9, t = s[1] << 17;
+    s[2] ^= s[0]; s[3] ^= s[1]; s[1] ^= s[2]; s[0] ^= s[3];
+    s[2] ^= t; s[3] = rotl(s[3], 45);
+    return res;
+}
+float rng_uniform(Rng *r) { return (float)(rng_u64(r) >> 40) * (1.0f / 16777216.0f); }
+double rng_uniform_d(Rng *r) { return (double)(rng_u64(r) >> 11) * (1.0 / 9007199254740992.0); }
+float rng_normal(Rng *r) {
+    double u1 = rng_uniform_d(r), u2 = rng_uniform_d(r);
+    if (u1 < 1e-300) u1 = 1e-300;
+    return (float)(sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2));
+}
+uint32_t rng_below(Rng *r, uint32_t n) {
+    CHECK(n > 0);
+    uint64_t lim = UINT64_MAX - UINT64_MAX % n, v;
+    do v = rng_u64(r); while (v >= lim);
+    return (uint32_t)(v % n);
+}
+void rng_shuffle(Rng *r, int *a, int n) {
+    for (int i = n - 1; i > 0; i--) {
+        int j = (int)rng_below(r, (uint32_t)i + 1), t = a[i];
+        a[i] = a[j]; a[j] = t;
+    }
+}
+
+/* ---- misc ---- */
+double now_seconds(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+uint64_t fnv1a64(const void *p, size_t n, uint64_t h) {
+    const unsigned char *b = p;
+    for (size_t i = 0; i < n; i++) { h ^= b[i]; h *= 0x100000001b3ULL; }
+    return h;
+}
+int file_sha_hex(const char *path, char out[17]) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return err_set("%s: cannot open: %s", path, strerror(errno));
+    uint64_t h = FNV1A_INIT;
+    unsigned char buf[1 << 16];
+    size_t n;
+    while ((n = fread(buf, 1, sizeof buf, f)) > 0) h = fnv1a64(buf, n, h);
+    int bad = ferror(f);
+    fclose(f);
+    if (bad) return err_set("%s: read error", path);
+    snprintf(out, 17, "%016llx", (unsigned long long)h);
+    return 0;
+}
+int parse_int(const char *s, long lo, long hi, long *out) {
+    if (!s || !*s) return -1;
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno || *end || v < lo || v > hi) return -1;
+    *out = v;
+    return 0;
+}
+int parse_double(const char *s, double *out) {
+    if (!s || !*s) return -1;
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (errno || *end || !isfinite(v)) return -1;
+    *out = v;
+    return 0;
+}
+int str_eq(const char *a, const char *b) { return a && b && strcmp(a, b) == 0; }
+
+void tmp_path(const char *path, char *out, size_t n) { snprintf(out, n, "%s.tmp.%ld", path, (long)getpid()); }
+int file_commit(const char *tmp, const char *path) {
+    int fd = open(tmp, O_RDONLY);
+    if (fd >= 0) { fsync(fd); close(fd); }
+    if (rename(tmp, path) != 0) {
+        int e = errno;
+        unlink(tmp);
+        return err_set("%s: cannot move the finished file into place: %s", path, strerror(e));
+    }
+    return 0;
+}

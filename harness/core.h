@@ -1,0 +1,69 @@
+/* core.h -- what every Concord module may use: bug checks, environment errors, RNG, time.
+ *
+ * Two kinds of failure (STYLE.md):
+ *   - a bug (broken invariant): CHECK(expr) prints the expression, file and line, then aborts. Always on.
+ *   - the environment (missing file, corrupt data, SQLITE_BUSY, bad flag): the function calls
+ *     err_set("path: what is wrong; what to do") and returns -1; the message travels up unchanged and
+ *     main() prints it as one line with a non-zero exit. err_set keeps the FIRST message of a failure
+ *     chain (the most specific one) until err_clear().
+ * Not for: anything numeric or model-specific.
+ */
+#ifndef CONCORD_CORE_H
+#define CONCORD_CORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#define CHECK(cond)                                                                          \
+    do {                                                                                     \
+        if (!(cond)) {                                                                       \
+            fprintf(stderr, "concord: internal error: CHECK(%s) failed at %s:%d\n", #cond, __FILE__, \
+                    __LINE__);                                                               \
+            abort();                                                                         \
+        }                                                                                    \
+    } while (0)
+
+#define ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
+
+void abort(void);
+
+/* ---- environment errors ---- */
+int err_set(const char *fmt, ...) __attribute__((format(printf, 1, 2))); /* always returns -1 */
+const char *err_msg(void);                                               /* "" when none */
+void err_clear(void);
+int err_die(void); /* prints "concord: <msg>" to stderr, returns 1 (use: return err_die();) */
+
+/* ---- memory: allocation failure is fatal (we allocate once per model/workspace) ---- */
+void *xmalloc(size_t n);
+void *xcalloc(size_t n, size_t sz);
+char *xstrdup(const char *s);
+
+/* ---- RNG: explicit state, never rand(). Streams are keyed by (seed, purpose, index) so a draw does
+ * not depend on batch size or on how many other draws happened before it. ---- */
+typedef struct Rng { uint64_t s[4]; } Rng; /* xoshiro256** */
+void rng_seed(Rng *r, uint64_t seed, uint64_t purpose, uint64_t index);
+uint64_t rng_u64(Rng *r);
+float rng_uniform(Rng *r);            /* [0,1) with 24 random bits */
+double rng_uniform_d(Rng *r);         /* [0,1) with 53 random bits */
+float rng_normal(Rng *r);             /* N(0,1), Box-Muller in double */
+uint32_t rng_below(Rng *r, uint32_t n); /* uniform in [0,n), unbiased */
+void rng_shuffle(Rng *r, int *a, int n);
+
+/* purposes of random streams (index is up to the caller: epoch, layer, batch...) */
+enum { RNG_INIT = 1, RNG_SHUFFLE, RNG_DROPOUT, RNG_RULE, RNG_SPLIT, RNG_AUGMENT, RNG_ATTACK, RNG_DATA,
+       RNG_PROBE, RNG_HASH };
+
+/* ---- misc ---- */
+double now_seconds(void);                      /* monotonic */
+uint64_t fnv1a64(const void *p, size_t n, uint64_t h); /* content hash; start with h = FNV1A_INIT */
+#define FNV1A_INIT 0xcbf29ce484222325ULL
+int file_sha_hex(const char *path, char out[17]); /* fnv1a64 of a file's bytes as 16 hex chars */
+int parse_int(const char *s, long lo, long hi, long *out);     /* 0 or -1 (no message) */
+int parse_double(const char *s, double *out);                   /* 0 or -1, whole string must parse */
+int str_eq(const char *a, const char *b);
+/* write-temp-then-rename: callers write to tmp_path(path) and call file_commit */
+void tmp_path(const char *path, char *out, size_t n);
+int file_commit(const char *tmp, const char *path); /* fsync + rename; err_set on failure */
+
+#endif

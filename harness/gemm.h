@@ -1,0 +1,14 @@
+/* gemm.h -- the one seam every matrix product goes through (OpenBLAS cblas_sgemm), plus the naive
+ * double-accumulation reference the tests compare it with. Row-major: C = alpha*op(A)*op(B) + beta*C,
+ * op(A) is (M, K), op(B) is (K, N), C is (M, N). ta/tb: 0 = as stored, 1 = transposed.
+ */
+#ifndef CONCORD_GEMM_H
+#define CONCORD_GEMM_H
+void gemm(int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda, const float *B, int ldb,
+          float beta, float *C, int ldc);
+void gemm_ref(int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda, const float *B,
+              int ldb, float beta, float *C, int ldc);
+extern unsigned long long gemm_flops; /* 2*M*N*K summed over calls (benchmark accounting) */
+int blas_threads(void);
+const char *blas_core(void);
+#endif

@@ -1,0 +1,37 @@
+/* main.c -- `concord <command> [options]`: the command table and nothing else. */
+#include <string.h>
+
+#include "commands.h"
+#include "core.h"
+
+typedef struct { const char *name; int (*fn)(int, char **); const char *help; } Command;
+
+static const Command COMMANDS[] = {
+    {"models", cmd_models, "list the architectures with parameter counts and FLOPs"},
+    {"rules", cmd_rules, "list the learning rules"},
+    {"train", cmd_train, "train a model from scratch with any rule"},
+    {"finetune", cmd_finetune, "fine-tune a checkpoint with any rule"},
+};
+
+static int usage(FILE *f) {
+    fprintf(f, "usage: concord <command> [options]   (concord <command> --help for its options)\n\ncommands:\n");
+    for (size_t i = 0; i < ARRAY_LEN(COMMANDS); i++) fprintf(f, "  %-10s %s\n", COMMANDS[i].name, COMMANDS[i].help);
+    return f == stderr ? 2 : 0;
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2) return usage(stderr);
+    if (strcmp(argv[1], "help") == 0 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
+        if (argc > 2)
+            for (size_t i = 0; i < ARRAY_LEN(COMMANDS); i++)
+                if (strcmp(COMMANDS[i].name, argv[2]) == 0) {
+                    char *h[] = {"--help", NULL};
+                    return COMMANDS[i].fn(1, h);
+                }
+        return usage(stdout);
+    }
+    for (size_t i = 0; i < ARRAY_LEN(COMMANDS); i++)
+        if (strcmp(COMMANDS[i].name, argv[1]) == 0) return COMMANDS[i].fn(argc - 2, argv + 2);
+    fprintf(stderr, "concord: unknown command '%s'; run concord help\n", argv[1]);
+    return 2;
+}

@@ -1,0 +1,181 @@
+/* model.h -- networks as a small graph of layers over one parameter arena, and their workspaces.
+ *
+ * Shape letters: N batch, C channels, H height, W width, K classes (or hash bits), D = C*H*W.
+ * Tensors are float32, NCHW, row-major. PyTorch layouts: linear weight (OUT, IN), conv weight
+ * (OC, IC, KH, KW), so checkpoints are readable elsewhere (docs/checkpoint.md).
+ *
+ * A model is built by appending layers (model_add_*), then model_finalize() sizes and allocates one
+ * arena: trainable parameters, their gradients and the optimiser state are each ONE contiguous block
+ * (the optimiser and checkpoints are flat loops); running statistics, normalisation constants, rule
+ * state and feedback matrices live in the same arena. A Work holds every activation and gradient for
+ * a maximum batch size, allocated once; forward/backward never allocate.
+ *
+ * The rule seam: a linear or conv layer sends its input gradient through L->B (the feedback matrix its
+ * learning rule supplies; for bp, B == W, no copy), or, for a "direct" rule (DFA), projects the output
+ * error e straight to its input with L->B shaped (D_in, K). Weight and bias gradients are always the
+ * exact local ones. BW_TRUE ignores the rule and uses W: the exact gradient attacks need.
+ * Not for: data loading, losses (loss.h), optimisers (train.h), files (checkpoint.h).
+ */
+#ifndef CONCORD_MODEL_H
+#define CONCORD_MODEL_H
+
+#include <stdint.h>
+
+#include "core.h"
+
+typedef enum {
+    L_NORM,    /* per-channel (x - mean) / std; the first layer of every model */
+    L_LINEAR,  /* y = x W^T + b, input flattened */
+    L_CONV,    /* 2-d convolution, any kernel/stride/padding, via im2col + gemm */
+    L_MAXPOOL, /* k x k, stride s */
+    L_AVGPOOL, /* k x k, stride s */
+    L_GAP,     /* global average pool to (C, 1, 1) */
+    L_RELU,
+    L_TANH,
+    L_BN,      /* batch-norm over channels (1-d when H = W = 1) */
+    L_DROPOUT, /* inverted dropout, identity in inference */
+    L_FLATTEN, /* shape change only: aliases its input's buffers */
+    L_ADD,     /* residual sum of two nodes */
+    L_KIND_COUNT
+} LayerKind;
+
+struct Rule;
+
+typedef struct Layer {
+    LayerKind kind;
+    char name[48];           /* PyTorch-style parameter prefix: "conv1", "layer1.0.bn1" */
+    int in, in2;             /* input node indices; -1 = model input; in2 only for L_ADD */
+    int ic, ih, iw;          /* input shape per sample */
+    int c, h, w;             /* output shape per sample */
+    int k, stride, pad;      /* conv / pool geometry */
+    int bias;                /* linear/conv: has a bias */
+    float p;                 /* dropout probability */
+    int trainable;           /* has parameters in the trainable block */
+    int frozen;              /* parameters not updated (finetune --freeze) */
+    int pidx;                /* index among linear/conv layers, -1 otherwise */
+    /* parameters (pointers into the model arena) */
+    float *W;                /* linear (c, D_in); conv (c, ic, k, k) */
+    float *b;                /* (c) */
+    float *dW, *db;          /* same shapes, in the gradient block */
+    float *gamma, *beta, *dgamma, *dbeta; /* batch-norm (c) */
+    float *run_mean, *run_var;            /* batch-norm running statistics (c) */
+    float *mean, *std;                    /* L_NORM constants (c) */
+    /* rule seam */
+    const struct Rule *rule;
+    float *B;                /* feedback: == W for bp; own buffer otherwise; (D_in, K) for direct */
+    float *rstate;           /* persistent rule state (R, M, D...), rstate_n floats */
+    long rstate_n;
+    float rscale;            /* scalar state some rules keep (uSF s) */
+} Layer;
+
+typedef struct Tensor {      /* a named view into the arena, for checkpoints */
+    char name[64];
+    int ndim, shape[4];
+    long n;
+    float *data;
+    int kind;                /* TK_PARAM, TK_BUFFER, TK_OPTIM, TK_RULE */
+} Tensor;
+enum { TK_PARAM, TK_BUFFER, TK_OPTIM, TK_RULE };
+
+typedef struct ModelSpec {   /* everything needed to rebuild a model; stored in checkpoints */
+    char arch[32];           /* mlp | lenet5 | alexnet | vgg16 | resnet18 | resnet20 */
+    int in_c, in_h, in_w, classes;
+    float width;             /* channel multiplier (conv nets), 1 by default */
+    char hidden[64];         /* mlp hidden widths, "256,256" */
+    float dropout;           /* alexnet/vgg classifier dropout, 0.5 by default */
+    char head[16];           /* "softmax" (classification) or "hash" (tanh head, classes = bits) */
+} ModelSpec;
+
+#define MAX_LAYERS 160
+#define MAX_TENSORS 512
+
+typedef struct Model {
+    ModelSpec spec;
+    int nl;
+    Layer L[MAX_LAYERS];
+    int out;                 /* output node (logits) */
+    long n_params;           /* trainable floats */
+    float *params, *grads;   /* (n_params) each, contiguous */
+    float *opt_m, *opt_v;    /* optimiser state (n_params) each */
+    float *arena;            /* the one allocation */
+    long n_arena;
+    int ntensors;
+    Tensor tensors[MAX_TENSORS];
+    /* rule bookkeeping */
+    const struct Rule *rule; /* the model's training rule (layers may differ: --last-layer-bp) */
+    char rule_opts[256];     /* canonical text of the rule options */
+    uint64_t rule_seed;
+    uint64_t fb_count;       /* feedback refreshes so far (keys brSF redraws; saved for exact resume) */
+    long step;               /* optimiser steps so far */
+    int need_up[MAX_LAYERS]; /* node has a trainable, unfrozen layer at or before it */
+} Model;
+
+typedef struct Work {
+    int cap, n;              /* capacity and current batch size */
+    float *act[MAX_LAYERS];  /* (N, c, h, w) outputs */
+    float *grad[MAX_LAYERS]; /* (N, c, h, w) gradients w.r.t. outputs */
+    float *x;                /* (N, D_in) the input batch */
+    float *dx;               /* (N, D_in) gradient w.r.t. the input */
+    float *col, *tmp;        /* conv scratch: (K_col, N*P) and (OC, N*P), max over layers */
+    int32_t *argmax[MAX_LAYERS];   /* max-pool winners (N, c, h, w) */
+    float *bn_xhat[MAX_LAYERS];    /* (N, c, h, w) */
+    float *bn_mean[MAX_LAYERS], *bn_invstd[MAX_LAYERS]; /* (c) batch statistics used */
+    float *mask[MAX_LAYERS];       /* dropout masks (N, c, h, w) */
+    int train;               /* mode of the last forward */
+    uint64_t drop_seed, drop_count;
+    float *mem; int32_t *imem;
+} Work;
+
+/* ---- building ---- */
+void model_init(Model *m, const ModelSpec *spec);                 /* empty graph */
+int model_add(Model *m, LayerKind kind, const char *name, int in); /* returns node index */
+int model_add_linear(Model *m, const char *name, int in, int out_features);
+int model_add_conv(Model *m, const char *name, int in, int oc, int k, int stride, int pad, int bias);
+int model_add_pool(Model *m, LayerKind kind, int in, int k, int stride);
+int model_add_add(Model *m, int a, int b);
+int model_add_dropout(Model *m, int in, float p);
+void model_finalize(Model *m, uint64_t init_seed);   /* allocate, PyTorch-default init (rules attached first) */
+void model_free(Model *m);
+
+/* Builds spec->arch with learning rule `rule` (NULL = bp) attached to every linear/conv layer, then
+ * finalizes and draws the rule state. Returns NULL with err_set on an unknown arch or impossible shape. */
+struct RuleOpts;
+Model *model_create(const ModelSpec *spec, const struct Rule *rule, const struct RuleOpts *ro, uint64_t init_seed);
+typedef struct ArchInfo { const char *name, *desc; } ArchInfo;
+extern const ArchInfo ARCHS[];
+extern const int N_ARCHS;
+void model_spec_default(ModelSpec *s, const char *arch, int c, int h, int w, int classes);
+
+long model_flops(const Model *m);  /* forward multiply-adds x 2, per sample */
+int model_in_dim(const Model *m);
+int model_out_dim(const Model *m);
+int model_nparam_layers(const Model *m);
+Layer *model_param_layer(Model *m, int pidx); /* the pidx-th linear/conv layer */
+void model_set_frozen(Model *m, int first_n); /* freeze the first N linear/conv layers (and BN between) */
+Tensor *model_tensor(Model *m, const char *name);
+
+/* ---- running ---- */
+Work *work_create(const Model *m, int cap);
+void work_free(Work *w);
+
+enum { FWD_INFER = 0, FWD_TRAIN = 1 };
+/* x: (n, D_in) in [0,1]. Returns the logits (n, K) (== w->act[m->out]). */
+float *model_forward(Model *m, Work *w, const float *x, int n, int mode);
+
+enum {
+    BW_PARAMS = 1, /* exact local weight/bias/BN gradients into m->grads */
+    BW_INPUT = 2,  /* gradient w.r.t. the model input into w->dx */
+    BW_TRUE = 4,   /* input gradients through W (exact), ignoring every layer's rule */
+};
+/* dout: (n, K) gradient w.r.t. the logits (the output error e). Uses the mode of the last forward. */
+void model_backward(Model *m, Work *w, const float *dout, int flags);
+
+/* Refresh every layer's feedback matrix from its rule (called by the trainer before each backward
+ * that uses feedback; attacks with gradient source "feedback" call it per step). */
+void model_refresh_feedback(Model *m);
+
+/* non-finite detection: returns the index of the first layer whose output or parameters hold NaN/Inf,
+ * or -1. */
+int model_find_nonfinite(const Model *m, const Work *w);
+
+#endif

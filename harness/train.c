@@ -1,0 +1,245 @@
+/* train.c -- see train.h */
+#include "train.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../rules/rule.h"
+#include "loss.h"
+
+void train_opts_default(TrainOpts *o) {
+    memset(o, 0, sizeof *o);
+    o->epochs = 1;
+    o->batch = 128;
+    o->lr = 0.01;
+    o->momentum = 0.9;
+    o->weight_decay = 0;
+    o->optimizer = OPT_SGD;
+    o->schedule = SCHED_CONST;
+    o->step_size = 10;
+    o->gamma = 0.1;
+    o->beta1 = 0.9; o->beta2 = 0.999; o->adam_eps = 1e-8;
+    o->probe_n = 64;
+}
+
+double lr_at(const TrainOpts *o, int epoch) {
+    switch (o->schedule) {
+    case SCHED_STEP: return o->lr * pow(o->gamma, epoch / (o->step_size > 0 ? o->step_size : 1));
+    case SCHED_COSINE: return 0.5 * o->lr * (1 + cos(M_PI * epoch / (o->epochs > 0 ? o->epochs : 1)));
+    default: return o->lr;
+    }
+}
+
+/* PyTorch semantics: SGD buf = mom*buf + g (buf = g on the first step), nesterov g + mom*buf;
+ * weight decay added to the gradient (coupled), on every parameter. */
+static void update_range(Model *m, const TrainOpts *o, double lr, long off, long n) {
+    float *p = m->params + off, *g = m->grads + off, *mb = m->opt_m + off, *vb = m->opt_v + off;
+    const float wd = (float)o->weight_decay, mom = (float)o->momentum, flr = (float)lr;
+    if (o->optimizer == OPT_SGD) {
+        int first = m->step == 0;
+        for (long j = 0; j < n; j++) {
+            float gj = g[j] + wd * p[j];
+            if (mom != 0) {
+                mb[j] = first ? gj : mom * mb[j] + gj;
+                gj = o->nesterov ? gj + mom * mb[j] : mb[j];
+            }
+            p[j] -= flr * gj;
+        }
+    } else {
+        double t = (double)m->step + 1;
+        float b1 = (float)o->beta1, b2 = (float)o->beta2;
+        float c1 = (float)(1 - pow(o->beta1, t)), c2 = (float)(1 - pow(o->beta2, t));
+        for (long j = 0; j < n; j++) {
+            float gj = g[j] + wd * p[j];
+            mb[j] = b1 * mb[j] + (1 - b1) * gj;
+            vb[j] = b2 * vb[j] + (1 - b2) * gj * gj;
+            p[j] -= flr * (mb[j] / c1) / (sqrtf(vb[j] / c2) + (float)o->adam_eps);
+        }
+    }
+}
+
+void optimizer_step(Model *m, const TrainOpts *o, double lr) {
+    for (int i = 0; i < m->nl; i++) {
+        Layer *L = &m->L[i];
+        if (!L->trainable || L->frozen) continue;
+        if (L->kind == L_BN) {
+            update_range(m, o, lr, L->gamma - m->params, 2L * L->c);
+        } else {
+            long n = layer_w_n(L) + (L->bias ? L->c : 0); /* W then b, contiguous */
+            update_range(m, o, lr, L->W - m->params, n);
+        }
+    }
+    m->step++;
+}
+
+void batch_fill(const Dataset *d, const int *idx, int n, float *x, int32_t *y, int augment, uint64_t seed, int epoch) {
+    int D = dataset_dim(d), H = d->h, W = d->w;
+    for (int i = 0; i < n; i++) {
+        const float *src = d->x + (long)idx[i] * D;
+        float *dst = x + (long)i * D;
+        y[i] = d->y[idx[i]];
+        if (!augment) { memcpy(dst, src, sizeof(float) * D); continue; }
+        Rng r;
+        rng_seed(&r, seed, RNG_AUGMENT, (uint64_t)epoch * 0x100000000ULL + (uint64_t)idx[i]);
+        int dy = (int)rng_below(&r, 9) - 4, dx = (int)rng_below(&r, 9) - 4, flip = (int)rng_below(&r, 2);
+        for (int c = 0; c < d->c; c++)
+            for (int yy = 0; yy < H; yy++)
+                for (int xx = 0; xx < W; xx++) {
+                    int sy = yy + dy, sx = flip ? (W - 1 - xx) + dx : xx + dx;
+                    dst[((long)c * H + yy) * W + xx] =
+                        (sy < 0 || sy >= H || sx < 0 || sx >= W) ? 0.0f : src[((long)c * H + sy) * W + sx];
+                }
+    }
+}
+
+double evaluate(Model *m, const Dataset *d, int batch, double *loss) {
+    Work *w = work_create(m, batch);
+    int K = model_out_dim(m);
+    int32_t *y = xmalloc(sizeof(int32_t) * batch);
+    uint8_t *ok = xmalloc((size_t)batch);
+    long correct = 0;
+    double tl = 0;
+    int *idx = xmalloc(sizeof(int) * batch);
+    for (int s = 0; s < d->n; s += batch) {
+        int n = d->n - s < batch ? d->n - s : batch;
+        for (int i = 0; i < n; i++) idx[i] = s + i;
+        batch_fill(d, idx, n, w->x, y, 0, 0, 0);
+        float *lg = model_forward(m, w, w->x, n, FWD_INFER);
+        tl += loss_softmax_ce(lg, y, n, K, 1.0f, NULL, NULL, ok) * n;
+        for (int i = 0; i < n; i++) correct += ok[i];
+    }
+    free(idx); free(ok); free(y);
+    work_free(w);
+    if (loss) *loss = d->n ? tl / d->n : 0;
+    return d->n ? (double)correct / d->n : 0;
+}
+
+long alignment_scratch_n(const Model *m, int n) {
+    long s = 0;
+    for (int i = 0; i < m->nl; i++)
+        if (m->L[i].kind == L_LINEAR || m->L[i].kind == L_CONV) s += (long)n * m->L[i].c * m->L[i].h * m->L[i].w;
+    return s;
+}
+
+/* angle(B, W), |B|/|W|, and the angle between the delta a layer receives under its rule and the true
+ * BP delta, on a fixed probe batch in inference mode (no running-statistics updates). */
+int alignment_metrics(Model *m, Work *w, const Dataset *d, int n, LayerAlign *out, float *scratch) {
+    if (n > d->n) n = d->n;
+    if (n > w->cap) n = w->cap;
+    int K = model_out_dim(m), na = 0;
+    int32_t y[1024];
+    int idx[1024];
+    CHECK(n <= 1024);
+    for (int i = 0; i < n; i++) idx[i] = i;
+    batch_fill(d, idx, n, w->x, y, 0, 0, 0);
+    float *lg = model_forward(m, w, w->x, n, FWD_INFER);
+    float *dl = scratch + alignment_scratch_n(m, n);
+    loss_softmax_ce(lg, y, n, K, 1.0f / n, dl, NULL, NULL);
+    model_backward(m, w, dl, BW_PARAMS | BW_TRUE);
+    long off = 0;
+    for (int i = 0; i < m->nl; i++)
+        if (m->L[i].kind == L_LINEAR || m->L[i].kind == L_CONV) {
+            long sz = (long)n * m->L[i].c * m->L[i].h * m->L[i].w;
+            memcpy(scratch + off, w->grad[i], sizeof(float) * sz);
+            off += sz;
+        }
+    model_backward(m, w, dl, BW_PARAMS);
+    off = 0;
+    for (int i = 0; i < m->nl && na < MAX_ALIGN; i++) {
+        Layer *L = &m->L[i];
+        if (L->kind != L_LINEAR && L->kind != L_CONV) continue;
+        long sz = (long)n * L->c * L->h * L->w;
+        LayerAlign *a = &out[na++];
+        snprintf(a->name, sizeof a->name, "%s", L->name);
+        int direct = L->rule && L->rule->direct;
+        a->angle_bw = direct ? NAN : vec_angle_deg(L->B, L->W, layer_w_n(L));
+        a->norm_ratio = direct ? NAN : vec_norm_ratio(L->B, L->W, layer_w_n(L));
+        a->grad_angle = vec_angle_deg(w->grad[i], scratch + off, sz);
+        off += sz;
+    }
+    return na;
+}
+
+static int rule_needs_refresh(const Model *m) {
+    for (int i = 0; i < m->nl; i++)
+        if (m->L[i].rule && m->L[i].rule->refresh) return 1;
+    return 0;
+}
+
+int train_run(Model *m, const Dataset *train, const Dataset *val, const TrainOpts *o, int start_epoch,
+              EpochHook hook, void *ctx) {
+    if (train->n < 1) return err_set("training set is empty");
+    int B = o->batch < train->n ? o->batch : train->n, K = model_out_dim(m), rc = 0;
+    Work *w = work_create(m, B);
+    w->drop_seed = o->seed;
+    int *perm = xmalloc(sizeof(int) * train->n);
+    int32_t *y = xmalloc(sizeof(int32_t) * B);
+    uint8_t *ok = xmalloc((size_t)B);
+    float *dl = xmalloc(sizeof(float) * B * K);
+    int probe = o->probe_n > 0 ? (o->probe_n < B ? o->probe_n : B) : 0;
+    float *scratch = probe ? xmalloc(sizeof(float) * (alignment_scratch_n(m, probe) + (long)probe * K)) : NULL;
+    const Dataset *pd = val && val->n ? val : train;
+    int refresh = rule_needs_refresh(m);
+    for (int ep = start_epoch; ep < o->epochs; ep++) {
+        double t0 = now_seconds(), lr = lr_at(o, ep), tl = 0;
+        long correct = 0, seen = 0;
+        for (int i = 0; i < train->n; i++) perm[i] = i;
+        Rng r;
+        rng_seed(&r, o->seed, RNG_SHUFFLE, (uint64_t)ep);
+        rng_shuffle(&r, perm, train->n);
+        for (int s = 0, bi = 0; s < train->n; s += B, bi++) {
+            int n = train->n - s < B ? train->n - s : B;
+            batch_fill(train, perm + s, n, w->x, y, o->augment, o->seed, ep);
+            w->drop_count = (uint64_t)m->step;
+            float *lg = model_forward(m, w, w->x, n, FWD_TRAIN);
+            double l = loss_softmax_ce(lg, y, n, K, 1.0f / n, dl, NULL, ok);
+            if (!isfinite(l)) {
+                int bad = model_find_nonfinite(m, w);
+                rc = err_set("training diverged: loss is %s at epoch %d, batch %d (first non-finite values in %s '%s'); "
+                             "lower --lr or check the data",
+                             isnan(l) ? "NaN" : "Inf", ep + 1, bi + 1, bad >= 0 ? "layer" : "the",
+                             bad >= 0 ? (m->L[bad].name[0] ? m->L[bad].name : "(unnamed)") : "loss");
+                goto done;
+            }
+            if (refresh) model_refresh_feedback(m);
+            model_backward(m, w, dl, BW_PARAMS);
+            optimizer_step(m, o, lr);
+            tl += l * n;
+            for (int i = 0; i < n; i++) correct += ok[i];
+            seen += n;
+        }
+        int bad = model_find_nonfinite(m, NULL);
+        if (bad >= 0) {
+            rc = err_set("training diverged: parameters of layer '%s' became NaN/Inf in epoch %d; lower --lr", m->L[bad].name, ep + 1);
+            goto done;
+        }
+        EpochStats st = {0};
+        st.epoch = ep + 1;
+        st.epochs = o->epochs;
+        st.lr = lr;
+        st.train_loss = tl / seen;
+        st.train_acc = (double)correct / seen;
+        st.seconds = now_seconds() - t0;
+        st.samples_per_s = seen / st.seconds;
+        st.val_acc = st.val_loss = NAN;
+        if (val && val->n) st.val_acc = evaluate(m, val, B, &st.val_loss);
+        if (probe) {
+            if (refresh) model_refresh_feedback(m);
+            st.nalign = alignment_metrics(m, w, pd, probe, st.align, scratch);
+        }
+        if (!o->quiet) {
+            printf("epoch %3d/%d  lr %.4g  loss %.4f  train %.2f%%  val %.2f%%  %.1fs (%.0f samples/s)\n", st.epoch,
+                   o->epochs, lr, st.train_loss, 100 * st.train_acc, 100 * st.val_acc, st.seconds, st.samples_per_s);
+            for (int a = 0; a < st.nalign; a++)
+                printf("    align %-22s angle(B,W) %6.2f deg  |B|/|W| %7.4f  angle(delta, bp) %6.2f deg\n",
+                       st.align[a].name, st.align[a].angle_bw, st.align[a].norm_ratio, st.align[a].grad_angle);
+            fflush(stdout);
+        }
+        if (hook && hook(ctx, m, &st) < 0) { rc = -1; goto done; }
+    }
+done:
+    free(scratch); free(dl); free(ok); free(y); free(perm);
+    work_free(w);
+    return rc;
+}

@@ -1,0 +1,8 @@
+/* bp.c -- backpropagation: B is W itself (no copy, no state). */
+#include "rule.h"
+
+const Rule RULE_BP = {
+    .name = "bp",
+    .desc = "backpropagation: feedback B = W",
+    .state = "none",
+};

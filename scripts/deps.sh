@@ -1,0 +1,29 @@
+#!/bin/sh
+# deps.sh -- install the Debian packages Concord needs, only those missing (idempotent, apt-get only).
+#   scripts/deps.sh build   : compiler, pkg-config, OpenBLAS, libpng, SQLite, zlib, inih, gnuplot, data
+#   scripts/deps.sh torch   : + python3-torch python3-numpy (fixtures, benchmark reference)
+#   scripts/deps.sh fuzz    : + clang (libFuzzer)
+#   scripts/deps.sh slurm   : + slurm-wlm munge
+set -e
+want="gcc make pkg-config libopenblas-dev libpng-dev libsqlite3-dev zlib1g-dev libinih-dev gnuplot-nox dataset-fashion-mnist sqlite3"
+case "${1:-build}" in
+  build) ;;
+  torch) want="$want python3-torch python3-numpy" ;;
+  fuzz)  want="$want clang" ;;
+  slurm) want="$want slurm-wlm munge" ;;
+  *) echo "deps.sh: unknown set '$1' (build|torch|fuzz|slurm)" >&2; exit 2 ;;
+esac
+missing=""
+for p in $want; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"
+done
+[ -z "$missing" ] && exit 0
+echo "deps.sh: installing missing Debian packages:$missing"
+SUDO=""
+if [ "$(id -u)" != 0 ]; then
+  command -v sudo >/dev/null 2>&1 || { echo "deps.sh: need root (or sudo) to apt-get install:$missing" >&2; exit 1; }
+  SUDO=sudo
+fi
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq || { echo "deps.sh: apt-get update failed; install by hand:$missing" >&2; exit 1; }
+$SUDO apt-get install -y -qq --no-install-recommends $missing >/dev/null || { echo "deps.sh: apt-get install failed for:$missing" >&2; exit 1; }

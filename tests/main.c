@@ -1,0 +1,117 @@
+/* tests/main.c -- the runner: registered tests, one at a time, in name order. See test.h. */
+#define _POSIX_C_SOURCE 200809L
+#include "test.h"
+
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "../harness/core.h"
+
+typedef struct { const char *name; TestFn fn; } Test;
+static Test g_tests[1024];
+static int g_ntests, g_cur_failures, g_quiet;
+static char g_tmp[256];
+
+void test_register(const char *name, TestFn fn) {
+    CHECK(g_ntests < (int)ARRAY_LEN(g_tests));
+    g_tests[g_ntests++] = (Test){name, fn};
+}
+void test_fail_at(const char *file, int line, const char *fmt, ...) {
+    g_cur_failures++;
+    if (g_quiet) return;
+    if (g_cur_failures > 20) return; /* the first ones are the useful ones */
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "    %s:%d: ", file, line);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+}
+int test_failed_now(void) { return g_cur_failures; }
+const char *test_tmpdir(void) { return g_tmp; }
+const char *test_exe(void) {
+    const char *e = getenv("CONCORD_EXE");
+    return e && *e ? e : "./concord";
+}
+int test_run(const char *cmd, char *out, size_t cap) {
+    char full[8192];
+    snprintf(full, sizeof full, "%s 2>&1", cmd);
+    FILE *p = popen(full, "r");
+    if (!p) return -1;
+    size_t n = 0, k;
+    char buf[4096];
+    while ((k = fread(buf, 1, sizeof buf, p)) > 0)
+        if (out && n + 1 < cap) {
+            size_t c = k < cap - 1 - n ? k : cap - 1 - n;
+            memcpy(out + n, buf, c);
+            n += c;
+        }
+    if (out) out[n] = 0;
+    int st = pclose(p);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + (WIFSIGNALED(st) ? WTERMSIG(st) : 0);
+}
+double t_compare(const char *what, const float *a, const double *b, long n, double atol, double rtol,
+                 const char *file, int line) {
+    double worst = 0, maxdiff = 0;
+    int shown = 0;
+    for (long i = 0; i < n; i++) {
+        double d = fabs((double)a[i] - b[i]), r = d / (atol + rtol * fabs(b[i]));
+        if (!(r <= 1.0) && !isnan(worst)) {
+            if (shown < 5 && !g_quiet)
+                fprintf(stderr, "    %s[%ld]: got %.9g want %.9g\n", what, i, (double)a[i], b[i]);
+            shown++;
+        }
+        if (isnan(r)) worst = NAN;
+        else if (r > worst) worst = r;
+        if (d > maxdiff) maxdiff = d;
+    }
+    if (!(worst <= 1.0))
+        test_fail_at(file, line, "%s: %d of %ld values out of tolerance (atol %.2g rtol %.2g), max |diff| %.3g",
+                     what, shown, n, atol, rtol, maxdiff);
+    return worst;
+}
+int test_expect_failure(TestFn fn) {
+    int saved = g_cur_failures, q = g_quiet;
+    g_quiet = 1;
+    fn();
+    g_quiet = q;
+    int failed = g_cur_failures > saved;
+    g_cur_failures = saved;
+    return failed;
+}
+
+static int cmp_test(const void *a, const void *b) { return strcmp(((const Test *)a)->name, ((const Test *)b)->name); }
+
+int main(int argc, char **argv) {
+    qsort(g_tests, g_ntests, sizeof(Test), cmp_test);
+    if (argc > 1 && strcmp(argv[1], "--list") == 0) {
+        for (int i = 0; i < g_ntests; i++) puts(g_tests[i].name);
+        return 0;
+    }
+    snprintf(g_tmp, sizeof g_tmp, "/tmp/concord-test-%ld", (long)getpid());
+    char cmd[600];
+    snprintf(cmd, sizeof cmd, "rm -rf %s && mkdir -p %s", g_tmp, g_tmp);
+    if (system(cmd) != 0) { fprintf(stderr, "cannot create %s\n", g_tmp); return 1; }
+    int passed = 0, failed = 0;
+    for (int i = 0; i < g_ntests; i++) {
+        int want = argc <= 1;
+        for (int a = 1; a < argc; a++)
+            if (strncmp(g_tests[i].name, argv[a], strlen(argv[a])) == 0) want = 1;
+        if (!want) continue;
+        g_cur_failures = 0;
+        err_clear();
+        double t0 = now_seconds();
+        g_tests[i].fn();
+        double dt = now_seconds() - t0;
+        if (g_cur_failures) { failed++; printf("FAIL %s (%.2fs)\n", g_tests[i].name, dt); }
+        else { passed++; printf("ok   %s (%.2fs)\n", g_tests[i].name, dt); }
+        fflush(stdout);
+    }
+    if (!failed) { snprintf(cmd, sizeof cmd, "rm -rf %s", g_tmp); if (system(cmd)) {} }
+    else printf("test files kept in %s\n", g_tmp);
+    printf("%d passed, %d failed\n", passed, failed);
+    return failed ? 1 : 0;
+}
