@@ -1,0 +1,125 @@
+/* cmd_data.c -- `concord data info|export`: look at a dataset and turn it into a PNG folder tree.
+ * Not for: training-time loading (dataset_open does that; this is only the command-line face).
+ */
+#define _POSIX_C_SOURCE 200809L
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../datasets/dataset.h"
+#include "core.h"
+
+int cmd_data(int argc, char **argv);
+
+static const char k_usage[] =
+    "usage: concord data info D [--data-dir DIR] [--split train|test]\n"
+    "       concord data export D --png DIR [--data-dir DIR] [--split train|test] [--limit N]\n"
+    "\n"
+    "  info    counts, image shape, class balance and per-channel mean/std of one split (default train)\n"
+    "  export  writes DIR/<split>/<NN_class>/<index>.png, read back by --dataset png:DIR; without --split\n"
+    "          both splits are exported; --limit N keeps the first N samples of each split. Each split is\n"
+    "          written into a temporary folder and renamed when complete; an existing DIR/<split> is an error.\n"
+    "\n"
+    "  D: fashion-mnist | mnist | kmnist | emnist-<balanced|byclass|bymerge|digits|letters|mnist> |\n"
+    "     cifar10 | cifar100 | cifar100-coarse | png:DIR | synthetic[:N[:CxHxW[:K]]]\n"
+    "  --data-dir DIR  where the dataset's files are (default /usr/share/datasets/<name>)\n";
+
+static void data_info_print(const Dataset *d, const char *split) {
+    printf("dataset   %s (%s split)\n", d->name, split);
+    printf("source    %s\n", d->source);
+    printf("samples   %d\n", d->n);
+    printf("shape     %dx%dx%d (CxHxW)\n", d->c, d->h, d->w);
+    printf("classes   %d\n", d->classes);
+    int *count = xcalloc((size_t)d->classes, sizeof(int));
+    for (int i = 0; i < d->n; i++) count[d->y[i]]++;
+    int lo = d->n, hi = 0;
+    for (int k = 0; k < d->classes; k++) {
+        if (count[k] < lo) lo = count[k];
+        if (count[k] > hi) hi = count[k];
+    }
+    printf("balance   min %d, max %d per class\n", lo, hi);
+    for (int k = 0; k < d->classes; k++)
+        printf("  %3d %-30s %7d  %5.1f%%\n", k, d->class_names[k][0] ? d->class_names[k] : "-", count[k],
+               d->n ? 100.0 * count[k] / d->n : 0.0);
+    free(count);
+    float *mean = xmalloc(sizeof(float) * (size_t)d->c), *std = xmalloc(sizeof(float) * (size_t)d->c);
+    dataset_channel_stats(d, mean, std);
+    for (int c = 0; c < d->c; c++) printf("channel %d mean %.6f std %.6f\n", c, mean[c], std[c]);
+    free(mean);
+    free(std);
+}
+
+int cmd_data(int argc, char **argv) {
+    int a = 0;
+    if (a < argc && str_eq(argv[a], "data")) a++; /* accept argv starting at "data" or at the subcommand */
+    if (a >= argc) {
+        err_set("data: missing subcommand; use info or export (see concord data --help)");
+        return err_die();
+    }
+    const char *sub = argv[a++];
+    if (str_eq(sub, "--help") || str_eq(sub, "-h") || str_eq(sub, "help")) {
+        fputs(k_usage, stdout);
+        return 0;
+    }
+    int is_info = str_eq(sub, "info"), is_export = str_eq(sub, "export");
+    if (!is_info && !is_export) {
+        err_set("data: unknown subcommand '%s'; use info or export (see concord data --help)", sub);
+        return err_die();
+    }
+    const char *name = NULL, *data_dir = NULL, *png = NULL;
+    int split = -1;
+    long limit = 0;
+    for (; a < argc; a++) {
+        const char *o = argv[a];
+        if (str_eq(o, "--help") || str_eq(o, "-h")) { fputs(k_usage, stdout); return 0; }
+        int has_val = a + 1 < argc;
+        if (str_eq(o, "--data-dir") || str_eq(o, "--split") || str_eq(o, "--png") || str_eq(o, "--limit")) {
+            if (!has_val) { err_set("data %s: %s needs a value (see concord data --help)", sub, o); return err_die(); }
+            const char *v = argv[++a];
+            if (str_eq(o, "--data-dir")) data_dir = v;
+            else if (str_eq(o, "--png")) png = v;
+            else if (str_eq(o, "--split")) {
+                if ((split = dataset_split_parse(v)) < 0) {
+                    err_set("data %s: --split '%s' must be train or test", sub, v);
+                    return err_die();
+                }
+            } else if (parse_int(v, 1, 1L << 30, &limit) != 0) {
+                err_set("data %s: --limit '%s' must be a positive whole number", sub, v);
+                return err_die();
+            }
+        } else if (o[0] == '-' && o[1]) {
+            err_set("data %s: unknown option '%s' (see concord data --help)", sub, o);
+            return err_die();
+        } else if (!name) {
+            name = o;
+        } else {
+            err_set("data %s: unexpected argument '%s'; give one dataset (see concord data --help)", sub, o);
+            return err_die();
+        }
+    }
+    if (!name) { err_set("data %s: which dataset? e.g. concord data %s fashion-mnist", sub, sub); return err_die(); }
+    if (is_info) {
+        if (png || limit) { err_set("data info: --png and --limit belong to data export"); return err_die(); }
+        if (split < 0) split = SPLIT_TRAIN;
+        Dataset d;
+        double t0 = now_seconds();
+        if (dataset_open(name, data_dir, split, &d) != 0) return err_die();
+        double dt = now_seconds() - t0;
+        data_info_print(&d, split == SPLIT_TRAIN ? "train" : "test");
+        printf("load time %.3f s\n", dt);
+        dataset_close(&d);
+        return 0;
+    }
+    if (!png) { err_set("data export: --png DIR is required (where to write the PNG tree)"); return err_die(); }
+    for (int s = SPLIT_TRAIN; s <= SPLIT_TEST; s++) {
+        if (split >= 0 && s != split) continue;
+        Dataset d;
+        if (dataset_open(name, data_dir, s, &d) != 0) return err_die();
+        int rc = dataset_export_png(&d, png, s, (int)limit);
+        int n = limit > 0 && limit < d.n ? (int)limit : d.n;
+        dataset_close(&d);
+        if (rc != 0) return err_die();
+        printf("wrote %d images to %s/%s\n", n, png, s == SPLIT_TRAIN ? "train" : "test");
+    }
+    return 0;
+}
