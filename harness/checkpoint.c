@@ -189,6 +189,9 @@ Model *ckpt_load(const char *path, const Rule *rule, const RuleOpts *ro, int new
     if (meta_get(&mt, "dropout") && parse_double(meta_get(&mt, "dropout"), &d) == 0) s.dropout = (float)d;
     if (meta_get(&mt, "hidden")) snprintf(s.hidden, sizeof s.hidden, "%s", meta_get(&mt, "hidden"));
     if (meta_get(&mt, "head")) snprintf(s.head, sizeof s.head, "%s", meta_get(&mt, "head"));
+    int known = 0;
+    for (int a = 0; a < N_ARCHS; a++) known |= str_eq(ARCHS[a].name, s.arch);
+    if (!known) { err_set("%s: unknown model '%s' in checkpoint (this build has: concord models)", path, s.arch); goto fail; }
     int new_head = new_classes > 0 && new_classes != s.classes;
     if (new_classes > 0) s.classes = new_classes;
     const char *stored_rule = meta_get(&mt, "rule");
@@ -245,6 +248,7 @@ Model *ckpt_load(const char *path, const Rule *rule, const RuleOpts *ro, int new
         if (meta_int(&mt, "fb_count", path, 0, 0x7fffffffffffffffL, &uv) < 0) goto fail;
         m->fb_count = (uint64_t)uv;
     }
+    model_rebuild_feedback(m); /* B as it was at save time (brSF: the same draw) */
     if (want_optim && !new_head && meta_int(&mt, "step", path, 0, 0x7fffffffffffffffL, &uv) == 0) m->step = uv;
     err_clear();
     sqlite3_close(db);

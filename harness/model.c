@@ -530,18 +530,16 @@ float *model_forward(Model *m, Work *w, const float *x, int n, int mode) {
     w->n = n;
     w->train = mode;
     if (x != w->x) memcpy(w->x, x, sizeof(float) * (size_t)n * model_in_dim(m));
-    if (mode == FWD_TRAIN) w->drop_count++;
     for (int i = 0; i < m->nl; i++) fwd_layer(m, w, i, mode);
     return w->act[m->out];
 }
 
 /* ------------------------------------------------------------------ backward */
 
-void model_refresh_feedback(Model *m) {
+void model_rebuild_feedback(Model *m) {
     RuleOpts ro;
     rule_opts_from_text(&ro, m->rule_opts);
     ro.seed = m->rule_seed;
-    m->fb_count++;
     for (int i = 0; i < m->nl; i++) {
         Layer *L = &m->L[i];
         if (!L->rule || !L->rule->refresh) continue;
@@ -550,6 +548,11 @@ void model_refresh_feedback(Model *m) {
         RuleCtx ctx = {&ro, model_out_dim(m), &r};
         L->rule->refresh(L, &ctx);
     }
+}
+
+void model_refresh_feedback(Model *m) {
+    m->fb_count++;
+    model_rebuild_feedback(m);
 }
 
 static void bwd_layer(Model *m, Work *w, int i, const float *dout, int flags) {

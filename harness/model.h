@@ -122,7 +122,8 @@ typedef struct Work {
     float *bn_mean[MAX_LAYERS], *bn_invstd[MAX_LAYERS]; /* (c) batch statistics used */
     float *mask[MAX_LAYERS];       /* dropout masks (N, c, h, w) */
     int train;               /* mode of the last forward */
-    uint64_t drop_seed, drop_count;
+    uint64_t drop_seed, drop_count; /* dropout masks are keyed by (drop_seed, drop_count, layer); the
+                                       trainer sets drop_count = optimiser step, so resumes are exact */
     float *mem; int32_t *imem;
 } Work;
 
@@ -173,6 +174,8 @@ void model_backward(Model *m, Work *w, const float *dout, int flags);
 /* Refresh every layer's feedback matrix from its rule (called by the trainer before each backward
  * that uses feedback; attacks with gradient source "feedback" call it per step). */
 void model_refresh_feedback(Model *m);
+/* Recompute every B for the current draw (m->fb_count) without advancing it (after loading). */
+void model_rebuild_feedback(Model *m);
 
 /* non-finite detection: returns the index of the first layer whose output or parameters hold NaN/Inf,
  * or -1. */

@@ -97,13 +97,13 @@ void rule_attach(Model *m, const Rule *r, const RuleOpts *o) {
 void rule_init_state(Model *m, const RuleOpts *o) {
     for (int i = 0; i < m->nl; i++) {
         Layer *L = &m->L[i];
-        if (!L->rule) continue;
-        Rng r;
-        rng_seed(&r, o->seed, RNG_RULE, (uint64_t)L->pidx); /* draw 0: the fixed state */
+        if (!L->rule || !L->rule->init) continue;
+        Rng r; /* the fixed state has its own stream, apart from the per-refresh draws */
+        rng_seed(&r, o->seed, RNG_RULE, (1ULL << 62) | (uint64_t)L->pidx);
         RuleCtx c = {o, model_out_dim(m), &r};
-        if (L->rule->init) L->rule->init(L, &c);
-        if (L->rule->refresh) L->rule->refresh(L, &c);
+        L->rule->init(L, &c);
     }
+    model_rebuild_feedback(m);
 }
 
 double vec_angle_deg(const float *a, const float *b, long n) {

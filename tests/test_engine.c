@@ -1,0 +1,468 @@
+/* test_engine.c -- the engine against independent oracles: the naive gemm, central finite differences
+ * of every layer kind and every model, and checkpoint round trips and corruptions.
+ *
+ * Finite differences run in float32 (the engine's precision). With a loss J = sum_i r_i y_i, central
+ * differences with step h have truncation error O(h^2 |J'''|) and rounding error ~ eps32 * |J| / h.
+ * For |J| ~ 10 and h = 1e-2 the rounding term is ~1e-4; we accept |fd - g| <= 2e-3 + 3e-2 |g| per
+ * element, and directional derivatives (whole networks) to 3e-2 relative: a wrong gradient (a
+ * missing term, a transposed kernel, a sign) is off by O(1) relative, far outside these bands.
+ * Inputs are kept away from ReLU/max-pool kinks by construction where it matters. */
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "../harness/checkpoint.h"
+#include "../harness/gemm.h"
+#include "../harness/loss.h"
+#include "../harness/model.h"
+#include "../rules/rule.h"
+#include "test.h"
+
+/* ------------------------------------------------------------------ gemm */
+
+static void fill(float *p, long n, Rng *r) {
+    for (long i = 0; i < n; i++) p[i] = 2 * rng_uniform(r) - 1;
+}
+
+static void gemm_case(int ta, int tb, int M, int N, int K, float beta, int corrupt) {
+    Rng r;
+    rng_seed(&r, 7, 1, (uint64_t)(M * 131 + N * 17 + K));
+    int lda = ta ? M + 1 : K + 2, ldb = tb ? K + 3 : N + 1, ldc = N + 2;
+    long na = (long)(ta ? K : M) * lda, nb = (long)(tb ? N : K) * ldb, nc = (long)M * ldc;
+    float *A = xmalloc(sizeof(float) * na), *B = xmalloc(sizeof(float) * nb), *C = xmalloc(sizeof(float) * nc),
+          *C2 = xmalloc(sizeof(float) * nc);
+    double *want = xmalloc(sizeof(double) * nc);
+    fill(A, na, &r); fill(B, nb, &r); fill(C, nc, &r);
+    memcpy(C2, C, sizeof(float) * nc);
+    gemm(ta, tb, M, N, K, 0.75f, A, lda, B, ldb, beta, C, ldc);
+    gemm_ref(ta, tb, M, N, K, 0.75f, A, lda, B, ldb, beta, C2, ldc);
+    if (corrupt) C[nc / 2] += 0.1f;
+    for (long i = 0; i < nc; i++) want[i] = C2[i];
+    /* float32 dot products of length K: error <= K * eps32 * sum|a b| ~ 1e-5 for K < 100 */
+    char what[64];
+    snprintf(what, sizeof what, "gemm ta=%d tb=%d %dx%dx%d", ta, tb, M, N, K);
+    T_ALLCLOSE(what, C, want, nc, 1e-5 * (K + 1), 1e-5);
+    free(A); free(B); free(C); free(C2); free(want);
+}
+
+TEST(gemm_matches_naive_reference) {
+    static const int shapes[][3] = {{1, 1, 1}, {3, 5, 7}, {17, 1, 33}, {64, 65, 63}, {5, 129, 2}, {1, 300, 9}};
+    for (int ta = 0; ta < 2; ta++)
+        for (int tb = 0; tb < 2; tb++)
+            for (size_t s = 0; s < ARRAY_LEN(shapes); s++) {
+                gemm_case(ta, tb, shapes[s][0], shapes[s][1], shapes[s][2], 0.0f, 0);
+                gemm_case(ta, tb, shapes[s][0], shapes[s][1], shapes[s][2], 0.5f, 0);
+            }
+}
+
+static void gemm_corrupted(void) { gemm_case(0, 1, 9, 11, 13, 0.0f, 1); }
+TEST(gemm_canary_detects_corruption) { T_ASSERT(test_expect_failure(gemm_corrupted)); }
+
+/* ------------------------------------------------------------------ finite differences */
+
+typedef struct Probe {
+    Model *m;
+    Work *w;
+    int n, mode;
+    float *x;     /* (n, D_in) */
+    float *r;     /* (n, K) random output weights: J = sum r * y */
+    int32_t *y;   /* labels when use_ce */
+    int use_ce;
+} Probe;
+
+static double probe_J(Probe *p) {
+    float *out = model_forward(p->m, p->w, p->x, p->n, p->mode);
+    int K = model_out_dim(p->m);
+    if (p->use_ce) return loss_softmax_ce(out, p->y, p->n, K, 1.0f, NULL, NULL, NULL);
+    double J = 0;
+    for (long i = 0; i < (long)p->n * K; i++) J += (double)p->r[i] * out[i];
+    return J;
+}
+
+/* analytic gradients of J: params into m->grads, input into w->dx */
+static void probe_grad(Probe *p) {
+    float *out = model_forward(p->m, p->w, p->x, p->n, p->mode);
+    int K = model_out_dim(p->m);
+    float *d = xmalloc(sizeof(float) * p->n * K);
+    if (p->use_ce) loss_softmax_ce(out, p->y, p->n, K, 1.0f / p->n, d, NULL, NULL);
+    else memcpy(d, p->r, sizeof(float) * p->n * K);
+    model_backward(p->m, p->w, d, BW_PARAMS | BW_INPUT | BW_TRUE);
+    free(d);
+}
+
+/* element-wise central differences of J w.r.t. v[idx] for up to `maxk` indices */
+static void fd_check_elems(Probe *p, float *v, const float *g, long n, int maxk, double h, const char *what) {
+    Rng r;
+    rng_seed(&r, 99, 2, (uint64_t)n);
+    double *want = xmalloc(sizeof(double) * (maxk + 1));
+    float *got = xmalloc(sizeof(float) * (maxk + 1));
+    int k = 0;
+    for (int t = 0; t < maxk && t < n; t++) {
+        long i = n <= maxk ? t : (long)rng_below(&r, (uint32_t)n);
+        float save = v[i];
+        v[i] = save + (float)h;
+        double jp = probe_J(p);
+        v[i] = save - (float)h;
+        double jm = probe_J(p);
+        v[i] = save;
+        want[k] = (jp - jm) / (2 * h);
+        got[k] = g[i];
+        k++;
+    }
+    T_ALLCLOSE(what, got, want, k, 2e-3, 3e-2);
+    free(want);
+    free(got);
+}
+
+static Probe probe_make(Model *m, int n, int mode, uint64_t seed) {
+    Probe p = {m, work_create(m, n), n, mode, NULL, NULL, NULL, 0};
+    Rng r;
+    rng_seed(&r, seed, 3, 0);
+    int D = model_in_dim(m), K = model_out_dim(m);
+    p.x = xmalloc(sizeof(float) * n * D);
+    p.r = xmalloc(sizeof(float) * n * K);
+    p.y = xmalloc(sizeof(int32_t) * n);
+    for (long i = 0; i < (long)n * D; i++) p.x[i] = rng_uniform(&r);
+    for (long i = 0; i < (long)n * K; i++) p.r[i] = 2 * rng_uniform(&r) - 1;
+    for (int i = 0; i < n; i++) p.y[i] = (int32_t)rng_below(&r, (uint32_t)K);
+    p.w->drop_seed = 5;
+    p.w->drop_count = 1;
+    return p;
+}
+static void probe_free(Probe *p) {
+    work_free(p->w);
+    free(p->x); free(p->r); free(p->y);
+}
+
+/* Check the input gradient and every parameter tensor of m. */
+static void fd_check_model(Model *m, int n, int mode, int maxk, double h, const char *label) {
+    Probe p = probe_make(m, n, mode, 11);
+    probe_grad(&p);
+    /* copy analytic gradients: FD forwards would not change them, but be explicit */
+    float *gp = xmalloc(sizeof(float) * (m->n_params + 1));
+    memcpy(gp, m->grads, sizeof(float) * m->n_params);
+    long D = (long)n * model_in_dim(m);
+    float *gx = xmalloc(sizeof(float) * D);
+    memcpy(gx, p.w->dx, sizeof(float) * D);
+    char what[128];
+    snprintf(what, sizeof what, "%s d/dx", label);
+    fd_check_elems(&p, p.x, gx, D, maxk, h, what);
+    for (int t = 0; t < m->ntensors; t++) {
+        Tensor *T = &m->tensors[t];
+        if (T->kind != TK_PARAM) continue;
+        snprintf(what, sizeof what, "%s d/d%s", label, T->name);
+        fd_check_elems(&p, T->data, gp + (T->data - m->params), T->n, maxk, h, what);
+    }
+    free(gp); free(gx);
+    probe_free(&p);
+}
+
+static ModelSpec spec_of(int c, int h, int w, int k) {
+    ModelSpec s;
+    model_spec_default(&s, "test", c, h, w, k);
+    return s;
+}
+
+/* one model per layer kind: norm -> [layer under test] -> linear head (so every kind gets a
+ * non-trivial upstream gradient and sits between parameters) */
+typedef enum { TL_LINEAR, TL_CONV, TL_CONV_S2, TL_MAXPOOL, TL_AVGPOOL, TL_GAP, TL_RELU, TL_TANH, TL_BN2D, TL_BN1D,
+               TL_DROPOUT, TL_ADD_ID, TL_ADD_PROJ, TL_COUNT } TestLayer;
+static const char *TL_NAMES[TL_COUNT] = {"linear", "conv", "conv_stride2_pad1", "maxpool", "avgpool", "gap", "relu", "tanh",
+                                         "bn2d", "bn1d", "dropout", "residual_identity", "residual_projection"};
+
+static Model *layer_model(TestLayer t) {
+    ModelSpec s = spec_of(2, 6, 6, 3);
+    Model *m = xcalloc(1, sizeof *m);
+    model_init(m, &s);
+    int x = model_add(m, L_NORM, "norm", -1);
+    switch (t) {
+    case TL_LINEAR: x = model_add_linear(m, "lin", x, 5); break;
+    case TL_CONV: x = model_add_conv(m, "conv", x, 3, 3, 1, 0, 1); break;
+    case TL_CONV_S2: x = model_add_conv(m, "conv", x, 3, 3, 2, 1, 1); break;
+    case TL_MAXPOOL: x = model_add_pool(m, L_MAXPOOL, x, 2, 2); break;
+    case TL_AVGPOOL: x = model_add_pool(m, L_AVGPOOL, x, 3, 1); break;
+    case TL_GAP: x = model_add(m, L_GAP, "", x); break;
+    case TL_RELU: x = model_add(m, L_RELU, "", x); break;
+    case TL_TANH: x = model_add(m, L_TANH, "", x); break;
+    case TL_BN2D: x = model_add_conv(m, "conv", x, 3, 1, 1, 0, 0); x = model_add(m, L_BN, "bn", x); break;
+    case TL_BN1D: x = model_add(m, L_FLATTEN, "", x); x = model_add_linear(m, "lin", x, 4); x = model_add(m, L_BN, "bn", x); break;
+    case TL_DROPOUT: x = model_add_dropout(m, x, 0.3f); break;
+    case TL_ADD_ID: { int y = model_add_conv(m, "conv", x, 2, 3, 1, 1, 0); x = model_add_add(m, y, x); break; }
+    case TL_ADD_PROJ: {
+        int y = model_add_conv(m, "conv", x, 4, 3, 2, 1, 0);
+        int sc = model_add_conv(m, "short", x, 4, 1, 2, 0, 0);
+        x = model_add_add(m, y, sc);
+        break;
+    }
+    default: CHECK(0);
+    }
+    x = model_add(m, L_FLATTEN, "", x);
+    model_add_linear(m, "head", x, 3);
+    RuleOpts ro;
+    rule_opts_default(&ro);
+    rule_attach(m, NULL, &ro);
+    model_finalize(m, 3);
+    /* non-trivial normalisation and BN affine parameters */
+    for (int c = 0; c < 2; c++) { m->L[0].mean[c] = 0.3f + 0.1f * c; m->L[0].std[c] = 0.5f + 0.2f * c; }
+    for (int i = 0; i < m->nl; i++)
+        if (m->L[i].kind == L_BN)
+            for (int c = 0; c < m->L[i].c; c++) {
+                m->L[i].gamma[c] = 0.8f + 0.3f * c; m->L[i].beta[c] = 0.1f * c;
+                m->L[i].run_mean[c] = 0.05f * c; m->L[i].run_var[c] = 0.9f + 0.2f * c;
+            }
+    return m;
+}
+
+TEST(layer_gradients_match_finite_differences) {
+    for (int t = 0; t < TL_COUNT; t++)
+        for (int mode = 0; mode < 2; mode++) {
+            Model *m = layer_model((TestLayer)t);
+            char label[64];
+            snprintf(label, sizeof label, "%s/%s", TL_NAMES[t], mode ? "train" : "infer");
+            fd_check_model(m, 3, mode, 40, 1e-2, label);
+            model_free(m);
+        }
+}
+
+/* the canary: a checker that passes a wrong gradient is worthless */
+static void corrupted_layer_check(void) {
+    Model *m = layer_model(TL_CONV);
+    Probe p = probe_make(m, 3, FWD_TRAIN, 11);
+    probe_grad(&p);
+    Layer *conv = model_param_layer(m, 0);
+    conv->dW[4] *= 1.5f; /* one wrong element */
+    fd_check_elems(&p, conv->W, conv->dW, layer_w_n(conv), 1000, 1e-2, "corrupted conv dW");
+    probe_free(&p);
+    model_free(m);
+}
+TEST(gradient_checker_canary_flags_corruption) { T_ASSERT(test_expect_failure(corrupted_layer_check)); }
+
+/* whole networks: directional derivatives along random directions, per parameter tensor and input */
+static void directional_check(Model *m, int n, int mode, const char *label) {
+    Probe p = probe_make(m, n, mode, 21);
+    p.use_ce = 1;
+    probe_grad(&p);
+    float *g = xmalloc(sizeof(float) * m->n_params);
+    memcpy(g, m->grads, sizeof(float) * m->n_params);
+    long D = (long)n * model_in_dim(m);
+    float *gx = xmalloc(sizeof(float) * D);
+    memcpy(gx, p.w->dx, sizeof(float) * D);
+    Rng r;
+    rng_seed(&r, 5, 4, 0);
+    int checked = 0, nonzero = 0;
+    for (int t = -1; t < m->ntensors; t++) {
+        float *v; const float *gv; long cnt;
+        char what[128];
+        if (t < 0) { v = p.x; gv = gx; cnt = D; snprintf(what, sizeof what, "%s d/dx", label); }
+        else {
+            Tensor *T = &m->tensors[t];
+            if (T->kind != TK_PARAM) continue;
+            v = T->data; gv = g + (T->data - m->params); cnt = T->n;
+            snprintf(what, sizeof what, "%s d/d%s", label, T->name);
+        }
+        float *dir = xmalloc(sizeof(float) * cnt), *save = xmalloc(sizeof(float) * cnt);
+        memcpy(save, v, sizeof(float) * cnt);
+        double gd = 0, nrm = 0;
+        for (long i = 0; i < cnt; i++) { dir[i] = 2 * rng_uniform(&r) - 1; nrm += (double)dir[i] * dir[i]; }
+        nrm = sqrt(nrm);
+        for (long i = 0; i < cnt; i++) { dir[i] = (float)(dir[i] / nrm); gd += (double)gv[i] * dir[i]; }
+        /* The best step depends on curvature (train-mode batch-norm over 8 examples is strongly
+         * curved): truncation error falls with h, float32 rounding grows as 1/h. Take the step whose
+         * difference is closest: a wrong gradient misses at every step. */
+        static const double steps[5] = {1e-2, 1e-3, 3e-4, 1e-4, 3e-5};
+        double fd = 0;
+        for (int k = 0; k < 5; k++) {
+            double h = steps[k];
+            for (long i = 0; i < cnt; i++) v[i] = save[i] + (float)h * dir[i];
+            double jp = probe_J(&p);
+            for (long i = 0; i < cnt; i++) v[i] = save[i] - (float)h * dir[i];
+            double jm = probe_J(&p);
+            double f = (jp - jm) / (2 * h);
+            if (k == 0 || fabs(f - gd) < fabs(fd - gd)) fd = f;
+        }
+        memcpy(v, save, sizeof(float) * cnt);
+        float got = (float)gd;
+        /* Whole networks stack dozens of float32 layers and (train mode) batch-norm over 8 examples:
+         * measured FD noise reaches a few % here, so the band is 2e-3 + 10%. Wiring errors (a lost
+         * residual branch, a wrong kernel flip) are O(1) off; the per-layer test above is the tight one. */
+        T_ALLCLOSE(what, &got, &fd, 1, 2e-3, 1e-1);
+        checked++;
+        nonzero += fabs(gd) > 1e-7;
+        free(dir); free(save);
+    }
+    T_ASSERT_MSG(nonzero > checked / 2, "%s: gradients are mostly zero (%d of %d)", label, nonzero, checked);
+    free(g); free(gx);
+    probe_free(&p);
+}
+
+TEST(model_gradients_every_architecture) {
+    static const struct { const char *arch; int c, h, w; float width; } cases[] = {
+        {"mlp", 1, 8, 8, 1}, {"lenet5", 1, 16, 16, 1}, {"alexnet", 3, 8, 8, 0.05f},
+        {"vgg16", 3, 32, 32, 0.03f}, {"resnet18", 2, 8, 8, 0.06f}, {"resnet20", 3, 8, 8, 0.25f},
+    };
+    for (size_t i = 0; i < ARRAY_LEN(cases); i++)
+        for (int mode = 0; mode < 2; mode++) {
+            ModelSpec s;
+            model_spec_default(&s, cases[i].arch, cases[i].c, cases[i].h, cases[i].w, 4);
+            s.width = cases[i].width;
+            snprintf(s.hidden, sizeof s.hidden, "12,10");
+            Model *m = model_create(&s, NULL, NULL, 17);
+            T_ASSERT_MSG(m != NULL, "%s: %s", cases[i].arch, err_msg());
+            if (!m) continue;
+            char label[64];
+            snprintf(label, sizeof label, "%s/%s", cases[i].arch, mode ? "train" : "infer");
+            directional_check(m, 8, mode, label);
+            model_free(m);
+        }
+}
+
+TEST(lenet5_has_61706_parameters) {
+    ModelSpec s;
+    model_spec_default(&s, "lenet5", 1, 28, 28, 10);
+    Model *m = model_create(&s, NULL, NULL, 0);
+    T_EQ_INT(m->n_params, 61706);
+    T_EQ_INT(model_nparam_layers(m), 5);
+    model_free(m);
+    model_spec_default(&s, "mlp", 1, 28, 28, 10);
+    m = model_create(&s, NULL, NULL, 0);
+    T_EQ_INT(m->n_params, 784 * 256 + 256 + 256 * 256 + 256 + 256 * 10 + 10);
+    model_free(m);
+}
+
+TEST(softmax_ce_is_stable_and_correct) {
+    float z[6] = {1000.0f, 0.0f, -1000.0f, 0.5f, 0.25f, -0.25f};
+    int32_t y[2] = {0, 2};
+    float d[6], li[2];
+    uint8_t ok[2];
+    double l = loss_softmax_ce(z, y, 2, 3, 0.5f, d, li, ok);
+    T_NEAR(li[0], 0.0, 1e-6);
+    double lse = log(exp(0.5) + exp(0.25) + exp(-0.25));
+    T_NEAR(li[1], lse + 0.25, 1e-6);
+    T_NEAR(l, (lse + 0.25) / 2, 1e-6);
+    T_NEAR(d[5], 0.5 * (exp(-0.25 - lse) - 1), 1e-6);
+    T_EQ_INT(ok[0], 1);
+    T_EQ_INT(ok[1], 0);
+    T_ASSERT(isfinite(d[0]) && isfinite(d[2]));
+}
+
+/* ------------------------------------------------------------------ checkpoints */
+
+static Model *small_lenet(const char *rule, uint64_t seed) {
+    ModelSpec s;
+    model_spec_default(&s, "lenet5", 1, 16, 16, 5);
+    RuleOpts ro;
+    rule_opts_default(&ro);
+    ro.seed = seed;
+    return model_create(&s, rule_find(rule), &ro, seed);
+}
+
+TEST(checkpoint_round_trip_is_bitwise) {
+    char path[512];
+    snprintf(path, sizeof path, "%s/rt.ckpt", test_tmpdir());
+    Model *m = small_lenet("frsf", 3);
+    m->L[0].mean[0] = 0.25f; m->L[0].std[0] = 0.5f;
+    T_ASSERT(ckpt_save(path, m, NULL) == 0);
+    CkptMeta meta;
+    Model *m2 = ckpt_load(path, NULL, NULL, 0, 1, &meta);
+    T_ASSERT_MSG(m2 != NULL, "%s", err_msg());
+    if (!m2) { model_free(m); return; }
+    T_ASSERT(str_eq(meta_get(&meta, "rule"), "frsf"));
+    T_ASSERT(memcmp(m->arena, m2->arena, sizeof(float) * m->n_arena) == 0);
+    Probe p = probe_make(m, 4, FWD_INFER, 1), p2 = probe_make(m2, 4, FWD_INFER, 1);
+    float *a = model_forward(m, p.w, p.x, 4, FWD_INFER), *b = model_forward(m2, p2.w, p2.x, 4, FWD_INFER);
+    T_ASSERT(memcmp(a, b, sizeof(float) * 4 * 5) == 0);
+    char tmp[600];
+    tmp_path(path, tmp, sizeof tmp);
+    T_ASSERT(access(tmp, F_OK) != 0); /* no temporary left behind */
+    probe_free(&p); probe_free(&p2);
+    model_free(m); model_free(m2);
+}
+
+static void expect_load_error(const char *path, const char *needle) {
+    err_clear();
+    Model *m = ckpt_load(path, NULL, NULL, 0, 0, NULL);
+    T_ASSERT_MSG(m == NULL, "loading %s should fail", path);
+    model_free(m);
+    T_CONTAINS(err_msg(), needle);
+    T_CONTAINS(err_msg(), path);
+    T_ASSERT_MSG(strchr(err_msg(), '\n') == NULL, "one line: %s", err_msg());
+}
+
+TEST(checkpoint_corruptions_give_one_line_errors) {
+    const char *d = test_tmpdir();
+    char good[512], p[512], cmd[2200];
+    snprintf(good, sizeof good, "%s/good.ckpt", d);
+    Model *m = small_lenet("bp", 1);
+    T_ASSERT(ckpt_save(good, m, NULL) == 0);
+    model_free(m);
+    snprintf(p, sizeof p, "%s/missing.ckpt", d);
+    expect_load_error(p, "No such file");
+    expect_load_error(d, "directory");
+    snprintf(p, sizeof p, "%s/trunc.ckpt", d);
+    snprintf(cmd, sizeof cmd, "head -c 20000 %s > %s", good, p);
+    T_ASSERT(system(cmd) == 0);
+    expect_load_error(p, "");
+    snprintf(p, sizeof p, "%s/text.ckpt", d);
+    snprintf(cmd, sizeof cmd, "echo 'not a database at all, just text padding padding padding padding' > %s", p);
+    T_ASSERT(system(cmd) == 0);
+    expect_load_error(p, "not");
+    snprintf(p, sizeof p, "%s/foreign.ckpt", d);
+    snprintf(cmd, sizeof cmd, "sqlite3 %s 'CREATE TABLE other(x); INSERT INTO other VALUES(1);'", p);
+    T_ASSERT(system(cmd) == 0);
+    expect_load_error(p, "not a Concord checkpoint");
+    snprintf(p, sizeof p, "%s/shape.ckpt", d);
+    snprintf(cmd, sizeof cmd, "cp %s %s && sqlite3 %s \"UPDATE tensor SET shape='6,1,5,4' WHERE name='conv1.weight'\"", good, p, p);
+    T_ASSERT(system(cmd) == 0);
+    expect_load_error(p, "shape");
+    snprintf(p, sizeof p, "%s/blob.ckpt", d);
+    snprintf(cmd, sizeof cmd, "cp %s %s && sqlite3 %s \"UPDATE tensor SET data=substr(data,1,10) WHERE name='fc1.weight'\"", good, p, p);
+    T_ASSERT(system(cmd) == 0);
+    expect_load_error(p, "bytes");
+    snprintf(p, sizeof p, "%s/format.ckpt", d);
+    snprintf(cmd, sizeof cmd, "cp %s %s && sqlite3 %s \"UPDATE meta SET value='concord-checkpoint-99' WHERE key='format'\"", good, p, p);
+    T_ASSERT(system(cmd) == 0);
+    expect_load_error(p, "not supported");
+    snprintf(p, sizeof p, "%s/arch.ckpt", d);
+    snprintf(cmd, sizeof cmd, "cp %s %s && sqlite3 %s \"UPDATE meta SET value='lenet7' WHERE key='arch'\"", good, p, p);
+    T_ASSERT(system(cmd) == 0);
+    expect_load_error(p, "lenet7");
+}
+
+TEST(cli_reports_bad_checkpoint_and_unknown_rule) {
+    char out[4096], cmd[1024];
+    snprintf(cmd, sizeof cmd, "%s finetune --from %s/nope.ckpt --rule usf --dataset synthetic:200 --val 20 --no-db", test_exe(), test_tmpdir());
+    int rc = test_run(cmd, out, sizeof out);
+    T_ASSERT(rc != 0);
+    T_CONTAINS(out, "nope.ckpt");
+    snprintf(cmd, sizeof cmd, "%s train --rule xyz --dataset synthetic:200 --val 20 --no-db", test_exe());
+    rc = test_run(cmd, out, sizeof out);
+    T_ASSERT(rc != 0);
+    T_CONTAINS(out, "unknown rule 'xyz'");
+    snprintf(cmd, sizeof cmd, "%s train --epochs 1 --bogus 3", test_exe());
+    rc = test_run(cmd, out, sizeof out);
+    T_ASSERT(rc != 0);
+    T_CONTAINS(out, "unknown option --bogus");
+}
+
+TEST(divergence_is_detected_and_reported) {
+    char out[8192], cmd[1024];
+    snprintf(cmd, sizeof cmd, "%s train --model mlp --dataset synthetic:600 --val 100 --epochs 3 --lr 90 --momentum 0.99 --no-db --probe 0", test_exe());
+    int rc = test_run(cmd, out, sizeof out);
+    T_ASSERT(rc != 0);
+    T_CONTAINS(out, "diverged");
+    T_CONTAINS(out, "epoch");
+}
+
+TEST(cli_train_end_to_end_on_synthetic) {
+    char out[16384], cmd[1024], ck[512];
+    snprintf(ck, sizeof ck, "%s/e2e.ckpt", test_tmpdir());
+    snprintf(cmd, sizeof cmd, "%s train --model lenet5 --dataset synthetic:1200 --val 200 --epochs 3 --lr 0.05 --rule bp --seed 1 --out %s --no-db", test_exe(), ck);
+    int rc = test_run(cmd, out, sizeof out);
+    T_EQ_INT(rc, 0);
+    T_CONTAINS(out, "test accuracy");
+    CkptMeta mt;
+    T_ASSERT(ckpt_read_meta(ck, &mt) == 0);
+    T_ASSERT(str_eq(meta_get(&mt, "epoch"), "3"));
+    double acc = meta_get(&mt, "test_acc") ? atof(meta_get(&mt, "test_acc")) : 0;
+    T_ASSERT_MSG(acc > 0.5, "synthetic data should be learnable: test accuracy %.3f", acc);
+}
