@@ -230,10 +230,11 @@ static int run(int argc, char **argv, int finetune) {
         meta_set(&s.meta, "freeze", "%ld", freeze);
     }
     if (record_begin(&s.rec, &a, cmd, m, &train, &to, &s.meta) < 0) goto done;
+    install_interrupt_handlers();
     printf("%s %s with %s on %s: %ld parameters, %d train / %d val / %d test examples, %d epochs\n", cmd, m->spec.arch,
            rule->name, train.name, m->n_params, train.n, val.n, test.n, to.epochs);
     if (train_run(m, &train, val.n ? &val : NULL, &to, start_epoch, on_epoch, &s) < 0) {
-        record_end(&s.rec, "failed", err_msg(), NULL, NAN);
+        record_end(&s.rec, g_interrupted ? "interrupted" : "failed", err_msg(), NULL, NAN);
         goto done;
     }
     double test_loss, test_acc = evaluate(m, &test, 256, &test_loss);

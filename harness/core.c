@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -86,6 +87,16 @@ void rng_shuffle(Rng *r, int *a, int n) {
         int j = (int)rng_below(r, (uint32_t)i + 1), t = a[i];
         a[i] = a[j]; a[j] = t;
     }
+}
+
+volatile int g_interrupted;
+static void on_signal(int sig) { g_interrupted = sig; }
+void install_interrupt_handlers(void) {
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
 }
 
 /* ---- misc ---- */

@@ -54,6 +54,10 @@ void rng_shuffle(Rng *r, int *a, int n);
 enum { RNG_INIT = 1, RNG_SHUFFLE, RNG_DROPOUT, RNG_RULE, RNG_SPLIT, RNG_AUGMENT, RNG_ATTACK, RNG_DATA,
        RNG_PROBE, RNG_HASH };
 
+/* ---- interruption: SIGINT/SIGTERM set this flag; long loops poll it and stop cleanly ---- */
+extern volatile int g_interrupted;
+void install_interrupt_handlers(void);
+
 /* ---- misc ---- */
 double now_seconds(void);                      /* monotonic */
 uint64_t fnv1a64(const void *p, size_t n, uint64_t h); /* content hash; start with h = FNV1A_INIT */

@@ -11,6 +11,7 @@ static const Command COMMANDS[] = {
     {"rules", cmd_rules, "list the learning rules"},
     {"train", cmd_train, "train a model from scratch with any rule"},
     {"finetune", cmd_finetune, "fine-tune a checkpoint with any rule"},
+    {"data", cmd_data, "dataset info and PNG export"},
 };
 
 static int usage(FILE *f) {

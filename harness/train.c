@@ -190,6 +190,10 @@ int train_run(Model *m, const Dataset *train, const Dataset *val, const TrainOpt
         rng_shuffle(&r, perm, train->n);
         for (int s = 0, bi = 0; s < train->n; s += B, bi++) {
             int n = train->n - s < B ? train->n - s : B;
+            if (g_interrupted) {
+                rc = err_set("interrupted by signal %d in epoch %d; rerun with --resume to continue from the last checkpoint", g_interrupted, ep + 1);
+                goto done;
+            }
             batch_fill(train, perm + s, n, w->x, y, o->augment, o->seed, ep);
             w->drop_count = (uint64_t)m->step;
             float *lg = model_forward(m, w, w->x, n, FWD_TRAIN);
