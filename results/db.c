@@ -1,0 +1,696 @@
+/* db.c -- the results database: schema, migrations, connections and the write API (see db.h).
+ *
+ * Schema history (PRAGMA user_version):
+ *   v1  runs, epochs, alignment, evals (attack parameters + counts), artifacts, view eval_acc.
+ *   v2  runs gain model_opts, blas_core, blas_threads; evals gain job_key (UNIQUE), eot, queries, p_init,
+ *       queries_max, transfer_run, transfer_hash, flags, host, git_rev; artifacts become unique per
+ *       (kind, path) (duplicates dropped, newest kept); views eval_view and run_view replace eval_acc.
+ * A new file is created as v1 and migrated, so every migration runs on every fresh database.
+ * Each migration step runs inside the BEGIN IMMEDIATE transaction that bumps user_version, so a crash
+ * mid-migration leaves the old version intact and two processes never migrate twice.
+ */
+#define _POSIX_C_SOURCE 200809L
+#include "db.h"
+
+#include <errno.h>
+#include <math.h>
+#include <sqlite3.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "../harness/core.h"
+
+struct Db {
+    sqlite3 *h;
+    char path[1024];
+};
+
+enum { DB_RETRY = 1 };     /* a transaction body hit SQLITE_BUSY/LOCKED: roll back and run it again */
+#define DB_BUSY_MS 30000   /* busy timeout per statement */
+#define DB_MAX_ATTEMPTS 20 /* whole-transaction retries on top of the busy timeout */
+
+static const char *const k_attack_names[] = {"fgsm", "pgd", "square"};
+static const char *const k_norm_names[] = {"linf", "l2"};
+static const char *const k_grad_names[] = {"true", "feedback", "transfer"};
+_Static_assert(ARRAY_LEN(k_attack_names) == ATK_KIND_COUNT, "one name per attack kind");
+_Static_assert(ARRAY_LEN(k_grad_names) == GRAD_SOURCE_COUNT, "one name per gradient source");
+
+const char *db_attack_name(int kind) { return kind >= 0 && kind < ATK_KIND_COUNT ? k_attack_names[kind] : "?"; }
+const char *db_norm_name(int norm) { return norm >= 0 && norm < (int)ARRAY_LEN(k_norm_names) ? k_norm_names[norm] : "?"; }
+const char *db_grad_source_name(int src) { return src >= 0 && src < GRAD_SOURCE_COUNT ? k_grad_names[src] : "?"; }
+
+/* ---- schema ---- */
+
+static const char k_schema_v1[] =
+    "CREATE TABLE runs("
+    " id INTEGER PRIMARY KEY,"
+    " job_key TEXT UNIQUE,"
+    " kind TEXT NOT NULL CHECK(kind IN ('train','finetune')),"
+    " parent_run INTEGER REFERENCES runs(id),"
+    " rule TEXT NOT NULL, rule_opts TEXT NOT NULL DEFAULT '',"
+    " model TEXT NOT NULL, dataset TEXT NOT NULL,"
+    " data_seed INTEGER, init_seed INTEGER, rule_seed INTEGER,"
+    " config_json TEXT, config_hash TEXT,"
+    " status TEXT NOT NULL CHECK(status IN ('running','finished','failed','interrupted')),"
+    " heartbeat TEXT, host TEXT, git_rev TEXT, started TEXT, finished TEXT,"
+    " ckpt_path TEXT, ckpt_hash TEXT, test_acc REAL, val_acc REAL, error TEXT);"
+    "CREATE TABLE epochs("
+    " run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE, epoch INTEGER NOT NULL,"
+    " lr REAL, train_loss REAL, train_acc REAL, val_loss REAL, val_acc REAL, seconds REAL, samples_per_s REAL,"
+    " PRIMARY KEY(run_id, epoch));"
+    "CREATE TABLE alignment("
+    " run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE, epoch INTEGER NOT NULL, layer TEXT NOT NULL,"
+    " angle_bw REAL, norm_ratio REAL, grad_angle REAL,"
+    " PRIMARY KEY(run_id, epoch, layer));"
+    "CREATE TABLE evals("
+    " id INTEGER PRIMARY KEY,"
+    " run_id INTEGER REFERENCES runs(id),"
+    " target_ckpt TEXT, target_hash TEXT, dataset TEXT, split TEXT NOT NULL DEFAULT 'test',"
+    " attack TEXT NOT NULL, norm TEXT NOT NULL, eps_text TEXT NOT NULL, eps REAL NOT NULL,"
+    " alpha_text TEXT NOT NULL DEFAULT '', alpha REAL, steps INTEGER, restarts INTEGER, random_start INTEGER,"
+    " targeted INTEGER NOT NULL DEFAULT 0, target INTEGER, grad_source TEXT NOT NULL, transfer_ckpt TEXT,"
+    " seed INTEGER, batch INTEGER,"
+    " n INTEGER NOT NULL, n_clean_ok INTEGER NOT NULL, n_robust_ok INTEGER NOT NULL, n_flipped INTEGER,"
+    " n_zero_grad INTEGER, mean_linf REAL, mean_l2 REAL, mean_loss REAL, seconds REAL, created TEXT);"
+    "CREATE TABLE artifacts("
+    " id INTEGER PRIMARY KEY, run_id INTEGER REFERENCES runs(id), eval_id INTEGER REFERENCES evals(id),"
+    " kind TEXT NOT NULL CHECK(kind IN ('checkpoint','grid','figure','report')),"
+    " path TEXT NOT NULL, hash TEXT, created TEXT);"
+    "CREATE INDEX evals_run ON evals(run_id);"
+    "CREATE VIEW eval_acc AS SELECT id, CASE WHEN n>0 THEN 1.0*n_robust_ok/n END AS robust_acc FROM evals;";
+
+static const char k_migrate_v1_v2[] =
+    "ALTER TABLE runs ADD COLUMN model_opts TEXT NOT NULL DEFAULT '';"
+    "ALTER TABLE runs ADD COLUMN blas_core TEXT;"
+    "ALTER TABLE runs ADD COLUMN blas_threads INTEGER;"
+    "ALTER TABLE evals ADD COLUMN job_key TEXT;"
+    "ALTER TABLE evals ADD COLUMN eot INTEGER NOT NULL DEFAULT 1;"
+    "ALTER TABLE evals ADD COLUMN queries INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE evals ADD COLUMN p_init REAL;"
+    "ALTER TABLE evals ADD COLUMN queries_max INTEGER;"
+    "ALTER TABLE evals ADD COLUMN transfer_run INTEGER REFERENCES runs(id);"
+    "ALTER TABLE evals ADD COLUMN transfer_hash TEXT;"
+    "ALTER TABLE evals ADD COLUMN flags TEXT NOT NULL DEFAULT '';"
+    "ALTER TABLE evals ADD COLUMN host TEXT;"
+    "ALTER TABLE evals ADD COLUMN git_rev TEXT;"
+    "CREATE UNIQUE INDEX evals_job_key ON evals(job_key);"
+    /* v1 had no uniqueness on artifacts: keep the newest row per (kind, path) */
+    "DELETE FROM artifacts WHERE id NOT IN (SELECT MAX(id) FROM artifacts GROUP BY kind, path);"
+    "CREATE UNIQUE INDEX artifacts_kind_path ON artifacts(kind, path);"
+    /* v1 knew the surrogate only by path: link it to the run that wrote that checkpoint */
+    "UPDATE evals SET transfer_run = (SELECT r.id FROM runs r WHERE r.ckpt_path = evals.transfer_ckpt"
+    " ORDER BY r.id DESC LIMIT 1) WHERE grad_source = 'transfer' AND transfer_ckpt IS NOT NULL;"
+    "DROP VIEW eval_acc;"
+    "CREATE VIEW eval_view AS SELECT"
+    " e.id AS eval_id, e.job_key, e.run_id, r.kind, coalesce(r.rule, '?') AS rule, coalesce(r.model, '?') AS model,"
+    " coalesce(r.dataset, e.dataset, '?') AS dataset, e.dataset AS eval_dataset, e.split, r.init_seed, r.data_seed, r.rule_seed,"
+    " e.target_ckpt, e.attack, e.norm, e.eps_text, e.eps, e.alpha_text, e.alpha, e.steps, e.restarts, e.eot,"
+    " e.queries, e.targeted, e.grad_source, e.transfer_run, s.rule AS source_rule, s.model AS source_model,"
+    " CASE WHEN e.attack = 'pgd' THEN 'pgd' || e.steps ELSE e.attack END"
+    "  || CASE WHEN e.norm = 'l2' THEN '-l2' ELSE '' END"
+    "  || CASE WHEN e.targeted THEN '-targeted' ELSE '' END AS attack_label,"
+    " CASE WHEN e.attack = 'square' THEN 'black-box'"
+    "  WHEN e.grad_source = 'transfer' THEN 'transfer:' || coalesce(s.rule, '?')"
+    "  WHEN e.grad_source = 'feedback' AND e.eot > 1 THEN 'feedback-eot' || e.eot"
+    "  ELSE e.grad_source END AS source_label,"
+    " e.n, e.n_clean_ok, e.n_robust_ok, e.n_flipped, e.n_zero_grad, e.flags, e.seconds, e.created,"
+    " CASE WHEN e.n > 0 THEN 1.0 * e.n_clean_ok / e.n END AS clean_acc,"
+    " CASE WHEN e.n > 0 THEN 1.0 * e.n_robust_ok / e.n END AS robust_acc,"
+    " CASE WHEN e.n_clean_ok > 0 THEN 1.0 - 1.0 * e.n_robust_ok / e.n_clean_ok END AS attack_success_rate"
+    " FROM evals e LEFT JOIN runs r ON r.id = e.run_id LEFT JOIN runs s ON s.id = e.transfer_run;"
+    "CREATE VIEW run_view AS SELECT"
+    " r.id, r.job_key, r.kind, r.parent_run, r.rule, r.model, r.dataset, r.data_seed, r.init_seed, r.rule_seed,"
+    " r.status, (SELECT COUNT(*) FROM epochs p WHERE p.run_id = r.id) AS epochs, r.test_acc, r.val_acc,"
+    " r.started, r.finished, r.heartbeat, r.host, r.error"
+    " FROM runs r;";
+
+typedef struct Migration { int from; const char *sql; } Migration;
+static const Migration k_migrations[] = {{0, k_schema_v1}, {1, k_migrate_v1_v2}};
+_Static_assert(ARRAY_LEN(k_migrations) == DB_SCHEMA_VERSION, "one migration per schema version");
+
+/* ---- statement helpers: 0 ok, DB_RETRY on busy, -1 with err_set ---- */
+
+static int is_busy(int rc) { return (rc & 0xff) == SQLITE_BUSY || (rc & 0xff) == SQLITE_LOCKED; }
+
+static int db_fail(Db *db, const char *what) {
+    return err_set("%s: %s failed: %s; check the disk and the file's permissions", db->path, what, sqlite3_errmsg(db->h));
+}
+static int db_exec(Db *db, const char *sql, const char *what) {
+    int rc = sqlite3_exec(db->h, sql, NULL, NULL, NULL);
+    if (rc == SQLITE_OK) return 0;
+    if (is_busy(rc)) return DB_RETRY;
+    return db_fail(db, what);
+}
+static int db_prep(Db *db, const char *sql, sqlite3_stmt **st) {
+    int rc = sqlite3_prepare_v2(db->h, sql, -1, st, NULL);
+    if (rc == SQLITE_OK) return 0;
+    if (is_busy(rc)) return DB_RETRY;
+    return err_set("%s: cannot prepare a statement (%s); is this a Concord results database?", db->path, sqlite3_errmsg(db->h));
+}
+/* Steps a statement that returns no row (or one row, when want_row) and finalizes it. */
+static int db_step(Db *db, sqlite3_stmt *st, const char *what) {
+    int rc = sqlite3_step(st);
+    int out = 0;
+    if (rc != SQLITE_DONE && rc != SQLITE_ROW) out = is_busy(rc) ? DB_RETRY : db_fail(db, what);
+    sqlite3_finalize(st);
+    return out;
+}
+static void bind_text(sqlite3_stmt *st, int i, const char *s) {
+    if (s) sqlite3_bind_text(st, i, s, -1, SQLITE_TRANSIENT);
+    else sqlite3_bind_null(st, i);
+}
+static void bind_real(sqlite3_stmt *st, int i, double v) {
+    if (isfinite(v)) sqlite3_bind_double(st, i, v);
+    else sqlite3_bind_null(st, i);
+}
+static void bind_id(sqlite3_stmt *st, int i, int64_t id) {
+    if (id > 0) sqlite3_bind_int64(st, i, id);
+    else sqlite3_bind_null(st, i);
+}
+
+static void sleep_ms(long ms) {
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+/* Runs body inside BEGIN IMMEDIATE ... COMMIT, retrying the whole transaction on SQLITE_BUSY. */
+typedef int (*TxBody)(Db *db, void *ctx);
+static int db_write(Db *db, TxBody body, void *ctx) {
+    for (int attempt = 0; attempt < DB_MAX_ATTEMPTS; attempt++) {
+        int rc = db_exec(db, "BEGIN IMMEDIATE", "BEGIN IMMEDIATE");
+        if (rc < 0) return -1;
+        if (rc == DB_RETRY) { sleep_ms(50 + 25 * attempt); continue; }
+        rc = body(db, ctx);
+        if (rc == 0) {
+            rc = db_exec(db, "COMMIT", "COMMIT");
+            if (rc == 0) return 0;
+        }
+        sqlite3_exec(db->h, "ROLLBACK", NULL, NULL, NULL);
+        if (rc < 0) return -1;
+        sleep_ms(50 + 25 * attempt);
+    }
+    return err_set("%s: database stayed locked for minutes (SQLITE_BUSY); another process holds a write "
+                   "transaction open: stop it or use another --db", db->path);
+}
+
+/* ---- open / migrate ---- */
+
+const char *db_default_path(void) {
+    const char *e = getenv("CONCORD_DB");
+    return e && *e ? e : "out/concord.db";
+}
+
+static int mkdir_parents(const char *path) {
+    char dir[1024];
+    snprintf(dir, sizeof dir, "%s", path);
+    char *slash = strrchr(dir, '/');
+    if (!slash || slash == dir) return 0;
+    *slash = 0;
+    for (char *p = dir + 1; *p; p++) {
+        if (*p != '/') continue;
+        *p = 0;
+        if (mkdir(dir, 0777) != 0 && errno != EEXIST) return err_set("%s: cannot create directory: %s", dir, strerror(errno));
+        *p = '/';
+    }
+    if (mkdir(dir, 0777) != 0 && errno != EEXIST) return err_set("%s: cannot create directory: %s", dir, strerror(errno));
+    return 0;
+}
+
+static int read_version(Db *db, int *v) {
+    sqlite3_stmt *st = NULL;
+    int rc = db_prep(db, "PRAGMA user_version", &st);
+    if (rc) return rc;
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) *v = sqlite3_column_int(st, 0);
+    sqlite3_finalize(st);
+    if (rc == SQLITE_ROW) return 0;
+    if (is_busy(rc)) return DB_RETRY;
+    return err_set("%s: cannot read the schema version (%s); the file is not an SQLite database", db->path,
+                   sqlite3_errmsg(db->h));
+}
+
+static int migrate_body(Db *db, void *ctx) {
+    (void)ctx;
+    int v = 0, rc = read_version(db, &v);
+    if (rc) return rc;
+    if (v > DB_SCHEMA_VERSION)
+        return err_set("%s: schema version %d is newer than this build (%d); update concord", db->path, v,
+                       DB_SCHEMA_VERSION);
+    if (v == 0) { /* a version-0 file must be empty: refuse to build on someone else's tables */
+        sqlite3_stmt *st = NULL;
+        if ((rc = db_prep(db, "SELECT COUNT(*) FROM sqlite_master", &st))) return rc;
+        int n = sqlite3_step(st) == SQLITE_ROW ? sqlite3_column_int(st, 0) : -1;
+        sqlite3_finalize(st);
+        if (n != 0) return err_set("%s: has tables but no Concord schema version; not a results database", db->path);
+    }
+    for (; v < DB_SCHEMA_VERSION; v++) {
+        CHECK(k_migrations[v].from == v);
+        char what[64], bump[64];
+        snprintf(what, sizeof what, "schema migration v%d->v%d", v, v + 1);
+        if ((rc = db_exec(db, k_migrations[v].sql, what))) return rc;
+        snprintf(bump, sizeof bump, "PRAGMA user_version=%d", v + 1);
+        if ((rc = db_exec(db, bump, what))) return rc;
+    }
+    return 0;
+}
+
+static int db_open_impl(const char *path, int create, Db **out) {
+    *out = NULL;
+    struct stat sb;
+    if (stat(path, &sb) == 0) {
+        if (S_ISDIR(sb.st_mode)) return err_set("%s: is a directory; --db wants a file path", path);
+    } else if (!create) {
+        return err_set("%s: no such database; run a train/attack command or `concord db init --db %s` first", path, path);
+    } else if (mkdir_parents(path) < 0) {
+        return -1;
+    }
+    Db *db = xcalloc(1, sizeof *db);
+    snprintf(db->path, sizeof db->path, "%s", path);
+    int flags = SQLITE_OPEN_READWRITE | (create ? SQLITE_OPEN_CREATE : 0);
+    if (sqlite3_open_v2(path, &db->h, flags, NULL) != SQLITE_OK) {
+        err_set("%s: cannot open database: %s", path, db->h ? sqlite3_errmsg(db->h) : "out of memory");
+        db_close(db);
+        return -1;
+    }
+    sqlite3_busy_timeout(db->h, DB_BUSY_MS);
+    int rc = 0;
+    /* journal_mode=WAL needs a moment of exclusive access on a brand-new file: retry while busy */
+    for (int attempt = 0; attempt < DB_MAX_ATTEMPTS; attempt++) {
+        rc = db_exec(db, "PRAGMA journal_mode=WAL", "enabling WAL");
+        if (rc != DB_RETRY) break;
+        sleep_ms(50 + 25 * attempt);
+    }
+    if (rc == DB_RETRY) rc = err_set("%s: database is locked (SQLITE_BUSY) while enabling WAL; stop the process holding it", path);
+    if (rc == 0) rc = db_exec(db, "PRAGMA foreign_keys=ON; PRAGMA synchronous=NORMAL", "setting pragmas");
+    if (rc == 0) {
+        int v = -1;
+        rc = read_version(db, &v);
+        if (rc == 0 && v != DB_SCHEMA_VERSION) rc = db_write(db, migrate_body, NULL);
+    }
+    if (rc != 0) {
+        if (rc == DB_RETRY) err_set("%s: database is locked (SQLITE_BUSY); stop the process holding it", path);
+        db_close(db);
+        return -1;
+    }
+    *out = db;
+    return 0;
+}
+
+int db_open(const char *path, Db **out) { return db_open_impl(path, 1, out); }
+int db_open_existing(const char *path, Db **out) { return db_open_impl(path, 0, out); }
+
+void db_close(Db *db) {
+    if (!db) return;
+    if (db->h) sqlite3_close(db->h);
+    free(db);
+}
+const char *db_path(const Db *db) { return db->path; }
+struct sqlite3 *db_sqlite(Db *db) { return db->h; }
+
+int db_schema_version(Db *db) {
+    int v = -1;
+    return read_version(db, &v) == 0 ? v : -1;
+}
+
+long db_count(Db *db, const char *table) {
+    char sql[160];
+    snprintf(sql, sizeof sql, "SELECT COUNT(*) FROM \"%s\"", table);
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(db->h, sql, -1, &st, NULL) != SQLITE_OK) {
+        err_set("%s: cannot count %s: %s", db->path, table, sqlite3_errmsg(db->h));
+        return -1;
+    }
+    long n = sqlite3_step(st) == SQLITE_ROW ? (long)sqlite3_column_int64(st, 0) : -1;
+    sqlite3_finalize(st);
+    if (n < 0) err_set("%s: cannot count %s: %s", db->path, table, sqlite3_errmsg(db->h));
+    return n;
+}
+
+/* ---- runs ---- */
+
+static const char *host_name(const char *given, char *buf, size_t n) {
+    if (given) return given;
+    if (gethostname(buf, n) != 0) snprintf(buf, n, "unknown");
+    buf[n - 1] = 0;
+    return buf;
+}
+
+typedef struct RunBeginCtx { const DbRun *r; int64_t id; } RunBeginCtx;
+
+static int run_begin_body(Db *db, void *vctx) {
+    RunBeginCtx *c = vctx;
+    const DbRun *r = c->r;
+    sqlite3_stmt *st = NULL;
+    int rc;
+    int64_t existing = 0;
+    c->id = 0;
+    if (r->job_key) {
+        if ((rc = db_prep(db, "SELECT id, status FROM runs WHERE job_key = ?", &st))) return rc;
+        sqlite3_bind_text(st, 1, r->job_key, -1, SQLITE_STATIC);
+        rc = sqlite3_step(st);
+        if (rc == SQLITE_ROW) {
+            existing = sqlite3_column_int64(st, 0);
+            int done = str_eq((const char *)sqlite3_column_text(st, 1), "finished");
+            sqlite3_finalize(st);
+            if (done)
+                return err_set("%s: job '%s' already finished as run %lld; skip it (db_job_done) or use another key",
+                               db->path, r->job_key, (long long)existing);
+        } else {
+            sqlite3_finalize(st);
+            if (rc != SQLITE_DONE) return is_busy(rc) ? DB_RETRY : db_fail(db, "looking up a job key");
+        }
+    }
+    char hash[17] = "", hostbuf[256];
+    const char *chash = r->config_hash;
+    if (!chash && r->config_json) {
+        snprintf(hash, sizeof hash, "%016llx", (unsigned long long)fnv1a64(r->config_json, strlen(r->config_json), FNV1A_INIT));
+        chash = hash;
+    }
+    static const char cols[] =
+        "job_key, kind, parent_run, rule, rule_opts, model, model_opts, dataset, data_seed, init_seed, rule_seed,"
+        " config_json, config_hash, status, heartbeat, host, git_rev, blas_core, blas_threads, started, finished,"
+        " ckpt_path, ckpt_hash, test_acc, val_acc, error";
+    static const char vals[] =
+        "?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, 'running', datetime('now'), ?14, ?15, ?16, ?17,"
+        " datetime('now'), NULL, NULL, NULL, NULL, NULL, NULL";
+    char sql[1024];
+    if (existing) snprintf(sql, sizeof sql, "UPDATE runs SET (%s) = (%s) WHERE id = ?18", cols, vals);
+    else snprintf(sql, sizeof sql, "INSERT INTO runs(%s) VALUES(%s)", cols, vals);
+    if ((rc = db_prep(db, sql, &st))) return rc;
+    bind_text(st, 1, r->job_key);
+    bind_text(st, 2, r->kind ? r->kind : "train");
+    bind_id(st, 3, r->parent_run);
+    bind_text(st, 4, r->rule ? r->rule : "?");
+    bind_text(st, 5, r->rule_opts ? r->rule_opts : "");
+    bind_text(st, 6, r->model ? r->model : "?");
+    bind_text(st, 7, r->model_opts ? r->model_opts : "");
+    bind_text(st, 8, r->dataset ? r->dataset : "?");
+    sqlite3_bind_int64(st, 9, r->data_seed);
+    sqlite3_bind_int64(st, 10, r->init_seed);
+    sqlite3_bind_int64(st, 11, r->rule_seed);
+    bind_text(st, 12, r->config_json);
+    bind_text(st, 13, chash);
+    bind_text(st, 14, host_name(r->host, hostbuf, sizeof hostbuf));
+    bind_text(st, 15, r->git_rev);
+    bind_text(st, 16, r->blas_core);
+    sqlite3_bind_int(st, 17, r->blas_threads);
+    if (existing) sqlite3_bind_int64(st, 18, existing);
+    if ((rc = db_step(db, st, "recording a run"))) return rc;
+    c->id = existing ? existing : sqlite3_last_insert_rowid(db->h);
+    if (existing && !r->resume) {
+        static const char *const clear[] = {"DELETE FROM epochs WHERE run_id = ?", "DELETE FROM alignment WHERE run_id = ?"};
+        for (size_t i = 0; i < ARRAY_LEN(clear); i++) {
+            if ((rc = db_prep(db, clear[i], &st))) return rc;
+            sqlite3_bind_int64(st, 1, existing);
+            if ((rc = db_step(db, st, "clearing a rerun's epochs"))) return rc;
+        }
+    }
+    return 0;
+}
+
+int db_run_begin(Db *db, const DbRun *r, int64_t *run_id) {
+    CHECK(db && r && run_id);
+    if (r->kind && !str_eq(r->kind, "train") && !str_eq(r->kind, "finetune"))
+        return err_set("%s: run kind '%s' is not train or finetune", db->path, r->kind);
+    RunBeginCtx c = {r, 0};
+    if (db_write(db, run_begin_body, &c) < 0) return -1;
+    *run_id = c.id;
+    return 0;
+}
+
+typedef struct IdCtx { int64_t id; } IdCtx;
+static int heartbeat_body(Db *db, void *vctx) {
+    sqlite3_stmt *st = NULL;
+    int rc = db_prep(db, "UPDATE runs SET heartbeat = datetime('now') WHERE id = ?", &st);
+    if (rc) return rc;
+    sqlite3_bind_int64(st, 1, ((IdCtx *)vctx)->id);
+    return db_step(db, st, "heartbeat");
+}
+int db_run_heartbeat(Db *db, int64_t run_id) {
+    IdCtx c = {run_id};
+    return db_write(db, heartbeat_body, &c);
+}
+
+typedef struct EpochCtx { int64_t id; const EpochStats *s; } EpochCtx;
+static int epoch_body(Db *db, void *vctx) {
+    EpochCtx *c = vctx;
+    const EpochStats *s = c->s;
+    sqlite3_stmt *st = NULL;
+    int rc = db_prep(db, "INSERT OR REPLACE INTO epochs(run_id, epoch, lr, train_loss, train_acc, val_loss, val_acc,"
+                         " seconds, samples_per_s) VALUES(?,?,?,?,?,?,?,?,?)", &st);
+    if (rc) return rc;
+    sqlite3_bind_int64(st, 1, c->id);
+    sqlite3_bind_int(st, 2, s->epoch);
+    bind_real(st, 3, s->lr);
+    bind_real(st, 4, s->train_loss);
+    bind_real(st, 5, s->train_acc);
+    bind_real(st, 6, s->val_loss);
+    bind_real(st, 7, s->val_acc);
+    bind_real(st, 8, s->seconds);
+    bind_real(st, 9, s->samples_per_s);
+    if ((rc = db_step(db, st, "recording an epoch"))) return rc;
+    for (int i = 0; i < s->nalign && i < MAX_ALIGN; i++) {
+        if ((rc = db_prep(db, "INSERT OR REPLACE INTO alignment(run_id, epoch, layer, angle_bw, norm_ratio, grad_angle)"
+                              " VALUES(?,?,?,?,?,?)", &st)))
+            return rc;
+        sqlite3_bind_int64(st, 1, c->id);
+        sqlite3_bind_int(st, 2, s->epoch);
+        bind_text(st, 3, s->align[i].name);
+        bind_real(st, 4, s->align[i].angle_bw);
+        bind_real(st, 5, s->align[i].norm_ratio);
+        bind_real(st, 6, s->align[i].grad_angle);
+        if ((rc = db_step(db, st, "recording alignment"))) return rc;
+    }
+    if ((rc = db_prep(db, "UPDATE runs SET heartbeat = datetime('now'), val_acc = coalesce(?, val_acc) WHERE id = ?", &st)))
+        return rc;
+    bind_real(st, 1, s->val_acc);
+    sqlite3_bind_int64(st, 2, c->id);
+    return db_step(db, st, "updating a run");
+}
+int db_run_epoch(Db *db, int64_t run_id, const EpochStats *s) {
+    CHECK(db && s);
+    EpochCtx c = {run_id, s};
+    return db_write(db, epoch_body, &c);
+}
+
+typedef struct ArtCtx { int64_t run_id, eval_id; const char *kind, *path, *hash; } ArtCtx;
+static int artifact_body(Db *db, void *vctx) {
+    ArtCtx *c = vctx;
+    sqlite3_stmt *st = NULL;
+    int rc = db_prep(db, "INSERT INTO artifacts(run_id, eval_id, kind, path, hash, created)"
+                         " VALUES(?,?,?,?,?,datetime('now')) ON CONFLICT(kind, path) DO UPDATE SET"
+                         " run_id = excluded.run_id, eval_id = excluded.eval_id, hash = excluded.hash,"
+                         " created = excluded.created", &st);
+    if (rc) return rc;
+    bind_id(st, 1, c->run_id);
+    bind_id(st, 2, c->eval_id);
+    bind_text(st, 3, c->kind);
+    bind_text(st, 4, c->path);
+    bind_text(st, 5, c->hash);
+    return db_step(db, st, "recording an artifact");
+}
+
+typedef struct RunEndCtx { int64_t id; const char *status, *error, *ckpt, *hash; double acc; } RunEndCtx;
+static int run_end_body(Db *db, void *vctx) {
+    RunEndCtx *c = vctx;
+    sqlite3_stmt *st = NULL;
+    int rc = db_prep(db, "UPDATE runs SET status = ?, error = ?, ckpt_path = coalesce(?, ckpt_path),"
+                         " ckpt_hash = coalesce(?, ckpt_hash), test_acc = coalesce(?, test_acc),"
+                         " finished = datetime('now'), heartbeat = datetime('now') WHERE id = ?", &st);
+    if (rc) return rc;
+    bind_text(st, 1, c->status);
+    bind_text(st, 2, c->error);
+    bind_text(st, 3, c->ckpt);
+    bind_text(st, 4, c->hash);
+    bind_real(st, 5, c->acc);
+    sqlite3_bind_int64(st, 6, c->id);
+    if ((rc = db_step(db, st, "ending a run"))) return rc;
+    if (sqlite3_changes(db->h) != 1)
+        return err_set("%s: run %lld does not exist; it was not begun in this database", db->path, (long long)c->id);
+    if (c->ckpt) {
+        ArtCtx a = {c->id, 0, "checkpoint", c->ckpt, c->hash};
+        return artifact_body(db, &a);
+    }
+    return 0;
+}
+int db_run_end(Db *db, int64_t run_id, const char *status, const char *error, const char *ckpt_path,
+               const char *ckpt_hash, double test_acc) {
+    CHECK(db && status);
+    if (!str_eq(status, "finished") && !str_eq(status, "failed") && !str_eq(status, "interrupted"))
+        return err_set("%s: run status '%s' is not finished, failed or interrupted", db->path, status);
+    RunEndCtx c = {run_id, status, error, ckpt_path, ckpt_hash, test_acc};
+    return db_write(db, run_end_body, &c);
+}
+
+typedef struct ReapCtx { double stale; int n; } ReapCtx;
+static int reap_body(Db *db, void *vctx) {
+    ReapCtx *c = vctx;
+    sqlite3_stmt *st = NULL;
+    int rc = db_prep(db, "UPDATE runs SET status = 'interrupted', error = coalesce(error, 'heartbeat stopped (worker killed?)')"
+                         " WHERE status = 'running' AND (heartbeat IS NULL OR"
+                         " (julianday('now') - julianday(heartbeat)) * 86400.0 > ?)", &st);
+    if (rc) return rc;
+    sqlite3_bind_double(st, 1, c->stale);
+    if ((rc = db_step(db, st, "marking stale runs"))) return rc;
+    c->n = sqlite3_changes(db->h);
+    return 0;
+}
+int db_runs_reap(Db *db, double stale_seconds, int *n) {
+    ReapCtx c = {stale_seconds, 0};
+    if (db_write(db, reap_body, &c) < 0) return -1;
+    if (n) *n = c.n;
+    return 0;
+}
+
+/* ---- evals and artifacts ---- */
+
+typedef struct EvalCtx {
+    const DbEval *e; const AttackParams *p; const EvalCounts *c; const char *flags; int64_t id;
+} EvalCtx;
+
+/* The run behind a checkpoint: the given id when this database has it, else the newest run whose final
+ * checkpoint has that content hash (or, without a hash, that path). 0 = unknown; DB_RETRY on busy. */
+static int resolve_run(Db *db, int64_t id, const char *hash, const char *path, int64_t *out) {
+    static const char sql[] =
+        "SELECT coalesce((SELECT id FROM runs WHERE id = ?1),"
+        " (SELECT id FROM runs WHERE ?2 IS NOT NULL AND ckpt_hash = ?2 ORDER BY id DESC LIMIT 1),"
+        " (SELECT run_id FROM artifacts WHERE ?2 IS NOT NULL AND kind = 'checkpoint' AND hash = ?2"
+        "  AND run_id IS NOT NULL ORDER BY id DESC LIMIT 1),"
+        " (SELECT id FROM runs WHERE ?2 IS NULL AND ?3 IS NOT NULL AND ckpt_path = ?3 ORDER BY id DESC LIMIT 1), 0)";
+    sqlite3_stmt *st = NULL;
+    *out = 0;
+    if (id <= 0 && !hash && !path) return 0;
+    int rc = db_prep(db, sql, &st);
+    if (rc) return rc;
+    sqlite3_bind_int64(st, 1, id);
+    bind_text(st, 2, hash && *hash ? hash : NULL);
+    bind_text(st, 3, path && *path ? path : NULL);
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) *out = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    if (rc == SQLITE_ROW) return 0;
+    return is_busy(rc) ? DB_RETRY : db_fail(db, "looking up a checkpoint's run");
+}
+
+static int eval_body(Db *db, void *vctx) {
+    EvalCtx *x = vctx;
+    const DbEval *e = x->e;
+    const AttackParams *p = x->p;
+    const EvalCounts *c = x->c;
+    int64_t run_id = 0, transfer_run = 0;
+    int rc = resolve_run(db, e->run_id, e->target_hash, e->target_ckpt, &run_id);
+    if (rc == 0 && p->grad_source == GRAD_TRANSFER && p->kind != ATK_SQUARE)
+        rc = resolve_run(db, e->transfer_run, e->transfer_hash, p->transfer_ckpt[0] ? p->transfer_ckpt : NULL, &transfer_run);
+    if (rc) return rc;
+    static const char *const cols[] = {
+        "job_key", "run_id", "target_ckpt", "target_hash", "dataset", "split", "attack", "norm", "eps_text", "eps",
+        "alpha_text", "alpha", "steps", "restarts", "random_start", "targeted", "target", "grad_source",
+        "transfer_ckpt", "transfer_run", "transfer_hash", "eot", "queries", "p_init", "seed", "batch",
+        "n", "n_clean_ok", "n_robust_ok", "n_flipped", "n_zero_grad", "mean_linf", "mean_l2", "mean_loss",
+        "seconds", "queries_max", "flags", "host", "git_rev", "created"};
+    enum { NCOL = (int)ARRAY_LEN(cols) };
+    char sql[4096];
+    int k = snprintf(sql, sizeof sql, "INSERT INTO evals(");
+    for (int i = 0; i < NCOL; i++) k += snprintf(sql + k, sizeof sql - (size_t)k, "%s%s", i ? "," : "", cols[i]);
+    k += snprintf(sql + k, sizeof sql - (size_t)k, ") VALUES(");
+    for (int i = 0; i < NCOL; i++)
+        k += snprintf(sql + k, sizeof sql - (size_t)k, "%s%s", i ? "," : "", i == NCOL - 1 ? "datetime('now')" : "?");
+    /* same key again: overwrite every column in place, keeping the id (artifacts may point at it) */
+    k += snprintf(sql + k, sizeof sql - (size_t)k, ") ON CONFLICT(job_key) DO UPDATE SET ");
+    for (int i = 1; i < NCOL; i++)
+        k += snprintf(sql + k, sizeof sql - (size_t)k, "%s%s = excluded.%s", i > 1 ? "," : "", cols[i], cols[i]);
+    k += snprintf(sql + k, sizeof sql - (size_t)k, " RETURNING id");
+    CHECK(k < (int)sizeof sql);
+    sqlite3_stmt *st = NULL;
+    if ((rc = db_prep(db, sql, &st))) return rc;
+    char hostbuf[256];
+    int i = 1;
+    bind_text(st, i++, e->job_key);
+    bind_id(st, i++, run_id);
+    bind_text(st, i++, e->target_ckpt);
+    bind_text(st, i++, e->target_hash);
+    bind_text(st, i++, e->dataset);
+    bind_text(st, i++, e->split ? e->split : "test");
+    bind_text(st, i++, db_attack_name(p->kind));
+    bind_text(st, i++, db_norm_name(p->norm));
+    bind_text(st, i++, p->eps_text);
+    bind_real(st, i++, p->eps);
+    bind_text(st, i++, p->alpha_text);
+    bind_real(st, i++, p->alpha);
+    sqlite3_bind_int(st, i++, p->steps);
+    sqlite3_bind_int(st, i++, p->restarts);
+    sqlite3_bind_int(st, i++, p->random_start);
+    sqlite3_bind_int(st, i++, p->targeted);
+    sqlite3_bind_int(st, i++, p->target);
+    bind_text(st, i++, db_grad_source_name(p->grad_source));
+    bind_text(st, i++, p->transfer_ckpt[0] ? p->transfer_ckpt : NULL);
+    bind_id(st, i++, transfer_run);
+    bind_text(st, i++, e->transfer_hash);
+    sqlite3_bind_int(st, i++, p->eot);
+    sqlite3_bind_int(st, i++, p->queries);
+    bind_real(st, i++, p->p_init);
+    sqlite3_bind_int64(st, i++, (sqlite3_int64)p->seed);
+    sqlite3_bind_int(st, i++, p->batch);
+    sqlite3_bind_int64(st, i++, c->n);
+    sqlite3_bind_int64(st, i++, c->n_clean_ok);
+    sqlite3_bind_int64(st, i++, c->n_robust_ok);
+    sqlite3_bind_int64(st, i++, c->n_flipped);
+    sqlite3_bind_int64(st, i++, c->n_zero_grad);
+    bind_real(st, i++, c->mean_linf);
+    bind_real(st, i++, c->mean_l2);
+    bind_real(st, i++, c->mean_loss);
+    bind_real(st, i++, c->seconds);
+    sqlite3_bind_int64(st, i++, c->queries_max);
+    bind_text(st, i++, x->flags ? x->flags : "");
+    bind_text(st, i++, host_name(e->host, hostbuf, sizeof hostbuf));
+    bind_text(st, i++, e->git_rev);
+    CHECK(i == NCOL);
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) x->id = sqlite3_column_int64(st, 0);
+    int out = rc == SQLITE_ROW ? 0 : is_busy(rc) ? DB_RETRY : db_fail(db, "recording an eval");
+    sqlite3_finalize(st);
+    return out;
+}
+
+int db_eval_record(Db *db, const DbEval *e, const AttackParams *p, const EvalCounts *c, const char *flags,
+                   int64_t *eval_id) {
+    CHECK(db && e && p && c);
+    if (c->n_robust_ok > c->n_clean_ok || c->n_clean_ok > c->n)
+        return err_set("%s: inconsistent eval counts (n %ld, clean-correct %ld, robust-correct %ld); this is an "
+                       "attack bug", db->path, c->n, c->n_clean_ok, c->n_robust_ok);
+    EvalCtx x = {e, p, c, flags, 0};
+    if (db_write(db, eval_body, &x) < 0) return -1;
+    if (eval_id) *eval_id = x.id;
+    return 0;
+}
+
+int db_artifact(Db *db, int64_t run_id, int64_t eval_id, const char *kind, const char *path, const char *hash) {
+    CHECK(db && kind && path);
+    if (!str_eq(kind, "checkpoint") && !str_eq(kind, "grid") && !str_eq(kind, "figure") && !str_eq(kind, "report"))
+        return err_set("%s: artifact kind '%s' is not checkpoint, grid, figure or report", db->path, kind);
+    char h[17];
+    if (!hash) {
+        if (file_sha_hex(path, h) < 0) return -1;
+        hash = h;
+    }
+    ArtCtx c = {run_id, eval_id, kind, path, hash};
+    return db_write(db, artifact_body, &c);
+}
+
+int db_job_done(Db *db, const char *job_key) {
+    CHECK(db && job_key);
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(db->h,
+                           "SELECT EXISTS(SELECT 1 FROM runs WHERE job_key = ?1 AND status = 'finished')"
+                           " OR EXISTS(SELECT 1 FROM evals WHERE job_key = ?1)", -1, &st, NULL) != SQLITE_OK)
+        return err_set("%s: cannot look up job '%s': %s", db->path, job_key, sqlite3_errmsg(db->h));
+    sqlite3_bind_text(st, 1, job_key, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(st);
+    int done = rc == SQLITE_ROW ? sqlite3_column_int(st, 0) : -1;
+    sqlite3_finalize(st);
+    if (done < 0) return err_set("%s: cannot look up job '%s': %s", db->path, job_key, sqlite3_errmsg(db->h));
+    return done;
+}

@@ -1,0 +1,787 @@
+/* query.c -- the reports of query.h: SQL over the views of db.c, laid out as small tables (QTab) and
+ * printed by one printer per format. Aggregation (mean, sample sd) is done in SQL with sum and sum of
+ * squares; the sd of a single value is not shown.
+ */
+#define _POSIX_C_SOURCE 200809L
+#include "query.h"
+
+#include <math.h>
+#include <sqlite3.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../harness/core.h"
+
+/* ---- a small table of strings ---- */
+
+typedef struct QTab {
+    char title[400];
+    int ncol, nrow, cap, merge; /* merge: a statistic is one "m ± sd" cell (text/md), else two columns */
+    char **head;
+    int *numeric;               /* per column: right-aligned in text, unquoted in JSON */
+    char **cell;                /* nrow * ncol, NULL = missing */
+} QTab;
+
+static QTab *qtab_new(int fmt) {
+    QTab *t = xcalloc(1, sizeof *t);
+    t->merge = fmt == QF_TEXT || fmt == QF_MD;
+    return t;
+}
+static void qtab_free(QTab *t) {
+    if (!t) return;
+    for (int i = 0; i < t->ncol; i++) free(t->head[i]);
+    for (long i = 0; i < (long)t->nrow * t->ncol; i++) free(t->cell[i]);
+    free(t->head);
+    free(t->numeric);
+    free(t->cell);
+    free(t);
+}
+static int qtab_col(QTab *t, const char *name, int numeric) {
+    CHECK(t->nrow == 0);
+    t->head = realloc(t->head, sizeof(char *) * (size_t)(t->ncol + 1));
+    t->numeric = realloc(t->numeric, sizeof(int) * (size_t)(t->ncol + 1));
+    CHECK(t->head && t->numeric);
+    t->head[t->ncol] = xstrdup(name);
+    t->numeric[t->ncol] = numeric;
+    return t->ncol++;
+}
+/* A statistic column: "name" (and "name_sd" when not merged). Returns the first column's index. */
+static int qtab_stat_col(QTab *t, const char *name) {
+    int c = qtab_col(t, name, !t->merge);
+    if (!t->merge) {
+        char sd[300];
+        snprintf(sd, sizeof sd, "%s_sd", name);
+        qtab_col(t, sd, 1);
+    }
+    return c;
+}
+static int qtab_row(QTab *t) {
+    if (t->nrow == t->cap) {
+        t->cap = t->cap ? 2 * t->cap : 16;
+        t->cell = realloc(t->cell, sizeof(char *) * (size_t)t->cap * (size_t)t->ncol);
+        CHECK(t->cell);
+    }
+    for (int c = 0; c < t->ncol; c++) t->cell[(long)t->nrow * t->ncol + c] = NULL;
+    return t->nrow++;
+}
+static void qtab_set(QTab *t, int r, int c, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+static void qtab_set(QTab *t, int r, int c, const char *fmt, ...) {
+    CHECK(r >= 0 && r < t->nrow && c >= 0 && c < t->ncol);
+    char buf[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof buf, fmt, ap);
+    va_end(ap);
+    char **p = &t->cell[(long)r * t->ncol + c];
+    free(*p);
+    *p = xstrdup(buf);
+}
+static void qtab_set_text(QTab *t, int r, int c, const char *s) {
+    if (s) qtab_set(t, r, c, "%s", s);
+}
+
+typedef struct Stat { double mean, sd; long n; } Stat; /* n = 0: missing */
+static Stat stat_from(double mean, double sumsq, long n) {
+    Stat s = {mean, NAN, n};
+    if (n >= 2) {
+        double var = (sumsq - (double)n * mean * mean) / (double)(n - 1);
+        s.sd = sqrt(var > 0 ? var : 0);
+    }
+    return s;
+}
+static void qtab_set_stat(QTab *t, int r, int c, Stat s, int decimals) {
+    if (s.n <= 0 || !isfinite(s.mean)) return;
+    if (t->merge) {
+        if (s.n >= 2) qtab_set(t, r, c, "%.*f ± %.*f", decimals, s.mean, decimals, s.sd);
+        else qtab_set(t, r, c, "%.*f", decimals, s.mean);
+    } else {
+        qtab_set(t, r, c, "%.*f", decimals + 2, s.mean);
+        if (s.n >= 2) qtab_set(t, r, c + 1, "%.*f", decimals + 2, s.sd);
+    }
+}
+
+/* ---- printers ---- */
+
+static int utf8_width(const char *s) {
+    int w = 0;
+    for (; *s; s++) w += ((unsigned char)*s & 0xc0) != 0x80;
+    return w;
+}
+static void print_pad(FILE *out, const char *s, int width, int right) {
+    int pad = width - utf8_width(s);
+    if (right) for (int i = 0; i < pad; i++) fputc(' ', out);
+    fputs(s, out);
+    if (!right) for (int i = 0; i < pad; i++) fputc(' ', out);
+}
+
+static void print_text(const QTab *t, FILE *out) {
+    if (t->title[0]) fprintf(out, "== %s ==\n", t->title);
+    int *w = xcalloc((size_t)t->ncol, sizeof(int));
+    for (int c = 0; c < t->ncol; c++) {
+        w[c] = utf8_width(t->head[c]);
+        for (int r = 0; r < t->nrow; r++) {
+            const char *s = t->cell[(long)r * t->ncol + c];
+            int k = utf8_width(s ? s : "-");
+            if (k > w[c]) w[c] = k;
+        }
+    }
+    for (int c = 0; c < t->ncol; c++) {
+        if (c) fputs("  ", out);
+        print_pad(out, t->head[c], c == t->ncol - 1 && !t->numeric[c] ? 0 : w[c], t->numeric[c]);
+    }
+    fputc('\n', out);
+    for (int c = 0; c < t->ncol; c++) {
+        if (c) fputs("  ", out);
+        for (int i = 0; i < w[c]; i++) fputc('-', out);
+    }
+    fputc('\n', out);
+    for (int r = 0; r < t->nrow; r++) {
+        for (int c = 0; c < t->ncol; c++) {
+            const char *s = t->cell[(long)r * t->ncol + c];
+            if (c) fputs("  ", out);
+            print_pad(out, s ? s : "-", c == t->ncol - 1 && !t->numeric[c] ? 0 : w[c], t->numeric[c]);
+        }
+        fputc('\n', out);
+    }
+    free(w);
+}
+
+static void print_csv_field(FILE *out, const char *s) {
+    if (!s) return;
+    if (strpbrk(s, ",\"\n\r")) {
+        fputc('"', out);
+        for (; *s; s++) {
+            if (*s == '"') fputc('"', out);
+            fputc(*s, out);
+        }
+        fputc('"', out);
+    } else {
+        fputs(s, out);
+    }
+}
+static void print_csv(const QTab *t, FILE *out) {
+    for (int c = 0; c < t->ncol; c++) {
+        if (c) fputc(',', out);
+        print_csv_field(out, t->head[c]);
+    }
+    fputc('\n', out);
+    for (int r = 0; r < t->nrow; r++) {
+        for (int c = 0; c < t->ncol; c++) {
+            if (c) fputc(',', out);
+            print_csv_field(out, t->cell[(long)r * t->ncol + c]);
+        }
+        fputc('\n', out);
+    }
+}
+
+static void print_md_cell(FILE *out, const char *s) {
+    fputc(' ', out);
+    for (; *s; s++) {
+        if (*s == '|') fputc('\\', out);
+        fputc(*s == '\n' ? ' ' : *s, out);
+    }
+    fputs(" |", out);
+}
+static void print_md(const QTab *t, FILE *out) {
+    if (t->title[0]) fprintf(out, "#### %s\n\n", t->title);
+    fputc('|', out);
+    for (int c = 0; c < t->ncol; c++) print_md_cell(out, t->head[c]);
+    fputs("\n|", out);
+    for (int c = 0; c < t->ncol; c++) fputs(t->numeric[c] ? " ---: |" : " --- |", out);
+    fputc('\n', out);
+    for (int r = 0; r < t->nrow; r++) {
+        fputc('|', out);
+        for (int c = 0; c < t->ncol; c++) {
+            const char *s = t->cell[(long)r * t->ncol + c];
+            print_md_cell(out, s ? s : "-");
+        }
+        fputc('\n', out);
+    }
+    fputc('\n', out);
+}
+
+static void print_json_string(FILE *out, const char *s) {
+    fputc('"', out);
+    for (; *s; s++) {
+        unsigned char ch = (unsigned char)*s;
+        if (ch == '"' || ch == '\\') fprintf(out, "\\%c", ch);
+        else if (ch == '\n') fputs("\\n", out);
+        else if (ch == '\t') fputs("\\t", out);
+        else if (ch == '\r') fputs("\\r", out);
+        else if (ch < 0x20) fprintf(out, "\\u%04x", ch);
+        else fputc(ch, out);
+    }
+    fputc('"', out);
+}
+static int json_number_ok(const char *s) { /* a cell printed unquoted must be a JSON number */
+    double v;
+    return parse_double(s, &v) == 0 && isfinite(v) && !strpbrk(s, "xXnNiI") && s[0] != '+' && s[0] != '.';
+}
+static void print_json(const QTab *t, FILE *out) {
+    fputs("[", out);
+    for (int r = 0; r < t->nrow; r++) {
+        fputs(r ? ",\n {" : "\n {", out);
+        for (int c = 0; c < t->ncol; c++) {
+            const char *s = t->cell[(long)r * t->ncol + c];
+            if (c) fputs(", ", out);
+            print_json_string(out, t->head[c]);
+            fputs(": ", out);
+            if (!s) fputs("null", out);
+            else if (t->numeric[c] && json_number_ok(s)) fputs(s, out);
+            else print_json_string(out, s);
+        }
+        fputc('}', out);
+    }
+    fputs(t->nrow ? "\n]\n" : "]\n", out);
+}
+
+static void qtab_print(const QTab *t, int fmt, FILE *out) {
+    switch (fmt) {
+    case QF_TEXT: print_text(t, out); break;
+    case QF_CSV: print_csv(t, out); break;
+    case QF_MD: print_md(t, out); break;
+    default: print_json(t, out); break;
+    }
+}
+
+/* ---- formats and reports ---- */
+
+static const char *const k_formats[] = {"text", "csv", "md", "json"};
+_Static_assert(ARRAY_LEN(k_formats) == QF_COUNT, "one name per format");
+
+int query_format_parse(const char *name, int *fmt) {
+    for (int i = 0; i < QF_COUNT; i++)
+        if (str_eq(name, k_formats[i])) { *fmt = i; return 0; }
+    return err_set("unknown format '%s'; use text, csv, md or json", name);
+}
+
+static int sql_fail(Db *db, const char *what) {
+    return err_set("%s: %s: %s", db_path(db), what, sqlite3_errmsg(db_sqlite(db)));
+}
+static const char *col_text(sqlite3_stmt *st, int i) {
+    const char *s = (const char *)sqlite3_column_text(st, i);
+    return s ? s : "";
+}
+
+/* Sort keys shared by every report, so rules and attacks come out in the same order everywhere. */
+#define RULE_RANK(col) "CASE " col " WHEN 'bp' THEN 0 WHEN 'fa' THEN 1 WHEN 'dfa' THEN 2 WHEN 'usf' THEN 3" \
+                       " WHEN 'brsf' THEN 4 WHEN 'frsf' THEN 5 ELSE 6 END"
+#define ATTACK_RANK "CASE attack WHEN 'fgsm' THEN 0 WHEN 'pgd' THEN 1 ELSE 2 END"
+#define SOURCE_RANK "CASE WHEN attack = 'square' THEN 3 WHEN grad_source = 'true' THEN 0" \
+                    " WHEN grad_source = 'feedback' THEN 1 ELSE 2 END"
+
+/* One aggregated robust-accuracy cell of the eval_view. */
+typedef struct Cell {
+    char dataset[64], model[64], kind[16], rule[32], attack[48], source[64], eps_text[32], flags[256];
+    double eps;
+    int square;
+    Stat robust, asr;
+} Cell;
+typedef struct Cells { Cell *v; int n, cap; } Cells;
+
+static int cells_load(Db *db, Cells *cs) {
+    static const char sql[] =
+        "SELECT dataset, model, coalesce(kind, '?'), rule, attack_label, source_label, eps_text, eps,"
+        " avg(100.0 * robust_acc), sum(100.0 * robust_acc * 100.0 * robust_acc), count(robust_acc),"
+        " avg(100.0 * attack_success_rate), sum(100.0 * attack_success_rate * 100.0 * attack_success_rate),"
+        " count(attack_success_rate), coalesce(group_concat(DISTINCT nullif(flags, '')), ''), attack = 'square'"
+        " FROM eval_view GROUP BY 1, 2, 3, 4, 5, 6, 7"
+        " ORDER BY 1, 2, 3, " RULE_RANK("rule") ", 4, " ATTACK_RANK ", 5, " SOURCE_RANK ", 6, 8";
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(db_sqlite(db), sql, -1, &st, NULL) != SQLITE_OK) return sql_fail(db, "reading evals");
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        if (cs->n == cs->cap) {
+            cs->cap = cs->cap ? 2 * cs->cap : 64;
+            cs->v = realloc(cs->v, sizeof(Cell) * (size_t)cs->cap);
+            CHECK(cs->v);
+        }
+        Cell *c = &cs->v[cs->n++];
+        memset(c, 0, sizeof *c);
+        snprintf(c->dataset, sizeof c->dataset, "%s", col_text(st, 0));
+        snprintf(c->model, sizeof c->model, "%s", col_text(st, 1));
+        snprintf(c->kind, sizeof c->kind, "%s", col_text(st, 2));
+        snprintf(c->rule, sizeof c->rule, "%s", col_text(st, 3));
+        snprintf(c->attack, sizeof c->attack, "%s", col_text(st, 4));
+        snprintf(c->source, sizeof c->source, "%s", col_text(st, 5));
+        snprintf(c->eps_text, sizeof c->eps_text, "%s", col_text(st, 6));
+        c->eps = sqlite3_column_double(st, 7);
+        c->robust = stat_from(sqlite3_column_double(st, 8), sqlite3_column_double(st, 9), sqlite3_column_int64(st, 10));
+        c->asr = stat_from(sqlite3_column_double(st, 11), sqlite3_column_double(st, 12), sqlite3_column_int64(st, 13));
+        snprintf(c->flags, sizeof c->flags, "%s", col_text(st, 14));
+        c->square = sqlite3_column_int(st, 15);
+    }
+    sqlite3_finalize(st);
+    if (rc != SQLITE_DONE) return sql_fail(db, "reading evals");
+    return 0;
+}
+
+/* Clean accuracy per (dataset, model, kind, rule) over runs: the run's final test accuracy, or the
+ * clean accuracy its evals measured when the run recorded none. Runs that were neither finished nor
+ * attacked are left out. */
+typedef struct Clean { char dataset[64], model[64], kind[16], rule[32]; Stat s; } Clean;
+static int clean_load(Db *db, Clean **out, int *n) {
+    static const char sql[] =
+        "SELECT dataset, model, kind, rule, avg(a), sum(a * a), count(a) FROM ("
+        " SELECT r.dataset, r.model, r.kind, r.rule, 100.0 * coalesce(r.test_acc,"
+        "  (SELECT avg(clean_acc) FROM eval_view v WHERE v.run_id = r.id)) AS a"
+        " FROM runs r WHERE r.status = 'finished' OR EXISTS(SELECT 1 FROM evals e WHERE e.run_id = r.id))"
+        " GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, " RULE_RANK("rule") ", 4";
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(db_sqlite(db), sql, -1, &st, NULL) != SQLITE_OK) return sql_fail(db, "reading runs");
+    int cap = 0, rc;
+    *out = NULL;
+    *n = 0;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        if (*n == cap) {
+            cap = cap ? 2 * cap : 32;
+            *out = realloc(*out, sizeof(Clean) * (size_t)cap);
+            CHECK(*out);
+        }
+        Clean *c = &(*out)[(*n)++];
+        snprintf(c->dataset, sizeof c->dataset, "%s", col_text(st, 0));
+        snprintf(c->model, sizeof c->model, "%s", col_text(st, 1));
+        snprintf(c->kind, sizeof c->kind, "%s", col_text(st, 2));
+        snprintf(c->rule, sizeof c->rule, "%s", col_text(st, 3));
+        c->s = stat_from(sqlite3_column_double(st, 4), sqlite3_column_double(st, 5), sqlite3_column_int64(st, 6));
+        if (sqlite3_column_type(st, 4) == SQLITE_NULL) c->s.n = 0;
+    }
+    sqlite3_finalize(st);
+    if (rc != SQLITE_DONE) return sql_fail(db, "reading runs");
+    return 0;
+}
+
+static int rule_rank(const char *r) {
+    static const char *const order[] = {"bp", "fa", "dfa", "usf", "brsf", "frsf"};
+    for (size_t i = 0; i < ARRAY_LEN(order); i++)
+        if (str_eq(r, order[i])) return (int)i;
+    return (int)ARRAY_LEN(order);
+}
+
+/* A row of the table report: one (dataset, model, kind, rule). */
+typedef struct TRow { char dataset[64], model[64], kind[16], rule[32]; Stat clean; } TRow;
+static int trow_cmp(const void *a, const void *b) {
+    const TRow *x = a, *y = b;
+    int c;
+    if ((c = strcmp(x->dataset, y->dataset))) return c;
+    if ((c = strcmp(x->model, y->model))) return c;
+    if ((c = strcmp(x->kind, y->kind))) return c;
+    if ((c = rule_rank(x->rule) - rule_rank(y->rule))) return c;
+    return strcmp(x->rule, y->rule);
+}
+static int trow_find(TRow *rows, int n, const char *d, const char *m, const char *k, const char *r) {
+    for (int i = 0; i < n; i++)
+        if (str_eq(rows[i].dataset, d) && str_eq(rows[i].model, m) && str_eq(rows[i].kind, k) && str_eq(rows[i].rule, r))
+            return i;
+    return -1;
+}
+
+/* A column of the table report: one (attack, source, eps). Cells arrive sorted by attack, source, eps
+ * within a rule, so the first-seen order over all rules, stably merged, is the display order. */
+typedef struct TCol { char attack[48], source[64], eps_text[32]; double eps; int arank, srank; } TCol;
+static int tcol_rank_attack(const char *a) { return strncmp(a, "fgsm", 4) == 0 ? 0 : strncmp(a, "pgd", 3) == 0 ? 1 : 2; }
+static int tcol_rank_source(const char *s) {
+    return str_eq(s, "true") ? 0 : strncmp(s, "feedback", 8) == 0 ? 1 : strncmp(s, "transfer", 8) == 0 ? 2 : 3;
+}
+static int tcol_cmp(const void *a, const void *b) {
+    const TCol *x = a, *y = b;
+    int c;
+    if ((c = x->arank - y->arank)) return c;
+    if ((c = strcmp(x->attack, y->attack))) return c;
+    if ((c = x->srank - y->srank)) return c;
+    if ((c = strcmp(x->source, y->source))) return c;
+    if (x->eps != y->eps) return x->eps < y->eps ? -1 : 1;
+    return strcmp(x->eps_text, y->eps_text);
+}
+
+typedef struct Layout { TRow *rows; int nrows; TCol *cols; int ncols; } Layout;
+
+static void layout_free(Layout *l) { free(l->rows); free(l->cols); }
+
+static void layout_build(const Cells *cs, const Clean *cl, int ncl, Layout *l) {
+    memset(l, 0, sizeof *l);
+    l->rows = xcalloc((size_t)(cs->n + ncl + 1), sizeof(TRow));
+    l->cols = xcalloc((size_t)(cs->n + 1), sizeof(TCol));
+    for (int i = 0; i < ncl; i++) {
+        TRow *r = &l->rows[l->nrows++];
+        snprintf(r->dataset, sizeof r->dataset, "%s", cl[i].dataset);
+        snprintf(r->model, sizeof r->model, "%s", cl[i].model);
+        snprintf(r->kind, sizeof r->kind, "%s", cl[i].kind);
+        snprintf(r->rule, sizeof r->rule, "%s", cl[i].rule);
+        r->clean = cl[i].s;
+    }
+    for (int i = 0; i < cs->n; i++) {
+        const Cell *c = &cs->v[i];
+        if (trow_find(l->rows, l->nrows, c->dataset, c->model, c->kind, c->rule) < 0) {
+            TRow *r = &l->rows[l->nrows++];
+            snprintf(r->dataset, sizeof r->dataset, "%s", c->dataset);
+            snprintf(r->model, sizeof r->model, "%s", c->model);
+            snprintf(r->kind, sizeof r->kind, "%s", c->kind);
+            snprintf(r->rule, sizeof r->rule, "%s", c->rule);
+        }
+        int found = 0;
+        for (int j = 0; j < l->ncols && !found; j++)
+            found = str_eq(l->cols[j].attack, c->attack) && str_eq(l->cols[j].source, c->source) &&
+                    str_eq(l->cols[j].eps_text, c->eps_text);
+        if (!found) {
+            TCol *t = &l->cols[l->ncols++];
+            snprintf(t->attack, sizeof t->attack, "%s", c->attack);
+            snprintf(t->source, sizeof t->source, "%s", c->source);
+            snprintf(t->eps_text, sizeof t->eps_text, "%s", c->eps_text);
+            t->eps = c->eps;
+            t->arank = tcol_rank_attack(c->attack);
+            t->srank = tcol_rank_source(c->source);
+        }
+    }
+    qsort(l->rows, (size_t)l->nrows, sizeof(TRow), trow_cmp);
+    qsort(l->cols, (size_t)l->ncols, sizeof(TCol), tcol_cmp);
+}
+
+static const Cell *cell_find(const Cells *cs, const TRow *r, const char *attack, const char *source, const char *eps_text) {
+    for (int i = 0; i < cs->n; i++) {
+        const Cell *c = &cs->v[i];
+        if (str_eq(c->rule, r->rule) && str_eq(c->dataset, r->dataset) && str_eq(c->model, r->model) &&
+            str_eq(c->kind, r->kind) && str_eq(c->attack, attack) && (!source || str_eq(c->source, source)) &&
+            str_eq(c->eps_text, eps_text))
+            return c;
+    }
+    return NULL;
+}
+
+static int same_group(const TRow *a, const TRow *b) {
+    return str_eq(a->dataset, b->dataset) && str_eq(a->model, b->model) && str_eq(a->kind, b->kind);
+}
+
+/* Prints the block of rows [g0,g1) (one group) and columns [j0,j1) (one attack × source; empty = clean
+ * accuracy only). Returns 0 without printing when the group has no cell in those columns. */
+static int table_block(const Layout *l, const Cells *cs, int g0, int g1, int j0, int j1, int fmt, int nth, FILE *out) {
+    int any = j0 == j1;
+    for (int i = g0; i < g1 && !any; i++)
+        for (int j = j0; j < j1 && !any; j++)
+            any = cell_find(cs, &l->rows[i], l->cols[j].attack, l->cols[j].source, l->cols[j].eps_text) != NULL;
+    if (!any) return 0;
+    const TRow *gr = &l->rows[g0];
+    QTab *t = qtab_new(fmt);
+    if (j0 < j1)
+        snprintf(t->title, sizeof t->title, "%s / %s / %s: robust accuracy %% under %s (%s gradient)", gr->dataset,
+                 gr->model, gr->kind, l->cols[j0].attack, l->cols[j0].source);
+    else
+        snprintf(t->title, sizeof t->title, "%s / %s / %s: clean accuracy %%", gr->dataset, gr->model, gr->kind);
+    qtab_col(t, "rule", 0);
+    qtab_col(t, "runs", 1);
+    int cclean = qtab_stat_col(t, "clean");
+    int c0 = t->ncol;
+    for (int j = j0; j < j1; j++) {
+        char name[64];
+        snprintf(name, sizeof name, "eps=%s", l->cols[j].eps_text);
+        qtab_col(t, name, 1);
+    }
+    for (int i = g0; i < g1; i++) {
+        const TRow *r = &l->rows[i];
+        int row = qtab_row(t);
+        qtab_set_text(t, row, 0, r->rule);
+        qtab_set(t, row, 1, "%ld", r->clean.n);
+        qtab_set_stat(t, row, cclean, r->clean, 1);
+        for (int j = j0; j < j1; j++) {
+            const Cell *c = cell_find(cs, r, l->cols[j].attack, l->cols[j].source, l->cols[j].eps_text);
+            if (c) qtab_set_stat(t, row, c0 + (j - j0), c->robust, 1);
+        }
+    }
+    if (nth && fmt == QF_TEXT) fputc('\n', out);
+    qtab_print(t, fmt, out);
+    qtab_free(t);
+    return 1;
+}
+
+static int report_table(Db *db, int fmt, FILE *out) {
+    Cells cs = {0};
+    Clean *cl = NULL;
+    int ncl = 0;
+    if (cells_load(db, &cs) < 0 || clean_load(db, &cl, &ncl) < 0) { free(cs.v); free(cl); return -1; }
+    Layout l;
+    layout_build(&cs, cl, ncl, &l);
+    if (!l.nrows) fprintf(stderr, "query table: no finished runs and no evals in %s\n", db_path(db));
+    if (fmt == QF_CSV || fmt == QF_JSON || l.nrows == 0) { /* one wide table */
+        QTab *t = qtab_new(fmt);
+        qtab_col(t, "dataset", 0);
+        qtab_col(t, "model", 0);
+        qtab_col(t, "kind", 0);
+        qtab_col(t, "rule", 0);
+        qtab_col(t, "runs", 1);
+        int cclean = qtab_stat_col(t, "clean");
+        int *cc = xcalloc((size_t)l.ncols + 1, sizeof(int));
+        for (int j = 0; j < l.ncols; j++) {
+            char name[200];
+            snprintf(name, sizeof name, "%s/%s/%s", l.cols[j].attack, l.cols[j].source, l.cols[j].eps_text);
+            cc[j] = qtab_stat_col(t, name);
+        }
+        for (int i = 0; i < l.nrows; i++) {
+            const TRow *r = &l.rows[i];
+            int row = qtab_row(t);
+            qtab_set_text(t, row, 0, r->dataset);
+            qtab_set_text(t, row, 1, r->model);
+            qtab_set_text(t, row, 2, r->kind);
+            qtab_set_text(t, row, 3, r->rule);
+            qtab_set(t, row, 4, "%ld", r->clean.n);
+            qtab_set_stat(t, row, cclean, r->clean, 1);
+            for (int j = 0; j < l.ncols; j++) {
+                const Cell *c = cell_find(&cs, r, l.cols[j].attack, l.cols[j].source, l.cols[j].eps_text);
+                if (c) qtab_set_stat(t, row, cc[j], c->robust, 1);
+            }
+        }
+        qtab_print(t, fmt, out);
+        qtab_free(t);
+        free(cc);
+    } else { /* text / md: per (dataset, model, kind) group, one block per attack × source */
+        int blocks = 0;
+        for (int g0 = 0; g0 < l.nrows;) {
+            int g1 = g0;
+            while (g1 < l.nrows && same_group(&l.rows[g0], &l.rows[g1])) g1++;
+            int printed = 0;
+            for (int j0 = 0; j0 < l.ncols;) {
+                int j1 = j0;
+                while (j1 < l.ncols && str_eq(l.cols[j1].attack, l.cols[j0].attack) && str_eq(l.cols[j1].source, l.cols[j0].source)) j1++;
+                if (table_block(&l, &cs, g0, g1, j0, j1, fmt, blocks, out)) { blocks++; printed = 1; }
+                j0 = j1;
+            }
+            if (!printed && table_block(&l, &cs, g0, g1, 0, 0, fmt, blocks, out)) blocks++; /* clean only */
+            g0 = g1;
+        }
+    }
+    layout_free(&l);
+    free(cs.v);
+    free(cl);
+    return 0;
+}
+
+static int report_curve(Db *db, int fmt, FILE *out) {
+    Cells cs = {0};
+    if (cells_load(db, &cs) < 0) { free(cs.v); return -1; }
+    if (!cs.n) fprintf(stderr, "query curve: no evals in %s\n", db_path(db));
+    QTab *t = qtab_new(fmt);
+    const char *const names[] = {"dataset", "model", "kind", "rule", "attack", "source", "eps_text"};
+    for (size_t i = 0; i < ARRAY_LEN(names); i++) qtab_col(t, names[i], 0);
+    int ceps = qtab_col(t, "eps", 1), cn = qtab_col(t, "n", 1);
+    int crob = qtab_stat_col(t, "robust_acc"), casr = qtab_stat_col(t, "attack_success");
+    for (int i = 0; i < cs.n; i++) {
+        const Cell *c = &cs.v[i];
+        int r = qtab_row(t);
+        const char *vals[] = {c->dataset, c->model, c->kind, c->rule, c->attack, c->source, c->eps_text};
+        for (size_t k = 0; k < ARRAY_LEN(vals); k++) qtab_set_text(t, r, (int)k, vals[k]);
+        qtab_set(t, r, ceps, "%.6g", c->eps);
+        qtab_set(t, r, cn, "%ld", c->robust.n);
+        qtab_set_stat(t, r, crob, c->robust, 1);
+        qtab_set_stat(t, r, casr, c->asr, 1);
+    }
+    qtab_print(t, fmt, out);
+    qtab_free(t);
+    free(cs.v);
+    return 0;
+}
+
+static int report_masking(Db *db, int fmt, FILE *out) {
+    Cells cs = {0};
+    if (cells_load(db, &cs) < 0) { free(cs.v); return -1; }
+    /* sources of the gradient attacks become columns; Square sits beside them at the same eps */
+    char (*src)[64] = xcalloc((size_t)cs.n + 1, sizeof *src);
+    int nsrc = 0, have_square = 0;
+    for (int i = 0; i < cs.n; i++) {
+        if (cs.v[i].square) { have_square = 1; continue; }
+        int found = 0;
+        for (int k = 0; k < nsrc && !found; k++) found = str_eq(src[k], cs.v[i].source);
+        if (!found) snprintf(src[nsrc++], 64, "%s", cs.v[i].source);
+    }
+    for (int a = 1; a < nsrc; a++) /* insertion sort by source rank: true, feedback, transfer */
+        for (int b = a; b > 0 && (tcol_rank_source(src[b]) < tcol_rank_source(src[b - 1]) ||
+                                  (tcol_rank_source(src[b]) == tcol_rank_source(src[b - 1]) && strcmp(src[b], src[b - 1]) < 0)); b--) {
+            char tmp[64];
+            memcpy(tmp, src[b], 64);
+            memcpy(src[b], src[b - 1], 64);
+            memcpy(src[b - 1], tmp, 64);
+        }
+    QTab *t = qtab_new(fmt);
+    const char *const names[] = {"dataset", "model", "kind", "rule", "attack", "eps"};
+    for (size_t i = 0; i < ARRAY_LEN(names); i++) qtab_col(t, names[i], 0);
+    int *cc = xcalloc((size_t)nsrc + 1, sizeof(int));
+    for (int k = 0; k < nsrc; k++) cc[k] = qtab_stat_col(t, src[k]);
+    int csq = have_square ? qtab_stat_col(t, "square") : -1;
+    int cflags = qtab_col(t, "flags", 0);
+    /* one row per (group, rule, gradient attack, eps): cells are sorted so equal keys are adjacent
+     * except for the source, which varies fastest after the attack; scan for first occurrences */
+    int rows = 0;
+    for (int i = 0; i < cs.n; i++) {
+        const Cell *c = &cs.v[i];
+        if (c->square) continue;
+        int seen = 0;
+        for (int j = 0; j < i && !seen; j++) {
+            const Cell *d = &cs.v[j];
+            seen = !d->square && str_eq(d->dataset, c->dataset) && str_eq(d->model, c->model) &&
+                   str_eq(d->kind, c->kind) && str_eq(d->rule, c->rule) && str_eq(d->attack, c->attack) &&
+                   str_eq(d->eps_text, c->eps_text);
+        }
+        if (seen) continue;
+        TRow key;
+        snprintf(key.dataset, sizeof key.dataset, "%s", c->dataset);
+        snprintf(key.model, sizeof key.model, "%s", c->model);
+        snprintf(key.kind, sizeof key.kind, "%s", c->kind);
+        snprintf(key.rule, sizeof key.rule, "%s", c->rule);
+        int r = qtab_row(t);
+        rows++;
+        const char *vals[] = {c->dataset, c->model, c->kind, c->rule, c->attack, c->eps_text};
+        for (size_t k = 0; k < ARRAY_LEN(vals); k++) qtab_set_text(t, r, (int)k, vals[k]);
+        char flags[1024] = "";
+        size_t fl = 0;
+        for (int k = 0; k < nsrc; k++) {
+            const Cell *d = cell_find(&cs, &key, c->attack, src[k], c->eps_text);
+            if (!d) continue;
+            qtab_set_stat(t, r, cc[k], d->robust, 1);
+            if (d->flags[0] && fl < sizeof flags)
+                fl += (size_t)snprintf(flags + fl, sizeof flags - fl, "%s%s: %s", fl ? "; " : "", d->source, d->flags);
+        }
+        if (have_square) {
+            for (int k = 0; k < cs.n; k++) {
+                const Cell *d = &cs.v[k];
+                if (!d->square || !str_eq(d->eps_text, c->eps_text) || !str_eq(d->rule, c->rule) ||
+                    !str_eq(d->dataset, c->dataset) || !str_eq(d->model, c->model) || !str_eq(d->kind, c->kind))
+                    continue;
+                qtab_set_stat(t, r, csq, d->robust, 1);
+                if (d->flags[0] && fl < sizeof flags)
+                    fl += (size_t)snprintf(flags + fl, sizeof flags - fl, "%ssquare: %s", fl ? "; " : "", d->flags);
+                break;
+            }
+        }
+        if (flags[0]) qtab_set_text(t, r, cflags, flags);
+    }
+    if (!rows) fprintf(stderr, "query masking: no gradient-attack evals in %s\n", db_path(db));
+    qtab_print(t, fmt, out);
+    qtab_free(t);
+    free(cc);
+    free(src);
+    free(cs.v);
+    return 0;
+}
+
+static int report_alignment(Db *db, int fmt, FILE *out) {
+    static const char sql[] =
+        "WITH lo AS (SELECT layer, min(rowid) AS k FROM alignment GROUP BY layer)"
+        " SELECT r.dataset, r.model, r.kind, r.rule, a.layer, a.epoch, count(*),"
+        " avg(a.angle_bw), sum(a.angle_bw * a.angle_bw), count(a.angle_bw),"
+        " avg(a.norm_ratio), sum(a.norm_ratio * a.norm_ratio), count(a.norm_ratio),"
+        " avg(a.grad_angle), sum(a.grad_angle * a.grad_angle), count(a.grad_angle)"
+        " FROM alignment a JOIN runs r ON r.id = a.run_id JOIN lo ON lo.layer = a.layer"
+        " GROUP BY 1, 2, 3, 4, 5, 6 ORDER BY 1, 2, 3, " RULE_RANK("r.rule") ", 4, min(lo.k), 6";
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(db_sqlite(db), sql, -1, &st, NULL) != SQLITE_OK) return sql_fail(db, "reading alignment");
+    QTab *t = qtab_new(fmt);
+    const char *const names[] = {"dataset", "model", "kind", "rule", "layer"};
+    for (size_t i = 0; i < ARRAY_LEN(names); i++) qtab_col(t, names[i], 0);
+    int cep = qtab_col(t, "epoch", 1), cn = qtab_col(t, "runs", 1);
+    int cbw = qtab_stat_col(t, "angle_bw_deg"), cnr = qtab_stat_col(t, "norm_ratio"), cga = qtab_stat_col(t, "grad_angle_deg");
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        int r = qtab_row(t);
+        for (int k = 0; k < 5; k++) qtab_set_text(t, r, k, col_text(st, k));
+        qtab_set(t, r, cep, "%d", sqlite3_column_int(st, 5));
+        qtab_set(t, r, cn, "%lld", (long long)sqlite3_column_int64(st, 6));
+        qtab_set_stat(t, r, cbw, stat_from(sqlite3_column_double(st, 7), sqlite3_column_double(st, 8), sqlite3_column_int64(st, 9)), 2);
+        qtab_set_stat(t, r, cnr, stat_from(sqlite3_column_double(st, 10), sqlite3_column_double(st, 11), sqlite3_column_int64(st, 12)), 4);
+        qtab_set_stat(t, r, cga, stat_from(sqlite3_column_double(st, 13), sqlite3_column_double(st, 14), sqlite3_column_int64(st, 15)), 2);
+    }
+    sqlite3_finalize(st);
+    if (rc != SQLITE_DONE) { qtab_free(t); return sql_fail(db, "reading alignment"); }
+    if (!t->nrow) fprintf(stderr, "query alignment: no alignment rows in %s (train with a probe to record them)\n", db_path(db));
+    qtab_print(t, fmt, out);
+    qtab_free(t);
+    return 0;
+}
+
+static int report_runs(Db *db, int fmt, FILE *out) {
+    static const char sql[] =
+        "SELECT id, coalesce(job_key, ''), kind, coalesce(parent_run, ''), rule, model, dataset,"
+        " data_seed || '/' || init_seed || '/' || rule_seed, status, epochs,"
+        " CASE WHEN test_acc IS NOT NULL THEN printf('%.2f', 100.0 * test_acc) END,"
+        " CASE WHEN val_acc IS NOT NULL THEN printf('%.2f', 100.0 * val_acc) END,"
+        " started, coalesce(finished, ''), coalesce(heartbeat, ''), coalesce(error, '')"
+        " FROM run_view ORDER BY id";
+    static const char *const names[] = {"id", "job_key", "kind", "parent", "rule", "model", "dataset", "seeds",
+                                         "status", "epochs", "test_acc", "val_acc", "started", "finished",
+                                         "heartbeat", "error"};
+    static const int numeric[] = {1, 0, 0, 1, 0, 0, 0, 0, 0, 1, 1, 1, 0, 0, 0, 0};
+    _Static_assert(ARRAY_LEN(names) == ARRAY_LEN(numeric), "one flag per column");
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(db_sqlite(db), sql, -1, &st, NULL) != SQLITE_OK) return sql_fail(db, "reading runs");
+    QTab *t = qtab_new(fmt);
+    for (size_t i = 0; i < ARRAY_LEN(names); i++) qtab_col(t, names[i], numeric[i]);
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        int r = qtab_row(t);
+        for (int k = 0; k < t->ncol; k++)
+            if (sqlite3_column_type(st, k) != SQLITE_NULL && col_text(st, k)[0]) qtab_set_text(t, r, k, col_text(st, k));
+    }
+    sqlite3_finalize(st);
+    if (rc != SQLITE_DONE) { qtab_free(t); return sql_fail(db, "reading runs"); }
+    if (!t->nrow) fprintf(stderr, "query runs: no runs in %s\n", db_path(db));
+    qtab_print(t, fmt, out);
+    qtab_free(t);
+    return 0;
+}
+
+typedef struct Report { const char *name; int (*fn)(Db *db, int fmt, FILE *out); } Report;
+static const Report k_reports[] = {
+    {"table", report_table}, {"curve", report_curve}, {"masking", report_masking},
+    {"alignment", report_alignment}, {"runs", report_runs},
+};
+
+const char *query_report_names(void) { return "table, curve, masking, alignment, runs"; }
+
+int query_report(Db *db, const char *report, int fmt, FILE *out) {
+    CHECK(fmt >= 0 && fmt < QF_COUNT);
+    for (size_t i = 0; i < ARRAY_LEN(k_reports); i++)
+        if (str_eq(report, k_reports[i].name)) return k_reports[i].fn(db, fmt, out);
+    return err_set("unknown report '%s'; use one of: %s", report, query_report_names());
+}
+
+int query_sql(Db *db, const char *sql, int fmt, FILE *out) {
+    CHECK(fmt >= 0 && fmt < QF_COUNT);
+    sqlite3 *h = db_sqlite(db);
+    sqlite3_stmt *st = NULL;
+    const char *tail = NULL;
+    if (sqlite3_prepare_v2(h, sql, -1, &st, &tail) != SQLITE_OK)
+        return err_set("--sql: %s", sqlite3_errmsg(h));
+    if (!st) return err_set("--sql: empty statement");
+    for (; tail && *tail; tail++)
+        if (*tail != ';' && *tail != ' ' && *tail != '\n' && *tail != '\t' && *tail != '\r') {
+            sqlite3_finalize(st);
+            return err_set("--sql: one statement at a time (found more after the first ';')");
+        }
+    if (!sqlite3_stmt_readonly(st)) {
+        sqlite3_finalize(st);
+        return err_set("--sql: the statement would modify the database; --sql is read-only");
+    }
+    sqlite3_exec(h, "PRAGMA query_only=1", NULL, NULL, NULL);
+    QTab *t = qtab_new(QF_CSV); /* raw values: never merge */
+    int ncol = sqlite3_column_count(st);
+    for (int c = 0; c < ncol; c++) qtab_col(t, sqlite3_column_name(st, c), 1);
+    int *nonnum = xcalloc((size_t)ncol + 1, sizeof(int));
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        int r = qtab_row(t);
+        for (int c = 0; c < ncol; c++) {
+            int ty = sqlite3_column_type(st, c);
+            if (ty == SQLITE_NULL) continue;
+            if (ty == SQLITE_BLOB) { qtab_set(t, r, c, "<blob %d bytes>", sqlite3_column_bytes(st, c)); nonnum[c] = 1; continue; }
+            if (ty != SQLITE_INTEGER && ty != SQLITE_FLOAT) nonnum[c] = 1;
+            qtab_set_text(t, r, c, col_text(st, c));
+        }
+    }
+    int fail = rc != SQLITE_DONE;
+    if (fail) err_set("--sql: %s", sqlite3_errmsg(h));
+    sqlite3_finalize(st);
+    sqlite3_exec(h, "PRAGMA query_only=0", NULL, NULL, NULL);
+    for (int c = 0; c < ncol; c++) t->numeric[c] = !nonnum[c];
+    if (!fail) qtab_print(t, fmt, out);
+    qtab_free(t);
+    free(nonnum);
+    return fail ? -1 : 0;
+}
