@@ -1,0 +1,431 @@
+/* attack.c -- the attack table, parameter parsing, FGSM and PGD (Linf, L2), and the evaluation loop.
+ * See attack.h for the formulas. Shape letters: N batch, D = C*H*W input floats, K classes. */
+#include "attack.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../harness/loss.h"
+
+const AttackInfo ATTACKS[] = {
+    {"fgsm", ATK_FGSM, NORM_LINF, attack_fgsm, AU_GRAD | AU_TARGET, "fast gradient sign, one Linf step of size eps"},
+    {"pgd", ATK_PGD, NORM_LINF, attack_pgd, AU_STEPS | AU_ALPHA | AU_RESTARTS | AU_RANDOM_START | AU_GRAD | AU_TARGET,
+     "projected gradient descent, Linf ball"},
+    {"pgd-l2", ATK_PGD, NORM_L2, attack_pgd, AU_STEPS | AU_ALPHA | AU_RESTARTS | AU_RANDOM_START | AU_GRAD | AU_TARGET,
+     "projected gradient descent, L2 ball (normalised gradient steps)"},
+    {"square", ATK_SQUARE, NORM_LINF, attack_square, AU_QUERIES | AU_TARGET,
+     "Square attack: score-based random search on the margin loss, Linf, no gradients"},
+};
+const int N_ATTACKS = (int)ARRAY_LEN(ATTACKS);
+
+const AttackInfo *attack_find(const char *name) {
+    for (int i = 0; i < N_ATTACKS; i++)
+        if (str_eq(ATTACKS[i].name, name)) return &ATTACKS[i];
+    return NULL;
+}
+
+const AttackInfo *attack_info(const AttackParams *p) {
+    for (int i = 0; i < N_ATTACKS; i++)
+        if (ATTACKS[i].kind == p->kind && (ATTACKS[i].norm == p->norm || p->kind != ATK_PGD)) return &ATTACKS[i];
+    return NULL;
+}
+
+const char *attack_name(const AttackParams *p) {
+    const AttackInfo *ai = attack_info(p);
+    return ai ? ai->name : "?";
+}
+
+static const char *const GRAD_NAMES[GRAD_SOURCE_COUNT] = {"true", "feedback", "transfer"};
+_Static_assert(ARRAY_LEN(GRAD_NAMES) == GRAD_SOURCE_COUNT, "GRAD_NAMES must match the GRAD_* enum");
+
+const char *attack_grad_name(int src) { return src >= 0 && src < GRAD_SOURCE_COUNT ? GRAD_NAMES[src] : "?"; }
+
+void attack_params_default(AttackParams *p) {
+    memset(p, 0, sizeof *p);
+    p->kind = ATK_FGSM;
+    p->norm = NORM_LINF;
+    snprintf(p->eps_text, sizeof p->eps_text, "0");
+    p->steps = 10;
+    p->restarts = 1;
+    p->random_start = 1;
+    p->target = -1;
+    p->grad_source = GRAD_TRUE;
+    p->eot = 1;
+    p->queries = 1000;
+    p->p_init = 0.05;
+    p->batch = 256;
+}
+
+/* ------------------------------------------------------------------ parsing */
+
+int attack_parse_eps(const char *what, const char *text, double *out) {
+    if (!text || !*text) return err_set("%s: empty value; give a number in [0,1] such as 8/255 or 0.03", what);
+    const char *slash = strchr(text, '/');
+    double v;
+    if (slash) {
+        char num[64];
+        size_t ln = (size_t)(slash - text);
+        double a, b;
+        if (ln == 0 || ln >= sizeof num) return err_set("%s %s: expected a number or a fraction such as 8/255", what, text);
+        memcpy(num, text, ln);
+        num[ln] = 0;
+        if (parse_double(num, &a) < 0 || parse_double(slash + 1, &b) < 0)
+            return err_set("%s %s: expected a number or a fraction such as 8/255", what, text);
+        if (b == 0) return err_set("%s %s: division by zero; give a fraction such as 8/255", what, text);
+        v = a / b;
+    } else if (parse_double(text, &v) < 0) {
+        return err_set("%s %s: expected a number or a fraction such as 8/255", what, text);
+    }
+    if (!isfinite(v)) return err_set("%s %s: not a finite number", what, text);
+    if (v < 0 || v > 1) {
+        if (v > 1 && v <= 255 && !slash)
+            return err_set("%s %s: outside [0,1] for [0,1] pixel data; did you mean %s/255?", what, text, text);
+        return err_set("%s %s: outside [0,1] for [0,1] pixel data", what, text);
+    }
+    *out = v;
+    return 0;
+}
+
+int attack_set_eps(AttackParams *p, const char *text) {
+    double v;
+    if (attack_parse_eps("--eps", text, &v) < 0) return -1;
+    if (strlen(text) >= sizeof p->eps_text) return err_set("--eps %s: too long", text);
+    snprintf(p->eps_text, sizeof p->eps_text, "%s", text);
+    p->eps = v;
+    return 0;
+}
+
+int attack_set_alpha(AttackParams *p, const char *text) {
+    if (!text) text = "";
+    if (strlen(text) >= sizeof p->alpha_text) return err_set("--alpha %s: too long", text);
+    snprintf(p->alpha_text, sizeof p->alpha_text, "%s", text);
+    if (!*text) {
+        p->alpha = p->steps > 0 ? 2.5 * p->eps / p->steps : p->eps;
+        return 0;
+    }
+    if (text[0] == 'r') {
+        double r;
+        if (parse_double(text + 1, &r) < 0 || !isfinite(r) || r < 0 || r > 100)
+            return err_set("--alpha %s: a relative step is r<factor of eps>, e.g. r0.25", text);
+        p->alpha = r * p->eps;
+        return 0;
+    }
+    double v;
+    if (attack_parse_eps("--alpha", text, &v) < 0) return -1;
+    p->alpha = v;
+    return 0;
+}
+
+int attack_set_grad(AttackParams *p, const char *text) {
+    p->transfer_ckpt[0] = 0;
+    if (str_eq(text, "true")) p->grad_source = GRAD_TRUE;
+    else if (str_eq(text, "feedback")) p->grad_source = GRAD_FEEDBACK;
+    else if (strncmp(text, "transfer:", 9) == 0 && text[9]) {
+        if (strlen(text + 9) >= sizeof p->transfer_ckpt) return err_set("--grad %s: checkpoint path too long", text);
+        p->grad_source = GRAD_TRANSFER;
+        snprintf(p->transfer_ckpt, sizeof p->transfer_ckpt, "%s", text + 9);
+    } else
+        return err_set("--grad %s: use true, feedback or transfer:CKPT", text);
+    return 0;
+}
+
+/* ------------------------------------------------------------------ scratch */
+
+AttackScratch *attack_scratch_create(const Model *m, int cap) {
+    CHECK(cap > 0);
+    AttackScratch *s = xcalloc(1, sizeof *s);
+    s->cap = cap;
+    s->D = model_in_dim(m);
+    s->K = model_out_dim(m);
+    size_t nd = (size_t)cap * s->D;
+    s->g = xmalloc(sizeof(float) * nd);
+    s->gsum = xmalloc(sizeof(float) * nd);
+    s->cur = xmalloc(sizeof(float) * nd);
+    s->best = xmalloc(sizeof(float) * nd);
+    s->dlogits = xmalloc(sizeof(float) * (size_t)cap * s->K);
+    s->loss = xmalloc(sizeof(float) * cap);
+    s->best_loss = xmalloc(sizeof(float) * cap);
+    s->ok = xmalloc((size_t)cap);
+    s->best_succ = xmalloc((size_t)cap);
+    s->yt = xmalloc(sizeof(int32_t) * cap);
+    s->active = xmalloc(sizeof(int32_t) * cap);
+    s->rng = xmalloc(sizeof(Rng) * cap);
+    return s;
+}
+
+void attack_scratch_free(AttackScratch *s) {
+    if (!s) return;
+    free(s->g); free(s->gsum); free(s->cur); free(s->best); free(s->dlogits);
+    free(s->loss); free(s->best_loss); free(s->ok); free(s->best_succ);
+    free(s->yt); free(s->active); free(s->rng);
+    free(s);
+}
+
+/* ------------------------------------------------------------------ gradient attacks */
+
+static inline float clip01(float v) { return v < 0.0f ? 0.0f : v > 1.0f ? 1.0f : v; }
+static inline float signf(float v) { return (float)((v > 0.0f) - (v < 0.0f)); }
+
+/* s->yt: the label the loss is taken on. */
+static void set_targets(const int32_t *y, int n, const AttackParams *p, AttackScratch *s) {
+    for (int i = 0; i < n; i++) {
+        CHECK(y[i] >= 0 && y[i] < s->K);
+        if (!p->targeted) s->yt[i] = y[i];
+        else if (p->target >= 0) { CHECK(p->target < s->K); s->yt[i] = p->target; }
+        else s->yt[i] = (y[i] + 1) % s->K;
+    }
+}
+
+/* The objective at xa (n, D): s->loss (n) = CE(y), or -CE(t) when targeted; s->ok (n) = success
+ * (misclassified, or the target predicted). With grad: its ascent direction into s->g (n, D). */
+static void objective(Model *m, Work *w, const float *xa, int n, const AttackParams *p, AttackScratch *s, int grad) {
+    const float *logits = model_forward(m, w, xa, n, FWD_INFER);
+    loss_softmax_ce(logits, s->yt, n, s->K, 1.0f, grad ? s->dlogits : NULL, s->loss, s->ok);
+    for (int i = 0; i < n; i++) {
+        if (p->targeted) s->loss[i] = -s->loss[i];
+        else s->ok[i] = !s->ok[i];
+    }
+    if (!grad) return;
+    size_t nd = (size_t)n * s->D;
+    if (p->targeted)
+        for (long j = 0; j < (long)n * s->K; j++) s->dlogits[j] = -s->dlogits[j];
+    if (p->grad_source != GRAD_FEEDBACK) {
+        model_backward(m, w, s->dlogits, BW_INPUT | BW_TRUE);
+        memcpy(s->g, w->dx, sizeof(float) * nd);
+        return;
+    }
+    /* through the rule's feedback: a fresh draw per backward (brSF), averaged over eot draws */
+    int eot = p->eot > 0 ? p->eot : 1;
+    for (int e = 0; e < eot; e++) {
+        model_refresh_feedback(m);
+        model_backward(m, w, s->dlogits, BW_INPUT);
+        if (eot == 1) { memcpy(s->g, w->dx, sizeof(float) * nd); return; }
+        if (e == 0) memcpy(s->gsum, w->dx, sizeof(float) * nd);
+        else for (size_t j = 0; j < nd; j++) s->gsum[j] += w->dx[j];
+    }
+    for (size_t j = 0; j < nd; j++) s->g[j] = s->gsum[j] / (float)eot;
+}
+
+static void note_zero_grad(const AttackScratch *s, int n, AttackExample *ex) {
+    for (int i = 0; i < n; i++) {
+        const float *g = s->g + (size_t)i * s->D;
+        int z = 1;
+        for (int j = 0; j < s->D && z; j++) z = g[j] == 0.0f;
+        ex[i].zero_grad = z;
+    }
+}
+
+int attack_fgsm(Model *m, Work *w, const float *x, const int32_t *y, int n, const AttackParams *p, float *x_adv,
+                AttackExample *ex, AttackScratch *s) {
+    CHECK(n <= s->cap && n <= w->cap && s->D == model_in_dim(m));
+    const int D = s->D;
+    const float eps = (float)p->eps;
+    set_targets(y, n, p, s);
+    objective(m, w, x, n, p, s, 1);
+    note_zero_grad(s, n, ex);
+    for (long j = 0; j < (long)n * D; j++) x_adv[j] = clip01(x[j] + eps * signf(s->g[j]));
+    if (s->hook) s->hook(s->hook_ctx, x, x_adv, n, D, p, 1);
+    objective(m, w, x_adv, n, p, s, 0);
+    for (int i = 0; i < n; i++) { ex[i].loss = s->loss[i]; ex[i].success = s->ok[i]; ex[i].queries = 0; }
+    return 0;
+}
+
+/* Random start: Linf, uniform in the box; L2, uniform in the ball (normal direction, radius eps*u^(1/D)). */
+static void random_start(const float *x, float *cur, int n, const AttackParams *p, AttackScratch *s, int restart) {
+    const int D = s->D;
+    const float eps = (float)p->eps;
+    for (int i = 0; i < n; i++) {
+        Rng r;
+        rng_seed(&r, p->seed, RNG_ATTACK, (uint64_t)(s->index0 + i) * 1024u + (uint64_t)restart);
+        const float *xi = x + (size_t)i * D;
+        float *ci = cur + (size_t)i * D;
+        if (p->norm == NORM_LINF) {
+            for (int j = 0; j < D; j++) ci[j] = clip01(xi[j] + eps * (2.0f * rng_uniform(&r) - 1.0f));
+        } else {
+            double nn = 0;
+            for (int j = 0; j < D; j++) { ci[j] = rng_normal(&r); nn += (double)ci[j] * ci[j]; }
+            double rad = p->eps * pow(rng_uniform_d(&r), 1.0 / D), f = nn > 0 ? rad / sqrt(nn) : 0;
+            for (int j = 0; j < D; j++) ci[j] = clip01(xi[j] + (float)(ci[j] * f));
+        }
+    }
+}
+
+static void pgd_step(const float *x, float *cur, int n, const AttackParams *p, const AttackScratch *s) {
+    const int D = s->D;
+    const float eps = (float)p->eps, alpha = (float)p->alpha;
+    if (p->norm == NORM_LINF) {
+        for (long j = 0; j < (long)n * D; j++) {
+            float v = cur[j] + alpha * signf(s->g[j]), lo = x[j] - eps, hi = x[j] + eps;
+            v = v < lo ? lo : v > hi ? hi : v;
+            cur[j] = clip01(v);
+        }
+        return;
+    }
+    for (int i = 0; i < n; i++) {
+        const float *xi = x + (size_t)i * D, *gi = s->g + (size_t)i * D;
+        float *ci = cur + (size_t)i * D;
+        double gn = 0, dn = 0;
+        for (int j = 0; j < D; j++) gn += (double)gi[j] * gi[j];
+        gn = sqrt(gn);
+        double f = gn > 0 ? p->alpha / gn : 0;
+        for (int j = 0; j < D; j++) {
+            ci[j] = ci[j] + (float)(gi[j] * f) - xi[j]; /* the perturbation, projected below */
+            dn += (double)ci[j] * ci[j];
+        }
+        dn = sqrt(dn);
+        double sc = dn > p->eps ? p->eps / dn : 1.0;
+        for (int j = 0; j < D; j++) ci[j] = clip01(xi[j] + (float)(ci[j] * sc));
+    }
+}
+
+int attack_pgd(Model *m, Work *w, const float *x, const int32_t *y, int n, const AttackParams *p, float *x_adv,
+               AttackExample *ex, AttackScratch *s) {
+    CHECK(n <= s->cap && n <= w->cap && s->D == model_in_dim(m));
+    CHECK(p->steps >= 0 && p->restarts >= 1 && p->restarts <= 1024);
+    const int D = s->D;
+    const size_t nd = (size_t)n * D;
+    set_targets(y, n, p, s);
+    /* without a random start every restart is the same deterministic run */
+    int restarts = p->random_start ? p->restarts : 1;
+    for (int i = 0; i < n; i++) ex[i].zero_grad = 0;
+    for (int r = 0; r < restarts; r++) {
+        if (p->random_start) random_start(x, s->cur, n, p, s, r);
+        else memcpy(s->cur, x, sizeof(float) * nd);
+        if (s->hook) s->hook(s->hook_ctx, x, s->cur, n, D, p, 0);
+        for (int k = 0; k < p->steps; k++) {
+            objective(m, w, s->cur, n, p, s, 1);
+            if (r == 0 && k == 0) note_zero_grad(s, n, ex);
+            pgd_step(x, s->cur, n, p, s);
+            if (s->hook) s->hook(s->hook_ctx, x, s->cur, n, D, p, k + 1);
+        }
+        objective(m, w, s->cur, n, p, s, 0);
+        /* worst case per example: the first successful restart, else the highest objective */
+        for (int i = 0; i < n; i++) {
+            int take = r == 0 || (!s->best_succ[i] && (s->ok[i] || s->loss[i] > s->best_loss[i]));
+            if (!take) continue;
+            s->best_succ[i] = s->ok[i];
+            s->best_loss[i] = s->loss[i];
+            memcpy(x_adv + (size_t)i * D, s->cur + (size_t)i * D, sizeof(float) * D);
+        }
+    }
+    for (int i = 0; i < n; i++) { ex[i].loss = s->best_loss[i]; ex[i].success = s->best_succ[i]; ex[i].queries = 0; }
+    return 0;
+}
+
+/* ------------------------------------------------------------------ evaluation */
+
+uint64_t attack_model_hash(const Model *m) {
+    uint64_t h = FNV1A_INIT;
+    for (int i = 0; i < m->ntensors; i++) {
+        const Tensor *t = &m->tensors[i];
+        if (t->kind != TK_PARAM && t->kind != TK_BUFFER) continue;
+        h = fnv1a64(t->name, strlen(t->name), h);
+        h = fnv1a64(t->data, sizeof(float) * (size_t)t->n, h);
+    }
+    return h;
+}
+
+void attack_keep_init(AttackKeep *k, int cap, int D) {
+    memset(k, 0, sizeof *k);
+    k->cap = cap;
+    k->D = D;
+    k->x = xmalloc(sizeof(float) * (size_t)cap * D);
+    k->x_adv = xmalloc(sizeof(float) * (size_t)cap * D);
+    k->y = xmalloc(sizeof(int32_t) * cap);
+    k->pred_clean = xmalloc(sizeof(int32_t) * cap);
+    k->pred_adv = xmalloc(sizeof(int32_t) * cap);
+}
+
+void attack_keep_free(AttackKeep *k) {
+    free(k->x); free(k->x_adv); free(k->y); free(k->pred_clean); free(k->pred_adv);
+    memset(k, 0, sizeof *k);
+}
+
+int attack_evaluate(Model *target, Model *crafter, const Dataset *d, int limit, const AttackParams *p,
+                    AttackStepHook hook, void *hook_ctx, AttackKeep *keep, EvalCounts *out) {
+    if (!crafter) crafter = target;
+    const AttackInfo *ai = attack_info(p);
+    CHECK(ai);
+    const int D = model_in_dim(target), K = model_out_dim(target);
+    if (dataset_dim(d) != D || d->c != target->spec.in_c)
+        return err_set("%s: examples are %dx%dx%d but the model expects %dx%dx%d", d->name, d->c, d->h, d->w,
+                       target->spec.in_c, target->spec.in_h, target->spec.in_w);
+    if (model_in_dim(crafter) != D || model_out_dim(crafter) != K)
+        return err_set("%s: the surrogate model's input or class count differs from the target's", p->transfer_ckpt);
+    if (d->classes > K) return err_set("%s has %d classes but the model only %d", d->name, d->classes, K);
+    if (p->targeted && p->target >= K) return err_set("--target %d: the model has %d classes (0..%d)", p->target, K, K - 1);
+    int N = limit > 0 && limit < d->n ? limit : d->n;
+    memset(out, 0, sizeof *out);
+    if (keep) keep->n = 0;
+    if (N <= 0) return 0;
+    int cap = p->batch > 0 ? p->batch : 256;
+    if (cap > N) cap = N;
+
+    const uint64_t h_target = attack_model_hash(target), h_crafter = attack_model_hash(crafter);
+    const uint64_t fb_target = target->fb_count, fb_crafter = crafter->fb_count;
+    Work *wt = work_create(target, cap), *wc = crafter == target ? wt : work_create(crafter, cap);
+    AttackScratch *s = attack_scratch_create(crafter, cap);
+    s->hook = hook;
+    s->hook_ctx = hook_ctx;
+    float *x_adv = xmalloc(sizeof(float) * (size_t)cap * D), *loss_i = xmalloc(sizeof(float) * cap);
+    int32_t *pred = xmalloc(sizeof(int32_t) * cap);
+    uint8_t *ok = xmalloc((size_t)cap);
+    AttackExample *ex = xcalloc((size_t)cap, sizeof *ex);
+    double t0 = now_seconds(), sum_linf = 0, sum_l2 = 0, sum_loss = 0;
+
+    for (int b0 = 0; b0 < N; b0 += cap) {
+        int nb = N - b0 < cap ? N - b0 : cap;
+        const float *x = d->x + (size_t)b0 * D;
+        const int32_t *y = d->y + b0;
+        const float *lg = model_forward(target, wt, x, nb, FWD_INFER);
+        for (int i = 0; i < nb; i++) pred[i] = argmax_row(lg + (size_t)i * K, K);
+        s->index0 = b0;
+        ai->fn(crafter, wc, x, y, nb, p, x_adv, ex, s);
+        lg = model_forward(target, wt, x_adv, nb, FWD_INFER);
+        sum_loss += loss_softmax_ce(lg, y, nb, K, 1.0f, NULL, loss_i, ok) * nb;
+        for (int i = 0; i < nb; i++) {
+            int pa = argmax_row(lg + (size_t)i * K, K), clean_ok = pred[i] == y[i];
+            out->n_clean_ok += clean_ok;
+            out->n_robust_ok += clean_ok && ok[i];
+            out->n_flipped += pa != pred[i];
+            out->n_zero_grad += ex[i].zero_grad;
+            if (ex[i].queries > out->queries_max) out->queries_max = ex[i].queries;
+            double li = 0, l2 = 0;
+            const float *xi = x + (size_t)i * D, *xa = x_adv + (size_t)i * D;
+            for (int j = 0; j < D; j++) {
+                double dv = (double)xa[j] - xi[j];
+                if (fabs(dv) > li) li = fabs(dv);
+                l2 += dv * dv;
+            }
+            sum_linf += li;
+            sum_l2 += sqrt(l2);
+            if (keep && keep->n < keep->cap) {
+                int k = keep->n++;
+                memcpy(keep->x + (size_t)k * D, xi, sizeof(float) * D);
+                memcpy(keep->x_adv + (size_t)k * D, xa, sizeof(float) * D);
+                keep->y[k] = y[i];
+                keep->pred_clean[k] = pred[i];
+                keep->pred_adv[k] = pa;
+            }
+        }
+    }
+    out->n = N;
+    out->mean_linf = sum_linf / N;
+    out->mean_l2 = sum_l2 / N;
+    out->mean_loss = sum_loss / N;
+    out->seconds = now_seconds() - t0;
+
+    /* attacks never change the models: parameters and BN running statistics must be bit-identical.
+     * The feedback draw counter is restored so every evaluation sees the same brSF draws. */
+    CHECK(attack_model_hash(target) == h_target);
+    CHECK(attack_model_hash(crafter) == h_crafter);
+    target->fb_count = fb_target;
+    crafter->fb_count = fb_crafter;
+
+    free(x_adv); free(loss_i); free(pred); free(ok); free(ex);
+    attack_scratch_free(s);
+    if (wc != wt) work_free(wc);
+    work_free(wt);
+    return 0;
+}

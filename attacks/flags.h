@@ -1,0 +1,38 @@
+/* flags.h -- gradient-masking flags (issue 5 item 6; Athalye et al. 2018, Carlini et al. 2019 checklist)
+ * computed from a list of evaluation results, so `concord attack`, the results queries and the tests
+ * share one definition. A flag is a warning that a robustness number may be gradient masking, attached
+ * to the result that looks suspicious:
+ *
+ *   MASK_FEEDBACK_GAP       a feedback-source result whose robust accuracy is more than
+ *                           MASK_FEEDBACK_POINTS above the true-source result of the same attack
+ *                           (kind, norm, eps, steps, restarts, targeted);
+ *   MASK_BLACKBOX_STRONGER  a Square or transfer result whose robust accuracy is more than
+ *                           MASK_BLACKBOX_POINTS below the strongest white-box (true or feedback
+ *                           gradient, same norm, same eps, same targeting) result in the list;
+ *   MASK_EPS_RISE           a PGD result whose robust accuracy is more than MASK_RISE_POINTS above a
+ *                           PGD result at a smaller eps (same norm, source, surrogate, steps, restarts,
+ *                           step-size text, targeting);
+ *   MASK_ZERO_GRAD          some example's input gradient was exactly zero at the first step;
+ *   MASK_EPS0               eps = 0 and robust-correct != clean-correct (eps 0 must reproduce clean).
+ * Accuracies compared are rates (robust-correct / n), in points (percent).
+ * Not for: deciding what to run or printing tables.
+ */
+#ifndef CONCORD_FLAGS_H
+#define CONCORD_FLAGS_H
+#include <stddef.h>
+
+#include "attack.h"
+
+#define MASK_FEEDBACK_POINTS 5.0
+#define MASK_BLACKBOX_POINTS 1.0
+#define MASK_RISE_POINTS 0.5
+
+enum { MASK_FEEDBACK_GAP = 1, MASK_BLACKBOX_STRONGER = 2, MASK_EPS_RISE = 4, MASK_ZERO_GRAD = 8, MASK_EPS0 = 16 };
+
+typedef struct AttackResult { AttackParams p; EvalCounts c; } AttackResult;
+
+/* Flags (MASK_* bits) of results[i] given every result of the comparison. */
+unsigned attack_flags(const AttackResult *results, int n, int i);
+/* "feedback-gap,blackbox-stronger,eps-rise,zero-grad,eps0-mismatch" subset; "" when none. */
+void attack_flags_text(unsigned flags, char *out, size_t cap);
+#endif

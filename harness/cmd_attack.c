@@ -1,0 +1,303 @@
+/* cmd_attack.c -- `concord attack`: evaluate a checkpoint under FGSM / PGD / PGD-L2 / Square, sweeping
+ * comma lists of attacks, eps values and gradient sources in one invocation so the masking flags
+ * (attacks/flags.h) can compare them; one line per (attack, eps, source); every evaluation recorded in
+ * the results database; optional adversarial-example grids. */
+#include <cblas.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../attacks/attack.h"
+#include "../attacks/flags.h"
+#include "../results/db.h"
+#include "../rules/rule.h"
+#include "checkpoint.h"
+#include "cli.h"
+#include "commands.h"
+
+static const OptSpec OPTS[] = {
+    {"ckpt", "CKPT", "checkpoint to attack (required)", NULL},
+    {"attack", "A[,A]", "fgsm | pgd | pgd-l2 | square (comma list)", "pgd"},
+    {"eps", "E[,E]", "perturbation budgets in [0,1] pixel units: 8/255, 0.03 (comma list)", "8/255"},
+    {"steps", "N", "pgd: iterations", "10"},
+    {"alpha", "X", "pgd: step size, absolute (2/255) or relative to eps (r0.25); default 2.5*eps/steps", NULL},
+    {"restarts", "N", "pgd: random restarts, worst case kept per example", "1"},
+    {"random-start", NULL, "pgd: start at a random point of the ball (default)", NULL},
+    {"no-random-start", NULL, "pgd: start at the clean input", NULL},
+    {"targeted", NULL, "targeted attack (class --target, default (y+1) mod K)", NULL},
+    {"target", "K", "targeted: the target class (-1 = (y+1) mod K)", "-1"},
+    {"grad", "S[,S]", "gradient source: true | feedback | transfer:CKPT (comma list)", "true"},
+    {"eot", "N", "feedback source: rule draws averaged per step (brSF)", "1"},
+    {"queries", "N", "square: query budget per example", "1000"},
+    {"p-init", "X", "square: initial fraction of pixels per square", "0.05"},
+    {"seed", "S", "attack seed (random starts, Square)", "0"},
+    {"batch", "N", "examples per batch", "256"},
+    {"dataset", "D", "test data (default: the checkpoint's dataset)", NULL},
+    {"data-dir", "DIR", "where the dataset files are", NULL},
+    {"limit", "N", "attack only the first N test examples (0 = all)", "0"},
+    {"grid", "FILE.png", "adversarial-example grid (FILE-<row>.png per row when several)", NULL},
+    {"threads", "N", "OpenBLAS threads (0 = OpenBLAS default)", "0"},
+    {"db", "PATH", "results database (default out/concord.db or $CONCORD_DB)", NULL},
+    {"no-db", NULL, "do not record in the results database", NULL},
+    {"job-key", "KEY", "suite job key (rows get KEY/<attack>/<eps>/<source> when several)", NULL},
+    {"quiet", NULL, "no per-row lines, only the summary", NULL},
+    {0},
+};
+
+#define MAX_LIST 32
+#define MAX_ROWS 512
+
+/* Splits a comma list into at most MAX_LIST items (copied into buf). */
+static int split_list(const char *opt, const char *text, char *buf, size_t cap, char **items) {
+    snprintf(buf, cap, "%s", text);
+    int n = 0;
+    for (char *save = NULL, *t = strtok_r(buf, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+        if (n == MAX_LIST) return err_set("--%s: at most %d comma-separated values", opt, MAX_LIST);
+        items[n++] = t;
+    }
+    if (!n) return err_set("--%s: empty list", opt);
+    return n;
+}
+
+static void row_name(const AttackResult *r, char *out, size_t n) {
+    snprintf(out, n, "%s/%s/%s%s%s", attack_name(&r->p), r->p.eps_text,
+             r->p.kind == ATK_SQUARE ? "none" : attack_grad_name(r->p.grad_source),
+             r->p.grad_source == GRAD_TRANSFER && r->p.kind != ATK_SQUARE ? ":" : "",
+             r->p.grad_source == GRAD_TRANSFER && r->p.kind != ATK_SQUARE ? r->p.transfer_ckpt : "");
+}
+
+static void print_row(int idx, const AttackResult *r, const char *flags) {
+    const EvalCounts *c = &r->c;
+    char src[600];
+    if (r->p.kind == ATK_SQUARE) snprintf(src, sizeof src, "none (%d queries)", r->p.queries);
+    else if (r->p.grad_source == GRAD_TRANSFER) snprintf(src, sizeof src, "transfer:%s", r->p.transfer_ckpt);
+    else if (r->p.grad_source == GRAD_FEEDBACK && r->p.eot > 1) snprintf(src, sizeof src, "feedback (eot %d)", r->p.eot);
+    else snprintf(src, sizeof src, "%s", attack_grad_name(r->p.grad_source));
+    double n = c->n ? (double)c->n : 1;
+    printf("%3d %-6s eps %-8s grad %-10s clean %6.2f%%  robust %6.2f%%  success %6.2f%%  flipped %ld  zero-grad %ld"
+           "  linf %.4f  l2 %.3f  (n %ld, %.1f s)  flags: %s\n",
+           idx, attack_name(&r->p), r->p.eps_text, src, 100 * c->n_clean_ok / n, 100 * c->n_robust_ok / n,
+           c->n_clean_ok ? 100.0 * (c->n_clean_ok - c->n_robust_ok) / c->n_clean_ok : 0.0, c->n_flipped, c->n_zero_grad,
+           c->mean_linf, c->mean_l2, c->n, c->seconds, *flags ? flags : "-");
+    fflush(stdout);
+}
+
+static void grid_path(const char *base, int idx, int many, char *out, size_t n) {
+    if (!many) { snprintf(out, n, "%s", base); return; }
+    const char *dot = strrchr(base, '.'), *slash = strrchr(base, '/');
+    if (!dot || (slash && dot < slash)) dot = base + strlen(base);
+    snprintf(out, n, "%.*s-%d%s", (int)(dot - base), base, idx, dot);
+}
+
+typedef struct Opts {
+    AttackParams base;
+    const AttackInfo *atk[MAX_LIST];
+    int natk, neps, ngrad;
+    char *eps[MAX_LIST], *grad[MAX_LIST];
+    char eps_buf[1024], grad_buf[8192], atk_buf[256];
+    const char *alpha;
+} Opts;
+
+static int parse_opts(const Args *a, Opts *o) {
+    AttackParams *p = &o->base;
+    attack_params_default(p);
+    char *items[MAX_LIST];
+    int n = split_list("attack", arg_str(a, "attack"), o->atk_buf, sizeof o->atk_buf, items);
+    if (n < 0) return -1;
+    unsigned uses = 0;
+    for (int i = 0; i < n; i++) {
+        o->atk[i] = attack_find(items[i]);
+        if (!o->atk[i]) {
+            char all[128] = "";
+            for (int k = 0; k < N_ATTACKS; k++) { strcat(all, ATTACKS[k].name); strcat(all, k + 1 < N_ATTACKS ? ", " : ""); }
+            return err_set("unknown attack '%s'; available: %s", items[i], all);
+        }
+        uses |= o->atk[i]->uses;
+    }
+    o->natk = n;
+    if ((o->neps = split_list("eps", arg_str(a, "eps"), o->eps_buf, sizeof o->eps_buf, o->eps)) < 0) return -1;
+    for (int i = 0; i < o->neps; i++) {
+        AttackParams t = *p;
+        if (attack_set_eps(&t, o->eps[i]) < 0) return -1;
+    }
+    if ((o->ngrad = split_list("grad", arg_str(a, "grad"), o->grad_buf, sizeof o->grad_buf, o->grad)) < 0) return -1;
+    for (int i = 0; i < o->ngrad; i++) {
+        AttackParams t = *p;
+        if (attack_set_grad(&t, o->grad[i]) < 0) return -1;
+    }
+    /* an option no selected attack uses would be silently ignored: refuse it */
+    static const struct { const char *opt; unsigned bit; } USE[] = {
+        {"steps", AU_STEPS}, {"alpha", AU_ALPHA}, {"restarts", AU_RESTARTS}, {"random-start", AU_RANDOM_START},
+        {"no-random-start", AU_RANDOM_START}, {"grad", AU_GRAD}, {"eot", AU_GRAD}, {"queries", AU_QUERIES},
+        {"p-init", AU_QUERIES}, {"targeted", AU_TARGET}, {"target", AU_TARGET},
+    };
+    for (size_t i = 0; i < ARRAY_LEN(USE); i++)
+        if (arg_set(a, USE[i].opt) && !(uses & USE[i].bit))
+            return err_set("--%s does not apply to --attack %s", USE[i].opt, arg_str(a, "attack"));
+    if (arg_flag(a, "random-start") && arg_flag(a, "no-random-start"))
+        return err_set("--random-start and --no-random-start contradict each other");
+    long v;
+    if (arg_int(a, "steps", 0, 100000, &v) < 0) return -1;
+    p->steps = (int)v;
+    if (arg_int(a, "restarts", 1, 1024, &v) < 0) return -1;
+    p->restarts = (int)v;
+    p->random_start = !arg_flag(a, "no-random-start");
+    p->targeted = arg_flag(a, "targeted");
+    if (arg_int(a, "target", -1, 100000, &v) < 0) return -1;
+    p->target = (int)v;
+    if (arg_set(a, "target") && !p->targeted) return err_set("--target needs --targeted");
+    if (arg_int(a, "eot", 1, 10000, &v) < 0) return -1;
+    p->eot = (int)v;
+    if (arg_int(a, "queries", 1, 100000000, &v) < 0) return -1;
+    p->queries = (int)v;
+    if (arg_double(a, "p-init", 1e-6, 1, &p->p_init) < 0) return -1;
+    if (arg_u64(a, "seed", &p->seed) < 0) return -1;
+    if (arg_int(a, "batch", 1, 65536, &v) < 0) return -1;
+    p->batch = (int)v;
+    o->alpha = arg_str(a, "alpha");
+    /* validate the step size text once (against eps 1, steps 1) so errors come before any work */
+    AttackParams t = *p;
+    t.eps = 1;
+    if (attack_set_alpha(&t, o->alpha) < 0) return -1;
+    return 0;
+}
+
+int cmd_attack(int argc, char **argv) {
+    Args a;
+    int pr = args_parse(&a, "attack", "--ckpt CKPT --attack fgsm|pgd|pgd-l2|square --eps 8/255[,E...] [--grad true|feedback|transfer:CKPT[,...]] [options]",
+                        OPTS, argc, argv);
+    if (pr) return pr > 0 ? 0 : err_die();
+    const char *ckpt = arg_str(&a, "ckpt");
+    if (!ckpt) { err_set("concord attack: --ckpt CKPT is required"); return err_die(); }
+    Opts *o = xcalloc(1, sizeof *o);
+    AttackResult *res = xcalloc(MAX_ROWS, sizeof *res);
+    Model *m = NULL, *sur[MAX_LIST] = {0};
+    Dataset d = {0};
+    int have_data = 0, rc = 1, nres = 0;
+    long limit, threads;
+    Db *db = NULL;
+    CkptMeta meta;
+    AttackKeep keep = {0};
+    const char *grid = arg_str(&a, "grid");
+    char target_hash[17] = "";
+
+    if (parse_opts(&a, o) < 0) goto done;
+    if (arg_int(&a, "limit", 0, 100000000, &limit) < 0 || arg_int(&a, "threads", 0, 256, &threads) < 0) goto done;
+    if (threads > 0) openblas_set_num_threads((int)threads);
+    if (!(m = ckpt_load(ckpt, NULL, NULL, 0, 0, &meta))) goto done;
+    if (file_sha_hex(ckpt, target_hash) < 0) goto done;
+    if (str_eq(m->spec.head, "hash"))
+        { err_set("%s: a hashing model (head hash); concord attack evaluates classifiers", ckpt); goto done; }
+    const char *dname = arg_set(&a, "dataset") ? arg_str(&a, "dataset") : meta_get(&meta, "dataset");
+    if (!dname || !*dname) { err_set("%s: the checkpoint does not name its dataset; pass --dataset", ckpt); goto done; }
+    if (dataset_open(dname, arg_str(&a, "data-dir"), SPLIT_TEST, &d) < 0) goto done;
+    have_data = 1;
+    if (o->base.targeted && o->base.target >= m->spec.classes)
+        { err_set("--target %d: the model has %d classes (0..%d)", o->base.target, m->spec.classes, m->spec.classes - 1); goto done; }
+    for (int g = 0; g < o->ngrad; g++) {
+        AttackParams t = o->base;
+        attack_set_grad(&t, o->grad[g]);
+        if (t.grad_source != GRAD_TRANSFER) continue;
+        if (!(sur[g] = ckpt_load(t.transfer_ckpt, NULL, NULL, 0, 0, NULL))) goto done;
+        if (model_in_dim(sur[g]) != model_in_dim(m) || model_out_dim(sur[g]) != model_out_dim(m)) {
+            err_set("%s: the surrogate's input (%dx%dx%d) or classes (%d) differ from %s's", t.transfer_ckpt, sur[g]->spec.in_c,
+                    sur[g]->spec.in_h, sur[g]->spec.in_w, sur[g]->spec.classes, ckpt);
+            goto done;
+        }
+    }
+    int ngrid_rows = 0;
+    for (int i = 0; i < o->natk; i++) ngrid_rows += o->neps * (o->atk[i]->uses & AU_GRAD ? o->ngrad : 1);
+    if (ngrid_rows > MAX_ROWS) { err_set("concord attack: %d evaluations requested; at most %d per invocation", ngrid_rows, MAX_ROWS); goto done; }
+    if (!arg_flag(&a, "quiet"))
+        printf("attack %s (%s, rule %s) on %s test, %ld examples\n", ckpt, m->spec.arch, m->rule ? m->rule->name : "bp",
+               d.name, limit > 0 && limit < d.n ? limit : (long)d.n);
+    if (grid) attack_keep_init(&keep, 8, model_in_dim(m));
+
+    for (int i = 0; i < o->natk; i++)
+        for (int e = 0; e < o->neps; e++) {
+            int ng = o->atk[i]->uses & AU_GRAD ? o->ngrad : 1;
+            for (int g = 0; g < ng; g++) {
+                AttackResult *r = &res[nres];
+                r->p = o->base;
+                r->p.kind = o->atk[i]->kind;
+                r->p.norm = o->atk[i]->norm;
+                attack_set_eps(&r->p, o->eps[e]);
+                if (o->atk[i]->uses & AU_GRAD) attack_set_grad(&r->p, o->grad[g]);
+                else r->p.grad_source = GRAD_TRUE;
+                if (r->p.kind != ATK_PGD) { r->p.steps = r->p.kind == ATK_FGSM ? 1 : 0; r->p.restarts = 1; r->p.random_start = 0; }
+                if (r->p.grad_source != GRAD_FEEDBACK) r->p.eot = 1;
+                if (r->p.kind != ATK_SQUARE) { r->p.queries = 0; r->p.p_init = 0; }
+                if (r->p.kind == ATK_FGSM) { snprintf(r->p.alpha_text, sizeof r->p.alpha_text, "%s", r->p.eps_text); r->p.alpha = r->p.eps; }
+                else if (r->p.kind == ATK_PGD) { if (attack_set_alpha(&r->p, o->alpha) < 0) goto done; }
+                else { r->p.alpha_text[0] = 0; r->p.alpha = 0; }
+                Model *crafter = r->p.grad_source == GRAD_TRANSFER ? sur[g] : m;
+                if (attack_evaluate(m, crafter, &d, (int)limit, &r->p, NULL, NULL, grid ? &keep : NULL, &r->c) < 0) goto done;
+                nres++;
+                if (grid) {
+                    char gp[1100];
+                    grid_path(grid, nres, ngrid_rows > 1, gp, sizeof gp);
+                    if (attack_grid_png(gp, &keep, m->spec.in_c, m->spec.in_h, m->spec.in_w, r->p.eps) < 0) goto done;
+                }
+                char fl[128];
+                attack_flags_text(attack_flags(res, nres, nres - 1), fl, sizeof fl);
+                if (!arg_flag(&a, "quiet")) print_row(nres, r, fl);
+            }
+        }
+
+    /* final flags (later rows can flag earlier ones), summary, database */
+    int nflagged = 0;
+    for (int i = 0; i < nres; i++) {
+        char fl[128], nm[700];
+        attack_flags_text(attack_flags(res, nres, i), fl, sizeof fl);
+        if (!*fl) continue;
+        row_name(&res[i], nm, sizeof nm);
+        printf("%smasking flag  row %d %s: %s\n", nflagged++ ? "" : "\n", i + 1, nm, fl);
+    }
+    if (arg_flag(&a, "quiet"))
+        for (int i = 0; i < nres; i++) {
+            char fl[128];
+            attack_flags_text(attack_flags(res, nres, i), fl, sizeof fl);
+            print_row(i + 1, &res[i], fl);
+        }
+    if (!nflagged) printf("masking flags: none\n");
+    if (!arg_flag(&a, "no-db")) {
+        const char *path = arg_set(&a, "db") ? arg_str(&a, "db") : db_default_path();
+        if (db_open(path, &db) < 0) goto done;
+        const char *rid = meta_get(&meta, "run_id");
+        for (int i = 0; i < nres; i++) {
+            char fl[128], key[1024], th[17] = "";
+            const char *jk = arg_str(&a, "job-key");
+            attack_flags_text(attack_flags(res, nres, i), fl, sizeof fl);
+            if (jk && nres > 1) {
+                char nm[700];
+                row_name(&res[i], nm, sizeof nm);
+                snprintf(key, sizeof key, "%s/%s", jk, nm);
+                jk = key;
+            }
+            if (res[i].p.grad_source == GRAD_TRANSFER && res[i].p.kind != ATK_SQUARE &&
+                file_sha_hex(res[i].p.transfer_ckpt, th) < 0)
+                goto done;
+            DbEval ev = {.job_key = jk, .run_id = rid ? atoll(rid) : 0, .target_ckpt = ckpt, .target_hash = target_hash,
+                         .transfer_hash = *th ? th : NULL, .dataset = d.name, .split = "test"};
+            int64_t eval_id;
+            if (db_eval_record(db, &ev, &res[i].p, &res[i].c, fl, &eval_id) < 0) goto done;
+            if (grid) {
+                char gp[1100];
+                grid_path(grid, i + 1, nres > 1, gp, sizeof gp);
+                if (db_artifact(db, 0, eval_id, "grid", gp, NULL) < 0) goto done;
+            }
+        }
+        printf("recorded %d evaluation%s in %s\n", nres, nres == 1 ? "" : "s", db_path(db));
+    }
+    if (grid) printf("grid%s: %s%s\n", nres > 1 ? "s" : "", grid, nres > 1 ? " (one file per row: -<row> before the extension)" : "");
+    rc = 0;
+done:
+    if (rc) err_die();
+    db_close(db);
+    attack_keep_free(&keep);
+    for (int g = 0; g < MAX_LIST; g++) model_free(sur[g]);
+    model_free(m);
+    if (have_data) dataset_close(&d);
+    free(res);
+    free(o);
+    return rc;
+}
