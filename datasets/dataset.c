@@ -235,7 +235,7 @@ static int cifar_open(int kind, const char *data_dir, int split, Dataset *out) {
     int rc = -1;
     for (int i = 0; i < nfiles; i++) {
         snprintf(path, sizeof path, "%s/%s", dir, files[i]);
-        char hint[400];
+        char hint[1024];
         snprintf(hint, sizeof hint, "download the %s binary version (%s) from "
                  "https://www.cs.toronto.edu/~kriz/cifar.html and unpack it into %s, or pass --data-dir DIR",
                  what, kind == CIFAR_10 ? "cifar-10-binary.tar.gz" : "cifar-100-binary.tar.gz", dir);
@@ -254,7 +254,7 @@ static int cifar_open(int kind, const char *data_dir, int split, Dataset *out) {
     for (int k = 0; k < out->classes; k++)
         snprintf(out->class_names[k], 32, "%s",
                  kind == CIFAR_10 ? k_cifar10[k] : kind == CIFAR_100_FINE ? k_cifar100[k] : k_cifar100_coarse[k]);
-    snprintf(out->source, sizeof out->source, "%s/%s%s", dir, files[0], nfiles > 1 ? " ..." : "");
+    snprintf(out->source, sizeof out->source, "%.480s/%s%s", dir, files[0], nfiles > 1 ? " ..." : "");
     rc = 0;
 done:
     for (int i = 0; i < 5; i++) free(bufs[i]);

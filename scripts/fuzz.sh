@@ -23,7 +23,9 @@ for t in $targets; do
   mkdir -p "$out/corpus/$t"
   cp -n tests/fuzz/corpus/"$t"/* "$out/corpus/$t/" 2>/dev/null || true
   echo "fuzz.sh: running $t for ${secs}s"
-  if ! ASAN_OPTIONS=detect_leaks=1 "$out/fuzz_$t" -max_total_time="$secs" -rss_limit_mb=2048 -max_len=65536 \
+  dict=""
+  [ -f "tests/fuzz/$t.dict" ] && dict="-dict=tests/fuzz/$t.dict"
+  if ! ASAN_OPTIONS=detect_leaks=1 "$out/fuzz_$t" -max_total_time="$secs" -rss_limit_mb=2048 -max_len=65536 $dict \
        -print_final_stats=1 -artifact_prefix="tests/fuzz/crash-$t-" "$out/corpus/$t" 2>"$out/$t.log"; then
     echo "fuzz.sh: $t FAILED: see $out/$t.log and tests/fuzz/crash-$t-*" >&2
     tail -40 "$out/$t.log" >&2
