@@ -7,9 +7,9 @@
 #include <string.h>
 
 #include "../datasets/dataset.h"
+#include "cli.h"
+#include "commands.h"
 #include "core.h"
-
-int cmd_data(int argc, char **argv);
 
 static const char k_usage[] =
     "usage: concord data info D [--data-dir DIR] [--split train|test]\n"
@@ -49,58 +49,50 @@ static void data_info_print(const Dataset *d, const char *split) {
     free(std);
 }
 
+static const OptSpec k_info_opts[] = {
+    {"data-dir", "DIR", "where the dataset's files are (default /usr/share/datasets/<name>)", NULL},
+    {"split", "train|test", "which split", "train"},
+    {0}};
+static const OptSpec k_export_opts[] = {
+    {"png", "DIR", "where to write DIR/<split>/<NN_class>/<index>.png (required)", NULL},
+    {"data-dir", "DIR", "where the dataset's files are (default /usr/share/datasets/<name>)", NULL},
+    {"split", "train|test", "export only this split (default: both)", NULL},
+    {"limit", "N", "export only the first N samples of each split (default: all)", NULL},
+    {0}};
+
+/* argv: after the command name, so argv[0] is the subcommand (commands.h). */
 int cmd_data(int argc, char **argv) {
-    int a = 0;
-    if (a < argc && str_eq(argv[a], "data")) a++; /* accept argv starting at "data" or at the subcommand */
-    if (a >= argc) {
+    if (argc < 1) {
         err_set("data: missing subcommand; use info or export (see concord data --help)");
         return err_die();
     }
-    const char *sub = argv[a++];
+    const char *sub = argv[0];
     if (str_eq(sub, "--help") || str_eq(sub, "-h") || str_eq(sub, "help")) {
         fputs(k_usage, stdout);
         return 0;
     }
-    int is_info = str_eq(sub, "info"), is_export = str_eq(sub, "export");
-    if (!is_info && !is_export) {
+    int is_info = str_eq(sub, "info");
+    if (!is_info && !str_eq(sub, "export")) {
         err_set("data: unknown subcommand '%s'; use info or export (see concord data --help)", sub);
         return err_die();
     }
-    const char *name = NULL, *data_dir = NULL, *png = NULL;
-    int split = -1;
-    long limit = 0;
-    for (; a < argc; a++) {
-        const char *o = argv[a];
-        if (str_eq(o, "--help") || str_eq(o, "-h")) { fputs(k_usage, stdout); return 0; }
-        int has_val = a + 1 < argc;
-        if (str_eq(o, "--data-dir") || str_eq(o, "--split") || str_eq(o, "--png") || str_eq(o, "--limit")) {
-            if (!has_val) { err_set("data %s: %s needs a value (see concord data --help)", sub, o); return err_die(); }
-            const char *v = argv[++a];
-            if (str_eq(o, "--data-dir")) data_dir = v;
-            else if (str_eq(o, "--png")) png = v;
-            else if (str_eq(o, "--split")) {
-                if ((split = dataset_split_parse(v)) < 0) {
-                    err_set("data %s: --split '%s' must be train or test", sub, v);
-                    return err_die();
-                }
-            } else if (parse_int(v, 1, 1L << 30, &limit) != 0) {
-                err_set("data %s: --limit '%s' must be a positive whole number", sub, v);
-                return err_die();
-            }
-        } else if (o[0] == '-' && o[1]) {
-            err_set("data %s: unknown option '%s' (see concord data --help)", sub, o);
-            return err_die();
-        } else if (!name) {
-            name = o;
-        } else {
-            err_set("data %s: unexpected argument '%s'; give one dataset (see concord data --help)", sub, o);
-            return err_die();
-        }
+    Args a;
+    int rc = args_parse(&a, is_info ? "data info" : "data export", is_info ? "D" : "D --png DIR",
+                        is_info ? k_info_opts : k_export_opts, argc - 1, argv + 1);
+    if (rc == 1) return 0; /* --help printed */
+    if (rc != 0) return err_die();
+    if (a.npos != 1) {
+        err_set("data %s: give exactly one dataset, e.g. concord data %s fashion-mnist (see concord data --help)",
+                sub, sub);
+        return err_die();
     }
-    if (!name) { err_set("data %s: which dataset? e.g. concord data %s fashion-mnist", sub, sub); return err_die(); }
+    const char *name = a.pos[0], *data_dir = arg_str(&a, "data-dir"), *split_s = arg_str(&a, "split");
+    int split = -1;
+    if (split_s && (split = dataset_split_parse(split_s)) < 0) {
+        err_set("data %s: --split '%s' must be train or test", sub, split_s);
+        return err_die();
+    }
     if (is_info) {
-        if (png || limit) { err_set("data info: --png and --limit belong to data export"); return err_die(); }
-        if (split < 0) split = SPLIT_TRAIN;
         Dataset d;
         double t0 = now_seconds();
         if (dataset_open(name, data_dir, split, &d) != 0) return err_die();
@@ -110,15 +102,18 @@ int cmd_data(int argc, char **argv) {
         dataset_close(&d);
         return 0;
     }
+    const char *png = arg_str(&a, "png");
     if (!png) { err_set("data export: --png DIR is required (where to write the PNG tree)"); return err_die(); }
+    long limit = 0;
+    if (arg_set(&a, "limit") && arg_int(&a, "limit", 1, 1L << 30, &limit) != 0) return err_die();
     for (int s = SPLIT_TRAIN; s <= SPLIT_TEST; s++) {
         if (split >= 0 && s != split) continue;
         Dataset d;
         if (dataset_open(name, data_dir, s, &d) != 0) return err_die();
-        int rc = dataset_export_png(&d, png, s, (int)limit);
+        int erc = dataset_export_png(&d, png, s, (int)limit);
         int n = limit > 0 && limit < d.n ? (int)limit : d.n;
         dataset_close(&d);
-        if (rc != 0) return err_die();
+        if (erc != 0) return err_die();
         printf("wrote %d images to %s/%s\n", n, png, s == SPLIT_TRAIN ? "train" : "test");
     }
     return 0;

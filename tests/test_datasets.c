@@ -1008,6 +1008,8 @@ TEST(data_cli_info_and_export) {
     EXPECT_CLI_ERROR("data frobnicate", "unknown subcommand 'frobnicate'", NULL);
     EXPECT_CLI_ERROR("data info synthetic --split dev", "--split 'dev'", NULL);
     EXPECT_CLI_ERROR("data export synthetic", "--png DIR is required", NULL);
+    EXPECT_CLI_ERROR("data info synthetic --frob 1", "unknown option --frob", NULL);
+    EXPECT_CLI_ERROR("data", "missing subcommand", NULL);
 }
 
 TEST(data_cli_bad_inputs) {
@@ -1056,6 +1058,14 @@ TEST(data_cli_bad_inputs) {
     free(b);
     snprintf(args, sizeof args, "data info png:%s", dir);
     EXPECT_CLI_ERROR(args, "a/1.png: corrupt PNG", NULL);
+    png_fixture_dir("cli_png_trunc", dir, sizeof dir);
+    snprintf(p, sizeof p, "%s/b/2.png", dir);
+    b = read_bytes(p, &n);
+    at = png_chunk(b, n, "IDAT", &len);
+    write_bytes(p, b, at > 0 ? (size_t)at + len / 2 : 20); /* cut inside IDAT */
+    free(b);
+    snprintf(args, sizeof args, "data info png:%s", dir);
+    EXPECT_CLI_ERROR(args, "b/2.png: corrupt PNG", "truncated");
     png_fixture_dir("cli_png_sizes", dir, sizeof dir);
     unsigned char g[25] = {0};
     snprintf(p, sizeof p, "%s/b/9.png", dir);
@@ -1067,6 +1077,9 @@ TEST(data_cli_bad_inputs) {
     mkdirs(p);
     snprintf(args, sizeof args, "data info png:%s", dir);
     EXPECT_CLI_ERROR(args, "cli_png_empty/empty: empty class folder", NULL);
+    /* unreadable path: the data dir is a file */
+    snprintf(args, sizeof args, "data info mnist --data-dir %s/cli_count/train-labels-idx1-ubyte", test_tmpdir());
+    EXPECT_CLI_ERROR(args, "train-labels-idx1-ubyte/train-images-idx3-ubyte.gz: cannot access", "Not a directory");
     tpath(dir, sizeof dir, "cli_no_cifar");
     mkdirs(dir);
     snprintf(args, sizeof args, "data info cifar10 --data-dir %s", dir);
