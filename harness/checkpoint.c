@@ -170,6 +170,11 @@ static int meta_int(const CkptMeta *mt, const char *key, const char *path, long 
 
 Model *ckpt_load(const char *path, const Rule *rule, const RuleOpts *ro, int new_classes, int want_optim,
                  CkptMeta *meta_out) {
+    return ckpt_load_head(path, rule, ro, new_classes, NULL, want_optim, meta_out);
+}
+
+Model *ckpt_load_head(const char *path, const Rule *rule, const RuleOpts *ro, int new_classes, const char *head,
+                      int want_optim, CkptMeta *meta_out) {
     CHECK(little_endian());
     CkptMeta mt;
     Model *m = NULL;
@@ -192,8 +197,9 @@ Model *ckpt_load(const char *path, const Rule *rule, const RuleOpts *ro, int new
     int known = 0;
     for (int a = 0; a < N_ARCHS; a++) known |= str_eq(ARCHS[a].name, s.arch);
     if (!known) { err_set("%s: unknown model '%s' in checkpoint (this build has: concord models)", path, s.arch); goto fail; }
-    int new_head = new_classes > 0 && new_classes != s.classes;
+    int new_head = (new_classes > 0 && new_classes != s.classes) || (head && !str_eq(head, s.head));
     if (new_classes > 0) s.classes = new_classes;
+    if (head) snprintf(s.head, sizeof s.head, "%s", head);
     const char *stored_rule = meta_get(&mt, "rule");
     RuleOpts sro;
     if (rule_opts_from_text(&sro, meta_get(&mt, "rule_opts")) < 0) { err_clear(); rule_opts_default(&sro); }

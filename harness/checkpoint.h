@@ -26,4 +26,8 @@ int ckpt_read_meta(const char *path, CkptMeta *out);
  * want_optim: also restore the optimiser state. */
 Model *ckpt_load(const char *path, const struct Rule *rule, const struct RuleOpts *ro, int new_classes,
                  int want_optim, CkptMeta *meta_out);
+/* Same, and head (NULL = keep) switches the output kind: "softmax" or "hash" (K-bit tanh code layer);
+ * a different head or class count re-initialises the last linear layer. */
+Model *ckpt_load_head(const char *path, const struct Rule *rule, const struct RuleOpts *ro, int new_classes,
+                      const char *head, int want_optim, CkptMeta *meta_out);
 #endif

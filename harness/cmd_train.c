@@ -13,6 +13,7 @@
 #include "../rules/rule.h"
 #include "checkpoint.h"
 #include "cli.h"
+#include "hash.h"
 #include "commands.h"
 #include "record.h"
 #include "train.h"
@@ -54,6 +55,11 @@ static const OptSpec TRAIN_OPTS[] = {
     {"no-db", NULL, "do not record in the results database", NULL},
     {"job-key", "KEY", "suite job key recorded with the run", NULL},
     {"quiet", NULL, "only the final line", NULL},
+    {"task", "classify|hash", "classification (softmax) or deep-hashing retrieval (DPSH, tanh code layer)", "classify"},
+    {"bits", "K", "hash: code length (16, 32, 48, 64)", "32"},
+    {"hash-eta", "X", "hash: DPSH quantisation weight", "0.1"},
+    {"queries-per-class", "N", "hash: query examples per class (the rest of train+test is the database)", "100"},
+    {"topk", "N", "hash: mAP@topk (0 = the whole database)", "0"},
     /* finetune only */
     {"from", "CKPT", "finetune: parent checkpoint", NULL},
     {"new-head", NULL, "finetune: new classifier for the dataset's class count", NULL},
@@ -101,15 +107,35 @@ static int parse_train_opts(const Args *a, TrainOpts *o) {
     return 0;
 }
 
-/* Loads train/val/test. On error returns -1 and frees everything. */
-static int load_data(const Args *a, uint64_t seed, Dataset *train, Dataset *val, Dataset *test) {
+/* Loads train/val/test. For the hash task the retrieval protocol applies (hash.h): queries per class
+ * from train+test, the rest is the database (returned as *db), training sampled from it (--limit),
+ * validation split off the training sample; *test holds the queries. */
+static int load_data(const Args *a, uint64_t seed, int task, Dataset *train, Dataset *val, Dataset *test, Dataset *db) {
     Dataset full;
+    memset(db, 0, sizeof *db);
     const char *name = arg_str(a, "dataset"), *dir = arg_str(a, "data-dir");
     long nval, lim, tlim;
     if (arg_int(a, "val", 0, 10000000, &nval) < 0 || arg_int(a, "limit", 0, 100000000, &lim) < 0 ||
         arg_int(a, "test-limit", 0, 100000000, &tlim) < 0)
         return -1;
     if (dataset_open(name, dir, SPLIT_TRAIN, &full) < 0) return -1;
+    if (task == TASK_HASH) {
+        Dataset te, sample;
+        long per;
+        if (arg_int(a, "queries-per-class", 1, 100000, &per) < 0 || dataset_open(name, dir, SPLIT_TEST, &te) < 0) {
+            dataset_close(&full);
+            return -1;
+        }
+        int rc = hash_splits(&full, &te, (int)per, lim > 0 ? (int)(lim + nval) : 0, seed, test, db, &sample);
+        dataset_close(&full);
+        dataset_close(&te);
+        if (rc < 0) return -1;
+        if (nval >= sample.n) nval = sample.n / 10;
+        dataset_split(&sample, (int)nval, seed, train, val);
+        dataset_close(&sample);
+        snprintf(train->name, sizeof train->name, "%s", name);
+        return 0;
+    }
     if (nval >= full.n) {
         int n = full.n;
         dataset_close(&full);
@@ -171,8 +197,15 @@ static int run(int argc, char **argv, int finetune) {
     if (threads > 0) openblas_set_num_threads((int)threads);
 
     Session s = {.a = &a, .out = arg_str(&a, "out")};
-    Dataset train, val, test;
-    if (load_data(&a, to.seed, &train, &val, &test) < 0) return err_die();
+    const char *task = arg_str(&a, "task");
+    long bits = 0, topk;
+    if (str_eq(task, "hash")) to.task = TASK_HASH;
+    else if (!str_eq(task, "classify")) { err_set("--task %s: use classify or hash", task); return err_die(); }
+    if (to.task == TASK_HASH && (arg_int(&a, "bits", 1, 64, &bits) < 0 || arg_double(&a, "hash-eta", 0, 100, &to.hash_eta) < 0))
+        return err_die();
+    if (arg_int(&a, "topk", 0, 100000000, &topk) < 0) return err_die();
+    Dataset train, val, test, db;
+    if (load_data(&a, to.seed, to.task, &train, &val, &test, &db) < 0) return err_die();
     Model *m = NULL;
     int start_epoch = 0, rc = 1;
     char parent_hash[17] = "";
@@ -190,14 +223,16 @@ static int run(int argc, char **argv, int finetune) {
     } else if (finetune) {
         const char *from = arg_str(&a, "from");
         if (file_sha_hex(from, parent_hash) < 0) goto done;
-        m = ckpt_load(from, rule, &ro, arg_flag(&a, "new-head") ? train.classes : 0, 0, &pmeta);
+        int hash = to.task == TASK_HASH;
+        m = ckpt_load_head(from, rule, &ro, hash ? (int)bits : arg_flag(&a, "new-head") ? train.classes : 0,
+                           hash ? "hash" : NULL, 0, &pmeta);
         if (!m) goto done;
         if (m->spec.in_c != train.c || m->spec.in_h != train.h || m->spec.in_w != train.w) {
             err_set("%s: model input is %dx%dx%d but %s is %dx%dx%d", from, m->spec.in_c, m->spec.in_h, m->spec.in_w,
                     train.name, train.c, train.h, train.w);
             goto done;
         }
-        if (m->spec.classes != train.classes) {
+        if (!hash && m->spec.classes != train.classes) {
             err_set("%s: model has %d classes, %s has %d; pass --new-head", from, m->spec.classes, train.name, train.classes);
             goto done;
         }
@@ -214,6 +249,10 @@ static int run(int argc, char **argv, int finetune) {
         spec.width = (float)width;
         spec.dropout = (float)dropout;
         snprintf(spec.hidden, sizeof spec.hidden, "%s", arg_str(&a, "hidden"));
+        if (to.task == TASK_HASH) {
+            snprintf(spec.head, sizeof spec.head, "hash");
+            spec.classes = (int)bits;
+        }
         m = model_create(&spec, rule, &ro, init_seed);
         if (!m) goto done;
         /* the normalisation layer: per-channel statistics of the training split */
@@ -228,6 +267,7 @@ static int run(int argc, char **argv, int finetune) {
         meta_set(&s.meta, "init_seed", "%llu", (unsigned long long)init_seed);
         meta_set(&s.meta, "epochs", "%d", to.epochs);
         meta_set(&s.meta, "freeze", "%ld", freeze);
+        meta_set(&s.meta, "task", "%s", task);
     }
     if (record_begin(&s.rec, &a, cmd, m, &train, &to, &s.meta) < 0) goto done;
     install_interrupt_handlers();
@@ -237,12 +277,25 @@ static int run(int argc, char **argv, int finetune) {
         record_end(&s.rec, g_interrupted ? "interrupted" : "failed", err_msg(), NULL, NAN);
         goto done;
     }
-    double test_loss, test_acc = evaluate(m, &test, 256, &test_loss);
+    double test_loss = NAN, test_acc, prec = NAN;
+    if (to.task == TASK_HASH) {
+        test_acc = evaluate_map(m, &test, &db, (int)topk, 100, &prec);
+        meta_set(&s.meta, "map", "%.6f", test_acc);
+        meta_set(&s.meta, "precision_at_100", "%.6f", prec);
+        meta_set(&s.meta, "topk", "%ld", topk);
+        meta_set(&s.meta, "bits", "%ld", bits);
+    } else {
+        test_acc = evaluate(m, &test, 256, &test_loss);
+        meta_set(&s.meta, "test_loss", "%.6f", test_loss);
+    }
     meta_set(&s.meta, "test_acc", "%.6f", test_acc);
-    meta_set(&s.meta, "test_loss", "%.6f", test_loss);
     if (save_ckpt(&s, m, to.epochs) < 0) { record_end(&s.rec, "failed", err_msg(), NULL, NAN); goto done; }
-    printf("%s done: test accuracy %.2f%% (error %.2f%%) on %d examples%s%s\n", cmd, 100 * test_acc, 100 * (1 - test_acc),
-           test.n, s.out ? "; checkpoint " : "", s.out ? s.out : "");
+    if (to.task == TASK_HASH)
+        printf("%s done: mAP%s %.4f, precision@100 %.4f, %d queries against %d database codes (%ld bits)%s%s\n", cmd,
+               topk ? "@topk" : "", test_acc, prec, test.n, db.n, bits, s.out ? "; checkpoint " : "", s.out ? s.out : "");
+    else
+        printf("%s done: test accuracy %.2f%% (error %.2f%%) on %d examples%s%s\n", cmd, 100 * test_acc, 100 * (1 - test_acc),
+               test.n, s.out ? "; checkpoint " : "", s.out ? s.out : "");
     if (record_end(&s.rec, "finished", NULL, s.out, test_acc) < 0) goto done;
     rc = 0;
 done:
@@ -252,6 +305,7 @@ done:
     dataset_close(&train);
     dataset_close(&val);
     dataset_close(&test);
+    dataset_close(&db);
     return rc;
 }
 

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "../rules/rule.h"
+#include "hash.h"
 #include "loss.h"
 
 void train_opts_default(TrainOpts *o) {
@@ -21,6 +22,8 @@ void train_opts_default(TrainOpts *o) {
     o->gamma = 0.1;
     o->beta1 = 0.9; o->beta2 = 0.999; o->adam_eps = 1e-8;
     o->probe_n = 64;
+    o->task = TASK_CLASSIFY;
+    o->hash_eta = 0.1;
 }
 
 double lr_at(const TrainOpts *o, int epoch) {
@@ -115,6 +118,30 @@ double evaluate(Model *m, const Dataset *d, int batch, double *loss) {
     return d->n ? (double)correct / d->n : 0;
 }
 
+void model_codes(Model *m, const Dataset *d, int batch, uint64_t *codes) {
+    Work *w = work_create(m, batch);
+    int K = model_out_dim(m);
+    int32_t *y = xmalloc(sizeof(int32_t) * batch);
+    int *idx = xmalloc(sizeof(int) * batch);
+    for (int s = 0; s < d->n; s += batch) {
+        int n = d->n - s < batch ? d->n - s : batch;
+        for (int i = 0; i < n; i++) idx[i] = s + i;
+        batch_fill(d, idx, n, w->x, y, 0, 0, 0);
+        hash_pack(model_forward(m, w, w->x, n, FWD_INFER), n, K, codes + s);
+    }
+    free(idx); free(y);
+    work_free(w);
+}
+
+double evaluate_map(Model *m, const Dataset *q, const Dataset *db, int topk, int prec_n, double *prec) {
+    uint64_t *qc = xmalloc(sizeof(uint64_t) * (q->n + 1)), *dc = xmalloc(sizeof(uint64_t) * (db->n + 1));
+    model_codes(m, q, 256, qc);
+    model_codes(m, db, 256, dc);
+    double r = hash_map(qc, q->y, q->n, dc, db->y, db->n, model_out_dim(m), topk, prec_n, prec);
+    free(qc); free(dc);
+    return r;
+}
+
 long alignment_scratch_n(const Model *m, int n) {
     long s = 0;
     for (int i = 0; i < m->nl; i++)
@@ -124,7 +151,13 @@ long alignment_scratch_n(const Model *m, int n) {
 
 /* angle(B, W), |B|/|W|, and the angle between the delta a layer receives under its rule and the true
  * BP delta, on a fixed probe batch in inference mode (no running-statistics updates). */
-int alignment_metrics(Model *m, Work *w, const Dataset *d, int n, LayerAlign *out, float *scratch) {
+static double task_loss(const Model *m, int task, double eta, const float *out, const int32_t *y, int n, float *d, uint8_t *ok) {
+    int K = model_out_dim(m);
+    if (task == TASK_HASH) return dpsh_loss(out, y, n, K, eta, d);
+    return loss_softmax_ce(out, y, n, K, 1.0f / n, d, NULL, ok);
+}
+
+int alignment_metrics(Model *m, Work *w, const Dataset *d, int n, int task, double eta, LayerAlign *out, float *scratch) {
     if (n > d->n) n = d->n;
     if (n > w->cap) n = w->cap;
     int K = model_out_dim(m), na = 0;
@@ -135,7 +168,8 @@ int alignment_metrics(Model *m, Work *w, const Dataset *d, int n, LayerAlign *ou
     batch_fill(d, idx, n, w->x, y, 0, 0, 0);
     float *lg = model_forward(m, w, w->x, n, FWD_INFER);
     float *dl = scratch + alignment_scratch_n(m, n);
-    loss_softmax_ce(lg, y, n, K, 1.0f / n, dl, NULL, NULL);
+    (void)K;
+    task_loss(m, task, eta, lg, y, n, dl, NULL);
     model_backward(m, w, dl, BW_PARAMS | BW_TRUE);
     long off = 0;
     for (int i = 0; i < m->nl; i++)
@@ -197,7 +231,7 @@ int train_run(Model *m, const Dataset *train, const Dataset *val, const TrainOpt
             batch_fill(train, perm + s, n, w->x, y, o->augment, o->seed, ep);
             w->drop_count = (uint64_t)m->step;
             float *lg = model_forward(m, w, w->x, n, FWD_TRAIN);
-            double l = loss_softmax_ce(lg, y, n, K, 1.0f / n, dl, NULL, ok);
+            double l = task_loss(m, o->task, o->hash_eta, lg, y, n, dl, ok);
             if (!isfinite(l)) {
                 int bad = model_find_nonfinite(m, w);
                 rc = err_set("training diverged: loss is %s at epoch %d, batch %d (first non-finite values in %s '%s'); "
@@ -210,7 +244,7 @@ int train_run(Model *m, const Dataset *train, const Dataset *val, const TrainOpt
             model_backward(m, w, dl, BW_PARAMS);
             optimizer_step(m, o, lr);
             tl += l * n;
-            for (int i = 0; i < n; i++) correct += ok[i];
+            for (int i = 0; o->task == TASK_CLASSIFY && i < n; i++) correct += ok[i];
             seen += n;
         }
         int bad = model_find_nonfinite(m, NULL);
@@ -223,18 +257,25 @@ int train_run(Model *m, const Dataset *train, const Dataset *val, const TrainOpt
         st.epochs = o->epochs;
         st.lr = lr;
         st.train_loss = tl / seen;
-        st.train_acc = (double)correct / seen;
+        st.train_acc = o->task == TASK_HASH ? NAN : (double)correct / seen;
         st.seconds = now_seconds() - t0;
         st.samples_per_s = seen / st.seconds;
         st.val_acc = st.val_loss = NAN;
-        if (val && val->n) st.val_acc = evaluate(m, val, B, &st.val_loss);
+        if (val && val->n) {
+            if (o->task == TASK_HASH) st.val_acc = evaluate_map(m, val, train, 0, 0, NULL); /* val queries vs the training codes */
+            else st.val_acc = evaluate(m, val, B, &st.val_loss);
+        }
         if (probe) {
             if (refresh) model_refresh_feedback(m);
-            st.nalign = alignment_metrics(m, w, pd, probe, st.align, scratch);
+            st.nalign = alignment_metrics(m, w, pd, probe, o->task, o->hash_eta, st.align, scratch);
         }
         if (!o->quiet) {
-            printf("epoch %3d/%d  lr %.4g  loss %.4f  train %.2f%%  val %.2f%%  %.1fs (%.0f samples/s)\n", st.epoch,
-                   o->epochs, lr, st.train_loss, 100 * st.train_acc, 100 * st.val_acc, st.seconds, st.samples_per_s);
+            if (o->task == TASK_HASH)
+                printf("epoch %3d/%d  lr %.4g  loss %.4f  val mAP %.4f  %.1fs (%.0f samples/s)\n", st.epoch, o->epochs, lr,
+                       st.train_loss, st.val_acc, st.seconds, st.samples_per_s);
+            else
+                printf("epoch %3d/%d  lr %.4g  loss %.4f  train %.2f%%  val %.2f%%  %.1fs (%.0f samples/s)\n", st.epoch,
+                       o->epochs, lr, st.train_loss, 100 * st.train_acc, 100 * st.val_acc, st.seconds, st.samples_per_s);
             for (int a = 0; a < st.nalign; a++)
                 printf("    align %-22s angle(B,W) %6.2f deg  |B|/|W| %7.4f  angle(delta, bp) %6.2f deg\n",
                        st.align[a].name, st.align[a].angle_bw, st.align[a].norm_ratio, st.align[a].grad_angle);

@@ -9,6 +9,7 @@
 #include "model.h"
 
 enum { OPT_SGD, OPT_ADAM };
+enum { TASK_CLASSIFY, TASK_HASH }; /* softmax cross-entropy, or DPSH on a tanh code layer (hash.h) */
 enum { SCHED_CONST, SCHED_STEP, SCHED_COSINE };
 
 typedef struct TrainOpts {
@@ -21,6 +22,8 @@ typedef struct TrainOpts {
     int augment;                        /* random crop (pad 4) + horizontal flip */
     int probe_n;                        /* alignment probe batch size (0 = off) */
     int quiet;
+    int task;                           /* TASK_* */
+    double hash_eta;                    /* DPSH quantisation weight */
 } TrainOpts;
 void train_opts_default(TrainOpts *o);
 
@@ -28,7 +31,7 @@ void train_opts_default(TrainOpts *o);
 typedef struct LayerAlign { char name[48]; double angle_bw, norm_ratio, grad_angle; } LayerAlign;
 typedef struct EpochStats {
     int epoch, epochs;
-    double lr, train_loss, train_acc, val_loss, val_acc, seconds, samples_per_s;
+    double lr, train_loss, train_acc, val_loss, val_acc, seconds, samples_per_s; /* hash task: train_acc NaN, val_acc = val mAP */
     int nalign;
     LayerAlign align[MAX_ALIGN];
 } EpochStats;
@@ -41,8 +44,12 @@ int train_run(Model *m, const Dataset *train, const Dataset *val, const TrainOpt
               EpochHook hook, void *ctx);
 /* Accuracy in inference mode; *loss (may be NULL) gets the mean loss. */
 double evaluate(Model *m, const Dataset *d, int batch, double *loss);
+/* Hashing: codes of every example of d (inference mode), packed as in hash.h. */
+void model_codes(Model *m, const Dataset *d, int batch, uint64_t *codes);
+/* Hashing: mAP@topk of queries q against database db (both encoded by m); prec gets precision@prec_n. */
+double evaluate_map(Model *m, const Dataset *q, const Dataset *db, int topk, int prec_n, double *prec);
 /* Alignment metrics of every linear/conv layer on the probe (n examples of d from index 0). */
-int alignment_metrics(Model *m, Work *w, const Dataset *d, int n, LayerAlign *out, float *scratch);
+int alignment_metrics(Model *m, Work *w, const Dataset *d, int n, int task, double eta, LayerAlign *out, float *scratch);
 long alignment_scratch_n(const Model *m, int n);
 /* One optimiser step on m->grads (frozen layers untouched). */
 void optimizer_step(Model *m, const TrainOpts *o, double lr);
