@@ -73,7 +73,7 @@ static void print_row(int idx, const AttackResult *r, const char *flags) {
     else if (r->p.grad_source == GRAD_FEEDBACK && r->p.eot > 1) snprintf(src, sizeof src, "feedback (eot %d)", r->p.eot);
     else snprintf(src, sizeof src, "%s", attack_grad_name(r->p.grad_source));
     double n = c->n ? (double)c->n : 1;
-    printf("%3d %-6s eps %-8s grad %-10s clean %6.2f%%  robust %6.2f%%  success %6.2f%%  flipped %ld  zero-grad %ld"
+    printf("%3d %-6s eps %-8s grad %-18s clean %6.2f%%  robust %6.2f%%  success %6.2f%%  flipped %ld  zero-grad %ld"
            "  linf %.4f  l2 %.3f  (n %ld, %.1f s)  flags: %s\n",
            idx, attack_name(&r->p), r->p.eps_text, src, 100 * c->n_clean_ok / n, 100 * c->n_robust_ok / n,
            c->n_clean_ok ? 100.0 * (c->n_clean_ok - c->n_robust_ok) / c->n_clean_ok : 0.0, c->n_flipped, c->n_zero_grad,
@@ -276,7 +276,8 @@ int cmd_attack(int argc, char **argv) {
             if (res[i].p.grad_source == GRAD_TRANSFER && res[i].p.kind != ATK_SQUARE &&
                 file_sha_hex(res[i].p.transfer_ckpt, th) < 0)
                 goto done;
-            DbEval ev = {.job_key = jk, .run_id = rid ? atoll(rid) : 0, .target_ckpt = ckpt, .target_hash = target_hash,
+            char abs_ckpt[4096];
+            DbEval ev = {.job_key = jk, .run_id = rid ? atoll(rid) : 0, .target_ckpt = realpath(ckpt, abs_ckpt) ? abs_ckpt : ckpt, .target_hash = target_hash,
                          .transfer_hash = *th ? th : NULL, .dataset = d.name, .split = "test"};
             int64_t eval_id;
             if (db_eval_record(db, &ev, &res[i].p, &res[i].c, fl, &eval_id) < 0) goto done;

@@ -641,7 +641,7 @@ TEST(attack_cli) {
              test_exe(), ck, ck, test_tmpdir());
     rc = test_run(cmd, out, sizeof out);
     T_EQ_INT(rc, 0);
-    T_CONTAINS(out, " 12 pgd    eps 8/255");
+    T_CONTAINS(out, " 12 pgd    eps 8/255    grad transfer:");
     T_CONTAINS(out, "robust");
     T_CONTAINS(out, "masking flags");
     snprintf(cmd, sizeof cmd, "%s/g-12.png", test_tmpdir());
