@@ -269,7 +269,13 @@ static int run(int argc, char **argv, int finetune) {
         meta_set(&s.meta, "freeze", "%ld", freeze);
         meta_set(&s.meta, "task", "%s", task);
     }
-    if (record_begin(&s.rec, &a, cmd, m, &train, &to, &s.meta) < 0) goto done;
+    int rb = record_begin(&s.rec, &a, cmd, m, &train, &to, &s.meta);
+    if (rb < 0) goto done;
+    if (rb > 0) {
+        printf("job %s already finished in %s; nothing to do\n", arg_str(&a, "job-key"), s.rec.path);
+        rc = 0;
+        goto done;
+    }
     install_interrupt_handlers();
     printf("%s %s with %s on %s: %ld parameters, %d train / %d val / %d test examples, %d epochs\n", cmd, m->spec.arch,
            rule->name, train.name, m->n_params, train.n, val.n, test.n, to.epochs);

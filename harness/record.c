@@ -54,6 +54,8 @@ int record_begin(Recorder *r, const Args *a, const char *kind, const Model *m, c
     Db *db;
     if (db_open(r->path, &db) < 0) return -1;
     r->db = db;
+    const char *key = arg_str(a, "job-key");
+    if (key && db_job_done(db, key) == 1) return 1; /* already finished: the caller skips the work */
     static char cfg[8192];
     config_json(a, cfg, sizeof cfg);
     char model_opts[160];

@@ -14,6 +14,7 @@ typedef struct Recorder {
     char path[512];
 } Recorder;
 
+/* 0, -1 with err_set, or 1 when --job-key names a run that already finished (nothing to do). */
 int record_begin(Recorder *r, const Args *a, const char *kind, const Model *m, const Dataset *train,
                  const TrainOpts *o, const CkptMeta *meta);
 int record_epoch(Recorder *r, const EpochStats *s);
