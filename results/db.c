@@ -109,7 +109,7 @@ static const char k_migrate_v1_v2[] =
     " coalesce(r.dataset, e.dataset, '?') AS dataset, e.dataset AS eval_dataset, e.split, r.init_seed, r.data_seed, r.rule_seed,"
     " e.target_ckpt, e.attack, e.norm, e.eps_text, e.eps, e.alpha_text, e.alpha, e.steps, e.restarts, e.eot,"
     " e.queries, e.targeted, e.grad_source, e.transfer_run, s.rule AS source_rule, s.model AS source_model,"
-    " CASE WHEN e.attack = 'pgd' THEN 'pgd' || e.steps ELSE e.attack END"
+    " CASE WHEN e.attack = 'pgd' THEN 'pgd' || coalesce(e.steps, '') ELSE e.attack END"
     "  || CASE WHEN e.norm = 'l2' THEN '-l2' ELSE '' END"
     "  || CASE WHEN e.targeted THEN '-targeted' ELSE '' END AS attack_label,"
     " CASE WHEN e.attack = 'square' THEN 'black-box'"

@@ -264,6 +264,7 @@ static int count_groups(const Pts *p) {
 typedef struct LineSpec {
     const char *base, *what, *xlabel, *ylabel, *yrange; /* yrange "[0:100]" or "[0:*]" */
     int errbars, int_x, max_cols; /* int_x: integer x (epochs) gets integer tics */
+    const char *key;              /* legend position where curves rarely go */
 } LineSpec;
 
 static int line_figures(Figs *fs, const Pts *p, const LineSpec *ls) {
@@ -294,8 +295,8 @@ static int line_figures(Figs *fs, const Pts *p, const LineSpec *ls) {
             while (p1 < g1 && str_eq(p->v[p1].panel, p->v[p0].panel)) p1++;
             fputs("  set title ", f.body);
             gp_str(f.body, p->v[p0].panel);
-            fprintf(f.body, "\n  set xlabel \"%s\"\n  set ylabel \"%s\"\n  set yrange %s\n  set key bottom left box opaque\n",
-                    ls->xlabel, ls->ylabel, ls->yrange);
+            fprintf(f.body, "\n  set xlabel \"%s\"\n  set ylabel \"%s\"\n  set yrange %s\n  set key %s box opaque\n",
+                    ls->xlabel, ls->ylabel, ls->yrange, ls->key);
             fputs("  plot ", f.body);
             int first = 1;
             for (int s0 = p0; s0 < p1;) {
@@ -342,7 +343,7 @@ static int fig_robust(Figs *fs) {
     if (rc == 0 && p.n == 0) fprintf(stderr, "plot: no evals in %s; skipping robust_eps\n", db_path(fs->db));
     if (rc == 0 && p.n) {
         LineSpec ls = {"robust_eps", "robust accuracy vs eps (mean ± sd over seeds)", "eps", "robust accuracy (%)",
-                       "[0:100]", 1, 0, 3};
+                       "[0:100]", 1, 0, 3, "bottom left"};
         rc = line_figures(fs, &p, &ls);
     }
     free(p.v);
@@ -364,7 +365,7 @@ static int fig_training(Figs *fs) {
     int rc = pts_load(fs->db, sql, &p);
     if (rc == 0 && p.n == 0) fprintf(stderr, "plot: no epoch rows in %s; skipping training\n", db_path(fs->db));
     if (rc == 0 && p.n) {
-        LineSpec ls = {"training", "accuracy vs epoch (mean over seeds)", "epoch", "accuracy (%)", "[0:100]", 0, 1, 2};
+        LineSpec ls = {"training", "accuracy vs epoch (mean over seeds)", "epoch", "accuracy (%)", "[0:100]", 0, 1, 2, "bottom right"};
         rc = line_figures(fs, &p, &ls);
     }
     free(p.v);
@@ -404,7 +405,7 @@ static int fig_alignment(Figs *fs) {
     int rc = pts_load(fs->db, sql, &p);
     if (rc == 0 && p.n) {
         LineSpec ls = {"alignment", "alignment angles vs epoch (degrees, mean over seeds)", "epoch", "degrees",
-                       "[0:*]", 0, 1, 2};
+                       "[0:*]", 0, 1, 2, "top right"};
         rc = line_figures(fs, &p, &ls);
     }
     free(p.v);
@@ -537,7 +538,8 @@ int plot_report_md(Db *db, const char *path) {
               "Robust accuracy when the attack follows the true gradient, the rule's feedback path, or a surrogate "
               "(transfer), next to the gradient-free Square attack. A rule that looks robust only under its own "
               "feedback gradient is masking, not robust.\n\n", f);
-        rc = query_report(db, "masking", QF_MD, f);
+        if (db_count(db, "evals") > 0) rc = query_report(db, "masking", QF_MD, f);
+        else fputs("_No attack evaluations recorded yet._\n", f);
     }
     if (rc == 0) {
         fputs("\n## Runs\n\n", f);

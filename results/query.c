@@ -48,7 +48,7 @@ static int qtab_col(QTab *t, const char *name, int numeric) {
 }
 /* A statistic column: "name" (and "name_sd" when not merged). Returns the first column's index. */
 static int qtab_stat_col(QTab *t, const char *name) {
-    int c = qtab_col(t, name, !t->merge);
+    int c = qtab_col(t, name, 1); /* right-aligned; JSON only ever sees the unmerged, numeric form */
     if (!t->merge) {
         char sd[300];
         snprintf(sd, sizeof sd, "%s_sd", name);

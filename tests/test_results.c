@@ -294,7 +294,7 @@ TEST(db_migrate_v1) {
     T_EQ_INT(sql_long(path, "SELECT COUNT(*) FROM sqlite_master WHERE name = 'eval_acc'"), 0);
     T_EQ_INT(sql_long(path, "SELECT transfer_run FROM evals WHERE grad_source = 'transfer'"), 1); /* linked by path */
     T_EQ_INT(sql_long(path, "SELECT eot FROM evals WHERE attack = 'fgsm'"), 1);
-    T_EQ_INT(sql_long(path, "SELECT COUNT(*) FROM eval_view WHERE source_label = 'transfer:bp' AND attack_label = 'pgd0'"), 0);
+    T_EQ_INT(sql_long(path, "SELECT COUNT(*) FROM eval_view WHERE source_label = 'transfer:bp' AND attack_label = 'pgd'"), 1); /* steps unknown in v1 */
     T_EQ_INT(sql_long(path, "SELECT round(1000 * attack_success_rate) FROM eval_view WHERE attack = 'fgsm'"), 750);
     T_EQ_INT(sql_long(path, "SELECT COUNT(*) FROM eval_view WHERE source_label = 'transfer:bp'"), 1);
     /* the migrated database takes v2 writes: an eval with a job key, twice */
