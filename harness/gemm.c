@@ -5,13 +5,13 @@
 
 #include "core.h"
 
-unsigned long long gemm_flops;
+unsigned long long gemm_flops; /* atomic adds: the batch-splitting threads of model.c call gemm() concurrently */
 
 void gemm(int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda, const float *B, int ldb,
           float beta, float *C, int ldc) {
     CHECK(M >= 0 && N >= 0 && K >= 0);
     if (M == 0 || N == 0) return;
-    gemm_flops += 2ULL * (unsigned long long)M * N * K;
+    __atomic_fetch_add(&gemm_flops, 2ULL * (unsigned long long)M * N * K, __ATOMIC_RELAXED);
     cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, M, N, K, alpha,
                 A, lda, B, ldb, beta, C, ldc);
 }
@@ -33,3 +33,4 @@ void gemm_ref(int ta, int tb, int M, int N, int K, float alpha, const float *A, 
 
 int blas_threads(void) { return openblas_get_num_threads(); }
 const char *blas_core(void) { return openblas_get_corename(); }
+void blas_set_threads(int t) { openblas_set_num_threads(t); }

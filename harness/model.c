@@ -7,6 +7,7 @@
 #include "model.h"
 
 #include <math.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -260,14 +261,125 @@ void model_set_frozen(Model *m, int first_n) {
     }
 }
 
+/* ------------------------------------------------------------------ threads
+ *
+ * Parallelism: a Work splits every batch across `threads` pthreads (the OpenBLAS thread count when
+ * the Work was created, i.e. `--threads`), and OpenBLAS itself runs single-threaded during a pass, so
+ * there is never a second pool competing for the cores. Samples are independent in every layer but
+ * batch-norm in any mode and dropout's forward in training (its mask is one sequential random stream):
+ * a run of sample-local layers executes as ONE parallel region (each thread carries its own samples
+ * through all of them, no barrier in between); batch-norm runs channel-parallel and dropout's forward
+ * serially, between regions. Weight gradients: thread 0 writes m->grads, thread t > 0 its own partial
+ * block, summed after the pass (so with several threads the summation order over samples differs
+ * from the one-thread order: results agree to rounding, not bitwise; tests run with one thread). */
+
+#define POOL_MAX 16
+
+typedef void (*TaskFn)(void *arg, int t, int T);
+
+struct Pool {
+    int T;
+    pthread_t th[POOL_MAX];
+    pthread_mutex_t mu;
+    pthread_cond_t go, done;
+    TaskFn fn;
+    void *arg;
+    unsigned gen;
+    int pending, quit;
+};
+
+typedef struct { struct Pool *p; int t; } PoolArg;
+
+static void *pool_main(void *a) {
+    struct Pool *p = ((PoolArg *)a)->p;
+    int t = ((PoolArg *)a)->t;
+    free(a);
+    unsigned seen = 0;
+    for (;;) {
+        pthread_mutex_lock(&p->mu);
+        while (p->gen == seen && !p->quit) pthread_cond_wait(&p->go, &p->mu);
+        if (p->quit) { pthread_mutex_unlock(&p->mu); return NULL; }
+        seen = p->gen;
+        TaskFn fn = p->fn;
+        void *arg = p->arg;
+        pthread_mutex_unlock(&p->mu);
+        fn(arg, t, p->T);
+        pthread_mutex_lock(&p->mu);
+        if (--p->pending == 0) pthread_cond_signal(&p->done);
+        pthread_mutex_unlock(&p->mu);
+    }
+}
+
+static struct Pool *pool_create(int T) {
+    struct Pool *p = xcalloc(1, sizeof *p);
+    p->T = T;
+    CHECK(pthread_mutex_init(&p->mu, NULL) == 0);
+    CHECK(pthread_cond_init(&p->go, NULL) == 0 && pthread_cond_init(&p->done, NULL) == 0);
+    for (int t = 1; t < T; t++) {
+        PoolArg *a = xmalloc(sizeof *a);
+        a->p = p;
+        a->t = t;
+        CHECK(pthread_create(&p->th[t], NULL, pool_main, a) == 0);
+    }
+    return p;
+}
+
+static void pool_free(struct Pool *p) {
+    if (!p) return;
+    pthread_mutex_lock(&p->mu);
+    p->quit = 1;
+    pthread_cond_broadcast(&p->go);
+    pthread_mutex_unlock(&p->mu);
+    for (int t = 1; t < p->T; t++) pthread_join(p->th[t], NULL);
+    pthread_mutex_destroy(&p->mu);
+    pthread_cond_destroy(&p->go);
+    pthread_cond_destroy(&p->done);
+    free(p);
+}
+
+/* fn(arg, t, T) for t = 0..T-1; the caller is thread 0. Returns when all are done. */
+static void run_par(Work *w, TaskFn fn, void *arg) {
+    struct Pool *p = w->pool;
+    if (!p) { fn(arg, 0, 1); return; }
+    pthread_mutex_lock(&p->mu);
+    p->fn = fn;
+    p->arg = arg;
+    p->pending = p->T - 1;
+    p->gen++;
+    pthread_cond_broadcast(&p->go);
+    pthread_mutex_unlock(&p->mu);
+    fn(arg, 0, p->T);
+    pthread_mutex_lock(&p->mu);
+    while (p->pending > 0) pthread_cond_wait(&p->done, &p->mu);
+    pthread_mutex_unlock(&p->mu);
+}
+
+static void split(long n, int t, int T, long *a, long *b) {
+    *a = n * t / T;
+    *b = n * (t + 1) / T;
+}
+
 /* ------------------------------------------------------------------ workspace */
 
-static long conv_col_n(const Layer *L, int n) { return (long)L->ic * L->k * L->k * n * L->h * L->w; }
-static long conv_tmp_n(const Layer *L, int n) { return (long)L->c * n * L->h * L->w; }
+/* Convolutions run im2col + gemm on chunks of samples whose column matrix stays in the L2 cache
+ * (CHUNK_FLOATS floats, at least one sample), so no (K_col, N*P) matrix ever travels through memory. */
+#define CHUNK_FLOATS (1L << 16)
+static int conv_chunk(const Layer *L, int cap) {
+    long per = (long)L->ic * L->k * L->k * L->h * L->w;
+    long s = CHUNK_FLOATS / (per > 0 ? per : 1);
+    if (s < 1) s = 1;
+    if (s > cap) s = cap;
+    return (int)s;
+}
 
 Work *work_create(const Model *m, int cap) {
     Work *w = xcalloc(1, sizeof *w);
     w->cap = cap;
+    int T = blas_threads();
+    if (T < 1) T = 1;
+    if (T > POOL_MAX) T = POOL_MAX;
+    if (T > cap) T = cap;
+    w->threads = T;
     long nf = 2L * cap * model_in_dim(m), ni = 0, col = 0, tmp = 0;
     for (int i = 0; i < m->nl; i++) {
         const Layer *L = &m->L[i];
@@ -277,19 +389,23 @@ Work *work_create(const Model *m, int cap) {
         if (L->kind == L_BN) nf += o + 2L * L->c;
         if (L->kind == L_DROPOUT) nf += o;
         if (L->kind == L_CONV) {
-            if (conv_col_n(L, cap) > col) col = conv_col_n(L, cap);
-            if (conv_tmp_n(L, cap) > tmp) tmp = conv_tmp_n(L, cap);
+            long S = conv_chunk(L, cap), P = (long)L->h * L->w;
+            if ((long)L->ic * L->k * L->k * S * P > col) col = (long)L->ic * L->k * L->k * S * P;
+            if ((long)L->c * S * P > tmp) tmp = (long)L->c * S * P;
         }
     }
-    nf += col + tmp;
+    w->col_n = col;
+    w->tmp_n = tmp;
+    nf += T * (col + tmp) + (long)(T - 1) * m->n_params;
     w->mem = xcalloc((size_t)nf, sizeof(float));
     w->imem = xcalloc((size_t)(ni ? ni : 1), sizeof(int32_t));
     float *p = w->mem;
     int32_t *q = w->imem;
     w->x = p; p += (long)cap * model_in_dim(m);
     w->dx = p; p += (long)cap * model_in_dim(m);
-    w->col = p; p += col;
-    w->tmp = p; p += tmp;
+    w->col = p; p += T * col;
+    w->tmp = p; p += T * tmp;
+    w->gpart = p; p += (long)(T - 1) * m->n_params;
     for (int i = 0; i < m->nl; i++) {
         const Layer *L = &m->L[i];
         long o = out_n(L) * cap;
@@ -309,69 +425,131 @@ Work *work_create(const Model *m, int cap) {
         if (L->kind == L_DROPOUT) { w->mask[i] = p; p += o; }
     }
     CHECK(p == w->mem + nf);
+    w->pool = T > 1 ? pool_create(T) : NULL;
     return w;
 }
 
 void work_free(Work *w) {
     if (!w) return;
+    pool_free(w->pool);
     free(w->mem);
     free(w->imem);
     free(w);
 }
 
+/* ------------------------------------------------------------------ element-wise kernels
+ * The build is plain -O2, where GCC 12 vectorises (almost) nothing, so the loops that dominate the
+ * element-wise time (measured with perf: ReLU, im2col/col2im rows, bias adds) use GCC vector
+ * extensions, 4 floats at a time (SSE2, the x86-64 baseline), with exactly the scalar semantics:
+ * no reassociation, NaN handled as in the scalar code. */
+typedef float v4f __attribute__((vector_size(16)));
+typedef int v4i __attribute__((vector_size(16)));
+static inline v4f v4_ld(const float *p) { v4f v; memcpy(&v, p, sizeof v); return v; }
+static inline void v4_st(float *p, v4f v) { memcpy(p, &v, sizeof v); }
+
+static inline void row_copy(float *restrict d, const float *restrict s, long n) {
+    long j = 0;
+    for (; j + 4 <= n; j += 4) v4_st(d + j, v4_ld(s + j));
+    for (; j < n; j++) d[j] = s[j];
+}
+static inline void row_add(float *restrict d, const float *restrict s, long n) { /* d += s */
+    long j = 0;
+    for (; j + 4 <= n; j += 4) v4_st(d + j, v4_ld(d + j) + v4_ld(s + j));
+    for (; j < n; j++) d[j] += s[j];
+}
+static inline void row_add_scalar(float *restrict d, const float *restrict s, float a, long n) { /* d = s + a */
+    long j = 0;
+    v4f av = {a, a, a, a};
+    for (; j + 4 <= n; j += 4) v4_st(d + j, v4_ld(s + j) + av);
+    for (; j < n; j++) d[j] = s[j] + a;
+}
+/* y = x > 0 ? x : 0 (NaN -> 0, as the comparison is false) */
+static void relu_fwd(const float *restrict x, float *restrict y, long n) {
+    long j = 0;
+    const v4f z = {0, 0, 0, 0};
+    for (; j + 4 <= n; j += 4) {
+        v4f v = v4_ld(x + j);
+        v4_st(y + j, (v4f)((v4i)v & (v > z)));
+    }
+    for (; j < n; j++) y[j] = x[j] > 0 ? x[j] : 0.0f;
+}
+/* dx += y > 0 ? dy : 0 */
+static void relu_bwd(const float *restrict y, const float *restrict dy, float *restrict dx, long n) {
+    long j = 0;
+    const v4f z = {0, 0, 0, 0};
+    for (; j + 4 <= n; j += 4) {
+        v4f g = (v4f)((v4i)v4_ld(dy + j) & (v4_ld(y + j) > z));
+        v4_st(dx + j, v4_ld(dx + j) + g);
+    }
+    for (; j < n; j++) dx[j] += y[j] > 0 ? dy[j] : 0.0f;
+}
+/* sum in double with four independent accumulators (the adds no longer wait on each other) */
+static double sum_f64(const float *x, long n) {
+    double a0 = 0, a1 = 0, a2 = 0, a3 = 0;
+    long j = 0;
+    for (; j + 4 <= n; j += 4) { a0 += x[j]; a1 += x[j + 1]; a2 += x[j + 2]; a3 += x[j + 3]; }
+    for (; j < n; j++) a0 += x[j];
+    return (a0 + a1) + (a2 + a3);
+}
+
 /* ------------------------------------------------------------------ conv helpers */
 
-/* col (IC*K*K, N*P): col[(c*K + ki)*K + kj][n*P + oy*OW + ox] = x[n][c][oy*s - pad + ki][ox*s - pad + kj] */
-static void im2col(const Layer *L, int n, const float *x, float *col) {
-    int K = L->k, P = L->h * L->w, NP = n * P;
+/* im2col of ns consecutive samples starting at x, NP = ns*P:
+ * col[(c*K + ki)*K + kj][b*P + oy*OW + ox] = x[b][c][oy*s - pad + ki][ox*s - pad + kj] (0 outside) */
+static void im2col(const Layer *L, int ns, const float *x, float *col) {
+    const int K = L->k, OW = L->w, IW = L->iw, P = L->h * OW, NP = ns * P, s = L->stride;
     for (int c = 0; c < L->ic; c++)
         for (int ki = 0; ki < K; ki++)
             for (int kj = 0; kj < K; kj++) {
                 float *row = col + (long)((c * K + ki) * K + kj) * NP;
-                for (int b = 0; b < n; b++) {
-                    const float *xp = x + ((long)b * L->ic + c) * L->ih * L->iw;
+                const int x0 = kj - L->pad; /* ix = ox*s + x0 */
+                /* valid ox: 0 <= ox*s + x0 < IW */
+                int lo = x0 >= 0 ? 0 : (-x0 + s - 1) / s;
+                int hi = IW - x0 <= 0 ? 0 : (IW - x0 + s - 1) / s;
+                if (hi > OW) hi = OW;
+                if (lo > hi) lo = hi;
+                for (int b = 0; b < ns; b++) {
+                    const float *xp = x + ((long)b * L->ic + c) * L->ih * IW;
                     float *r = row + (long)b * P;
                     for (int oy = 0; oy < L->h; oy++) {
-                        int iy = oy * L->stride - L->pad + ki;
-                        float *ro = r + oy * L->w;
-                        if (iy < 0 || iy >= L->ih) { memset(ro, 0, sizeof(float) * L->w); continue; }
-                        const float *xr = xp + (long)iy * L->iw;
-                        if (L->stride == 1) {
-                            int x0 = kj - L->pad; /* ix = ox + x0 */
-                            for (int ox = 0; ox < L->w; ox++) {
-                                int ix = ox + x0;
-                                ro[ox] = (ix >= 0 && ix < L->iw) ? xr[ix] : 0.0f;
-                            }
-                        } else {
-                            for (int ox = 0; ox < L->w; ox++) {
-                                int ix = ox * L->stride - L->pad + kj;
-                                ro[ox] = (ix >= 0 && ix < L->iw) ? xr[ix] : 0.0f;
-                            }
-                        }
+                        int iy = oy * s - L->pad + ki;
+                        float *ro = r + oy * OW;
+                        if (iy < 0 || iy >= L->ih) { memset(ro, 0, sizeof(float) * OW); continue; }
+                        const float *xr = xp + (long)iy * IW + x0;
+                        for (int ox = 0; ox < lo; ox++) ro[ox] = 0.0f;
+                        if (s == 1) row_copy(ro + lo, xr + lo, hi - lo);
+                        else
+                            for (int ox = lo; ox < hi; ox++) ro[ox] = xr[ox * s];
+                        for (int ox = hi; ox < OW; ox++) ro[ox] = 0.0f;
                     }
                 }
             }
 }
 
-/* dx += col2im(dcol): the adjoint of im2col */
-static void col2im_add(const Layer *L, int n, const float *col, float *dx) {
-    int K = L->k, P = L->h * L->w, NP = n * P;
+/* dx += col2im(dcol) for ns samples: the adjoint of im2col */
+static void col2im_add(const Layer *L, int ns, const float *col, float *dx) {
+    const int K = L->k, OW = L->w, IW = L->iw, P = L->h * OW, NP = ns * P, s = L->stride;
     for (int c = 0; c < L->ic; c++)
         for (int ki = 0; ki < K; ki++)
             for (int kj = 0; kj < K; kj++) {
                 const float *row = col + (long)((c * K + ki) * K + kj) * NP;
-                for (int b = 0; b < n; b++) {
-                    float *xp = dx + ((long)b * L->ic + c) * L->ih * L->iw;
+                const int x0 = kj - L->pad;
+                int lo = x0 >= 0 ? 0 : (-x0 + s - 1) / s;
+                int hi = IW - x0 <= 0 ? 0 : (IW - x0 + s - 1) / s;
+                if (hi > OW) hi = OW;
+                if (lo > hi) lo = hi;
+                for (int b = 0; b < ns; b++) {
+                    float *xp = dx + ((long)b * L->ic + c) * L->ih * IW;
                     const float *r = row + (long)b * P;
                     for (int oy = 0; oy < L->h; oy++) {
-                        int iy = oy * L->stride - L->pad + ki;
+                        int iy = oy * s - L->pad + ki;
                         if (iy < 0 || iy >= L->ih) continue;
-                        float *xr = xp + (long)iy * L->iw;
-                        const float *ro = r + oy * L->w;
-                        for (int ox = 0; ox < L->w; ox++) {
-                            int ix = ox * L->stride - L->pad + kj;
-                            if (ix >= 0 && ix < L->iw) xr[ix] += ro[ox];
-                        }
+                        float *xr = xp + (long)iy * IW + x0;
+                        const float *ro = r + oy * OW;
+                        if (s == 1)
+                            row_add(xr + lo, ro + lo, hi - lo);
+                        else
+                            for (int ox = lo; ox < hi; ox++) xr[ox * s] += ro[ox];
                     }
                 }
             }
@@ -382,147 +560,218 @@ static void col2im_add(const Layer *L, int n, const float *col, float *dx) {
 static const float *node_act(const Work *w, int i) { return i < 0 ? w->x : w->act[i]; }
 static float *node_grad(Work *w, int i) { return i < 0 ? w->dx : w->grad[i]; }
 
-static void fwd_layer(Model *m, Work *w, int i, int mode) {
+/* max over a k x k window; NaN wins (PyTorch propagates NaN); ties keep the first in row-major order */
+#define POOL_TAKE(idx) do { float v_ = xp[idx]; int k_ = (v_ > bv) | (isnan(v_) & !isnan(bv)); \
+                            bv = k_ ? v_ : bv; best = k_ ? (idx) : best; } while (0)
+
+/* Layer i on samples [b0, b1) (every kind but batch-norm and training-mode dropout); t = thread. */
+static void fwd_local(Model *m, Work *w, int i, long b0, long b1, int t) {
     Layer *L = &m->L[i];
-    int n = w->n;
-    const float *x = node_act(w, L->in);
-    float *y = w->act[i];
+    const long nb = b1 - b0;
     long on = out_n(L), inn = (long)L->ic * L->ih * L->iw;
+    const float *x = node_act(w, L->in) + b0 * inn;
+    float *y = w->act[i] + b0 * on;
+    if (nb <= 0) return;
     switch (L->kind) {
     case L_NORM: {
         long hw = (long)L->ih * L->iw;
-        for (int b = 0; b < n; b++)
+        for (long b = 0; b < nb; b++)
             for (int c = 0; c < L->c; c++) {
-                const float *xp = x + ((long)b * L->c + c) * hw;
-                float *yp = y + ((long)b * L->c + c) * hw, mu = L->mean[c], inv = 1.0f / L->std[c];
+                const float *xp = x + (b * L->c + c) * hw;
+                float *yp = y + (b * L->c + c) * hw, mu = L->mean[c], inv = 1.0f / L->std[c];
                 for (long j = 0; j < hw; j++) yp[j] = (xp[j] - mu) * inv;
             }
         break;
     }
     case L_LINEAR:
-        for (int b = 0; b < n; b++) memcpy(y + (long)b * L->c, L->b, sizeof(float) * L->c);
-        gemm(0, 1, n, L->c, (int)inn, 1.0f, x, (int)inn, L->W, (int)inn, 1.0f, y, L->c);
+        for (long b = 0; b < nb; b++) memcpy(y + b * L->c, L->b, sizeof(float) * L->c);
+        gemm(0, 1, (int)nb, L->c, (int)inn, 1.0f, x, (int)inn, L->W, (int)inn, 1.0f, y, L->c);
         break;
     case L_CONV: {
-        int P = L->h * L->w, NP = n * P, KC = L->ic * L->k * L->k;
-        im2col(L, n, x, w->col);
-        gemm(0, 0, L->c, NP, KC, 1.0f, L->W, KC, w->col, NP, 0.0f, w->tmp, NP);
-        for (int b = 0; b < n; b++)
-            for (int c = 0; c < L->c; c++) {
-                const float *t = w->tmp + (long)c * NP + (long)b * P;
-                float *yp = y + ((long)b * L->c + c) * P, bias = L->bias ? L->b[c] : 0.0f;
-                for (int p = 0; p < P; p++) yp[p] = t[p] + bias;
+        const int P = L->h * L->w, KC = L->ic * L->k * L->k, S = conv_chunk(L, w->cap);
+        float *col = w->col + t * w->col_n, *tmp = w->tmp + t * w->tmp_n;
+        for (long s = 0; s < nb; s += S) {
+            int ns = (int)(nb - s < S ? nb - s : S), NP = ns * P;
+            float *ys = y + s * on;
+            im2col(L, ns, x + s * inn, col);
+            if (ns == 1) { /* one sample: the product is already NCHW */
+                for (int c = 0; c < L->c; c++) {
+                    float bias = L->bias ? L->b[c] : 0.0f;
+                    for (int p = 0; p < P; p++) ys[(long)c * P + p] = bias;
+                }
+                gemm(0, 0, L->c, P, KC, 1.0f, L->W, KC, col, P, 1.0f, ys, P);
+                continue;
             }
+            gemm(0, 0, L->c, NP, KC, 1.0f, L->W, KC, col, NP, 0.0f, tmp, NP);
+            for (int b = 0; b < ns; b++)
+                for (int c = 0; c < L->c; c++) {
+                    const float *tp = tmp + (long)c * NP + (long)b * P;
+                    float *yp = ys + ((long)b * L->c + c) * P, bias = L->bias ? L->b[c] : 0.0f;
+                    row_add_scalar(yp, tp, bias, P);
+                }
+        }
         break;
     }
     case L_MAXPOOL:
     case L_AVGPOOL: {
-        int32_t *am = w->argmax[i];
+        int32_t *am = w->argmax[i] ? w->argmax[i] + b0 * on : NULL;
+        const int IW = L->iw, OW = L->w;
         float inv = 1.0f / (float)(L->k * L->k);
-        for (int b = 0; b < n; b++)
-            for (int c = 0; c < L->c; c++) {
-                const float *xp = x + ((long)b * L->c + c) * L->ih * L->iw;
-                long ob = ((long)b * L->c + c) * L->h * L->w;
+        for (long bc = 0; bc < nb * L->c; bc++) {
+            const float *xp = x + bc * L->ih * IW;
+            long ob = bc * L->h * OW;
+            if (L->kind == L_MAXPOOL && L->k == 2 && L->stride == 2) { /* the common case, unrolled */
                 for (int oy = 0; oy < L->h; oy++)
-                    for (int ox = 0; ox < L->w; ox++) {
-                        int y0 = oy * L->stride, x0 = ox * L->stride;
-                        if (L->kind == L_MAXPOOL) {
-                            int best = y0 * L->iw + x0;
-                            float bv = xp[best];
-                            for (int ky = 0; ky < L->k; ky++)
-                                for (int kx = 0; kx < L->k; kx++) {
-                                    int idx = (y0 + ky) * L->iw + x0 + kx;
-                                    if (xp[idx] > bv || (isnan(xp[idx]) && !isnan(bv))) { bv = xp[idx]; best = idx; }
-                                }
-                            y[ob + oy * L->w + ox] = bv;
-                            am[ob + oy * L->w + ox] = best;
-                        } else {
-                            float s = 0;
-                            for (int ky = 0; ky < L->k; ky++)
-                                for (int kx = 0; kx < L->k; kx++) s += xp[(y0 + ky) * L->iw + x0 + kx];
-                            y[ob + oy * L->w + ox] = s * inv;
-                        }
+                    for (int ox = 0; ox < OW; ox++) {
+                        int i0 = 2 * oy * IW + 2 * ox, best = i0;
+                        float bv = xp[i0];
+                        POOL_TAKE(i0 + 1);
+                        POOL_TAKE(i0 + IW);
+                        POOL_TAKE(i0 + IW + 1);
+                        y[ob + oy * OW + ox] = bv;
+                        am[ob + oy * OW + ox] = best;
                     }
+                continue;
             }
+            for (int oy = 0; oy < L->h; oy++)
+                for (int ox = 0; ox < OW; ox++) {
+                    int y0 = oy * L->stride, x0 = ox * L->stride;
+                    if (L->kind == L_MAXPOOL) {
+                        int best = y0 * IW + x0;
+                        float bv = xp[best];
+                        for (int ky = 0; ky < L->k; ky++)
+                            for (int kx = 0; kx < L->k; kx++) POOL_TAKE((y0 + ky) * IW + x0 + kx);
+                        y[ob + oy * OW + ox] = bv;
+                        am[ob + oy * OW + ox] = best;
+                    } else {
+                        float s = 0;
+                        for (int ky = 0; ky < L->k; ky++)
+                            for (int kx = 0; kx < L->k; kx++) s += xp[(y0 + ky) * IW + x0 + kx];
+                        y[ob + oy * OW + ox] = s * inv;
+                    }
+                }
+        }
         break;
     }
     case L_GAP: {
         long hw = (long)L->ih * L->iw;
-        for (long j = 0; j < (long)n * L->c; j++) {
+        for (long j = 0; j < nb * L->c; j++) {
             double s = 0;
-            for (long t = 0; t < hw; t++) s += x[j * hw + t];
+            for (long q = 0; q < hw; q++) s += x[j * hw + q];
             y[j] = (float)(s / hw);
         }
         break;
     }
     case L_RELU:
-        for (long j = 0; j < n * on; j++) y[j] = x[j] > 0 ? x[j] : 0.0f;
+        relu_fwd(x, y, nb * on);
         break;
     case L_TANH:
-        for (long j = 0; j < n * on; j++) y[j] = tanhf(x[j]);
+        for (long j = 0; j < nb * on; j++) y[j] = tanhf(x[j]);
         break;
-    case L_BN: {
-        long hw = (long)L->h * L->w, M = n * hw;
-        const float eps = 1e-5f, mom = 0.1f;
-        for (int c = 0; c < L->c; c++) {
-            float mean, invstd;
-            if (mode == FWD_TRAIN) {
-                double s = 0, ss = 0;
-                for (int b = 0; b < n; b++) {
-                    const float *xp = x + ((long)b * L->c + c) * hw;
-                    for (long t = 0; t < hw; t++) s += xp[t];
-                }
-                double mu = s / M;
-                for (int b = 0; b < n; b++) {
-                    const float *xp = x + ((long)b * L->c + c) * hw;
-                    for (long t = 0; t < hw; t++) { double d = xp[t] - mu; ss += d * d; }
-                }
-                double var = ss / M;
-                mean = (float)mu;
-                invstd = (float)(1.0 / sqrt(var + eps));
-                if (!L->frozen) { /* PyTorch: running_var uses the unbiased variance */
-                    L->run_mean[c] = (1 - mom) * L->run_mean[c] + mom * (float)mu;
-                    L->run_var[c] = (1 - mom) * L->run_var[c] + mom * (float)(M > 1 ? ss / (M - 1) : var);
-                }
-            } else {
-                mean = L->run_mean[c];
-                invstd = 1.0f / sqrtf(L->run_var[c] + eps);
-            }
-            w->bn_mean[i][c] = mean;
-            w->bn_invstd[i][c] = invstd;
-            for (int b = 0; b < n; b++) {
-                long o = ((long)b * L->c + c) * hw;
-                for (long t = 0; t < hw; t++) {
-                    float xh = (x[o + t] - mean) * invstd;
-                    w->bn_xhat[i][o + t] = xh;
-                    y[o + t] = L->gamma[c] * xh + L->beta[c];
-                }
-            }
-        }
-        break;
-    }
-    case L_DROPOUT:
-        if (mode == FWD_TRAIN && L->p > 0) {
-            Rng r;
-            rng_seed(&r, w->drop_seed, RNG_DROPOUT, w->drop_count * MAX_LAYERS + (uint64_t)i);
-            float keep = 1.0f - L->p, sc = 1.0f / keep;
-            for (long j = 0; j < n * on; j++) {
-                w->mask[i][j] = rng_uniform(&r) < keep ? sc : 0.0f;
-                y[j] = x[j] * w->mask[i][j];
-            }
-        } else {
-            memcpy(y, x, sizeof(float) * n * on);
-        }
+    case L_DROPOUT: /* inference, or p = 0 */
+        memcpy(y, x, sizeof(float) * nb * on);
         break;
     case L_FLATTEN:
         break;
     case L_ADD: {
-        const float *x2 = node_act(w, L->in2);
-        for (long j = 0; j < n * on; j++) y[j] = x[j] + x2[j];
+        const float *x2 = node_act(w, L->in2) + b0 * on;
+        for (long j = 0; j < nb * on; j++) y[j] = x[j] + x2[j];
         break;
     }
     default: CHECK(0);
     }
+}
+
+/* batch-norm forward on channels [c0, c1) */
+static void bn_forward(Model *m, Work *w, int i, int mode, int c0, int c1) {
+    Layer *L = &m->L[i];
+    const int n = w->n;
+    const float *x = node_act(w, L->in);
+    float *y = w->act[i];
+    long hw = (long)L->h * L->w, M = n * hw;
+    const float eps = 1e-5f, mom = 0.1f;
+    for (int c = c0; c < c1; c++) {
+        float mean, invstd;
+        if (mode == FWD_TRAIN) {
+            double s = 0, ss = 0;
+            for (int b = 0; b < n; b++) {
+                const float *xp = x + ((long)b * L->c + c) * hw;
+                for (long q = 0; q < hw; q++) s += xp[q];
+            }
+            double mu = s / M;
+            for (int b = 0; b < n; b++) {
+                const float *xp = x + ((long)b * L->c + c) * hw;
+                for (long q = 0; q < hw; q++) { double d = xp[q] - mu; ss += d * d; }
+            }
+            double var = ss / M;
+            mean = (float)mu;
+            invstd = (float)(1.0 / sqrt(var + eps));
+            if (!L->frozen) { /* PyTorch: running_var uses the unbiased variance */
+                L->run_mean[c] = (1 - mom) * L->run_mean[c] + mom * (float)mu;
+                L->run_var[c] = (1 - mom) * L->run_var[c] + mom * (float)(M > 1 ? ss / (M - 1) : var);
+            }
+        } else {
+            mean = L->run_mean[c];
+            invstd = 1.0f / sqrtf(L->run_var[c] + eps);
+        }
+        w->bn_mean[i][c] = mean;
+        w->bn_invstd[i][c] = invstd;
+        const float g = L->gamma[c], be = L->beta[c];
+        float *xh = w->bn_xhat[i];
+        for (int b = 0; b < n; b++) {
+            long o = ((long)b * L->c + c) * hw;
+            for (long q = 0; q < hw; q++) {
+                float v = (x[o + q] - mean) * invstd;
+                xh[o + q] = v;
+                y[o + q] = g * v + be;
+            }
+        }
+    }
+}
+
+static void dropout_train_forward(Model *m, Work *w, int i) {
+    Layer *L = &m->L[i];
+    long N = w->n * out_n(L);
+    const float *x = node_act(w, L->in);
+    float *y = w->act[i];
+    Rng r;
+    rng_seed(&r, w->drop_seed, RNG_DROPOUT, w->drop_count * MAX_LAYERS + (uint64_t)i);
+    float keep = 1.0f - L->p, sc = 1.0f / keep;
+    for (long j = 0; j < N; j++) {
+        w->mask[i][j] = rng_uniform(&r) < keep ? sc : 0.0f;
+        y[j] = x[j] * w->mask[i][j];
+    }
+}
+
+/* layers that need the whole batch at once */
+static int fwd_global(const Layer *L, int mode) {
+    return L->kind == L_BN || (L->kind == L_DROPOUT && mode == FWD_TRAIN && L->p > 0);
+}
+
+typedef struct { Model *m; Work *w; int i0, i1, mode, flags; const float *dout; } Task;
+
+static void task_fwd_local(void *arg, int t, int T) {
+    Task *k = arg;
+    long b0, b1;
+    split(k->w->n, t, T, &b0, &b1);
+    for (int i = k->i0; i < k->i1; i++) fwd_local(k->m, k->w, i, b0, b1, t);
+}
+static void task_bn_fwd(void *arg, int t, int T) {
+    Task *k = arg;
+    long c0, c1;
+    split(k->m->L[k->i0].c, t, T, &c0, &c1);
+    bn_forward(k->m, k->w, k->i0, k->mode, (int)c0, (int)c1);
+}
+
+/* OpenBLAS runs single-threaded while the Work's own threads split the batch. */
+static int blas_single_begin(const Work *w) {
+    if (w->threads <= 1) return 0;
+    int bt = blas_threads();
+    if (bt != 1) blas_set_threads(1);
+    return bt;
+}
+static void blas_single_end(int bt) {
+    if (bt > 1) blas_set_threads(bt);
 }
 
 float *model_forward(Model *m, Work *w, const float *x, int n, int mode) {
@@ -530,7 +779,20 @@ float *model_forward(Model *m, Work *w, const float *x, int n, int mode) {
     w->n = n;
     w->train = mode;
     if (x != w->x) memcpy(w->x, x, sizeof(float) * (size_t)n * model_in_dim(m));
-    for (int i = 0; i < m->nl; i++) fwd_layer(m, w, i, mode);
+    int bt = blas_single_begin(w);
+    for (int i = 0; i < m->nl;) {
+        Task k = {m, w, i, i + 1, mode, 0, NULL};
+        if (fwd_global(&m->L[i], mode)) {
+            if (m->L[i].kind == L_BN) run_par(w, task_bn_fwd, &k);
+            else dropout_train_forward(m, w, i);
+            i++;
+            continue;
+        }
+        while (k.i1 < m->nl && !fwd_global(&m->L[k.i1], mode)) k.i1++;
+        run_par(w, task_fwd_local, &k);
+        i = k.i1;
+    }
+    blas_single_end(bt);
     return w->act[m->out];
 }
 
@@ -555,21 +817,27 @@ void model_refresh_feedback(Model *m) {
     model_rebuild_feedback(m);
 }
 
-static void bwd_layer(Model *m, Work *w, int i, const float *dout, int flags) {
+static int need_dx_of(const Model *m, const Layer *L, int flags) {
+    return L->in < 0 ? (flags & BW_INPUT) != 0 : (m->need_up[L->in] && (flags & BW_PARAMS)) || (flags & BW_INPUT);
+}
+
+/* Layer i on samples [b0, b1) (every kind but batch-norm). Weight gradients of this thread's samples
+ * go to m->grads (t = 0) or to the thread's partial block. */
+static void bwd_local(Model *m, Work *w, int i, const float *dout, int flags, long b0, long b1, int t) {
     Layer *L = &m->L[i];
-    int n = w->n;
-    const float *x = node_act(w, L->in), *dy = w->grad[i];
-    int need_dx = L->in < 0 ? (flags & BW_INPUT) != 0 : (m->need_up[L->in] && (flags & BW_PARAMS)) || (flags & BW_INPUT);
-    int want_params = (flags & BW_PARAMS) && L->trainable && !L->frozen;
-    float *dx = node_grad(w, L->in);
+    const long nb = b1 - b0;
     long on = out_n(L), inn = (long)L->ic * L->ih * L->iw;
+    const float *x = node_act(w, L->in) + b0 * inn, *dy = w->grad[i] + b0 * on;
+    const int need_dx = need_dx_of(m, L, flags);
+    const int want_params = (flags & BW_PARAMS) && L->trainable && !L->frozen;
+    float *dx = node_grad(w, L->in) + b0 * inn;
     switch (L->kind) {
     case L_NORM:
         if (need_dx) {
             long hw = (long)L->ih * L->iw;
-            for (int b = 0; b < n; b++)
+            for (long b = 0; b < nb; b++)
                 for (int c = 0; c < L->c; c++) {
-                    long o = ((long)b * L->c + c) * hw;
+                    long o = (b * L->c + c) * hw;
                     float inv = 1.0f / L->std[c];
                     for (long j = 0; j < hw; j++) dx[o + j] += dy[o + j] * inv;
                 }
@@ -579,56 +847,68 @@ static void bwd_layer(Model *m, Work *w, int i, const float *dout, int flags) {
     case L_CONV: {
         const int direct = !(flags & BW_TRUE) && L->rule && L->rule->direct;
         const float *B = (flags & BW_TRUE) ? L->W : L->B;
+        long goff = t == 0 ? 0 : (long)(t - 1) * m->n_params;
+        float *dW = t == 0 ? L->dW : w->gpart + goff + (L->dW - m->grads);
+        float *db = !L->bias ? NULL : t == 0 ? L->db : w->gpart + goff + (L->db - m->grads);
+        if (want_params && nb == 0) {
+            memset(dW, 0, sizeof(float) * layer_w_n(L));
+            if (db) memset(db, 0, sizeof(float) * L->c);
+        }
+        if (nb == 0) break;
         if (L->kind == L_LINEAR) {
             if (want_params) {
-                gemm(1, 0, L->c, (int)inn, n, 1.0f, dy, L->c, x, (int)inn, 0.0f, L->dW, (int)inn);
+                gemm(1, 0, L->c, (int)inn, (int)nb, 1.0f, dy, L->c, x, (int)inn, 0.0f, dW, (int)inn);
                 for (int c = 0; c < L->c; c++) {
                     double s = 0;
-                    for (int b = 0; b < n; b++) s += dy[(long)b * L->c + c];
-                    L->db[c] = (float)s;
+                    for (long b = 0; b < nb; b++) s += dy[b * L->c + c];
+                    db[c] = (float)s;
                 }
             }
-            if (need_dx && !direct) gemm(0, 0, n, (int)inn, L->c, 1.0f, dy, L->c, B, (int)inn, 1.0f, dx, (int)inn);
+            if (need_dx && !direct) gemm(0, 0, (int)nb, (int)inn, L->c, 1.0f, dy, L->c, B, (int)inn, 1.0f, dx, (int)inn);
         } else {
-            int P = L->h * L->w, NP = n * P, KC = L->ic * L->k * L->k;
-            for (int b = 0; b < n; b++)
-                for (int c = 0; c < L->c; c++)
-                    memcpy(w->tmp + (long)c * NP + (long)b * P, dy + ((long)b * L->c + c) * P, sizeof(float) * P);
-            if (want_params) {
-                im2col(L, n, x, w->col);
-                gemm(0, 1, L->c, KC, NP, 1.0f, w->tmp, NP, w->col, NP, 0.0f, L->dW, KC);
-                if (L->bias)
-                    for (int c = 0; c < L->c; c++) {
-                        double s = 0;
-                        const float *t = w->tmp + (long)c * NP;
-                        for (long j = 0; j < NP; j++) s += t[j];
-                        L->db[c] = (float)s;
-                    }
-            }
-            if (need_dx && !direct) {
-                gemm(1, 0, KC, NP, L->c, 1.0f, B, KC, w->tmp, NP, 0.0f, w->col, NP);
-                col2im_add(L, n, w->col, dx);
+            const int P = L->h * L->w, KC = L->ic * L->k * L->k, S = conv_chunk(L, w->cap);
+            float *col = w->col + t * w->col_n, *tmp = w->tmp + t * w->tmp_n;
+            for (long s = 0; s < nb; s += S) {
+                int ns = (int)(nb - s < S ? nb - s : S), NP = ns * P;
+                const float *g = dy + s * on; /* (OC, NP) layout needed: one sample already is */
+                if (ns > 1) {
+                    for (int b = 0; b < ns; b++)
+                        for (int c = 0; c < L->c; c++) row_copy(tmp + (long)c * NP + (long)b * P, g + ((long)b * L->c + c) * P, P);
+                    g = tmp;
+                }
+                if (want_params) {
+                    im2col(L, ns, x + s * inn, col);
+                    gemm(0, 1, L->c, KC, NP, 1.0f, g, NP, col, NP, s == 0 ? 0.0f : 1.0f, dW, KC);
+                    if (db)
+                        for (int c = 0; c < L->c; c++) {
+                            db[c] = (s == 0 ? 0.0f : db[c]) + (float)sum_f64(g + (long)c * NP, NP);
+                        }
+                }
+                if (need_dx && !direct) {
+                    gemm(1, 0, KC, NP, L->c, 1.0f, B, KC, g, NP, 0.0f, col, NP);
+                    col2im_add(L, ns, col, dx + s * inn);
+                }
             }
         }
         /* DFA: the input receives D e, D = B shaped (D_in, K), e = the output error */
         if (need_dx && direct) {
             int K = model_out_dim(m);
-            gemm(0, 1, n, (int)inn, K, 1.0f, dout, K, L->B, K, 1.0f, dx, (int)inn);
+            gemm(0, 1, (int)nb, (int)inn, K, 1.0f, dout + b0 * K, K, L->B, K, 1.0f, dx, (int)inn);
         }
         break;
     }
     case L_MAXPOOL:
         if (need_dx) {
-            const int32_t *am = w->argmax[i];
+            const int32_t *am = w->argmax[i] + b0 * on;
             long ihw = (long)L->ih * L->iw, ohw = (long)L->h * L->w;
-            for (long bc = 0; bc < (long)n * L->c; bc++)
+            for (long bc = 0; bc < nb * L->c; bc++)
                 for (long j = 0; j < ohw; j++) dx[bc * ihw + am[bc * ohw + j]] += dy[bc * ohw + j];
         }
         break;
     case L_AVGPOOL:
         if (need_dx) {
             float inv = 1.0f / (float)(L->k * L->k);
-            for (long bc = 0; bc < (long)n * L->c; bc++) {
+            for (long bc = 0; bc < nb * L->c; bc++) {
                 float *xp = dx + bc * L->ih * L->iw;
                 const float *yp = dy + bc * L->h * L->w;
                 for (int oy = 0; oy < L->h; oy++)
@@ -644,80 +924,143 @@ static void bwd_layer(Model *m, Work *w, int i, const float *dout, int flags) {
     case L_GAP:
         if (need_dx) {
             long hw = (long)L->ih * L->iw;
-            for (long j = 0; j < (long)n * L->c; j++) {
+            for (long j = 0; j < nb * L->c; j++) {
                 float g = dy[j] / (float)hw;
-                for (long t = 0; t < hw; t++) dx[j * hw + t] += g;
+                for (long q = 0; q < hw; q++) dx[j * hw + q] += g;
             }
         }
         break;
     case L_RELU:
         if (need_dx) {
-            const float *y = w->act[i];
-            for (long j = 0; j < n * on; j++) dx[j] += y[j] > 0 ? dy[j] : 0.0f;
+            const float *y = w->act[i] + b0 * on;
+            relu_bwd(y, dy, dx, nb * on);
         }
         break;
     case L_TANH:
         if (need_dx) {
-            const float *y = w->act[i];
-            for (long j = 0; j < n * on; j++) dx[j] += dy[j] * (1.0f - y[j] * y[j]);
+            const float *y = w->act[i] + b0 * on;
+            for (long j = 0; j < nb * on; j++) dx[j] += dy[j] * (1.0f - y[j] * y[j]);
         }
         break;
-    case L_BN: {
-        long hw = (long)L->h * L->w, M = n * hw;
-        const float *xh = w->bn_xhat[i];
-        for (int c = 0; c < L->c; c++) {
-            double sdy = 0, sdyx = 0;
-            for (int b = 0; b < n; b++) {
-                long o = ((long)b * L->c + c) * hw;
-                for (long t = 0; t < hw; t++) { sdy += dy[o + t]; sdyx += (double)dy[o + t] * xh[o + t]; }
-            }
-            if (want_params) { L->dgamma[c] = (float)sdyx; L->dbeta[c] = (float)sdy; }
-            if (!need_dx) continue;
-            float g = L->gamma[c] * w->bn_invstd[i][c];
-            if (w->train) { /* batch statistics: dx = g/M (M dy - sum dy - xhat sum dy xhat) */
-                float a = (float)(sdy / M), bq = (float)(sdyx / M);
-                for (int b = 0; b < n; b++) {
-                    long o = ((long)b * L->c + c) * hw;
-                    for (long t = 0; t < hw; t++) dx[o + t] += g * (dy[o + t] - a - xh[o + t] * bq);
-                }
-            } else { /* running statistics are constants */
-                for (int b = 0; b < n; b++) {
-                    long o = ((long)b * L->c + c) * hw;
-                    for (long t = 0; t < hw; t++) dx[o + t] += g * dy[o + t];
-                }
-            }
-        }
-        break;
-    }
     case L_DROPOUT:
         if (need_dx) {
-            if (w->train && L->p > 0)
-                for (long j = 0; j < n * on; j++) dx[j] += dy[j] * w->mask[i][j];
-            else
-                for (long j = 0; j < n * on; j++) dx[j] += dy[j];
+            if (w->train && L->p > 0) {
+                const float *mk = w->mask[i] + b0 * on;
+                for (long j = 0; j < nb * on; j++) dx[j] += dy[j] * mk[j];
+            } else {
+                row_add(dx, dy, nb * on);
+            }
         }
         break;
     case L_FLATTEN: /* aliases its input: the gradient is already there */
         break;
     case L_ADD:
-        if (need_dx)
-            for (long j = 0; j < n * on; j++) dx[j] += dy[j];
+        if (need_dx) row_add(dx, dy, nb * on);
         if (L->in2 >= 0 ? (m->need_up[L->in2] && (flags & BW_PARAMS)) || (flags & BW_INPUT) : (flags & BW_INPUT)) {
-            float *dx2 = node_grad(w, L->in2);
-            for (long j = 0; j < n * on; j++) dx2[j] += dy[j];
+            row_add(node_grad(w, L->in2) + b0 * on, dy, nb * on);
         }
         break;
     default: CHECK(0);
     }
 }
 
-void model_backward(Model *m, Work *w, const float *dout, int flags) {
-    int n = w->n;
+/* batch-norm backward on channels [c0, c1) */
+static void bn_backward(Model *m, Work *w, int i, int flags, int c0, int c1) {
+    Layer *L = &m->L[i];
+    const int n = w->n;
+    const float *dy = w->grad[i], *xh = w->bn_xhat[i];
+    float *dx = node_grad(w, L->in);
+    const int need_dx = need_dx_of(m, L, flags);
+    const int want_params = (flags & BW_PARAMS) && L->trainable && !L->frozen;
+    long hw = (long)L->h * L->w, M = n * hw;
+    for (int c = c0; c < c1; c++) {
+        double sdy = 0, sdyx = 0;
+        for (int b = 0; b < n; b++) {
+            long o = ((long)b * L->c + c) * hw;
+            for (long q = 0; q < hw; q++) { sdy += dy[o + q]; sdyx += (double)dy[o + q] * xh[o + q]; }
+        }
+        if (want_params) { L->dgamma[c] = (float)sdyx; L->dbeta[c] = (float)sdy; }
+        if (!need_dx) continue;
+        float g = L->gamma[c] * w->bn_invstd[i][c];
+        if (w->train) { /* batch statistics: dx = g/M (M dy - sum dy - xhat sum dy xhat) */
+            float a = (float)(sdy / M), bq = (float)(sdyx / M);
+            for (int b = 0; b < n; b++) {
+                long o = ((long)b * L->c + c) * hw;
+                for (long q = 0; q < hw; q++) dx[o + q] += g * (dy[o + q] - a - xh[o + q] * bq);
+            }
+        } else { /* running statistics are constants */
+            for (int b = 0; b < n; b++) {
+                long o = ((long)b * L->c + c) * hw;
+                for (long q = 0; q < hw; q++) dx[o + q] += g * dy[o + q];
+            }
+        }
+    }
+}
+
+static void task_bwd_init(void *arg, int t, int T) {
+    Task *k = arg;
+    Model *m = k->m;
+    Work *w = k->w;
+    long b0, b1;
+    split(w->n, t, T, &b0, &b1);
     for (int i = 0; i < m->nl; i++)
-        if (m->L[i].kind != L_FLATTEN) memset(w->grad[i], 0, sizeof(float) * n * out_n(&m->L[i]));
-    if (flags & BW_INPUT) memset(w->dx, 0, sizeof(float) * (size_t)n * model_in_dim(m));
-    memcpy(w->grad[m->out], dout, sizeof(float) * n * out_n(&m->L[m->out]));
-    for (int i = m->nl - 1; i >= 0; i--) bwd_layer(m, w, i, dout, flags);
+        if (m->L[i].kind != L_FLATTEN) {
+            long on = out_n(&m->L[i]);
+            memset(w->grad[i] + b0 * on, 0, sizeof(float) * (b1 - b0) * on);
+        }
+    long D = model_in_dim(m), K = out_n(&m->L[m->out]);
+    if (k->flags & BW_INPUT) memset(w->dx + b0 * D, 0, sizeof(float) * (b1 - b0) * D);
+    memcpy(w->grad[m->out] + b0 * K, k->dout + b0 * K, sizeof(float) * (b1 - b0) * K);
+}
+static void task_bwd_local(void *arg, int t, int T) { /* layers i1-1 down to i0 */
+    Task *k = arg;
+    long b0, b1;
+    split(k->w->n, t, T, &b0, &b1);
+    for (int i = k->i1 - 1; i >= k->i0; i--) bwd_local(k->m, k->w, i, k->dout, k->flags, b0, b1, t);
+}
+static void task_bn_bwd(void *arg, int t, int T) {
+    Task *k = arg;
+    long c0, c1;
+    split(k->m->L[k->i0].c, t, T, &c0, &c1);
+    bn_backward(k->m, k->w, k->i0, k->flags, (int)c0, (int)c1);
+}
+/* m->grads += the other threads' partial weight gradients, each layer's range split across threads */
+static void task_reduce(void *arg, int t, int T) {
+    Task *k = arg;
+    Model *m = k->m;
+    Work *w = k->w;
+    for (int i = 0; i < m->nl; i++) {
+        Layer *L = &m->L[i];
+        if ((L->kind != L_LINEAR && L->kind != L_CONV) || L->frozen) continue;
+        long off = L->dW - m->grads, len = layer_w_n(L) + (L->bias ? L->c : 0), j0, j1; /* W then b */
+        split(len, t, T, &j0, &j1);
+        for (int u = 1; u < w->threads; u++) {
+            const float *src = w->gpart + (long)(u - 1) * m->n_params + off;
+            float *dst = m->grads + off;
+            for (long j = j0; j < j1; j++) dst[j] += src[j];
+        }
+    }
+}
+
+void model_backward(Model *m, Work *w, const float *dout, int flags) {
+    int bt = blas_single_begin(w);
+    Task k = {m, w, 0, 0, w->train, flags, dout};
+    run_par(w, task_bwd_init, &k);
+    for (int i = m->nl - 1; i >= 0;) {
+        k.i1 = i + 1;
+        if (m->L[i].kind == L_BN) {
+            k.i0 = i;
+            run_par(w, task_bn_bwd, &k);
+            i--;
+            continue;
+        }
+        k.i0 = i;
+        while (k.i0 > 0 && m->L[k.i0 - 1].kind != L_BN) k.i0--;
+        run_par(w, task_bwd_local, &k);
+        i = k.i0 - 1;
+    }
+    if ((flags & BW_PARAMS) && w->threads > 1) run_par(w, task_reduce, &k);
+    blas_single_end(bt);
 }
 
 int model_find_nonfinite(const Model *m, const Work *w) {

@@ -116,7 +116,7 @@ typedef struct Work {
     float *grad[MAX_LAYERS]; /* (N, c, h, w) gradients w.r.t. outputs */
     float *x;                /* (N, D_in) the input batch */
     float *dx;               /* (N, D_in) gradient w.r.t. the input */
-    float *col, *tmp;        /* conv scratch: (K_col, N*P) and (OC, N*P), max over layers */
+    float *col, *tmp;        /* conv scratch per thread: (K_col, S*P) and (OC, S*P), S = samples per chunk */
     int32_t *argmax[MAX_LAYERS];   /* max-pool winners (N, c, h, w) */
     float *bn_xhat[MAX_LAYERS];    /* (N, c, h, w) */
     float *bn_mean[MAX_LAYERS], *bn_invstd[MAX_LAYERS]; /* (c) batch statistics used */
@@ -125,6 +125,11 @@ typedef struct Work {
     uint64_t drop_seed, drop_count; /* dropout masks are keyed by (drop_seed, drop_count, layer); the
                                        trainer sets drop_count = optimiser step, so resumes are exact */
     float *mem; int32_t *imem;
+    /* batch splitting (model.c "threads"): `threads` pthreads, fixed when the Work is created */
+    int threads;             /* blas_threads() at work_create, clamped to [1, 16] and to cap */
+    long col_n, tmp_n;       /* per-thread conv scratch: w->col + t*col_n, w->tmp + t*tmp_n */
+    float *gpart;            /* (threads-1, n_params) weight-gradient partials of threads 1.. */
+    struct Pool *pool;       /* the worker threads; NULL when threads == 1 */
 } Work;
 
 /* ---- building ---- */
@@ -156,6 +161,8 @@ void model_set_frozen(Model *m, int first_n); /* freeze the first N linear/conv 
 Tensor *model_tensor(Model *m, const char *name);
 
 /* ---- running ---- */
+/* A Work uses blas_threads() threads (--threads) by splitting each batch; OpenBLAS runs one thread
+ * inside a pass. See "threads" in model.c. */
 Work *work_create(const Model *m, int cap);
 void work_free(Work *w);
 
