@@ -24,7 +24,14 @@ enum { SPLIT_TRAIN = 0, SPLIT_TEST = 1 };
 /* name: fashion-mnist | mnist | emnist-<sub> | kmnist | cifar10 | cifar100 | cifar100-coarse |
  *       png:DIR (DIR/<class>/<file>.png; DIR/train and DIR/test when present) |
  *       synthetic[:N[:CxHxW[:K]]] (built in, no files; default 2000 samples of 1x28x28, 10 classes)
- * data_dir: NULL for the default location of that dataset. */
+ * data_dir: NULL for the default location of that dataset (/usr/share/datasets/<fashion-mnist|mnist|
+ *   kmnist|emnist|cifar10|cifar100>); IDX files may be .gz or raw; CIFAR files may sit in the archive's
+ *   own sub-folder (cifar-10-batches-bin, cifar-100-binary). EMNIST images are transposed upright and
+ *   emnist-letters labels shifted to 0..25.
+ * png:DIR: classes are the sorted sub-folder names; only *.png files count (other files and hidden
+ *   entries are ignored); samples are ordered by class, then file name; the first image decides the
+ *   channels (grey or grey+alpha -> 1, else 3) and the others are converted to it; alpha is dropped,
+ *   16-bit scaled to 8, palettes expanded; all images must have the same size. */
 int dataset_open(const char *name, const char *data_dir, int split, Dataset *out);
 void dataset_close(Dataset *d);
 int dataset_dim(const Dataset *d); /* c*h*w */

@@ -152,9 +152,17 @@ int idx_read_file(const char *path, IdxArray *a, unsigned char **out) {
     int64_t more = gz_read_n(g, extra, sizeof extra);
     if (more < 0) { gz_fail(g, path); goto done; }
     if (more > 0) {
+        /* count the excess for the message, but stop after 1 MiB: a gzip bomb must not keep us busy */
         size_t total = (size_t)more;
-        while ((more = gz_read_n(g, extra, sizeof extra)) > 0) total += (size_t)more;
+        while (total < (1u << 20) && (more = gz_read_n(g, extra, sizeof extra)) > 0) total += (size_t)more;
         if (more < 0) { gz_fail(g, path); goto done; }
+        if (total >= (1u << 20)) {
+            char d[96];
+            dims_str(a, d, sizeof d);
+            err_set("%s: more than 1 MiB of unexpected data after the %lld bytes the header (%s) describes; the "
+                    "header is wrong or the file is not an IDX file", path, (long long)a->count, d);
+            goto done;
+        }
         idx_size_error(a, path, total, 1);
         goto done;
     }

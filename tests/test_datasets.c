@@ -136,8 +136,9 @@ static long ds_mismatches(const Dataset *a, const int *order_a, const Dataset *b
 }
 
 /* A PNG written straight through libpng, any colour type and depth; samples[] are 16-bit-capable. */
-static void write_png_raw(const char *path, int w, int h, int color, int depth, const unsigned char *rows_data,
-                          size_t rowbytes, const png_color *palette, int npal) {
+static void write_png_trns(const char *path, int w, int h, int color, int depth, const unsigned char *rows_data,
+                           size_t rowbytes, const png_color *palette, int npal, const unsigned char *trans,
+                           int ntrans, const png_color_16 *trans_color) {
     FILE *f = fopen(path, "wb");
     if (!f) { test_fail_at(__FILE__, __LINE__, "cannot write %s", path); return; }
     png_structp png = png_create_write_struct(PNG_LIBPNG_VER_STRING, NULL, NULL, NULL);
@@ -147,11 +148,17 @@ static void write_png_raw(const char *path, int w, int h, int color, int depth, 
     png_set_IHDR(png, info, (png_uint_32)w, (png_uint_32)h, depth, color, PNG_INTERLACE_NONE,
                  PNG_COMPRESSION_TYPE_DEFAULT, PNG_FILTER_TYPE_DEFAULT);
     if (palette) png_set_PLTE(png, info, palette, npal);
+    if (trans || trans_color) png_set_tRNS(png, info, trans, ntrans, trans_color);
     png_write_info(png, info);
     for (int r = 0; r < h; r++) png_write_row(png, (png_const_bytep)(rows_data + (size_t)r * rowbytes));
     png_write_end(png, info);
     png_destroy_write_struct(&png, &info);
     fclose(f);
+}
+
+static void write_png_raw(const char *path, int w, int h, int color, int depth, const unsigned char *rows_data,
+                          size_t rowbytes, const png_color *palette, int npal) {
+    write_png_trns(path, w, h, color, depth, rows_data, rowbytes, palette, npal, NULL, 0, NULL);
 }
 
 static int count_entries(const char *dir) {
@@ -333,6 +340,19 @@ TEST(idx_bad_inputs_api) {
     memcpy(big, img, ni);
     idx_bad("bad_extra", big, ni + 5, NULL, 0, dir, sizeof dir);
     EXPECT_OPEN_ERROR("mnist", dir, SPLIT_TRAIN, "train-images-idx3-ubyte: 5 bytes of unexpected data", NULL);
+    /* a gzip stream with megabytes after the data: reported without reading it all */
+    make_idx_dir("bad_bomb", 3, dir, sizeof dir);
+    char bp[1200];
+    snprintf(bp, sizeof bp, "%s/train-images-idx3-ubyte", dir);
+    unlink(bp);
+    snprintf(bp, sizeof bp, "%s/train-images-idx3-ubyte.gz", dir);
+    gzFile bz = gzopen(bp, "wb9");
+    gzwrite(bz, img, (unsigned)ni);
+    unsigned char *zeros = calloc(1, 4u << 20);
+    gzwrite(bz, zeros, 4u << 20);
+    gzclose(bz);
+    free(zeros);
+    EXPECT_OPEN_ERROR("mnist", dir, SPLIT_TRAIN, "train-images-idx3-ubyte.gz: more than 1 MiB of unexpected data", NULL);
     /* wrong magic */
     unsigned char w[sizeof img];
     memcpy(w, img, ni);
@@ -639,6 +659,10 @@ TEST(png_folder_colour_types_converted) {
     snprintf(p, sizeof p, "%s/c1/4_rgba16.png", dir); write_png_raw(p, 2, 2, PNG_COLOR_TYPE_RGB_ALPHA, 16, rgba16, 16, NULL, 0);
     snprintf(p, sizeof p, "%s/c1/5_pal.png", dir);    write_png_raw(p, 2, 2, PNG_COLOR_TYPE_PALETTE, 8, idx, 2, pal, 4);
     snprintf(p, sizeof p, "%s/c1/6_pal2.png", dir);   write_png_raw(p, 2, 2, PNG_COLOR_TYPE_PALETTE, 2, idx2, 1, pal, 4);
+    /* palette with transparency (tRNS): libpng's expansion gives RGBA; the alpha is dropped */
+    unsigned char trans[4] = {0, 128, 255, 7};
+    snprintf(p, sizeof p, "%s/c1/6z_pal_trns.png", dir);
+    write_png_trns(p, 2, 2, PNG_COLOR_TYPE_PALETTE, 8, idx, 2, pal, 4, trans, 4, NULL);
     /* grey, grey+alpha and 16-bit grey in an RGB set: replicated to R=G=B */
     unsigned char g[4] = {0, 85, 170, 255}, ga[8] = {0, 9, 85, 9, 170, 9, 255, 9};
     unsigned char g16[8] = {0, 0, 85, 85, 170, 170, 255, 255};
@@ -647,6 +671,9 @@ TEST(png_folder_colour_types_converted) {
     snprintf(p, sizeof p, "%s/c1/8_ga.png", dir);     write_png_raw(p, 2, 2, PNG_COLOR_TYPE_GRAY_ALPHA, 8, ga, 4, NULL, 0);
     snprintf(p, sizeof p, "%s/c1/9_g16.png", dir);    write_png_raw(p, 2, 2, PNG_COLOR_TYPE_GRAY, 16, g16, 4, NULL, 0);
     snprintf(p, sizeof p, "%s/c1/9z_g1.png", dir);    write_png_raw(p, 2, 2, PNG_COLOR_TYPE_GRAY, 1, g1, 1, NULL, 0);
+    png_color_16 tgrey = {.gray = 85};
+    snprintf(p, sizeof p, "%s/c1/9zz_grey_trns.png", dir);
+    write_png_trns(p, 2, 2, PNG_COLOR_TYPE_GRAY, 8, g, 2, NULL, 0, NULL, 0, &tgrey);
     /* ignored: not .png, hidden, nested folder */
     snprintf(p, sizeof p, "%s/c1/README.txt", dir);   write_bytes(p, "hello", 5);
     snprintf(p, sizeof p, "%s/c1/.hidden.png", dir);  write_bytes(p, "junk", 4);
@@ -657,20 +684,23 @@ TEST(png_folder_colour_types_converted) {
     int rc = dataset_open(name, NULL, SPLIT_TRAIN, &d);
     T_ASSERT_MSG(rc == 0, "%s", err_msg());
     if (rc != 0) return;
-    T_EQ_INT(d.n, 10); T_EQ_INT(d.c, 3); T_EQ_INT(d.h, 2); T_EQ_INT(d.w, 2); T_EQ_INT(d.classes, 2);
+    T_EQ_INT(d.n, 12); T_EQ_INT(d.c, 3); T_EQ_INT(d.h, 2); T_EQ_INT(d.w, 2); T_EQ_INT(d.classes, 2);
     T_ASSERT(strcmp(d.class_names[1], "c1") == 0);
     long bad = 0;
-    for (int i = 0; i < 6; i++) /* every colour form of the same RGB picture */
+    for (int i = 0; i < 7; i++) /* every colour form of the same RGB picture */
         for (int c = 0; c < 3; c++)
             for (int j = 0; j < 4; j++) bad += d.x[i * 12 + c * 4 + j] != (float)rgb[j * 3 + c] / 255.0f;
     T_EQ_INT(bad, 0);
-    T_EQ_INT(d.y[0], 0); T_EQ_INT(d.y[2], 0); T_EQ_INT(d.y[3], 1); T_EQ_INT(d.y[9], 1);
-    for (int i = 6; i < 9; i++)
+    T_EQ_INT(d.y[0], 0); T_EQ_INT(d.y[2], 0); T_EQ_INT(d.y[3], 1); T_EQ_INT(d.y[11], 1);
+    for (int i = 7; i < 10; i++)
         for (int c = 0; c < 3; c++)
             for (int j = 0; j < 4; j++) bad += d.x[i * 12 + c * 4 + j] != (float)g[j] / 255.0f;
     float want1[4] = {1, 0, 0, 1};
     for (int c = 0; c < 3; c++)
-        for (int j = 0; j < 4; j++) bad += d.x[9 * 12 + c * 4 + j] != want1[j];
+        for (int j = 0; j < 4; j++) {
+            bad += d.x[10 * 12 + c * 4 + j] != want1[j];
+            bad += d.x[11 * 12 + c * 4 + j] != (float)g[j] / 255.0f; /* grey + tRNS: the key colour stays */
+        }
     T_EQ_INT(bad, 0);
     dataset_close(&d);
 }
