@@ -361,15 +361,18 @@ static void split(long n, int t, int T, long *a, long *b) {
 
 /* ------------------------------------------------------------------ workspace */
 
-/* Convolutions run im2col + gemm on chunks of samples whose column matrix stays in the L2 cache
- * (CHUNK_FLOATS floats, at least one sample), so no (K_col, N*P) matrix ever travels through memory. */
-#define CHUNK_FLOATS (1L << 16)
+/* Convolutions run im2col + gemm one sample at a time: the sample's column matrix stays in the L2
+ * cache (no (K_col, N*P) matrix travels through memory), and the product (OC, P) is already NCHW, so
+ * neither the output nor the incoming gradient is reshuffled. Only layers with tiny outputs (P < 64
+ * pixels, e.g. the last stages of vgg16 at 32x32) group samples into chunks, so that each product
+ * still has >= 64 columns; chunks go through w->tmp. (perf, lenet5 training: one sample per product
+ * was as fast as or faster than 4-sample chunks, the reshuffle costing what larger products saved.) */
+#define CHUNK_COLS 64
 static int conv_chunk(const Layer *L, int cap) {
-    long per = (long)L->ic * L->k * L->k * L->h * L->w;
-    long s = CHUNK_FLOATS / (per > 0 ? per : 1);
-    if (s < 1) s = 1;
+    long P = (long)L->h * L->w;
+    long s = (CHUNK_COLS + P - 1) / P;
     if (s > cap) s = cap;
-    return (int)s;
+    return (int)(s < 1 ? 1 : s);
 }
 
 Work *work_create(const Model *m, int cap) {
@@ -452,13 +455,17 @@ static inline void v4_st(float *p, v4f v) { *(v4u *)p = v; }
  * dispatch cost more than the copy (perf: 14% of lenet5 training in __memmove); the empty asm keeps
  * the loop a loop. */
 static inline void row_copy(float *restrict d, const float *restrict s, long n) {
-    long j = 0;
-    for (; j + 4 <= n; j += 4) {
+    if (n < 4) {
+        for (long j = 0; j < n; j++) d[j] = s[j];
+        return;
+    }
+    for (long j = 0;; j += 4) {
+        if (j + 4 > n) j = n - 4; /* the last vector overlaps the previous one: no scalar tail */
         v4f v = v4_ld(s + j);
         __asm__("" : "+x"(v));
         v4_st(d + j, v);
+        if (j + 4 == n) break;
     }
-    for (; j < n; j++) d[j] = s[j];
 }
 static inline void row_add(float *restrict d, const float *restrict s, long n) { /* d += s */
     long j = 0;
@@ -587,7 +594,10 @@ static void fwd_local(Model *m, Work *w, int i, long b0, long b1, int t) {
             for (int c = 0; c < L->c; c++) {
                 const float *xp = x + (b * L->c + c) * hw;
                 float *yp = y + (b * L->c + c) * hw, mu = L->mean[c], inv = 1.0f / L->std[c];
-                for (long j = 0; j < hw; j++) yp[j] = (xp[j] - mu) * inv;
+                long j = 0;
+                const v4f mv = {mu, mu, mu, mu}, iv = {inv, inv, inv, inv};
+                for (; j + 4 <= hw; j += 4) v4_st(yp + j, (v4_ld(xp + j) - mv) * iv);
+                for (; j < hw; j++) yp[j] = (xp[j] - mu) * inv;
             }
         break;
     }
