@@ -1,0 +1,29 @@
+#!/bin/sh
+# demo.sh -- `make demo` (after make built ./concord): run suites/demo.ini into out/demo/, draw the figures
+# and write the markdown report. Builds nothing. Idempotent: a second run skips every finished job (the
+# suite runner asks the results database) and only redraws the figures and the report.
+set -eu
+cd "$(dirname "$0")/.."
+OUT=out/demo
+DB=$OUT/concord.db
+CORES=$(getconf _NPROCESSORS_ONLN 2>/dev/null || echo 2)
+JOBS=${DEMO_JOBS:-$CORES}
+[ -x ./concord ] || { echo "demo.sh: ./concord is missing; run make demo (it builds first)" >&2; exit 1; }
+start=$(date +%s)
+
+# 1. the suite: pretrain, fine-tune with every rule, attack (jobs x OpenBLAS threads = cores)
+./concord suite run suites/demo.ini --jobs "$JOBS" --out "$OUT" --db "$DB"
+
+# 2. figures (PNG + PDF + re-renderable .gp) and the report (main table, masking table, runs)
+./concord plot --db "$DB" --out "$OUT/figures" --report "$OUT/report.md"
+
+# 3. the main table on the terminal too
+./concord query table --db "$DB" --format text || true
+
+end=$(date +%s)
+echo
+echo "demo finished in $((end - start)) s (suite + figures + report)"
+echo "  report:   $OUT/report.md"
+echo "  figures:  $OUT/figures/"
+echo "  database: $DB   (try: ./concord query masking --db $DB)"
+echo "  logs:     $OUT/logs/   checkpoints: $OUT/ckpt/   plan: $OUT/plan.tsv"

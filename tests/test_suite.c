@@ -1,0 +1,381 @@
+/* test_suite.c -- suites: stable job keys, INI errors with file:line, dependency order, the plan file,
+ * a tiny suite end to end through the CLI, and resume after a real SIGKILL of a running suite. */
+#define _GNU_SOURCE
+#include <signal.h>
+#include <sqlite3.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "../harness/core.h"
+#include "../harness/suite.h"
+#include "test.h"
+
+static void write_file(const char *path, const char *text) {
+    FILE *f = fopen(path, "w");
+    CHECK(f);
+    fputs(text, f);
+    fclose(f);
+}
+
+static const char *INI_A =
+    "[suite]\nname = t\ndatasets = synthetic:300:1x8x8:4\nmodels = mlp\nseeds = 0, 1\n"
+    "[pretrain]\nrules = bp\nepochs = 1\nhidden = 16\nval = 50\n"
+    "[finetune]\nrules = bp, usf, frsf\nepochs = 1\nlr = 0.01\nval = 50\n"
+    "[attack w]\nattacks = fgsm, pgd\neps = 0, 0.1, 8/255\ngrads = true, feedback, transfer:bp\nsteps = 3\nlimit = 20\n"
+    "[attack b]\nattacks = square\neps = 0.1\nqueries = 10\n";
+/* the same grid: keys, sections and list items in another order, numbers written differently */
+static const char *INI_B =
+    "; comment\n[attack b]\nqueries = 10\neps = 0.10\nattacks = square\n"
+    "[finetune]\nval = 50\nlr = 1e-2\nrules = frsf, bp, usf\nepochs = 1\n"
+    "[attack w]\nlimit = 20\nsteps = 3\ngrads = transfer:bp, feedback, true\neps = 8/255, 0.1, 0\nattacks = pgd, fgsm\n"
+    "[pretrain]\nval = 50\nhidden = 16\nepochs = 1\nrules = bp\n"
+    "[suite]\nseeds = 1, 0\nmodels = mlp\ndatasets = synthetic:300:1x8x8:4\nname = t\n";
+
+static int load_plan(const char *name, const char *text, const char *out, SuitePlan *p) {
+    char path[512];
+    snprintf(path, sizeof path, "%s/%s", test_tmpdir(), name);
+    write_file(path, text);
+    Suite s;
+    if (suite_load(path, &s) < 0) return -1;
+    return suite_plan(&s, out, "/x/db", p);
+}
+
+static int cmp_keys(const void *a, const void *b) { return strcmp((const char *)a, (const char *)b); }
+
+/* sorted copy of the plan's keys */
+static char (*sorted_keys(const SuitePlan *p))[SUITE_KEY_LEN] {
+    char(*k)[SUITE_KEY_LEN] = xcalloc((size_t)p->n + 1, SUITE_KEY_LEN);
+    for (int i = 0; i < p->n; i++) memcpy(k[i], p->jobs[i].key, SUITE_KEY_LEN);
+    qsort(k, (size_t)p->n, SUITE_KEY_LEN, cmp_keys);
+    return k;
+}
+
+TEST(suite_keys_stable) {
+    SuitePlan a, b, c, d;
+    T_ASSERT(load_plan("a.ini", INI_A, "/o1", &a) == 0);
+    T_ASSERT(load_plan("b.ini", INI_B, "/o2", &b) == 0); /* another order AND another output dir */
+    T_EQ_INT(a.n, 2 + 6 + 12);                          /* 2 pretrain, 2x3 finetune, 2x3x2 attack */
+    T_EQ_INT(b.n, a.n);
+    char(*ka)[SUITE_KEY_LEN] = sorted_keys(&a), (*kb)[SUITE_KEY_LEN] = sorted_keys(&b);
+    for (int i = 0; i < a.n && i < b.n; i++) T_ASSERT_MSG(str_eq(ka[i], kb[i]), "key %d: %s vs %s", i, ka[i], kb[i]);
+    for (int i = 1; i < a.n; i++) T_ASSERT_MSG(!str_eq(ka[i - 1], ka[i]), "duplicate key %s", ka[i]);
+    /* one changed fine-tuning value: pretraining keys stay, every finetune and attack key changes */
+    char *changed = xstrdup(INI_A);
+    char *lr = strstr(changed, "lr = 0.01");
+    CHECK(lr);
+    lr[8] = '2'; /* lr = 0.02 */
+    T_ASSERT(load_plan("c.ini", changed, "/o1", &c) == 0);
+    T_EQ_INT(c.n, a.n);
+    for (int i = 0; i < a.n && i < c.n; i++) {
+        int same = str_eq(a.jobs[i].key, c.jobs[i].key);
+        if (a.jobs[i].kind == JOB_TRAIN) T_ASSERT_MSG(same, "pretrain key changed: %s", a.jobs[i].key);
+        else T_ASSERT_MSG(!same, "%s key did not change: %s", suite_job_kind_name(a.jobs[i].kind), a.jobs[i].key);
+    }
+    /* a changed eps list changes only attack keys */
+    char *eps = xstrdup(INI_A), *e = strstr(eps, "eps = 0, 0.1, 8/255");
+    CHECK(e);
+    e[6] = '1'; /* eps = 1, 0.1, 8/255 */
+    T_ASSERT(load_plan("d.ini", eps, "/o1", &d) == 0);
+    for (int i = 0; i < a.n && i < d.n; i++)
+        if (a.jobs[i].kind != JOB_ATTACK) T_ASSERT(str_eq(a.jobs[i].key, d.jobs[i].key));
+    int ndiff = 0;
+    for (int i = 0; i < a.n && i < d.n; i++) ndiff += !str_eq(a.jobs[i].key, d.jobs[i].key);
+    T_EQ_INT(ndiff, 6); /* the six [attack w] jobs */
+    free(ka);
+    free(kb);
+    free(changed);
+    free(eps);
+    suite_plan_free(&a);
+    suite_plan_free(&b);
+    suite_plan_free(&c);
+    suite_plan_free(&d);
+}
+
+TEST(suite_ini_errors) {
+    static const struct { const char *text; int line; const char *want; } cases[] = {
+        {"[suite]\nname = t\ncolour = red\n", 3, "unknown key 'colour'"},
+        {"[suite]\nname = t\n[sweep]\nx = 1\n", 4, "unknown section [sweep]"},
+        {"[suite]\nname = t\nmodels = lenet9\n", 3, "unknown model 'lenet9'"},
+        {"[suite]\nname = t\nseeds = 0, x\n", 3, "seed 'x'"},
+        {"[suite]\nname=t\ndatasets=d\nmodels=mlp\nseeds=0\n[finetune]\nrules = bp, sgd\n", 7, "unknown rule 'sgd'"},
+        {"[suite]\nname=t\n[finetune]\nrules=bp\n\nepochs = ten\n", 6, "epochs = ten: expected a non-negative integer"},
+        {"[suite]\nname=t\n[finetune]\nrules=bp\noptimizer = rmsprop\n", 5, "one of sgd|adam"},
+        {"[suite]\nname=t\n[finetune]\nrules=bp\nrules=fa\n", 5, "given twice"},
+        {"[suite]\nname=t\n[attack x]\neps = 0.1, -0.2\n", 4, "not a non-negative number"},
+        {"[suite]\nname=t\n[attack x]\nattacks = cw\n", 4, "unknown attack 'cw'"},
+        {"[suite]\nname=t\n[attack x]\ngrads = true, surrogate\n", 4, "unknown gradient source"},
+        {"[suite]\nname=t\n[pretrain]\nrules = bp\nnew-head = true\n", 5, "belongs to [finetune]"},
+        {"[suite]\nname=t\nthis is not ini\n", 3, "not an INI line"},
+        {"[suite]\nname=t\ndatasets=d\nmodels=mlp\nseeds=0\n[finetune]\nrules=bp,usf\n[attack x]\nattacks=fgsm\neps=0\ngrads=transfer:fa\n",
+         11, "surrogate rule 'fa' is not in [finetune] rules"},
+        {"[suite]\nname=t\ndatasets=d\nmodels=mlp\nseeds=0\n[finetune]\nrules=bp\n[attack x]\nattacks=fgsm\n", 8, "has no eps"},
+        {"[suite]\nname=t\ndatasets=d\nmodels=mlp\nseeds=0\n[finetune]\nrules=bp\nfreeze=2\n", 8, "needs a [pretrain] section"},
+        {"; a suite\n[suite]\nname=t\ndatasets=d\nmodels=mlp\n", 2, "has no seeds"},
+    };
+    for (size_t i = 0; i < ARRAY_LEN(cases); i++) {
+        char path[512], want[600];
+        snprintf(path, sizeof path, "%s/err%zu.ini", test_tmpdir(), i);
+        write_file(path, cases[i].text);
+        Suite s;
+        err_clear();
+        int rc = suite_load(path, &s);
+        T_ASSERT_MSG(rc < 0, "case %zu: accepted", i);
+        snprintf(want, sizeof want, "%s:%d: ", path, cases[i].line);
+        T_ASSERT_MSG(strncmp(err_msg(), want, strlen(want)) == 0, "case %zu: '%s' does not start with '%s'", i, err_msg(), want);
+        T_CONTAINS(err_msg(), cases[i].want);
+        T_ASSERT_MSG(!strchr(err_msg(), '\n'), "case %zu: message is not one line", i);
+        err_clear();
+    }
+    /* and the shipped suites load */
+    Suite s;
+    T_ASSERT_MSG(suite_load("suites/demo.ini", &s) == 0, "%s", err_msg());
+    T_ASSERT_MSG(suite_load("suites/paper.ini", &s) == 0, "%s", err_msg());
+    T_ASSERT_MSG(suite_load("suites/tiny.ini", &s) == 0, "%s", err_msg());
+    err_clear();
+}
+
+static const char *job_seed(const SuiteJob *j) {
+    for (int i = 0; i + 1 < j->argc; i++)
+        if (str_eq(j->argv[i], "--seed")) return j->argv[i + 1];
+    return "?";
+}
+
+TEST(suite_deps_order) {
+    SuitePlan p, q;
+    T_ASSERT(load_plan("deps.ini", INI_A, "/o", &p) == 0);
+    int seen_transfer = 0;
+    for (int i = 0; i < p.n; i++) {
+        const SuiteJob *j = &p.jobs[i];
+        for (int d = 0; d < j->ndeps; d++) T_ASSERT_MSG(j->deps[d] < i, "job %d depends on later job %d", i, j->deps[d]);
+        if (j->kind == JOB_TRAIN) T_EQ_INT(j->ndeps, 0);
+        if (j->kind == JOB_FINETUNE) {
+            T_EQ_INT(j->ndeps, 1);
+            T_EQ_INT(p.jobs[j->deps[0]].kind, JOB_TRAIN);
+            T_ASSERT(str_eq(job_seed(j), job_seed(&p.jobs[j->deps[0]]))); /* pretraining of the same seed */
+        }
+        if (j->kind == JOB_ATTACK) {
+            T_EQ_INT(p.jobs[j->deps[0]].kind, JOB_FINETUNE);
+            if (strstr(j->desc, "transfer:bp")) {
+                /* the bp model's own attack needs only itself; the others also need the bp surrogate */
+                int target_is_bp = strstr(p.jobs[j->deps[0]].desc, " bp on") != NULL;
+                T_EQ_INT(j->ndeps, target_is_bp ? 1 : 2);
+                if (j->ndeps == 2) {
+                    T_ASSERT(strstr(p.jobs[j->deps[1]].desc, "finetune mlp bp") != NULL);
+                    seen_transfer++;
+                }
+            }
+        }
+    }
+    T_EQ_INT(seen_transfer, 4); /* usf and frsf, two seeds */
+    /* evaluation keys follow concord attack's KEY/<attack>/<eps>/<source> convention */
+    char **keys;
+    int nk = suite_job_row_keys(&p.jobs[p.n - 2], &keys);
+    T_EQ_INT(nk, 2 * 3 * 3);
+    char want[128];
+    snprintf(want, sizeof want, "%s/fgsm/0/feedback", p.jobs[p.n - 2].key);
+    T_ASSERT_MSG(str_eq(keys[0], want), "%s vs %s", keys[0], want);
+    for (int i = 0; i < nk; i++) free(keys[i]);
+    free(keys);
+    nk = suite_job_row_keys(&p.jobs[p.n - 1], &keys); /* Square, one eps: the bare key */
+    T_EQ_INT(nk, 1);
+    T_ASSERT(str_eq(keys[0], p.jobs[p.n - 1].key));
+    free(keys[0]);
+    free(keys);
+    /* the plan file round-trips */
+    char path[512];
+    snprintf(path, sizeof path, "%s/plan.tsv", test_tmpdir());
+    T_ASSERT(suite_plan_write(&p, path) == 0);
+    T_ASSERT_MSG(suite_plan_read(path, &q) == 0, "%s", err_msg());
+    T_EQ_INT(q.n, p.n);
+    T_ASSERT(str_eq(q.db_path, "/x/db") && str_eq(q.out_dir, "/o"));
+    for (int i = 0; i < p.n && i < q.n; i++) {
+        T_ASSERT(str_eq(p.jobs[i].key, q.jobs[i].key));
+        T_EQ_INT(p.jobs[i].kind, q.jobs[i].kind);
+        T_EQ_INT(p.jobs[i].ndeps, q.jobs[i].ndeps);
+        for (int d = 0; d < p.jobs[i].ndeps; d++) T_EQ_INT(p.jobs[i].deps[d], q.jobs[i].deps[d]);
+        T_EQ_INT(p.jobs[i].argc, q.jobs[i].argc);
+        for (int k = 0; k < p.jobs[i].argc && k < q.jobs[i].argc; k++) T_ASSERT(str_eq(p.jobs[i].argv[k], q.jobs[i].argv[k]));
+    }
+    suite_plan_free(&p);
+    suite_plan_free(&q);
+}
+
+/* ---- through the CLI ---- */
+
+static long sql_long(const char *db, const char *sql) {
+    sqlite3 *h;
+    long v = -1;
+    if (sqlite3_open_v2(db, &h, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK) { sqlite3_close(h); return -1; }
+    sqlite3_busy_timeout(h, 5000);
+    sqlite3_stmt *st;
+    if (sqlite3_prepare_v2(h, sql, -1, &st, NULL) == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW) v = sqlite3_column_int64(st, 0);
+    else fprintf(stderr, "    sql %s: %s\n", sql, sqlite3_errmsg(h));
+    sqlite3_finalize(st);
+    sqlite3_close(h);
+    return v;
+}
+
+/* The plan's expected rows: runs = train+finetune jobs, evals = the attack jobs' evaluation keys. */
+static void expected_rows(const char *ini, const char *out, long *runs, long *evals) {
+    Suite s;
+    SuitePlan p;
+    *runs = *evals = 0;
+    if (suite_load(ini, &s) < 0 || suite_plan(&s, out, "/x", &p) < 0) { T_ASSERT_MSG(0, "%s", err_msg()); return; }
+    for (int i = 0; i < p.n; i++) {
+        char **k;
+        int n = suite_job_row_keys(&p.jobs[i], &k);
+        if (p.jobs[i].kind == JOB_ATTACK) *evals += n;
+        else *runs += n;
+        for (int j = 0; j < n; j++) free(k[j]);
+        free(k);
+    }
+    suite_plan_free(&p);
+}
+
+static void check_db_complete(const char *ini, const char *out) {
+    char db[600];
+    long runs, evals;
+    snprintf(db, sizeof db, "%s/concord.db", out);
+    expected_rows(ini, out, &runs, &evals);
+    T_ASSERT(runs > 0 && evals > 0);
+    T_EQ_INT(sql_long(db, "SELECT COUNT(*) FROM runs"), runs);
+    T_EQ_INT(sql_long(db, "SELECT COUNT(DISTINCT job_key) FROM runs"), runs);
+    T_EQ_INT(sql_long(db, "SELECT COUNT(*) FROM runs WHERE status = 'finished'"), runs);
+    T_EQ_INT(sql_long(db, "SELECT COUNT(*) FROM evals"), evals);
+    T_EQ_INT(sql_long(db, "SELECT COUNT(DISTINCT job_key) FROM evals"), evals);
+    /* every epoch recorded once per run (no duplicated history after resumes) */
+    T_EQ_INT(sql_long(db, "SELECT COUNT(*) FROM (SELECT run_id, epoch FROM epochs GROUP BY run_id, epoch HAVING COUNT(*) > 1)"), 0);
+}
+
+TEST(suite_tiny_end_to_end) {
+    char cmd[2048], out[600], buf[16384];
+    snprintf(out, sizeof out, "%s/tiny", test_tmpdir());
+    snprintf(cmd, sizeof cmd, "%s suite run suites/tiny.ini --out %s --jobs 2", test_exe(), out);
+    int rc = test_run(cmd, buf, sizeof buf);
+    T_ASSERT_MSG(rc == 0, "exit %d: %s", rc, buf);
+    T_CONTAINS(buf, "7 done now");
+    check_db_complete("suites/tiny.ini", out);
+    /* again: everything is skipped, nothing is added */
+    rc = test_run(cmd, buf, sizeof buf);
+    T_ASSERT_MSG(rc == 0, "exit %d: %s", rc, buf);
+    T_CONTAINS(buf, "7 already done");
+    check_db_complete("suites/tiny.ini", out);
+    snprintf(cmd, sizeof cmd, "%s suite status suites/tiny.ini --out %s", test_exe(), out);
+    rc = test_run(cmd, buf, sizeof buf);
+    T_EQ_INT(rc, 0);
+    T_CONTAINS(buf, "7 jobs: 7 done, 0 running, 0 failed, 0 pending");
+    /* one job through the Slurm-shaped entry point: already done, says so */
+    snprintf(cmd, sizeof cmd, "%s job --plan %s/plan.tsv --index 0", test_exe(), out);
+    rc = test_run(cmd, buf, sizeof buf);
+    T_EQ_INT(rc, 0);
+    T_CONTAINS(buf, "already done");
+    /* a failing job is reported with its log, its dependents are blocked, the exit status is non-zero */
+    char ini[600];
+    snprintf(ini, sizeof ini, "%s/fail.ini", test_tmpdir());
+    write_file(ini, "[suite]\nname=f\ndatasets=synthetic:300:1x8x8:4\nmodels=mlp\nseeds=0\n"
+                    "[pretrain]\nrules=bp\nepochs=1\nval=50\nhidden=16\n"
+                    "[finetune]\nrules=bp\nepochs=1\nval=5000\n" /* more validation examples than data */
+                    "[attack a]\nattacks=fgsm\neps=0.1\nlimit=10\n");
+    snprintf(cmd, sizeof cmd, "%s suite run %s --out %s/fail --jobs 1", test_exe(), ini, test_tmpdir());
+    rc = test_run(cmd, buf, sizeof buf);
+    T_ASSERT_MSG(rc != 0, "a failing suite exited 0: %s", buf);
+    T_CONTAINS(buf, "FAILED");
+    T_CONTAINS(buf, "/logs/f-");
+    T_CONTAINS(buf, "1 blocked by failures");
+    snprintf(cmd, sizeof cmd, "%s suite status %s --out %s/fail", test_exe(), ini, test_tmpdir());
+    rc = test_run(cmd, buf, sizeof buf);
+    T_CONTAINS(buf, "3 jobs: 1 done, 0 running, 1 failed, 1 pending");
+}
+
+/* A suite big enough to be caught mid-run: LeNet-5 on synthetic 28x28 data, several epochs. */
+static const char *RESUME_INI =
+    "[suite]\nname = r\ndatasets = synthetic:3000:1x28x28:10\nmodels = lenet5\nseeds = 0\n"
+    "[pretrain]\nrules = bp\nepochs = 4\nval = 200\nprobe = 0\n"
+    "[finetune]\nrules = bp, usf, frsf\nepochs = 2\nval = 200\nprobe = 0\n"
+    "[attack w]\nattacks = fgsm, pgd\neps = 0, 0.1\ngrads = true, feedback, transfer:bp\nsteps = 5\nlimit = 300\n"
+    "[attack b]\nattacks = square\neps = 0.1\nqueries = 50\nlimit = 100\n";
+
+/* Starts `suite run` as the leader of its own process group; returns its pid (= the group id). */
+static pid_t start_group(const char *ini, const char *out) {
+    pid_t pid = fork();
+    CHECK(pid >= 0);
+    if (pid == 0) {
+        setpgid(0, 0);
+        char log[700];
+        snprintf(log, sizeof log, "%s.runner.log", out);
+        if (!freopen(log, "a", stdout) || !freopen(log, "a", stderr)) _exit(126);
+        execl(test_exe(), test_exe(), "suite", "run", ini, "--out", out, "--jobs", "2", (char *)NULL);
+        _exit(127);
+    }
+    setpgid(pid, pid);
+    return pid;
+}
+
+/* Waits (at most 60 s) until path exists; 1 when it does. */
+static int wait_for(const char *path, pid_t pid) {
+    for (int i = 0; i < 6000; i++) {
+        if (access(path, F_OK) == 0) return 1;
+        if (waitpid(pid, NULL, WNOHANG) == pid) return access(path, F_OK) == 0 ? 2 : 0;
+        struct timespec ts = {0, 10 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+    return 0;
+}
+
+static void kill_group(pid_t pid) {
+    kill(-pid, SIGKILL);
+    waitpid(pid, NULL, 0);
+    /* the children of the group are gone too once no process of the group is left */
+    for (int i = 0; i < 500 && kill(-pid, 0) == 0; i++) {
+        struct timespec ts = {0, 10 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+}
+
+TEST(suite_resume_sigkill) {
+    char ini[600], out[600], path[900], cmd[2048], buf[16384];
+    snprintf(ini, sizeof ini, "%s/resume.ini", test_tmpdir());
+    snprintf(out, sizeof out, "%s/resume", test_tmpdir());
+    write_file(ini, RESUME_INI);
+    Suite s;
+    SuitePlan p;
+    CHECK(suite_load(ini, &s) == 0);
+    CHECK(mkdir(out, 0777) == 0);
+    char abs_out[600];
+    CHECK(realpath(out, abs_out));
+    CHECK(suite_plan(&s, abs_out, "/x", &p) == 0);
+    /* kill 1: as soon as the pretraining wrote its first epoch checkpoint (mid-training) */
+    pid_t g = start_group(ini, out);
+    snprintf(path, sizeof path, "%s", p.jobs[0].ckpt);
+    int w = wait_for(path, g);
+    T_ASSERT_MSG(w == 1, "the pretraining checkpoint %s never appeared while the suite ran", path);
+    kill_group(g);
+    /* kill 2: once an attack job has started (its log exists) */
+    g = start_group(ini, out);
+    snprintf(path, sizeof path, "%s/logs/%s.log", out, p.jobs[p.n - 1].key);
+    for (int i = 0; i < p.n; i++)
+        if (p.jobs[i].kind == JOB_ATTACK) { snprintf(path, sizeof path, "%s/logs/%s.log", out, p.jobs[i].key); break; }
+    w = wait_for(path, g);
+    T_ASSERT_MSG(w >= 1, "no attack job started: %s", path);
+    kill_group(g);
+    /* status after the kill: nothing reported as running (no runner alive) */
+    snprintf(cmd, sizeof cmd, "%s suite status %s --out %s", test_exe(), ini, out);
+    test_run(cmd, buf, sizeof buf);
+    T_CONTAINS(buf, " 0 running");
+    /* the rerun completes the suite */
+    snprintf(cmd, sizeof cmd, "%s suite run %s --out %s --jobs 2", test_exe(), ini, out);
+    int rc = test_run(cmd, buf, sizeof buf);
+    T_ASSERT_MSG(rc == 0, "exit %d: %s", rc, buf);
+    T_CONTAINS(buf, "0 failed");
+    check_db_complete(ini, abs_out);
+    snprintf(cmd, sizeof cmd, "%s suite status %s --out %s", test_exe(), ini, out);
+    test_run(cmd, buf, sizeof buf);
+    char want[64];
+    snprintf(want, sizeof want, "%d jobs: %d done, 0 running, 0 failed, 0 pending", p.n, p.n);
+    T_CONTAINS(buf, want);
+    suite_plan_free(&p);
+}
