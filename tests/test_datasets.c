@@ -705,6 +705,41 @@ TEST(png_folder_colour_types_converted) {
     dataset_close(&d);
 }
 
+TEST(png_interlaced_adam7) {
+    enum { W = 11, H = 7 };
+    unsigned char rgb[H][W * 3];
+    png_bytep rows[H];
+    for (int r = 0; r < H; r++) {
+        rows[r] = rgb[r];
+        for (int j = 0; j < W * 3; j++) rgb[r][j] = (unsigned char)(r * 40 + j * 3);
+    }
+    char p[1024];
+    tpath(p, sizeof p, "adam7.png");
+    FILE *f = fopen(p, "wb");
+    T_ASSERT(f != NULL);
+    if (!f) return;
+    png_structp png = png_create_write_struct(PNG_LIBPNG_VER_STRING, NULL, NULL, NULL);
+    png_infop info = png_create_info_struct(png);
+    if (setjmp(png_jmpbuf(png))) { test_fail_at(__FILE__, __LINE__, "libpng write failed"); fclose(f); return; }
+    png_init_io(png, f);
+    png_set_IHDR(png, info, W, H, 8, PNG_COLOR_TYPE_RGB, PNG_INTERLACE_ADAM7, PNG_COMPRESSION_TYPE_DEFAULT,
+                 PNG_FILTER_TYPE_DEFAULT);
+    png_write_info(png, info);
+    png_write_image(png, rows); /* handles the 7 passes */
+    png_write_end(png, info);
+    png_destroy_write_struct(&png, &info);
+    fclose(f);
+    PngImage im;
+    int rc = png_read_file(p, &im);
+    T_ASSERT_MSG(rc == 0, "%s", err_msg());
+    if (rc != 0) return;
+    T_EQ_INT(im.w, W); T_EQ_INT(im.h, H); T_EQ_INT(im.channels, 3);
+    long bad = 0;
+    for (int r = 0; r < H; r++) bad += memcmp(im.pix + (size_t)r * W * 3, rgb[r], W * 3) != 0;
+    T_EQ_INT(bad, 0);
+    free(im.pix);
+}
+
 TEST(png_folder_grey_set_converts_rgb) {
     char dir[1024], p[1200];
     png_fixture_dir("png_grey", dir, sizeof dir);
