@@ -3,7 +3,7 @@
  * A Dataset is a whole split held in memory as float32 pixels in [0,1], NCHW per sample, and int32
  * labels in [0, classes). Loaders validate everything before returning: on any problem they return -1
  * with err_set("<file>: <problem>; <fix>") and leave *out empty (nothing half-loaded).
- * Not for: shuffling, batching, normalisation or augmentation (harness/batch.c does those).
+ * Not for: shuffling, batching or augmentation (harness/train.c batch_fill), normalisation (the model's first layer).
  */
 #ifndef CONCORD_DATASET_H
 #define CONCORD_DATASET_H

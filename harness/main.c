@@ -11,7 +11,13 @@ static const Command COMMANDS[] = {
     {"rules", cmd_rules, "list the learning rules"},
     {"train", cmd_train, "train a model from scratch with any rule"},
     {"finetune", cmd_finetune, "fine-tune a checkpoint with any rule"},
+    {"attack", cmd_attack, "attack a checkpoint (FGSM, PGD, Square; true/feedback/transfer gradients)"},
     {"data", cmd_data, "dataset info and PNG export"},
+    {"suite", cmd_suite, "plan, run and follow a comparison suite"},
+    {"job", cmd_job, "run one job of a suite plan (what suite workers execute)"},
+    {"query", cmd_query, "reports from a results database"},
+    {"plot", cmd_plot, "figures from a results database (gnuplot)"},
+    {"db", cmd_db, "results database maintenance"},
 };
 
 static int usage(FILE *f) {
