@@ -481,6 +481,7 @@ stop:
         }
     }
 out:
+    fflush(stdout); /* the summary before the one-line error on stderr */
     db_close(P.db);
     free(P.st);
     free(P.pid);
