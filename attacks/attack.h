@@ -15,6 +15,18 @@
  * g is the ascent direction of the objective: untargeted, d CE(y)/dx; targeted, -d CE(t)/dx with the
  * per-example loss scale (1, not 1/n). sign(0) = 0.
  *
+ * Objectives (AttackParams.objective; the gradient attacks FGSM and PGD take their loss from the
+ * scratch's objective callback, so one PGD serves both tasks):
+ *   OBJ_CE    classification, softmax cross-entropy as above (attack_objective_ce).
+ *   OBJ_HASH  deep hashing (paper-notes §5; the model ends in tanh, u = output in (-1,1)^K, code
+ *             b = sign(u)); per query a reference code r in {-1,+1}^K (attack_objective_hash):
+ *             untargeted (HAG-style, Yang et al. 2018): r = the clean code of the query on the crafting
+ *               model; J = -u.r / K (maximised: drives u.r towards -K); success: Hamming(b, r) > K/2;
+ *             targeted: r = sign(mean database code of a target class != the query's label, drawn with
+ *               the seed per query); J = u.r / K; success: Hamming(b, r) < K/2.
+ *             dJ/du = -+r/K. Only the queries are attacked; database codes stay clean
+ *             (attack_hash_evaluate scores the attacked queries' mAP against the clean database).
+ *
  * Gradient sources (grad_source): GRAD_TRUE, the exact input gradient through W (BW_TRUE); GRAD_FEEDBACK,
  * through the model's own rule (model_refresh_feedback before every backward, so brSF redraws; `eot`
  * draws averaged per step); GRAD_TRANSFER: the caller crafts on a surrogate model with the true
@@ -33,6 +45,7 @@
 enum { ATK_FGSM, ATK_PGD, ATK_SQUARE, ATK_KIND_COUNT };
 enum { NORM_LINF, NORM_L2 };
 enum { GRAD_TRUE, GRAD_FEEDBACK, GRAD_TRANSFER, GRAD_SOURCE_COUNT };
+enum { OBJ_CE, OBJ_HASH, OBJ_COUNT };
 
 typedef struct AttackParams {
     int kind;                 /* ATK_* */
@@ -50,6 +63,7 @@ typedef struct AttackParams {
     double p_init;            /* Square: initial fraction of pixels per square */
     uint64_t seed;
     int batch;
+    int objective;            /* OBJ_CE | OBJ_HASH */
 } AttackParams;
 
 typedef struct EvalCounts {
@@ -57,6 +71,17 @@ typedef struct EvalCounts {
     double mean_linf, mean_l2, mean_loss, seconds;
     long queries_max;         /* Square: the most queries one example used */
 } EvalCounts;
+
+/* Hashing scores of one evaluation (attack_hash_evaluate); mAP and precision as fractions. */
+#define HASH_PREC_N 100
+typedef struct HashCounts {
+    int bits, topk;           /* code length; mAP@topk (0 = the whole database) */
+    long n_db;                /* database size */
+    double map_clean, map_adv;    /* mAP of the clean / attacked queries against the clean database */
+    double prec_clean, prec_adv;  /* precision@HASH_PREC_N, same */
+    double tmap_clean, tmap_adv;  /* targeted: mAP with the target class as the relevant one (NaN untargeted) */
+    double mean_hamming;      /* mean Hamming distance between a query's clean and attacked code (target model) */
+} HashCounts;
 
 /* What an attack reports per example. */
 typedef struct AttackExample {
@@ -71,12 +96,31 @@ typedef struct AttackExample {
 typedef void (*AttackStepHook)(void *ctx, const float *x, const float *x_cur, int n, int D, const AttackParams *p,
                                int step);
 
+/* An attack objective: from the crafting model's outputs out (n, K) at the current iterate of the batch
+ * whose first example has dataset index index0, writes loss (n) (the objective, maximised), ok (n)
+ * (success) and, when dout is not NULL, dout (n, K) = d loss_i / d out_i. yt (n): the labels the loss is
+ * taken on (set_targets: y, or the target class). ctx: the callback's own data. */
+typedef void (*AttackObjectiveFn)(void *ctx, const AttackParams *p, const float *out, const int32_t *yt, int n, int K,
+                                  long index0, float *loss, uint8_t *ok, float *dout);
+/* Classification: CE(y), or -CE(t) when targeted, per-example scale 1; ok = misclassified / target hit. */
+void attack_objective_ce(void *ctx, const AttackParams *p, const float *out, const int32_t *yt, int n, int K,
+                         long index0, float *loss, uint8_t *ok, float *dout);
+/* Hashing (see the header): ctx is a HashObjective. */
+typedef struct HashObjective {
+    const float *ref;         /* (N, K) reference codes in {-1,+1}, indexed by dataset index */
+    long n;                   /* rows of ref */
+} HashObjective;
+void attack_objective_hash(void *ctx, const AttackParams *p, const float *out, const int32_t *yt, int n, int K,
+                           long index0, float *loss, uint8_t *ok, float *dout);
+
 typedef struct AttackScratch {
     int cap, D, K;
     long index0;              /* dataset index of the batch's first example: random streams are keyed
                                  by (seed, RNG_ATTACK, example index), so results do not depend on batch size */
     AttackStepHook hook;      /* NULL = none */
     void *hook_ctx;
+    AttackObjectiveFn objective; /* attack_objective_ce unless the caller sets another */
+    void *objective_ctx;
     float *g, *gsum, *cur, *best, *dlogits; /* (cap, D) x4 then (cap, K) */
     float *loss, *best_loss;  /* (cap) */
     uint8_t *ok, *best_succ;  /* (cap) */
@@ -84,6 +128,7 @@ typedef struct AttackScratch {
     int32_t *active;          /* (cap) Square: examples still being attacked */
     Rng *rng;                 /* (cap) per-example streams */
 } AttackScratch;
+/* objective = attack_objective_ce, objective_ctx NULL. */
 AttackScratch *attack_scratch_create(const Model *m, int cap);
 void attack_scratch_free(AttackScratch *s);
 
@@ -103,18 +148,20 @@ int attack_square(Model *m, Work *w, const float *x, const int32_t *y, int n, co
  * rejecting options that would be silently ignored. */
 enum { AU_STEPS = 1, AU_ALPHA = 2, AU_RESTARTS = 4, AU_RANDOM_START = 8, AU_GRAD = 16, AU_QUERIES = 32, AU_TARGET = 64 };
 typedef struct AttackInfo {
-    const char *name;         /* CLI name: fgsm | pgd | pgd-l2 | square */
+    const char *name;         /* CLI name: fgsm | pgd | pgd-l2 | square | hash-untargeted | hash-targeted */
     int kind, norm;
     AttackFn fn;
     unsigned uses;
     const char *desc;
+    int objective;            /* OBJ_CE | OBJ_HASH: the task the attack applies to */
+    int targeted;             /* OBJ_HASH entries: the targeted variant (the name carries it) */
 } AttackInfo;
 extern const AttackInfo ATTACKS[];
 extern const int N_ATTACKS;
 const AttackInfo *attack_find(const char *name);             /* NULL if unknown */
 const AttackInfo *attack_info(const AttackParams *p);        /* entry for p->kind / p->norm */
 
-/* Defaults: FGSM, Linf, eps 0, steps 10, restarts 1, random start, untargeted (target -1), true
+/* Defaults: FGSM, Linf, objective OBJ_CE, eps 0, steps 10, restarts 1, random start, untargeted (target -1), true
  * gradient, eot 1, queries 1000, p_init 0.05, seed 0, batch 256. */
 void attack_params_default(AttackParams *p);
 /* "8/255", "0.03", "1e-2" -> value in [0,1]. `what` names the option in messages ("--eps").
@@ -128,7 +175,7 @@ int attack_set_alpha(AttackParams *p, const char *text);
 /* "true" | "feedback" | "transfer:CKPT" -> grad_source (+ transfer_ckpt). */
 int attack_set_grad(AttackParams *p, const char *text);
 const char *attack_grad_name(int src);                       /* "true" | "feedback" | "transfer" */
-/* Human name of an AttackParams: "fgsm", "pgd", "pgd-l2", "square". */
+/* Human name of an AttackParams: "fgsm", "pgd", "pgd-l2", "square", "hash-untargeted", "hash-targeted". */
 const char *attack_name(const AttackParams *p);
 
 /* Content hash of every parameter and buffer (BN running statistics, normalisation constants). */
@@ -151,6 +198,22 @@ void attack_keep_free(AttackKeep *k);
  * Returns 0, or -1 with err_set when the data does not fit the model. */
 int attack_evaluate(Model *target, Model *crafter, const Dataset *d, int limit, const AttackParams *p,
                     AttackStepHook hook, void *hook_ctx, AttackKeep *keep, EvalCounts *out);
+
+/* Hashing evaluation: attack p (p->objective == OBJ_HASH, FGSM or PGD) on the first `limit` queries of
+ * q (limit <= 0: all) against `target`, a hashing model (tanh head, K = model_out_dim <= 64 bits).
+ * db_codes (db->n): the target's clean database codes (model_codes), computed once by the caller for a
+ * sweep. crafter: as in attack_evaluate (NULL = target); it supplies the reference codes (the query's
+ * clean code on the crafter; targeted: the crafter's database class means, computed here when crafter
+ * != target). Targets: class (y + 1 + u) mod C with u uniform in [0, C-2] from (seed, RNG_HASH, query
+ * index), C = db->classes. Scores: h (mAP@topk, precision@HASH_PREC_N of clean and attacked queries
+ * against db_codes, relevance = same label; targeted also with relevance = the target class) and c,
+ * the classification-shaped counts the database stores for every eval: n queries, n_clean_ok = n,
+ * n_robust_ok = queries the attack did not succeed on, n_flipped = queries whose code changed (any bit),
+ * n_zero_grad, mean_linf/l2, mean_loss (the objective on the target). Checks (CHECK) that neither model
+ * changed. Returns 0, or -1 with err_set when data, models or codes do not fit. */
+int attack_hash_evaluate(Model *target, Model *crafter, const Dataset *q, const Dataset *db, const uint64_t *db_codes,
+                         int limit, int topk, const AttackParams *p, AttackStepHook hook, void *hook_ctx,
+                         EvalCounts *c, HashCounts *h);
 
 /* Writes an adversarial-example grid (rows: clean, perturbation amplified to the full grey range,
  * adversarial; "y<label> p<pred>" under clean images and "p<pred>" under adversarial ones, green when

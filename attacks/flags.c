@@ -4,7 +4,11 @@
 #include <math.h>
 #include <string.h>
 
-static double robust_pts(const AttackResult *r) { return r->c.n ? 100.0 * r->c.n_robust_ok / r->c.n : 0; }
+/* the score an attack drives down: robust accuracy, or the attacked mAP for hashing, in points */
+static double robust_pts(const AttackResult *r) {
+    if (r->p.objective == OBJ_HASH) return 100.0 * r->h.map_adv;
+    return r->c.n ? 100.0 * r->c.n_robust_ok / r->c.n : 0;
+}
 static int same_eps(const AttackParams *a, const AttackParams *b) { return fabs(a->eps - b->eps) < 1e-12; }
 static int white_box(const AttackParams *p) { return p->kind != ATK_SQUARE && p->grad_source != GRAD_TRANSFER; }
 
@@ -14,9 +18,10 @@ unsigned attack_flags(const AttackResult *r, int n, int i) {
     const double acc = robust_pts(&r[i]);
     unsigned f = 0;
     if (r[i].c.n_zero_grad > 0) f |= MASK_ZERO_GRAD;
-    if (p->eps == 0 && r[i].c.n_robust_ok != r[i].c.n_clean_ok) f |= MASK_EPS0;
+    if (p->eps == 0 && (p->objective == OBJ_HASH ? r[i].h.map_adv != r[i].h.map_clean : r[i].c.n_robust_ok != r[i].c.n_clean_ok))
+        f |= MASK_EPS0;
     for (int j = 0; j < n; j++) {
-        if (j == i) continue;
+        if (j == i || r[j].p.objective != p->objective) continue;
         const AttackParams *q = &r[j].p;
         const double other = robust_pts(&r[j]);
         if (p->grad_source == GRAD_FEEDBACK && q->grad_source == GRAD_TRUE && p->kind == q->kind &&
@@ -28,7 +33,7 @@ unsigned attack_flags(const AttackResult *r, int n, int i) {
             /* compare with the strongest white-box result at this eps */
             double best = other;
             for (int k = 0; k < n; k++)
-                if (white_box(&r[k].p) && r[k].p.norm == p->norm && same_eps(&r[k].p, p) &&
+                if (white_box(&r[k].p) && r[k].p.objective == p->objective && r[k].p.norm == p->norm && same_eps(&r[k].p, p) &&
                     r[k].p.targeted == p->targeted && robust_pts(&r[k]) < best)
                     best = robust_pts(&r[k]);
             if (acc < best - MASK_BLACKBOX_POINTS) f |= MASK_BLACKBOX_STRONGER;

@@ -14,7 +14,10 @@
  *                           step-size text, targeting);
  *   MASK_ZERO_GRAD          some example's input gradient was exactly zero at the first step;
  *   MASK_EPS0               eps = 0 and robust-correct != clean-correct (eps 0 must reproduce clean).
- * Accuracies compared are rates (robust-correct / n), in points (percent).
+ * Accuracies compared are rates (robust-correct / n), in points (percent). Hashing results
+ * (p.objective == OBJ_HASH) are compared only with hashing results, on the attacked mAP (h.map_adv,
+ * in points) instead of robust accuracy; for them MASK_EPS0 means eps = 0 and map_adv != map_clean,
+ * and "white-box" means true or feedback (there is no Square for hashing).
  * Not for: deciding what to run or printing tables.
  */
 #ifndef CONCORD_FLAGS_H
@@ -29,7 +32,7 @@
 
 enum { MASK_FEEDBACK_GAP = 1, MASK_BLACKBOX_STRONGER = 2, MASK_EPS_RISE = 4, MASK_ZERO_GRAD = 8, MASK_EPS0 = 16 };
 
-typedef struct AttackResult { AttackParams p; EvalCounts c; } AttackResult;
+typedef struct AttackResult { AttackParams p; EvalCounts c; HashCounts h; /* h: hashing results only */ } AttackResult;
 
 /* Flags (MASK_* bits) of results[i] given every result of the comparison. */
 unsigned attack_flags(const AttackResult *results, int n, int i);

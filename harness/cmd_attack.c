@@ -1,7 +1,10 @@
 /* cmd_attack.c -- `concord attack`: evaluate a checkpoint under FGSM / PGD / PGD-L2 / Square, sweeping
  * comma lists of attacks, eps values and gradient sources in one invocation so the masking flags
  * (attacks/flags.h) can compare them; one line per (attack, eps, source); every evaluation recorded in
- * the results database; optional adversarial-example grids. */
+ * the results database; optional adversarial-example grids.
+ * Hashing checkpoints (--task hash, or meta task=hash) take hash-untargeted / hash-targeted (PGD-Linf, 100
+ * steps by default) on the queries of the retrieval split the model was trained with (hash_splits with
+ * the checkpoint's data seed and queries per class), scored as mAP against the clean database codes. */
 #include <cblas.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,14 +14,20 @@
 #include "../results/db.h"
 #include "../rules/rule.h"
 #include "checkpoint.h"
+#include "hash.h"
+#include "train.h"
 #include "cli.h"
 #include "commands.h"
 
 static const OptSpec OPTS[] = {
     {"ckpt", "CKPT", "checkpoint to attack (required)", NULL},
-    {"attack", "A[,A]", "fgsm | pgd | pgd-l2 | square (comma list)", "pgd"},
+    {"attack", "A[,A]", "fgsm | pgd | pgd-l2 | square; hashing: hash-untargeted | hash-targeted (comma list)",
+     "pgd (hashing: hash-untargeted)"},
     {"eps", "E[,E]", "perturbation budgets in [0,1] pixel units: 8/255, 0.03 (comma list)", "8/255"},
-    {"steps", "N", "pgd: iterations", "10"},
+    {"steps", "N", "pgd: iterations", "10 (hashing: 100)"},
+    {"task", "classify|hash", "what the checkpoint does (default: its meta task, else classify)", NULL},
+    {"queries-per-class", "N", "hash: queries per class of the retrieval split (default: the checkpoint's, else 100)", NULL},
+    {"topk", "N", "hash: mAP@topk, 0 = the whole database (default: the checkpoint's, else 0)", NULL},
     {"alpha", "X", "pgd: step size, absolute (2/255) or relative to eps (r0.25); default 2.5*eps/steps", NULL},
     {"restarts", "N", "pgd: random restarts, worst case kept per example", "1"},
     {"random-start", NULL, "pgd: start at a random point of the ball (default)", NULL},
@@ -97,20 +106,26 @@ typedef struct Opts {
     const char *alpha;
 } Opts;
 
-static int parse_opts(const Args *a, Opts *o) {
+/* hash: the checkpoint is a hashing model (only OBJ_HASH attacks apply), else a classifier. */
+static int parse_opts(const Args *a, Opts *o, int hash) {
     AttackParams *p = &o->base;
     attack_params_default(p);
     char *items[MAX_LIST];
-    int n = split_list("attack", arg_str(a, "attack"), o->atk_buf, sizeof o->atk_buf, items);
+    const char *atext = arg_set(a, "attack") ? arg_str(a, "attack") : hash ? "hash-untargeted" : "pgd";
+    int n = split_list("attack", atext, o->atk_buf, sizeof o->atk_buf, items);
     if (n < 0) return -1;
     unsigned uses = 0;
     for (int i = 0; i < n; i++) {
         o->atk[i] = attack_find(items[i]);
         if (!o->atk[i]) {
-            char all[128] = "";
+            char all[256] = "";
             for (int k = 0; k < N_ATTACKS; k++) { strcat(all, ATTACKS[k].name); strcat(all, k + 1 < N_ATTACKS ? ", " : ""); }
             return err_set("unknown attack '%s'; available: %s", items[i], all);
         }
+        if ((o->atk[i]->objective == OBJ_HASH) != hash)
+            return err_set(hash ? "--attack %s: the checkpoint is a hashing model; use hash-untargeted or hash-targeted"
+                                : "--attack %s applies to hashing models (--task hash); this checkpoint is a classifier",
+                           items[i]);
         uses |= o->atk[i]->uses;
     }
     o->natk = n;
@@ -132,11 +147,11 @@ static int parse_opts(const Args *a, Opts *o) {
     };
     for (size_t i = 0; i < ARRAY_LEN(USE); i++)
         if (arg_set(a, USE[i].opt) && !(uses & USE[i].bit))
-            return err_set("--%s does not apply to --attack %s", USE[i].opt, arg_str(a, "attack"));
+            return err_set("--%s does not apply to --attack %s", USE[i].opt, atext);
     if (arg_flag(a, "random-start") && arg_flag(a, "no-random-start"))
         return err_set("--random-start and --no-random-start contradict each other");
-    long v;
-    if (arg_int(a, "steps", 0, 100000, &v) < 0) return -1;
+    long v = hash ? 100 : 10;
+    if (arg_set(a, "steps") && arg_int(a, "steps", 0, 100000, &v) < 0) return -1;
     p->steps = (int)v;
     if (arg_int(a, "restarts", 1, 1024, &v) < 0) return -1;
     p->restarts = (int)v;
@@ -161,9 +176,45 @@ static int parse_opts(const Args *a, Opts *o) {
     return 0;
 }
 
+static void print_hash_row(int idx, const AttackResult *r, const char *flags) {
+    const EvalCounts *c = &r->c;
+    const HashCounts *h = &r->h;
+    char src[600];
+    if (r->p.grad_source == GRAD_TRANSFER) snprintf(src, sizeof src, "transfer:%s", r->p.transfer_ckpt);
+    else if (r->p.grad_source == GRAD_FEEDBACK && r->p.eot > 1) snprintf(src, sizeof src, "feedback (eot %d)", r->p.eot);
+    else snprintf(src, sizeof src, "%s", attack_grad_name(r->p.grad_source));
+    double n = c->n ? (double)c->n : 1;
+    char tm[64] = "";
+    if (r->p.targeted) snprintf(tm, sizeof tm, "  target-mAP %.4f -> %.4f", h->tmap_clean, h->tmap_adv);
+    printf("%3d %-15s eps %-8s grad %-18s mAP %.4f -> %.4f  P@%d %.4f -> %.4f%s  success %6.2f%%  changed %ld  "
+           "hamming %.2f/%d  zero-grad %ld  linf %.4f  (n %ld, db %ld, %.1f s)  flags: %s\n",
+           idx, attack_name(&r->p), r->p.eps_text, src, h->map_clean, h->map_adv, HASH_PREC_N, h->prec_clean, h->prec_adv, tm,
+           100.0 * (c->n - c->n_robust_ok) / n, c->n_flipped, h->mean_hamming, h->bits, c->n_zero_grad, c->mean_linf, c->n,
+           h->n_db, c->seconds, *flags ? flags : "-");
+    fflush(stdout);
+}
+
+/* The retrieval split a hashing checkpoint was trained on: queries and database of hash_splits. */
+static int hash_data(const Args *a, const CkptMeta *meta, const char *dname, Dataset *q, Dataset *db) {
+    long per = 100;
+    const char *mp = meta_get(meta, "queries_per_class"), *ms = meta_get(meta, "data_seed");
+    if (mp) per = atol(mp);
+    if (arg_set(a, "queries-per-class") && arg_int(a, "queries-per-class", 1, 100000, &per) < 0) return -1;
+    uint64_t seed = ms ? strtoull(ms, NULL, 10) : 0;
+    Dataset tr, te, training;
+    if (dataset_open(dname, arg_str(a, "data-dir"), SPLIT_TRAIN, &tr) < 0) return -1;
+    if (dataset_open(dname, arg_str(a, "data-dir"), SPLIT_TEST, &te) < 0) { dataset_close(&tr); return -1; }
+    int rc = hash_splits(&tr, &te, (int)per, 1, seed, q, db, &training);
+    dataset_close(&tr);
+    dataset_close(&te);
+    if (rc == 0) dataset_close(&training);
+    snprintf(q->name, sizeof q->name, "%s", dname);
+    return rc;
+}
+
 int cmd_attack(int argc, char **argv) {
     Args a;
-    int pr = args_parse(&a, "attack", "--ckpt CKPT --attack fgsm|pgd|pgd-l2|square --eps 8/255[,E...] [--grad true|feedback|transfer:CKPT[,...]] [options]",
+    int pr = args_parse(&a, "attack", "--ckpt CKPT --attack fgsm|pgd|pgd-l2|square|hash-untargeted|hash-targeted --eps 8/255[,E...] [--grad true|feedback|transfer:CKPT[,...]] [options]",
                         OPTS, argc, argv);
     if (pr) return pr > 0 ? 0 : err_die();
     const char *ckpt = arg_str(&a, "ckpt");
@@ -171,25 +222,41 @@ int cmd_attack(int argc, char **argv) {
     Opts *o = xcalloc(1, sizeof *o);
     AttackResult *res = xcalloc(MAX_ROWS, sizeof *res);
     Model *m = NULL, *sur[MAX_LIST] = {0};
-    Dataset d = {0};
-    int have_data = 0, rc = 1, nres = 0;
-    long limit, threads;
+    Dataset d = {0}, hdb = {0};
+    int have_data = 0, rc = 1, nres = 0, hash = 0;
+    long limit, threads, topk = 0;
+    uint64_t *db_codes = NULL;
     Db *db = NULL;
     CkptMeta meta;
     AttackKeep keep = {0};
     const char *grid = arg_str(&a, "grid");
     char target_hash[17] = "";
 
-    if (parse_opts(&a, o) < 0) goto done;
+    if (!(m = ckpt_load(ckpt, NULL, NULL, 0, 0, &meta))) goto done;
+    const char *task = arg_set(&a, "task") ? arg_str(&a, "task") : meta_get(&meta, "task");
+    if (!task || !*task) task = str_eq(m->spec.head, "hash") ? "hash" : "classify";
+    if (!str_eq(task, "classify") && !str_eq(task, "hash")) { err_set("--task %s: use classify or hash", task); goto done; }
+    hash = str_eq(task, "hash");
+    if (hash != str_eq(m->spec.head, "hash")) {
+        err_set("%s: --task %s but the model's head is '%s'", ckpt, task, m->spec.head);
+        goto done;
+    }
+    if (parse_opts(&a, o, hash) < 0) goto done;
+    if (!hash && (arg_set(&a, "queries-per-class") || arg_set(&a, "topk")))
+        { err_set("--queries-per-class and --topk apply to hashing checkpoints (--task hash)"); goto done; }
+    if (hash && grid) { err_set("--grid applies to classifiers; hashing attacks write no grid"); goto done; }
     if (arg_int(&a, "limit", 0, 100000000, &limit) < 0 || arg_int(&a, "threads", 0, 256, &threads) < 0) goto done;
     if (threads > 0) openblas_set_num_threads((int)threads);
-    if (!(m = ckpt_load(ckpt, NULL, NULL, 0, 0, &meta))) goto done;
     if (file_sha_hex(ckpt, target_hash) < 0) goto done;
-    if (str_eq(m->spec.head, "hash"))
-        { err_set("%s: a hashing model (head hash); concord attack evaluates classifiers", ckpt); goto done; }
     const char *dname = arg_set(&a, "dataset") ? arg_str(&a, "dataset") : meta_get(&meta, "dataset");
     if (!dname || !*dname) { err_set("%s: the checkpoint does not name its dataset; pass --dataset", ckpt); goto done; }
-    if (dataset_open(dname, arg_str(&a, "data-dir"), SPLIT_TEST, &d) < 0) goto done;
+    if (hash) {
+        if (meta_get(&meta, "topk")) topk = atol(meta_get(&meta, "topk"));
+        if (arg_set(&a, "topk") && arg_int(&a, "topk", 0, 100000000, &topk) < 0) goto done;
+        if (hash_data(&a, &meta, dname, &d, &hdb) < 0) goto done;
+    } else if (dataset_open(dname, arg_str(&a, "data-dir"), SPLIT_TEST, &d) < 0) {
+        goto done;
+    }
     have_data = 1;
     if (o->base.targeted && o->base.target >= m->spec.classes)
         { err_set("--target %d: the model has %d classes (0..%d)", o->base.target, m->spec.classes, m->spec.classes - 1); goto done; }
@@ -198,18 +265,30 @@ int cmd_attack(int argc, char **argv) {
         attack_set_grad(&t, o->grad[g]);
         if (t.grad_source != GRAD_TRANSFER) continue;
         if (!(sur[g] = ckpt_load(t.transfer_ckpt, NULL, NULL, 0, 0, NULL))) goto done;
-        if (model_in_dim(sur[g]) != model_in_dim(m) || model_out_dim(sur[g]) != model_out_dim(m)) {
-            err_set("%s: the surrogate's input (%dx%dx%d) or classes (%d) differ from %s's", t.transfer_ckpt, sur[g]->spec.in_c,
-                    sur[g]->spec.in_h, sur[g]->spec.in_w, sur[g]->spec.classes, ckpt);
+        if (model_in_dim(sur[g]) != model_in_dim(m) || model_out_dim(sur[g]) != model_out_dim(m) ||
+            str_eq(sur[g]->spec.head, "hash") != hash) {
+            err_set("%s: the surrogate's input (%dx%dx%d), %s (%d) or head (%s) differ from %s's", t.transfer_ckpt,
+                    sur[g]->spec.in_c, sur[g]->spec.in_h, sur[g]->spec.in_w, hash ? "bits" : "classes", sur[g]->spec.classes,
+                    sur[g]->spec.head, ckpt);
             goto done;
         }
     }
     int ngrid_rows = 0;
     for (int i = 0; i < o->natk; i++) ngrid_rows += o->neps * (o->atk[i]->uses & AU_GRAD ? o->ngrad : 1);
     if (ngrid_rows > MAX_ROWS) { err_set("concord attack: %d evaluations requested; at most %d per invocation", ngrid_rows, MAX_ROWS); goto done; }
-    if (!arg_flag(&a, "quiet"))
-        printf("attack %s (%s, rule %s) on %s test, %ld examples\n", ckpt, m->spec.arch, m->rule ? m->rule->name : "bp",
-               d.name, limit > 0 && limit < d.n ? limit : (long)d.n);
+    if (hash) {
+        db_codes = xmalloc(sizeof(uint64_t) * (size_t)(hdb.n + 1));
+        model_codes(m, &hdb, 256, db_codes);
+    }
+    if (!arg_flag(&a, "quiet")) {
+        if (hash)
+            printf("attack %s (%s, rule %s, %d-bit hashing) on %s: %ld queries against %d clean database codes, mAP@%s\n",
+                   ckpt, m->spec.arch, m->rule ? m->rule->name : "bp", model_out_dim(m), d.name,
+                   limit > 0 && limit < d.n ? limit : (long)d.n, hdb.n, topk ? "topk" : "all");
+        else
+            printf("attack %s (%s, rule %s) on %s test, %ld examples\n", ckpt, m->spec.arch, m->rule ? m->rule->name : "bp",
+                   d.name, limit > 0 && limit < d.n ? limit : (long)d.n);
+    }
     if (grid) attack_keep_init(&keep, 8, model_in_dim(m));
 
     for (int i = 0; i < o->natk; i++)
@@ -220,6 +299,8 @@ int cmd_attack(int argc, char **argv) {
                 r->p = o->base;
                 r->p.kind = o->atk[i]->kind;
                 r->p.norm = o->atk[i]->norm;
+                r->p.objective = o->atk[i]->objective;
+                if (r->p.objective == OBJ_HASH) { r->p.targeted = o->atk[i]->targeted; r->p.target = -1; }
                 attack_set_eps(&r->p, o->eps[e]);
                 if (o->atk[i]->uses & AU_GRAD) attack_set_grad(&r->p, o->grad[g]);
                 else r->p.grad_source = GRAD_TRUE;
@@ -230,7 +311,12 @@ int cmd_attack(int argc, char **argv) {
                 else if (r->p.kind == ATK_PGD) { if (attack_set_alpha(&r->p, o->alpha) < 0) goto done; }
                 else { r->p.alpha_text[0] = 0; r->p.alpha = 0; }
                 Model *crafter = r->p.grad_source == GRAD_TRANSFER ? sur[g] : m;
-                if (attack_evaluate(m, crafter, &d, (int)limit, &r->p, NULL, NULL, grid ? &keep : NULL, &r->c) < 0) goto done;
+                if (hash) {
+                    if (attack_hash_evaluate(m, crafter, &d, &hdb, db_codes, (int)limit, (int)topk, &r->p, NULL, NULL, &r->c, &r->h) < 0)
+                        goto done;
+                } else if (attack_evaluate(m, crafter, &d, (int)limit, &r->p, NULL, NULL, grid ? &keep : NULL, &r->c) < 0) {
+                    goto done;
+                }
                 nres++;
                 if (grid) {
                     char gp[1100];
@@ -239,7 +325,7 @@ int cmd_attack(int argc, char **argv) {
                 }
                 char fl[128];
                 attack_flags_text(attack_flags(res, nres, nres - 1), fl, sizeof fl);
-                if (!arg_flag(&a, "quiet")) print_row(nres, r, fl);
+                if (!arg_flag(&a, "quiet")) (hash ? print_hash_row : print_row)(nres, r, fl);
             }
         }
 
@@ -256,7 +342,7 @@ int cmd_attack(int argc, char **argv) {
         for (int i = 0; i < nres; i++) {
             char fl[128];
             attack_flags_text(attack_flags(res, nres, i), fl, sizeof fl);
-            print_row(i + 1, &res[i], fl);
+            (hash ? print_hash_row : print_row)(i + 1, &res[i], fl);
         }
     if (!nflagged) printf("masking flags: none\n");
     if (!arg_flag(&a, "no-db")) {
@@ -278,7 +364,8 @@ int cmd_attack(int argc, char **argv) {
                 goto done;
             char abs_ckpt[4096];
             DbEval ev = {.job_key = jk, .run_id = rid ? atoll(rid) : 0, .target_ckpt = realpath(ckpt, abs_ckpt) ? abs_ckpt : ckpt, .target_hash = target_hash,
-                         .transfer_hash = *th ? th : NULL, .dataset = d.name, .split = "test"};
+                         .transfer_hash = *th ? th : NULL, .dataset = d.name, .split = hash ? "query" : "test",
+                         .hash = hash ? &res[i].h : NULL};
             int64_t eval_id;
             if (db_eval_record(db, &ev, &res[i].p, &res[i].c, fl, &eval_id) < 0) goto done;
             if (grid) {
@@ -298,6 +385,8 @@ done:
     for (int g = 0; g < MAX_LIST; g++) model_free(sur[g]);
     model_free(m);
     if (have_data) dataset_close(&d);
+    if (hash && have_data) dataset_close(&hdb);
+    free(db_codes);
     free(res);
     free(o);
     return rc;

@@ -17,9 +17,11 @@ static const char k_usage[] =
     "  training    train / validation accuracy vs epoch per rule\n"
     "  alignment   angle(B,W) and angle to the BP gradient vs epoch per rule, a panel per layer\n"
     "  transfer    surrogate rule x attacked rule robust accuracy (only with transfer evals)\n"
+    "  hash_map_eps  hashing: attacked-query mAP vs eps per rule, a panel per attack x source (only with hashing evals)\n"
     "NAME gets -DATASET_MODEL_KIND appended when the database holds several such groups. Figures without\n"
     "data are skipped with a note. Each rule has a fixed Okabe-Ito colour and dash type.\n"
-    "--report FILE.md writes the markdown report (main table, masking table, runs, figure links); with\n"
+    "--report FILE.md writes the markdown report (main table, masking table, hashing table when present, runs,\n"
+    "figure links); with\n"
     "--report alone no figures are drawn. Needs gnuplot (scripts/deps.sh installs gnuplot-nox).";
 
 static const OptSpec k_opts[] = {

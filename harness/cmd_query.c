@@ -19,6 +19,8 @@ static const char k_usage[] =
     "  masking    true vs feedback vs transfer gradients vs Square side by side per rule and eps, with flags\n"
     "  alignment  per rule/layer/epoch mean angle(B,W), |B|/|W|, angle to the BP gradient\n"
     "  runs       one line per run with its status\n"
+    "  hash-table hashing retrieval: rows rule; clean mAP and attacked-query mAP (against the clean database)\n"
+    "             per attack x gradient source x eps, mean ± sd over seeds (classification reports exclude hashing)\n"
     "--sql runs one read-only statement over the tables and views of docs/results.md.";
 
 static const OptSpec k_opts[] = {
@@ -45,7 +47,7 @@ int cmd_query(int argc, char **argv) {
         return err_die();
     }
     if (!sql) { /* check the name before touching the database */
-        static const char *const names[] = {"table", "curve", "masking", "alignment", "runs"};
+        static const char *const names[] = {"table", "curve", "masking", "alignment", "runs", "hash-table"};
         int ok = 0;
         for (size_t i = 0; i < ARRAY_LEN(names); i++) ok |= str_eq(a.pos[0], names[i]);
         if (!ok) {

@@ -290,6 +290,7 @@ static int run(int argc, char **argv, int finetune) {
         meta_set(&s.meta, "precision_at_100", "%.6f", prec);
         meta_set(&s.meta, "topk", "%ld", topk);
         meta_set(&s.meta, "bits", "%ld", bits);
+        meta_set(&s.meta, "queries_per_class", "%s", arg_str(&a, "queries-per-class")); /* concord attack rebuilds the split */
     } else {
         test_acc = evaluate(m, &test, 256, &test_loss);
         meta_set(&s.meta, "test_loss", "%.6f", test_loss);

@@ -5,6 +5,10 @@
  *   v2  runs gain model_opts, blas_core, blas_threads; evals gain job_key (UNIQUE), eot, queries, p_init,
  *       queries_max, transfer_run, transfer_hash, flags, host, git_rev; artifacts become unique per
  *       (kind, path) (duplicates dropped, newest kept); views eval_view and run_view replace eval_acc.
+ *   v3  the hashing task: runs and evals gain task ('classify' | 'hash'; runs whose model_opts say
+ *       head=hash become 'hash'; a hash run's test_acc is its mAP); evals gain bits, topk, n_db, map_clean,
+ *       map_adv, prec_clean, prec_adv, tmap_clean, tmap_adv, mean_hamming; eval_view labels hashing
+ *       attacks and leaves clean_acc / robust_acc NULL for them; run_view gains task and test_map.
  * A new file is created as v1 and migrated, so every migration runs on every fresh database.
  * Each migration step runs inside the BEGIN IMMEDIATE transaction that bumps user_version, so a crash
  * mid-migration leaves the old version intact and two processes never migrate twice.
@@ -127,8 +131,51 @@ static const char k_migrate_v1_v2[] =
     " r.started, r.finished, r.heartbeat, r.host, r.error"
     " FROM runs r;";
 
+static const char k_migrate_v2_v3[] =
+    "ALTER TABLE runs ADD COLUMN task TEXT NOT NULL DEFAULT 'classify';"
+    "UPDATE runs SET task = 'hash' WHERE model_opts LIKE '%head=hash%';"
+    "ALTER TABLE evals ADD COLUMN task TEXT NOT NULL DEFAULT 'classify';"
+    "ALTER TABLE evals ADD COLUMN bits INTEGER;"
+    "ALTER TABLE evals ADD COLUMN topk INTEGER;"
+    "ALTER TABLE evals ADD COLUMN n_db INTEGER;"
+    "ALTER TABLE evals ADD COLUMN map_clean REAL;"
+    "ALTER TABLE evals ADD COLUMN map_adv REAL;"
+    "ALTER TABLE evals ADD COLUMN prec_clean REAL;"
+    "ALTER TABLE evals ADD COLUMN prec_adv REAL;"
+    "ALTER TABLE evals ADD COLUMN tmap_clean REAL;"
+    "ALTER TABLE evals ADD COLUMN tmap_adv REAL;"
+    "ALTER TABLE evals ADD COLUMN mean_hamming REAL;"
+    "DROP VIEW eval_view;"
+    "CREATE VIEW eval_view AS SELECT"
+    " e.id AS eval_id, e.job_key, e.run_id, r.kind, coalesce(r.rule, '?') AS rule, coalesce(r.model, '?') AS model,"
+    " coalesce(r.dataset, e.dataset, '?') AS dataset, e.dataset AS eval_dataset, e.split, r.init_seed, r.data_seed, r.rule_seed,"
+    " e.target_ckpt, e.task, e.attack, e.norm, e.eps_text, e.eps, e.alpha_text, e.alpha, e.steps, e.restarts, e.eot,"
+    " e.queries, e.targeted, e.grad_source, e.transfer_run, s.rule AS source_rule, s.model AS source_model,"
+    " CASE WHEN e.task = 'hash' THEN 'hash-' || CASE WHEN e.targeted THEN 'targeted' ELSE 'untargeted' END"
+    "  || '-' || CASE WHEN e.attack = 'pgd' THEN 'pgd' || coalesce(e.steps, '') ELSE e.attack END"
+    "  ELSE CASE WHEN e.attack = 'pgd' THEN 'pgd' || coalesce(e.steps, '') ELSE e.attack END"
+    "  || CASE WHEN e.norm = 'l2' THEN '-l2' ELSE '' END"
+    "  || CASE WHEN e.targeted THEN '-targeted' ELSE '' END END AS attack_label,"
+    " CASE WHEN e.attack = 'square' THEN 'black-box'"
+    "  WHEN e.grad_source = 'transfer' THEN 'transfer:' || coalesce(s.rule, '?')"
+    "  WHEN e.grad_source = 'feedback' AND e.eot > 1 THEN 'feedback-eot' || e.eot"
+    "  ELSE e.grad_source END AS source_label,"
+    " e.n, e.n_clean_ok, e.n_robust_ok, e.n_flipped, e.n_zero_grad, e.flags, e.seconds, e.created,"
+    " CASE WHEN e.n > 0 AND e.task = 'classify' THEN 1.0 * e.n_clean_ok / e.n END AS clean_acc,"
+    " CASE WHEN e.n > 0 AND e.task = 'classify' THEN 1.0 * e.n_robust_ok / e.n END AS robust_acc,"
+    " CASE WHEN e.n_clean_ok > 0 THEN 1.0 - 1.0 * e.n_robust_ok / e.n_clean_ok END AS attack_success_rate,"
+    " e.bits, e.topk, e.n_db, e.map_clean, e.map_adv, e.prec_clean, e.prec_adv, e.tmap_clean, e.tmap_adv, e.mean_hamming"
+    " FROM evals e LEFT JOIN runs r ON r.id = e.run_id LEFT JOIN runs s ON s.id = e.transfer_run;"
+    "DROP VIEW run_view;"
+    "CREATE VIEW run_view AS SELECT"
+    " r.id, r.job_key, r.kind, r.parent_run, r.rule, r.model, r.dataset, r.data_seed, r.init_seed, r.rule_seed,"
+    " r.status, (SELECT COUNT(*) FROM epochs p WHERE p.run_id = r.id) AS epochs, r.test_acc, r.val_acc,"
+    " r.started, r.finished, r.heartbeat, r.host, r.error, r.task,"
+    " CASE WHEN r.task = 'hash' THEN r.test_acc END AS test_map"
+    " FROM runs r;";
+
 typedef struct Migration { int from; const char *sql; } Migration;
-static const Migration k_migrations[] = {{0, k_schema_v1}, {1, k_migrate_v1_v2}};
+static const Migration k_migrations[] = {{0, k_schema_v1}, {1, k_migrate_v1_v2}, {2, k_migrate_v2_v3}};
 _Static_assert(ARRAY_LEN(k_migrations) == DB_SCHEMA_VERSION, "one migration per schema version");
 
 /* ---- statement helpers: 0 ok, DB_RETRY on busy, -1 with err_set ---- */
@@ -340,6 +387,12 @@ static const char *host_name(const char *given, char *buf, size_t n) {
 
 typedef struct RunBeginCtx { const DbRun *r; int64_t id; } RunBeginCtx;
 
+/* The run's task: given, else 'hash' when its model options name the hashing head. */
+static const char *run_task(const DbRun *r) {
+    if (r->task) return r->task;
+    return r->model_opts && strstr(r->model_opts, "head=hash") ? "hash" : "classify";
+}
+
 static int run_begin_body(Db *db, void *vctx) {
     RunBeginCtx *c = vctx;
     const DbRun *r = c->r;
@@ -372,10 +425,10 @@ static int run_begin_body(Db *db, void *vctx) {
     static const char cols[] =
         "job_key, kind, parent_run, rule, rule_opts, model, model_opts, dataset, data_seed, init_seed, rule_seed,"
         " config_json, config_hash, status, heartbeat, host, git_rev, blas_core, blas_threads, started, finished,"
-        " ckpt_path, ckpt_hash, test_acc, val_acc, error";
+        " ckpt_path, ckpt_hash, test_acc, val_acc, error, task";
     static const char vals[] =
         "?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, 'running', datetime('now'), ?14, ?15, ?16, ?17,"
-        " datetime('now'), NULL, NULL, NULL, NULL, NULL, NULL";
+        " datetime('now'), NULL, NULL, NULL, NULL, NULL, NULL, ?19";
     char sql[1024];
     if (existing) snprintf(sql, sizeof sql, "UPDATE runs SET (%s) = (%s) WHERE id = ?18", cols, vals);
     else snprintf(sql, sizeof sql, "INSERT INTO runs(%s) VALUES(%s)", cols, vals);
@@ -398,6 +451,7 @@ static int run_begin_body(Db *db, void *vctx) {
     bind_text(st, 16, r->blas_core);
     sqlite3_bind_int(st, 17, r->blas_threads);
     if (existing) sqlite3_bind_int64(st, 18, existing);
+    bind_text(st, 19, run_task(r));
     if ((rc = db_step(db, st, "recording a run"))) return rc;
     c->id = existing ? existing : sqlite3_last_insert_rowid(db->h);
     if (existing && !r->resume) {
@@ -415,6 +469,8 @@ int db_run_begin(Db *db, const DbRun *r, int64_t *run_id) {
     CHECK(db && r && run_id);
     if (r->kind && !str_eq(r->kind, "train") && !str_eq(r->kind, "finetune"))
         return err_set("%s: run kind '%s' is not train or finetune", db->path, r->kind);
+    if (!str_eq(run_task(r), "classify") && !str_eq(run_task(r), "hash"))
+        return err_set("%s: run task '%s' is not classify or hash", db->path, run_task(r));
     RunBeginCtx c = {r, 0};
     if (db_write(db, run_begin_body, &c) < 0) return -1;
     *run_id = c.id;
@@ -590,7 +646,8 @@ static int eval_body(Db *db, void *vctx) {
         "alpha_text", "alpha", "steps", "restarts", "random_start", "targeted", "target", "grad_source",
         "transfer_ckpt", "transfer_run", "transfer_hash", "eot", "queries", "p_init", "seed", "batch",
         "n", "n_clean_ok", "n_robust_ok", "n_flipped", "n_zero_grad", "mean_linf", "mean_l2", "mean_loss",
-        "seconds", "queries_max", "flags", "host", "git_rev", "created"};
+        "seconds", "queries_max", "flags", "host", "git_rev", "task", "bits", "topk", "n_db", "map_clean", "map_adv",
+        "prec_clean", "prec_adv", "tmap_clean", "tmap_adv", "mean_hamming", "created"};
     enum { NCOL = (int)ARRAY_LEN(cols) };
     char sql[4096];
     int k = snprintf(sql, sizeof sql, "INSERT INTO evals(");
@@ -647,6 +704,17 @@ static int eval_body(Db *db, void *vctx) {
     bind_text(st, i++, x->flags ? x->flags : "");
     bind_text(st, i++, host_name(e->host, hostbuf, sizeof hostbuf));
     bind_text(st, i++, e->git_rev);
+    const HashCounts *hc = e->hash;
+    bind_text(st, i++, hc ? "hash" : "classify");
+    if (hc) {
+        sqlite3_bind_int(st, i++, hc->bits);
+        sqlite3_bind_int(st, i++, hc->topk);
+        sqlite3_bind_int64(st, i++, hc->n_db);
+        const double v[] = {hc->map_clean, hc->map_adv, hc->prec_clean, hc->prec_adv, hc->tmap_clean, hc->tmap_adv, hc->mean_hamming};
+        for (size_t j = 0; j < ARRAY_LEN(v); j++) bind_real(st, i++, v[j]);
+    } else {
+        for (int j = 0; j < 10; j++) sqlite3_bind_null(st, i++);
+    }
     CHECK(i == NCOL);
     rc = sqlite3_step(st);
     if (rc == SQLITE_ROW) x->id = sqlite3_column_int64(st, 0);
@@ -658,6 +726,9 @@ static int eval_body(Db *db, void *vctx) {
 int db_eval_record(Db *db, const DbEval *e, const AttackParams *p, const EvalCounts *c, const char *flags,
                    int64_t *eval_id) {
     CHECK(db && e && p && c);
+    if ((e->hash != NULL) != (p->objective == OBJ_HASH))
+        return err_set("%s: a %s attack recorded %s hashing scores; this is a caller bug", db->path,
+                       p->objective == OBJ_HASH ? "hashing" : "classification", e->hash ? "with" : "without");
     if (c->n_robust_ok > c->n_clean_ok || c->n_clean_ok > c->n)
         return err_set("%s: inconsistent eval counts (n %ld, clean-correct %ld, robust-correct %ld); this is an "
                        "attack bug", db->path, c->n, c->n_clean_ok, c->n_robust_ok);

@@ -11,7 +11,9 @@
  * produces two rows: an eval is upserted in place, and a run that did not finish is reset in place
  * (same id). That is also what makes a future `db merge` of shards idempotent.
  *
- * Accuracies are stored as fractions in [0,1]; NaN is stored as NULL. Times are UTC text
+ * Accuracies (and mAP, precision) are stored as fractions in [0,1]; NaN is stored as NULL. Tasks: a run or
+ * eval is 'classify' or 'hash' (deep-hashing retrieval); a hash run's test_acc holds its mAP, and a hash
+ * eval keeps its scores in the map_* / prec_* columns (DbEval.hash). Times are UTC text
  * 'YYYY-MM-DD HH:MM:SS' (SQLite's datetime('now')).
  * Not for: rendering (query.h prints reports, plot.h draws figures) or deciding what to run.
  */
@@ -22,7 +24,7 @@
 #include "../attacks/attack.h"
 #include "../harness/train.h"
 
-#define DB_SCHEMA_VERSION 2
+#define DB_SCHEMA_VERSION 3
 
 typedef struct Db Db;
 struct sqlite3;
@@ -47,6 +49,8 @@ typedef struct DbRun {
     int blas_threads;
     int resume;               /* 1: when an unfinished row with this job_key exists, keep its epoch and
                                  alignment rows (training resumes from a checkpoint); 0: clear them */
+    const char *task;         /* "classify" | "hash"; NULL = "hash" when model_opts contains head=hash,
+                                 else "classify". A hash run's test_acc is its mAP. */
 } DbRun;
 
 /* Who was attacked, on what; the attack itself is an AttackParams, the outcome an EvalCounts. */
@@ -62,6 +66,8 @@ typedef struct DbEval {
     const char *dataset;      /* data the attack ran on; NULL = the run's dataset */
     const char *split;        /* "test" | "val" | ...; NULL = "test" */
     const char *host, *git_rev; /* host NULL = gethostname() */
+    const HashCounts *hash;   /* hashing evals (AttackParams.objective == OBJ_HASH): the mAP scores; NULL
+                                 for classification (a mismatch with the objective is refused) */
 } DbEval;
 
 /* The path used when --db is not given: $CONCORD_DB if set and non-empty, else "out/concord.db". */

@@ -327,6 +327,8 @@ static int line_figures(Figs *fs, const Pts *p, const LineSpec *ls) {
 #define RULE_ORDER "CASE rule WHEN 'bp' THEN 0 WHEN 'fa' THEN 1 WHEN 'dfa' THEN 2 WHEN 'usf' THEN 3" \
                    " WHEN 'brsf' THEN 4 WHEN 'frsf' THEN 5 ELSE 6 END, rule"
 #define GROUP_EXPR(d, m, k) d " || ' / ' || " m " || ' / ' || coalesce(" k ", '?')"
+/* a run's kind, with hashing runs kept apart from classification ones: "finetune (hash)" */
+#define KIND_TASK "(r.kind || CASE WHEN r.task = 'hash' THEN ' (hash)' ELSE '' END)"
 
 static int fig_robust(Figs *fs) {
     static const char sql[] =
@@ -350,16 +352,39 @@ static int fig_robust(Figs *fs) {
     return rc;
 }
 
+/* Hashing: the attacked queries' mAP vs eps, one line per rule, a panel per attack × source. */
+static int fig_hash(Figs *fs) {
+    static const char sql[] =
+        "SELECT " GROUP_EXPR("dataset", "model", "kind") " || ' / ' || coalesce(bits, '?') || ' bits',"
+        " attack_label || ' (' || source_label || ')', rule, eps, avg(100.0 * map_adv),"
+        " CASE WHEN count(*) > 1 THEN sqrt(max(0, (sum(10000.0 * map_adv * map_adv)"
+        " - count(*) * avg(100.0 * map_adv) * avg(100.0 * map_adv)) / (count(*) - 1))) END"
+        " FROM eval_view WHERE task = 'hash' AND map_adv IS NOT NULL"
+        " GROUP BY dataset, model, kind, bits, attack_label, source_label, rule, eps"
+        " ORDER BY dataset, model, kind, bits, attack_label,"
+        " CASE WHEN grad_source = 'true' THEN 0 WHEN grad_source = 'feedback' THEN 1 ELSE 2 END, source_label, " RULE_ORDER ", eps";
+    Pts p = {0};
+    int rc = pts_load(fs->db, sql, &p);
+    if (rc == 0 && p.n == 0) fprintf(stderr, "plot: no hashing evals in %s; skipping hash_map_eps\n", db_path(fs->db));
+    if (rc == 0 && p.n) {
+        LineSpec ls = {"hash_map_eps", "mAP of attacked queries vs eps (mean ± sd over seeds)", "eps", "mAP (%)",
+                       "[0:100]", 1, 0, 3, "bottom left"};
+        rc = line_figures(fs, &p, &ls);
+    }
+    free(p.v);
+    return rc;
+}
+
 static int fig_training(Figs *fs) {
     static const char sql[] =
         "SELECT g, panel, rule, epoch, y, NULL FROM ("
-        " SELECT " GROUP_EXPR("r.dataset", "r.model", "r.kind") " AS g, r.dataset, r.model, r.kind, r.rule AS rule,"
-        "  0 AS pk, 'training accuracy' AS panel, e.epoch AS epoch, avg(100.0 * e.train_acc) AS y"
-        "  FROM epochs e JOIN runs r ON r.id = e.run_id GROUP BY r.dataset, r.model, r.kind, r.rule, e.epoch"
+        " SELECT " GROUP_EXPR("r.dataset", "r.model", KIND_TASK) " AS g, r.dataset, r.model, " KIND_TASK " AS kind,"
+        "  r.rule AS rule, 0 AS pk, 'training accuracy' AS panel, e.epoch AS epoch, avg(100.0 * e.train_acc) AS y"
+        "  FROM epochs e JOIN runs r ON r.id = e.run_id GROUP BY r.dataset, r.model, r.kind, r.task, r.rule, e.epoch"
         " UNION ALL"
-        " SELECT " GROUP_EXPR("r.dataset", "r.model", "r.kind") ", r.dataset, r.model, r.kind, r.rule,"
-        "  1, 'validation accuracy', e.epoch, avg(100.0 * e.val_acc)"
-        "  FROM epochs e JOIN runs r ON r.id = e.run_id GROUP BY r.dataset, r.model, r.kind, r.rule, e.epoch)"
+        " SELECT " GROUP_EXPR("r.dataset", "r.model", KIND_TASK) ", r.dataset, r.model, " KIND_TASK ", r.rule,"
+        "  1, CASE WHEN r.task = 'hash' THEN 'validation mAP' ELSE 'validation accuracy' END, e.epoch, avg(100.0 * e.val_acc)"
+        "  FROM epochs e JOIN runs r ON r.id = e.run_id GROUP BY r.dataset, r.model, r.kind, r.task, r.rule, e.epoch)"
         " WHERE y IS NOT NULL ORDER BY dataset, model, kind, pk, " RULE_ORDER ", epoch";
     Pts p = {0};
     int rc = pts_load(fs->db, sql, &p);
@@ -389,10 +414,10 @@ static int fig_alignment(Figs *fs) {
     char sql[4096];
     snprintf(sql, sizeof sql,
              "WITH lo AS (SELECT layer, min(rowid) AS k FROM alignment GROUP BY layer),"
-             " m AS (SELECT r.dataset, r.model, r.kind, r.rule AS rule, %s AS lk, %s AS lname, a.epoch,"
+             " m AS (SELECT r.dataset, r.model, " KIND_TASK " AS kind, r.rule AS rule, %s AS lk, %s AS lname, a.epoch,"
              "  avg(a.angle_bw) AS bw, avg(a.grad_angle) AS ga"
              "  FROM alignment a JOIN runs r ON r.id = a.run_id JOIN lo ON lo.layer = a.layer"
-             "  GROUP BY r.dataset, r.model, r.kind, r.rule, lname, a.epoch)"
+             "  GROUP BY r.dataset, r.model, r.kind, r.task, r.rule, lname, a.epoch)"
              " SELECT g, panel, rule, epoch, y, NULL FROM ("
              "  SELECT " GROUP_EXPR("dataset", "model", "kind") " AS g, dataset, model, kind, lk, 0 AS pk,"
              "   lname || 'angle(B, W)' AS panel, rule, epoch, bw AS y FROM m"
@@ -505,7 +530,7 @@ int plot_all(Db *db, const PlotOpts *o, int *nfigures) {
     Figs fs = {o, db, "", 0};
     if (gnuplot_find(o->gnuplot, fs.gp, sizeof fs.gp) < 0) return -1;
     if (mkdir_p(o->out_dir) < 0) return -1;
-    int (*const figs[])(Figs *) = {fig_robust, fig_training, fig_alignment, fig_transfer};
+    int (*const figs[])(Figs *) = {fig_robust, fig_training, fig_alignment, fig_transfer, fig_hash};
     for (size_t i = 0; i < ARRAY_LEN(figs); i++)
         if (figs[i](&fs) < 0) return -1;
     if (nfigures) *nfigures = fs.drawn;
@@ -540,6 +565,24 @@ int plot_report_md(Db *db, const char *path) {
               "feedback gradient is masking, not robust.\n\n", f);
         if (db_count(db, "evals") > 0) rc = query_report(db, "masking", QF_MD, f);
         else fputs("_No attack evaluations recorded yet._\n", f);
+    }
+    if (rc == 0) {
+        sqlite3_stmt *st = NULL;
+        int have_hash = 0;
+        if (sqlite3_prepare_v2(db_sqlite(db), "SELECT EXISTS(SELECT 1 FROM evals WHERE task = 'hash')"
+                               " OR EXISTS(SELECT 1 FROM runs WHERE task = 'hash')", -1, &st, NULL) == SQLITE_OK &&
+            sqlite3_step(st) == SQLITE_ROW)
+            have_hash = sqlite3_column_int(st, 0);
+        else
+            rc = err_set("%s: %s", db_path(db), sqlite3_errmsg(db_sqlite(db)));
+        sqlite3_finalize(st);
+        if (rc == 0 && have_hash) {
+            fputs("\n## Hashing retrieval: mAP under attack\n\n"
+                  "mAP (percent) of the query set against the clean database codes: the run's clean mAP, then the "
+                  "mAP of the attacked queries per attack, gradient source and eps (only the queries are "
+                  "perturbed).\n\n", f);
+            rc = query_report(db, "hash-table", QF_MD, f);
+        }
     }
     if (rc == 0) {
         fputs("\n## Runs\n\n", f);

@@ -14,6 +14,10 @@
  *                (mean over layers when there are more than 6)
  *   transfer     transfer matrix: surrogate (source) rule × attacked (target) rule, robust accuracy,
  *                a panel per attack × eps
+ *   hash_map_eps hashing: mAP of the attacked queries vs eps, one line per rule (± sd over seeds), a panel
+ *                per attack × source; the group carries the code length ("... / 32 bits")
+ * Hashing runs form their own groups in training and alignment (kind "finetune (hash)"; their validation
+ * panel is the validation mAP); robust_eps and transfer cover classification evals only.
  * A figure whose data is absent is skipped with a note on stderr.
  * Not for: adversarial-example grids (PNG files written by the attack command).
  */
@@ -32,8 +36,9 @@ typedef struct PlotOpts {
  * "gnuplot not found; install gnuplot-nox (scripts/deps.sh does)". */
 int plot_all(Db *db, const PlotOpts *o, int *nfigures);
 
-/* Writes a markdown report: the main table and the masking table (query.h, md format), a run summary,
- * and links to the figure PNGs recorded in the database. Temp-then-rename; recorded as an artifact
+/* Writes a markdown report: the main table and the masking table (query.h, md format), the hashing table
+ * (hash-table) when the database holds hashing runs or evals, a run summary, and links to the figure PNGs
+ * recorded in the database. Temp-then-rename; recorded as an artifact
  * (kind "report"). */
 int plot_report_md(Db *db, const char *path);
 

@@ -273,21 +273,33 @@ static const char *col_text(sqlite3_stmt *st, int i) {
 
 /* One aggregated robust-accuracy cell of the eval_view. */
 typedef struct Cell {
-    char dataset[64], model[64], kind[16], rule[32], attack[48], source[64], eps_text[32], flags[256];
+    char dataset[64], model[64], kind[48], rule[32], attack[48], source[64], eps_text[32], flags[256];
     double eps;
     int square;
     Stat robust, asr;
 } Cell;
 typedef struct Cells { Cell *v; int n, cap; } Cells;
 
-static int cells_load(Db *db, Cells *cs) {
-    static const char sql[] =
+/* The kind column of hashing rows carries the code length: "finetune / 32 bits". */
+#define HASH_KIND(kind, bits) "coalesce(" kind ", '?') || ' / ' || coalesce(" bits ", '?') || ' bits'"
+
+/* Cells of one task: classification (robust accuracy %) or hashing (attacked mAP %). */
+static int cells_load(Db *db, Cells *cs, int hash) {
+    static const char sql_classify[] =
         "SELECT dataset, model, coalesce(kind, '?'), rule, attack_label, source_label, eps_text, eps,"
         " avg(100.0 * robust_acc), sum(100.0 * robust_acc * 100.0 * robust_acc), count(robust_acc),"
         " avg(100.0 * attack_success_rate), sum(100.0 * attack_success_rate * 100.0 * attack_success_rate),"
         " count(attack_success_rate), coalesce(group_concat(DISTINCT nullif(flags, '')), ''), attack = 'square'"
-        " FROM eval_view GROUP BY 1, 2, 3, 4, 5, 6, 7"
+        " FROM eval_view WHERE task = 'classify' GROUP BY 1, 2, 3, 4, 5, 6, 7"
         " ORDER BY 1, 2, 3, " RULE_RANK("rule") ", 4, " ATTACK_RANK ", 5, " SOURCE_RANK ", 6, 8";
+    static const char sql_hash[] =
+        "SELECT dataset, model, " HASH_KIND("kind", "bits") ", rule, attack_label, source_label, eps_text, eps,"
+        " avg(100.0 * map_adv), sum(100.0 * map_adv * 100.0 * map_adv), count(map_adv),"
+        " avg(100.0 * attack_success_rate), sum(100.0 * attack_success_rate * 100.0 * attack_success_rate),"
+        " count(attack_success_rate), coalesce(group_concat(DISTINCT nullif(flags, '')), ''), 0"
+        " FROM eval_view WHERE task = 'hash' GROUP BY 1, 2, 3, 4, 5, 6, 7"
+        " ORDER BY 1, 2, 3, " RULE_RANK("rule") ", 4, 5, " SOURCE_RANK ", 6, 8";
+    const char *sql = hash ? sql_hash : sql_classify;
     sqlite3_stmt *st = NULL;
     if (sqlite3_prepare_v2(db_sqlite(db), sql, -1, &st, NULL) != SQLITE_OK) return sql_fail(db, "reading evals");
     int rc;
@@ -320,14 +332,23 @@ static int cells_load(Db *db, Cells *cs) {
 /* Clean accuracy per (dataset, model, kind, rule) over runs: the run's final test accuracy, or the
  * clean accuracy its evals measured when the run recorded none. Runs that were neither finished nor
  * attacked are left out. */
-typedef struct Clean { char dataset[64], model[64], kind[16], rule[32]; Stat s; } Clean;
-static int clean_load(Db *db, Clean **out, int *n) {
-    static const char sql[] =
+typedef struct Clean { char dataset[64], model[64], kind[48], rule[32]; Stat s; } Clean;
+static int clean_load(Db *db, Clean **out, int *n, int hash) {
+    static const char sql_classify[] =
         "SELECT dataset, model, kind, rule, avg(a), sum(a * a), count(a) FROM ("
         " SELECT r.dataset, r.model, r.kind, r.rule, 100.0 * coalesce(r.test_acc,"
         "  (SELECT avg(clean_acc) FROM eval_view v WHERE v.run_id = r.id)) AS a"
-        " FROM runs r WHERE r.status = 'finished' OR EXISTS(SELECT 1 FROM evals e WHERE e.run_id = r.id))"
+        " FROM runs r WHERE r.task = 'classify' AND (r.status = 'finished' OR EXISTS(SELECT 1 FROM evals e WHERE e.run_id = r.id)))"
         " GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, " RULE_RANK("rule") ", 4";
+    /* a hash run's test_acc is its mAP; its bits come from its evals, else from model_opts (classes=K) */
+    static const char sql_hash[] =
+        "SELECT dataset, model, kind, rule, avg(a), sum(a * a), count(a) FROM ("
+        " SELECT r.dataset, r.model, " HASH_KIND("r.kind", "coalesce((SELECT max(e.bits) FROM evals e WHERE e.run_id = r.id),"
+        "  CASE WHEN instr(r.model_opts, 'classes=') > 0 THEN CAST(substr(r.model_opts, instr(r.model_opts, 'classes=') + 8) AS INTEGER) END)")
+        " AS kind, r.rule, 100.0 * coalesce(r.test_acc, (SELECT avg(map_clean) FROM evals v WHERE v.run_id = r.id)) AS a"
+        " FROM runs r WHERE r.task = 'hash' AND (r.status = 'finished' OR EXISTS(SELECT 1 FROM evals e WHERE e.run_id = r.id)))"
+        " GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, " RULE_RANK("rule") ", 4";
+    const char *sql = hash ? sql_hash : sql_classify;
     sqlite3_stmt *st = NULL;
     if (sqlite3_prepare_v2(db_sqlite(db), sql, -1, &st, NULL) != SQLITE_OK) return sql_fail(db, "reading runs");
     int cap = 0, rc;
@@ -360,7 +381,7 @@ static int rule_rank(const char *r) {
 }
 
 /* A row of the table report: one (dataset, model, kind, rule). */
-typedef struct TRow { char dataset[64], model[64], kind[16], rule[32]; Stat clean; } TRow;
+typedef struct TRow { char dataset[64], model[64], kind[48], rule[32]; Stat clean; } TRow;
 static int trow_cmp(const void *a, const void *b) {
     const TRow *x = a, *y = b;
     int c;
@@ -455,7 +476,18 @@ static int same_group(const TRow *a, const TRow *b) {
 
 /* Prints the block of rows [g0,g1) (one group) and columns [j0,j1) (one attack × source; empty = clean
  * accuracy only). Returns 0 without printing when the group has no cell in those columns. */
-static int table_block(const Layout *l, const Cells *cs, int g0, int g1, int j0, int j1, int fmt, int nth, FILE *out) {
+/* What a table report shows: the classification table (accuracy %) or the hashing table (mAP %). */
+typedef struct TableSpec {
+    int hash;                  /* cells_load / clean_load task */
+    const char *attacked;      /* block title: "robust accuracy", "mAP" */
+    const char *clean;         /* clean-only block title: "clean accuracy", "clean mAP" */
+    int decimals;
+} TableSpec;
+static const TableSpec k_table_classify = {0, "robust accuracy", "clean accuracy", 1};
+static const TableSpec k_table_hash = {1, "mAP", "clean mAP", 2};
+
+static int table_block(const TableSpec *ts, const Layout *l, const Cells *cs, int g0, int g1, int j0, int j1, int fmt,
+                       int nth, FILE *out) {
     int any = j0 == j1;
     for (int i = g0; i < g1 && !any; i++)
         for (int j = j0; j < j1 && !any; j++)
@@ -464,10 +496,10 @@ static int table_block(const Layout *l, const Cells *cs, int g0, int g1, int j0,
     const TRow *gr = &l->rows[g0];
     QTab *t = qtab_new(fmt);
     if (j0 < j1)
-        snprintf(t->title, sizeof t->title, "%s / %s / %s: robust accuracy %% under %s (%s gradient)", gr->dataset,
-                 gr->model, gr->kind, l->cols[j0].attack, l->cols[j0].source);
+        snprintf(t->title, sizeof t->title, "%s / %s / %s: %s %% under %s (%s gradient)", gr->dataset, gr->model,
+                 gr->kind, ts->attacked, l->cols[j0].attack, l->cols[j0].source);
     else
-        snprintf(t->title, sizeof t->title, "%s / %s / %s: clean accuracy %%", gr->dataset, gr->model, gr->kind);
+        snprintf(t->title, sizeof t->title, "%s / %s / %s: %s %%", gr->dataset, gr->model, gr->kind, ts->clean);
     qtab_col(t, "rule", 0);
     qtab_col(t, "runs", 1);
     int cclean = qtab_stat_col(t, "clean");
@@ -482,10 +514,10 @@ static int table_block(const Layout *l, const Cells *cs, int g0, int g1, int j0,
         int row = qtab_row(t);
         qtab_set_text(t, row, 0, r->rule);
         qtab_set(t, row, 1, "%ld", r->clean.n);
-        qtab_set_stat(t, row, cclean, r->clean, 1);
+        qtab_set_stat(t, row, cclean, r->clean, ts->decimals);
         for (int j = j0; j < j1; j++) {
             const Cell *c = cell_find(cs, r, l->cols[j].attack, l->cols[j].source, l->cols[j].eps_text);
-            if (c) qtab_set_stat(t, row, c0 + (j - j0), c->robust, 1);
+            if (c) qtab_set_stat(t, row, c0 + (j - j0), c->robust, ts->decimals);
         }
     }
     if (nth && fmt == QF_TEXT) fputc('\n', out);
@@ -494,14 +526,16 @@ static int table_block(const Layout *l, const Cells *cs, int g0, int g1, int j0,
     return 1;
 }
 
-static int report_table(Db *db, int fmt, FILE *out) {
+static int table_report(const TableSpec *ts, Db *db, int fmt, FILE *out) {
     Cells cs = {0};
     Clean *cl = NULL;
     int ncl = 0;
-    if (cells_load(db, &cs) < 0 || clean_load(db, &cl, &ncl) < 0) { free(cs.v); free(cl); return -1; }
+    if (cells_load(db, &cs, ts->hash) < 0 || clean_load(db, &cl, &ncl, ts->hash) < 0) { free(cs.v); free(cl); return -1; }
     Layout l;
     layout_build(&cs, cl, ncl, &l);
-    if (!l.nrows) fprintf(stderr, "query table: no finished runs and no evals in %s\n", db_path(db));
+    if (!l.nrows)
+        fprintf(stderr, "query %s: no finished %sruns and no %sevals in %s\n", ts->hash ? "hash-table" : "table",
+                ts->hash ? "hashing " : "", ts->hash ? "hashing " : "", db_path(db));
     if (fmt == QF_CSV || fmt == QF_JSON || l.nrows == 0) { /* one wide table */
         QTab *t = qtab_new(fmt);
         qtab_col(t, "dataset", 0);
@@ -524,10 +558,10 @@ static int report_table(Db *db, int fmt, FILE *out) {
             qtab_set_text(t, row, 2, r->kind);
             qtab_set_text(t, row, 3, r->rule);
             qtab_set(t, row, 4, "%ld", r->clean.n);
-            qtab_set_stat(t, row, cclean, r->clean, 1);
+            qtab_set_stat(t, row, cclean, r->clean, ts->decimals);
             for (int j = 0; j < l.ncols; j++) {
                 const Cell *c = cell_find(&cs, r, l.cols[j].attack, l.cols[j].source, l.cols[j].eps_text);
-                if (c) qtab_set_stat(t, row, cc[j], c->robust, 1);
+                if (c) qtab_set_stat(t, row, cc[j], c->robust, ts->decimals);
             }
         }
         qtab_print(t, fmt, out);
@@ -542,10 +576,10 @@ static int report_table(Db *db, int fmt, FILE *out) {
             for (int j0 = 0; j0 < l.ncols;) {
                 int j1 = j0;
                 while (j1 < l.ncols && str_eq(l.cols[j1].attack, l.cols[j0].attack) && str_eq(l.cols[j1].source, l.cols[j0].source)) j1++;
-                if (table_block(&l, &cs, g0, g1, j0, j1, fmt, blocks, out)) { blocks++; printed = 1; }
+                if (table_block(ts, &l, &cs, g0, g1, j0, j1, fmt, blocks, out)) { blocks++; printed = 1; }
                 j0 = j1;
             }
-            if (!printed && table_block(&l, &cs, g0, g1, 0, 0, fmt, blocks, out)) blocks++; /* clean only */
+            if (!printed && table_block(ts, &l, &cs, g0, g1, 0, 0, fmt, blocks, out)) blocks++; /* clean only */
             g0 = g1;
         }
     }
@@ -555,9 +589,14 @@ static int report_table(Db *db, int fmt, FILE *out) {
     return 0;
 }
 
+static int report_table(Db *db, int fmt, FILE *out) { return table_report(&k_table_classify, db, fmt, out); }
+/* hash-table: rows rule (per dataset / model / kind / bits); clean mAP, then the attacked queries' mAP
+ * against the clean database per attack × source × eps (percent, 2 decimals). */
+static int report_hash_table(Db *db, int fmt, FILE *out) { return table_report(&k_table_hash, db, fmt, out); }
+
 static int report_curve(Db *db, int fmt, FILE *out) {
     Cells cs = {0};
-    if (cells_load(db, &cs) < 0) { free(cs.v); return -1; }
+    if (cells_load(db, &cs, 0) < 0) { free(cs.v); return -1; }
     if (!cs.n) fprintf(stderr, "query curve: no evals in %s\n", db_path(db));
     QTab *t = qtab_new(fmt);
     const char *const names[] = {"dataset", "model", "kind", "rule", "attack", "source", "eps_text"};
@@ -582,7 +621,7 @@ static int report_curve(Db *db, int fmt, FILE *out) {
 
 static int report_masking(Db *db, int fmt, FILE *out) {
     Cells cs = {0};
-    if (cells_load(db, &cs) < 0) { free(cs.v); return -1; }
+    if (cells_load(db, &cs, 0) < 0) { free(cs.v); return -1; }
     /* sources of the gradient attacks become columns; Square sits beside them at the same eps */
     char (*src)[64] = xcalloc((size_t)cs.n + 1, sizeof *src);
     int nsrc = 0, have_square = 0;
@@ -730,10 +769,10 @@ static int report_runs(Db *db, int fmt, FILE *out) {
 typedef struct Report { const char *name; int (*fn)(Db *db, int fmt, FILE *out); } Report;
 static const Report k_reports[] = {
     {"table", report_table}, {"curve", report_curve}, {"masking", report_masking},
-    {"alignment", report_alignment}, {"runs", report_runs},
+    {"alignment", report_alignment}, {"runs", report_runs}, {"hash-table", report_hash_table},
 };
 
-const char *query_report_names(void) { return "table, curve, masking, alignment, runs"; }
+const char *query_report_names(void) { return "table, curve, masking, alignment, runs, hash-table"; }
 
 int query_report(Db *db, const char *report, int fmt, FILE *out) {
     CHECK(fmt >= 0 && fmt < QF_COUNT);

@@ -10,6 +10,9 @@
  *              the Square attack at the same eps, and the masking flags the attack module recorded.
  *   alignment  per (rule, layer, epoch): mean angle(B,W), |B|/|W| and angle to the BP gradient.
  *   runs       one line per run with its status.
+ *   hash-table the hashing task: rows (dataset, model, kind / bits, rule); clean mAP (the run's), then the
+ *              mAP of the attacked queries against the clean database per attack × gradient source × eps
+ *              (mAP in percent); laid out like `table`. The other reports cover classification only.
  * Not for: writing to the database (db.h) or drawing (plot.h).
  */
 #ifndef CONCORD_QUERY_H
@@ -22,7 +25,7 @@ enum { QF_TEXT, QF_CSV, QF_MD, QF_JSON, QF_COUNT };
 
 /* "text" | "csv" | "md" | "json" -> QF_*; -1 with err_set listing the formats. */
 int query_format_parse(const char *name, int *fmt);
-/* "table, curve, masking, alignment, runs" */
+/* "table, curve, masking, alignment, runs, hash-table" */
 const char *query_report_names(void);
 /* Prints one report to out. Unknown report: -1 with err_set listing the reports. A report with no data
  * prints its header (text/md/csv) or [] (json) and a note on stderr. */

@@ -294,7 +294,7 @@ TEST(attack_eps0_reproduces_clean_accuracy) {
         T_ASSERT_MSG(c.n_robust_ok == c.n_clean_ok && c.n_flipped == 0, "%s eps 0: clean %ld robust %ld flipped %ld", atk[a],
                      c.n_clean_ok, c.n_robust_ok, c.n_flipped);
         T_ASSERT(c.mean_linf == 0);
-        AttackResult res = {p, c};
+        AttackResult res = {.p = p, .c = c};
         T_ASSERT(!(attack_flags(&res, 1, 0) & MASK_EPS0));
     }
     double acc = evaluate(m, &d, 64, NULL);

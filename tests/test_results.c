@@ -284,7 +284,7 @@ TEST(db_migrate_v1) {
     Db *db = NULL;
     T_ASSERT(db_open(path, &db) == 0);
     if (!db) { fprintf(stderr, "    %s\n", err_msg()); return; }
-    T_EQ_INT(db_schema_version(db), 2);
+    T_EQ_INT(db_schema_version(db), DB_SCHEMA_VERSION);
     T_EQ_INT(db_count(db, "runs"), 2);
     T_EQ_INT(db_count(db, "epochs"), 2);
     T_EQ_INT(db_count(db, "evals"), 2);
@@ -684,7 +684,7 @@ TEST(query_cli) {
     free(out); free(err);
     char *a7[] = {"info", "--db", path, NULL};
     T_EQ_INT(run_cmd(cmd_db, a7, &out, &err), 0);
-    T_CONTAINS(out, "schema version  2");
+    T_CONTAINS(out, "schema version  3");
     T_CONTAINS(out, "evals           20 rows");
     T_CONTAINS(out, "finished 5");
     free(out); free(err);
@@ -692,7 +692,7 @@ TEST(query_cli) {
     tpath(fresh, sizeof fresh, "cli/fresh.db");
     char *a8[] = {"init", "--db", fresh, NULL};
     T_EQ_INT(run_cmd(cmd_db, a8, &out, &err), 0);
-    T_CONTAINS(out, "schema version 2");
+    T_CONTAINS(out, "schema version 3");
     free(out); free(err);
     char *a9[] = {"frobnicate", NULL};
     T_EQ_INT(run_cmd(cmd_db, a9, &out, &err), 1);
@@ -912,4 +912,266 @@ TEST(plot_report_md) {
     }
     free(b);
     T_EQ_INT(sql_long(path, "SELECT COUNT(*) FROM artifacts WHERE kind = 'report'"), 1);
+}
+
+/* ---- the hashing task: v2 -> v3 migration, hash-table, report, figure ---- */
+
+/* A version-2 database by hand: the v2 tables (views reduced to what v2 -> v3 replaces), a hashing run
+ * (model_opts head=hash, its mAP in test_acc), a classifier run and a classification eval. */
+TEST(db_migrate_v2_v3) {
+    char path[512];
+    tpath(path, sizeof path, "v2.db");
+    unlink(path);
+    sqlite3 *h = NULL;
+    T_EQ_INT(sqlite3_open(path, &h), SQLITE_OK);
+    static const char v2[] =
+        "CREATE TABLE runs(id INTEGER PRIMARY KEY, job_key TEXT UNIQUE,"
+        " kind TEXT NOT NULL CHECK(kind IN ('train','finetune')), parent_run INTEGER REFERENCES runs(id),"
+        " rule TEXT NOT NULL, rule_opts TEXT NOT NULL DEFAULT '', model TEXT NOT NULL, dataset TEXT NOT NULL,"
+        " data_seed INTEGER, init_seed INTEGER, rule_seed INTEGER, config_json TEXT, config_hash TEXT,"
+        " status TEXT NOT NULL CHECK(status IN ('running','finished','failed','interrupted')),"
+        " heartbeat TEXT, host TEXT, git_rev TEXT, started TEXT, finished TEXT,"
+        " ckpt_path TEXT, ckpt_hash TEXT, test_acc REAL, val_acc REAL, error TEXT,"
+        " model_opts TEXT NOT NULL DEFAULT '', blas_core TEXT, blas_threads INTEGER);"
+        "CREATE TABLE epochs(run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE, epoch INTEGER NOT NULL,"
+        " lr REAL, train_loss REAL, train_acc REAL, val_loss REAL, val_acc REAL, seconds REAL, samples_per_s REAL,"
+        " PRIMARY KEY(run_id, epoch));"
+        "CREATE TABLE alignment(run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,"
+        " epoch INTEGER NOT NULL, layer TEXT NOT NULL, angle_bw REAL, norm_ratio REAL, grad_angle REAL,"
+        " PRIMARY KEY(run_id, epoch, layer));"
+        "CREATE TABLE evals(id INTEGER PRIMARY KEY, run_id INTEGER REFERENCES runs(id),"
+        " target_ckpt TEXT, target_hash TEXT, dataset TEXT, split TEXT NOT NULL DEFAULT 'test',"
+        " attack TEXT NOT NULL, norm TEXT NOT NULL, eps_text TEXT NOT NULL, eps REAL NOT NULL,"
+        " alpha_text TEXT NOT NULL DEFAULT '', alpha REAL, steps INTEGER, restarts INTEGER, random_start INTEGER,"
+        " targeted INTEGER NOT NULL DEFAULT 0, target INTEGER, grad_source TEXT NOT NULL, transfer_ckpt TEXT,"
+        " seed INTEGER, batch INTEGER, n INTEGER NOT NULL, n_clean_ok INTEGER NOT NULL, n_robust_ok INTEGER NOT NULL,"
+        " n_flipped INTEGER, n_zero_grad INTEGER, mean_linf REAL, mean_l2 REAL, mean_loss REAL, seconds REAL,"
+        " created TEXT, job_key TEXT, eot INTEGER NOT NULL DEFAULT 1, queries INTEGER NOT NULL DEFAULT 0, p_init REAL,"
+        " queries_max INTEGER, transfer_run INTEGER REFERENCES runs(id), transfer_hash TEXT,"
+        " flags TEXT NOT NULL DEFAULT '', host TEXT, git_rev TEXT);"
+        "CREATE TABLE artifacts(id INTEGER PRIMARY KEY, run_id INTEGER REFERENCES runs(id),"
+        " eval_id INTEGER REFERENCES evals(id), kind TEXT NOT NULL CHECK(kind IN ('checkpoint','grid','figure','report')),"
+        " path TEXT NOT NULL, hash TEXT, created TEXT);"
+        "CREATE INDEX evals_run ON evals(run_id);"
+        "CREATE UNIQUE INDEX evals_job_key ON evals(job_key);"
+        "CREATE UNIQUE INDEX artifacts_kind_path ON artifacts(kind, path);"
+        "CREATE VIEW eval_view AS SELECT e.id AS eval_id FROM evals e;"
+        "CREATE VIEW run_view AS SELECT r.id FROM runs r;"
+        "INSERT INTO runs(id, job_key, kind, rule, model, dataset, status, ckpt_path, ckpt_hash, test_acc, model_opts)"
+        " VALUES(1, 'cls', 'train', 'bp', 'lenet5', 'fashion-mnist', 'finished', 'c.ckpt', 'hc', 0.9,"
+        "  'width=1;hidden=256,256;dropout=0.5;head=softmax;in=1x28x28;classes=10'),"
+        "       (2, 'hsh', 'finetune', 'usf', 'lenet5', 'fashion-mnist', 'finished', 'h.ckpt', 'hh', 0.61,"
+        "  'width=1;hidden=256,256;dropout=0.5;head=hash;in=1x28x28;classes=32');"
+        "INSERT INTO evals(run_id, job_key, attack, norm, eps_text, eps, steps, grad_source, n, n_clean_ok, n_robust_ok)"
+        " VALUES(1, 'e1', 'pgd', 'linf', '8/255', 0.0313725, 10, 'true', 100, 80, 30);"
+        "PRAGMA user_version=2;";
+    char *e = NULL;
+    T_EQ_INT(sqlite3_exec(h, v2, NULL, NULL, &e), SQLITE_OK);
+    if (e) { fprintf(stderr, "    %s\n", e); sqlite3_free(e); }
+    sqlite3_close(h);
+    Db *db = NULL;
+    T_ASSERT(db_open(path, &db) == 0);
+    if (!db) { fprintf(stderr, "    %s\n", err_msg()); return; }
+    T_EQ_INT(db_schema_version(db), 3);
+    T_EQ_INT(db_count(db, "runs"), 2);
+    T_EQ_INT(db_count(db, "evals"), 1);
+    /* a hashing eval on the hashing run, recorded twice under one key: one row, and the job is done */
+    AttackParams p = atk(ATK_PGD, GRAD_TRUE, "8/255", 8 / 255.0);
+    p.objective = OBJ_HASH;
+    p.steps = 100;
+    EvalCounts c = counts(50, 50, 40);
+    HashCounts hc = {.bits = 32, .topk = 0, .n_db = 6900, .map_clean = 0.61, .map_adv = 0.42, .prec_clean = 0.7,
+                     .prec_adv = 0.5, .tmap_clean = NAN, .tmap_adv = NAN, .mean_hamming = 7.5};
+    DbEval de = {.job_key = "h/e", .target_ckpt = "h.ckpt", .target_hash = "hh", .hash = &hc};
+    T_ASSERT(db_eval_record(db, &de, &p, &c, "", NULL) == 0);
+    T_ASSERT(db_eval_record(db, &de, &p, &c, "", NULL) == 0);
+    T_EQ_INT(db_count(db, "evals"), 2);
+    T_EQ_INT(db_job_done(db, "h/e"), 1);
+    /* a classification eval without scores is fine; hashing params without scores are refused */
+    DbEval bad = {.job_key = "h/bad", .target_hash = "hh"};
+    T_ASSERT(db_eval_record(db, &bad, &p, &c, "", NULL) < 0);
+    T_CONTAINS(err_msg(), "caller bug");
+    err_clear();
+    T_EQ_INT(db_job_done(db, "h/bad"), 0);
+    db_close(db);
+    T_EQ_INT(sql_long(path, "SELECT COUNT(*) FROM runs WHERE task = 'hash' AND id = 2"), 1);
+    T_EQ_INT(sql_long(path, "SELECT COUNT(*) FROM runs WHERE task = 'classify' AND id = 1"), 1);
+    T_EQ_INT(sql_long(path, "SELECT round(1000 * test_map) FROM run_view WHERE id = 2"), 610);
+    T_EQ_INT(sql_long(path, "SELECT COUNT(*) FROM run_view WHERE id = 1 AND test_map IS NULL"), 1);
+    T_EQ_INT(sql_long(path, "SELECT round(1000 * robust_acc) FROM eval_view WHERE job_key = 'e1'"), 300); /* v2 eval kept */
+    T_EQ_INT(sql_long(path, "SELECT COUNT(*) FROM eval_view WHERE job_key = 'e1' AND task = 'classify' AND map_adv IS NULL"), 1);
+    T_EQ_INT(sql_long(path, "SELECT COUNT(*) FROM eval_view WHERE job_key = 'h/e' AND task = 'hash' AND robust_acc IS NULL"
+                            " AND attack_label = 'hash-untargeted-pgd100' AND rule = 'usf' AND bits = 32"), 1);
+    T_EQ_INT(sql_long(path, "SELECT round(1000 * map_adv) FROM evals WHERE job_key = 'h/e'"), 420);
+    T_EQ_INT(sql_long(path, "SELECT round(100 * attack_success_rate) FROM eval_view WHERE job_key = 'h/e'"), 20);
+    T_EQ_INT(sql_long(path, "SELECT COUNT(*) FROM evals WHERE job_key = 'h/e' AND tmap_adv IS NULL"), 1); /* NaN -> NULL */
+    /* a new run with head=hash in its model options is a hashing run */
+    T_ASSERT(db_open(path, &db) == 0);
+    if (!db) return;
+    DbRun r = {.kind = "finetune", .rule = "bp", .model = "mlp", .dataset = "synthetic", .model_opts = "head=hash;classes=16"};
+    int64_t id = 0;
+    T_ASSERT(db_run_begin(db, &r, &id) == 0);
+    db_close(db);
+    char q[200];
+    snprintf(q, sizeof q, "SELECT COUNT(*) FROM runs WHERE id = %lld AND task = 'hash'", (long long)id);
+    T_EQ_INT(sql_long(path, q), 1);
+}
+
+/* The hashing fixture: the classification fixture plus hashing fine-tunes bp and usf (two seeds, 32
+ * bits) with run mAP bp 60, 62 / usf 58, 59 and attacked mAP (hash-untargeted, 100 steps):
+ *   eps 8/255 true      bp 30, 34  usf 40, 42  -> 32.00 ± 2.83, 41.00 ± 1.41
+ *   eps 8/255 feedback  bp 30, 34  usf 55, 57  -> 32.00 ± 2.83, 56.00 ± 1.41
+ *   eps 0 true          bp 60, 62  usf 58, 59 */
+static void hash_fixture(const char *path) {
+    fixture(path, 1);
+    Db *db = NULL;
+    T_ASSERT(db_open(path, &db) == 0);
+    if (!db) return;
+    const char *rules[2] = {"bp", "usf"};
+    const int map[2][2] = {{60, 62}, {58, 59}}, adv_t[2][2] = {{30, 34}, {40, 42}}, adv_f[2][2] = {{30, 34}, {55, 57}};
+    for (int r = 0; r < 2; r++)
+        for (int s = 0; s < 2; s++) {
+            char key[64], ckpt[64], hash[64];
+            snprintf(key, sizeof key, "hash-%s-%d", rules[r], s + 1);
+            snprintf(ckpt, sizeof ckpt, "hash-%s-%d.ckpt", rules[r], s + 1);
+            snprintf(hash, sizeof hash, "hh-%s-%d", rules[r], s + 1);
+            DbRun ft = {.job_key = key, .kind = "finetune", .rule = rules[r], .model = "lenet5", .dataset = "fashion-mnist",
+                        .data_seed = s + 1, .model_opts = "width=1;head=hash;in=1x28x28;classes=32"};
+            int64_t id = 0;
+            T_ASSERT(db_run_begin(db, &ft, &id) == 0);
+            EpochStats st;
+            memset(&st, 0, sizeof st);
+            st.epoch = 1;
+            st.train_acc = NAN;
+            st.val_acc = 0.5 + 0.01 * r;
+            T_ASSERT(db_run_epoch(db, id, &st) == 0);
+            T_ASSERT(db_run_end(db, id, "finished", NULL, ckpt, hash, map[r][s] / 100.0) == 0);
+            struct { const char *eps_text; double eps; int src, adv; } ev[3] = {
+                {"8/255", 8 / 255.0, GRAD_TRUE, adv_t[r][s]}, {"8/255", 8 / 255.0, GRAD_FEEDBACK, adv_f[r][s]},
+                {"0", 0, GRAD_TRUE, map[r][s]}};
+            for (int k = 0; k < 3; k++) {
+                AttackParams p = atk(ATK_PGD, ev[k].src, ev[k].eps_text, ev[k].eps);
+                p.objective = OBJ_HASH;
+                p.steps = 100;
+                EvalCounts c = counts(100, 100, 100 - k);
+                HashCounts hc = {.bits = 32, .n_db = 69000, .map_clean = map[r][s] / 100.0, .map_adv = ev[k].adv / 100.0,
+                                 .prec_clean = 0.7, .prec_adv = 0.5, .tmap_clean = NAN, .tmap_adv = NAN, .mean_hamming = 3};
+                char ekey[96];
+                snprintf(ekey, sizeof ekey, "%s/e%d", key, k);
+                DbEval de = {.job_key = ekey, .target_ckpt = ckpt, .target_hash = hash, .dataset = "fashion-mnist",
+                             .split = "query", .hash = &hc};
+                T_ASSERT(db_eval_record(db, &de, &p, &c, "", NULL) == 0);
+            }
+        }
+    if (test_failed_now()) fprintf(stderr, "    hash fixture: %s\n", err_msg());
+    db_close(db);
+}
+
+TEST(query_hash_table) {
+    char path[512];
+    tpath(path, sizeof path, "fx-hash.db");
+    hash_fixture(path);
+    char *s = NULL;
+    report_str(path, "hash-table", QF_TEXT, &s);
+    if (s) {
+        T_CONTAINS(s, "== fashion-mnist / lenet5 / finetune / 32 bits: mAP % under hash-untargeted-pgd100 (true gradient) ==");
+        T_CONTAINS(s, "(feedback gradient)");
+        T_CONTAINS(s, "61.00 ± 1.41"); /* bp clean mAP */
+        T_CONTAINS(s, "58.50 ± 0.71"); /* usf clean mAP */
+        T_CONTAINS(s, "32.00 ± 2.83");
+        T_CONTAINS(s, "41.00 ± 1.41");
+        T_CONTAINS(s, "56.00 ± 1.41");
+        T_ASSERT(strstr(s, "89.0") == NULL); /* no classification rows */
+    }
+    free(s);
+    report_str(path, "hash-table", QF_MD, &s);
+    if (s) {
+        T_CONTAINS(s, "| rule | runs | clean | eps=0 | eps=8/255 |");
+        T_CONTAINS(s, "| usf | 2 | 58.50 ± 0.71 | 58.50 ± 0.71 | 41.00 ± 1.41 |");
+    }
+    free(s);
+    report_str(path, "hash-table", QF_CSV, &s);
+    if (s) {
+        T_CONTAINS(s, "dataset,model,kind,rule,runs,clean,clean_sd,hash-untargeted-pgd100/true/0,");
+        T_CONTAINS(s, "fashion-mnist,lenet5,finetune / 32 bits,bp,2,61.0000,1.4142,61.0000,1.4142,32.0000,2.8284");
+    }
+    free(s);
+    report_str(path, "hash-table", QF_JSON, &s);
+    if (s) {
+        T_CONTAINS(s, "\"hash-untargeted-pgd100/feedback/8/255\": 56.0000");
+        T_ASSERT_MSG(python_json_ok(s), "hash-table json does not parse: %.300s", s);
+    }
+    free(s);
+    /* the classification reports do not see the hashing runs or evals */
+    report_str(path, "table", QF_TEXT, &s);
+    if (s) { T_ASSERT(strstr(s, "bits") == NULL && strstr(s, "hash-untargeted") == NULL); }
+    free(s);
+    report_str(path, "curve", QF_CSV, &s);
+    if (s) T_ASSERT(strstr(s, "hash-") == NULL);
+    free(s);
+    report_str(path, "masking", QF_CSV, &s);
+    if (s) T_ASSERT(strstr(s, "hash-") == NULL);
+    free(s);
+    /* no hashing data: the header and a note, no failure */
+    char plain[512];
+    tpath(plain, sizeof plain, "fx-nohash.db");
+    fixture(plain, 0);
+    report_str(plain, "hash-table", QF_MD, &s);
+    if (s) T_CONTAINS(s, "| dataset | model | kind | rule | runs | clean |");
+    free(s);
+    char *out, *err;
+    char *a[] = {"hash-table", "--db", path, "--format", "md", NULL};
+    T_EQ_INT(run_cmd(cmd_query, a, &out, &err), 0);
+    T_CONTAINS(out, "| bp | 2 | 61.00 ± 1.41 |");
+    free(out); free(err);
+}
+
+TEST(plot_hash_figure_and_report) {
+    if (test_run("command -v gnuplot", NULL, 0) != 0) { T_ASSERT_MSG(0, "gnuplot is not installed"); return; }
+    char path[512], dir[512], rep[512];
+    tpath(path, sizeof path, "fx-hash-plot.db");
+    tpath(dir, sizeof dir, "hrep/figures");
+    tpath(rep, sizeof rep, "hrep/report.md");
+    hash_fixture(path);
+    char *out, *err;
+    char *a[] = {"--db", path, "--out", dir, "--report", rep, "--quiet", NULL};
+    T_EQ_INT(run_cmd(cmd_plot, a, &out, &err), 0);
+    /* robust_eps, transfer, alignment, training x 2 (classification and hashing fine-tunes apart), hash_map_eps */
+    T_CONTAINS(out, "6 figures in");
+    free(out); free(err);
+    check_figure(dir, "hash_map_eps");
+    check_figure(dir, "training-fashion-mnist_lenet5_finetune_hash_");
+    char gp[700];
+    snprintf(gp, sizeof gp, "%s/hash_map_eps.gp", dir);
+    char *b = slurp(gp, NULL);
+    if (b) {
+        T_CONTAINS(b, "title \"hash-untargeted-pgd100 (feedback)\"");
+        T_CONTAINS(b, "0.031372549 56 1.41421356");
+        T_CONTAINS(b, "with yerrorlines lt 4 title \"usf\"");
+        T_CONTAINS(b, "set ylabel \"mAP (%)\"");
+    }
+    free(b);
+    b = slurp(rep, NULL);
+    T_ASSERT(b != NULL);
+    if (b) {
+        T_CONTAINS(b, "## Hashing retrieval: mAP under attack");
+        T_CONTAINS(b, "| usf | 2 | 58.50 ± 0.71 | 56.00 ± 1.41 |"); /* the feedback block: eps 8/255 only */
+        T_CONTAINS(b, "| bp | 2 | 89.0 ± 1.4 | 89.0 ± 1.4 | 45.0 ± 7.1 |"); /* the classification table unchanged */
+        T_CONTAINS(b, "![hash_map_eps.png](figures/hash_map_eps.png)");
+    }
+    free(b);
+    /* without hashing data the report has no hashing section and the figure is skipped */
+    char plain[512], rep2[512], dir2[512];
+    tpath(plain, sizeof plain, "fx-hash-none.db");
+    tpath(rep2, sizeof rep2, "hrep/plain.md");
+    tpath(dir2, sizeof dir2, "hrep/plainfig");
+    fixture(plain, 1);
+    char *a2[] = {"--db", plain, "--out", dir2, "--report", rep2, "--quiet", NULL};
+    T_EQ_INT(run_cmd(cmd_plot, a2, &out, &err), 0);
+    T_CONTAINS(err, "no hashing evals");
+    T_CONTAINS(err, "skipping hash_map_eps");
+    free(out); free(err);
+    b = slurp(rep2, NULL);
+    if (b) T_ASSERT(strstr(b, "Hashing retrieval") == NULL);
+    free(b);
 }
