@@ -48,6 +48,7 @@ static const OptSpec TRAIN_OPTS[] = {
     {"test-limit", "N", "evaluate on the first N test examples (0 = all)", "0"},
     {"augment", NULL, "random crop (pad 4) + horizontal flip (32x32 colour data)", NULL},
     {"probe", "N", "alignment probe batch size (0 = off)", "64"},
+    {"max-loss", "X", "stop with a divergence error when a batch loss exceeds X (0 = only NaN/Inf)", "1e4"},
     {"threads", "N", "OpenBLAS threads (0 = OpenBLAS default)", "0"},
     {"out", "CKPT", "checkpoint to write (after every epoch)", NULL},
     {"resume", NULL, "continue from --out if it holds an unfinished run", NULL},
@@ -104,6 +105,7 @@ static int parse_train_opts(const Args *a, TrainOpts *o) {
     if (arg_int(a, "probe", 0, 1024, &v) < 0) return -1;
     o->probe_n = (int)v;
     o->quiet = arg_flag(a, "quiet");
+    if (arg_double(a, "max-loss", 0, 1e300, &o->max_loss) < 0) return -1;
     return 0;
 }
 

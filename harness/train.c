@@ -24,6 +24,7 @@ void train_opts_default(TrainOpts *o) {
     o->probe_n = 64;
     o->task = TASK_CLASSIFY;
     o->hash_eta = 0.1;
+    o->max_loss = 1e4; /* cross-entropy starts near log K; 1e4 means logits 1e4 apart: blown up */
 }
 
 double lr_at(const TrainOpts *o, int epoch) {
@@ -238,6 +239,12 @@ int train_run(Model *m, const Dataset *train, const Dataset *val, const TrainOpt
                              "lower --lr or check the data",
                              isnan(l) ? "NaN" : "Inf", ep + 1, bi + 1, bad >= 0 ? "layer" : "the",
                              bad >= 0 ? (m->L[bad].name[0] ? m->L[bad].name : "(unnamed)") : "loss");
+                goto done;
+            }
+            if (o->max_loss > 0 && l > o->max_loss) {
+                rc = err_set("training diverged: loss %.3g at epoch %d, batch %d exceeds --max-loss %g (the outputs have "
+                             "blown up); lower --lr",
+                             l, ep + 1, bi + 1, o->max_loss);
                 goto done;
             }
             if (refresh) model_refresh_feedback(m);

@@ -24,6 +24,7 @@ typedef struct TrainOpts {
     int quiet;
     int task;                           /* TASK_* */
     double hash_eta;                    /* DPSH quantisation weight */
+    double max_loss;                    /* a batch loss above this is divergence (0 = only NaN/Inf) */
 } TrainOpts;
 void train_opts_default(TrainOpts *o);
 

@@ -466,3 +466,15 @@ TEST(cli_train_end_to_end_on_synthetic) {
     double acc = meta_get(&mt, "test_acc") ? atof(meta_get(&mt, "test_acc")) : 0;
     T_ASSERT_MSG(acc > 0.5, "synthetic data should be learnable: test accuracy %.3f", acc);
 }
+
+TEST(divergence_guard_max_loss) {
+    char out[8192], cmd[1024];
+    /* cross-entropy starts near log 10 = 2.3: a 0.5 ceiling must stop training at the first batch */
+    snprintf(cmd, sizeof cmd, "%s train --model mlp --dataset synthetic:300 --val 50 --epochs 1 --max-loss 0.5 --no-db --probe 0", test_exe());
+    int rc = test_run(cmd, out, sizeof out);
+    T_ASSERT(rc != 0);
+    T_CONTAINS(out, "exceeds --max-loss");
+    T_CONTAINS(out, "batch 1");
+    snprintf(cmd, sizeof cmd, "%s train --model mlp --dataset synthetic:300 --val 50 --epochs 1 --max-loss 0 --no-db --probe 0", test_exe());
+    T_EQ_INT(test_run(cmd, out, sizeof out), 0);
+}
