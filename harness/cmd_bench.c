@@ -1,0 +1,231 @@
+/* cmd_bench.c -- `concord bench`: machine-readable speed figures for scripts/bench.sh.
+ *
+ *   concord bench --what sgemm [--threads T]
+ *       the machine's sgemm peak: the best of square cblas_sgemm products (n = 512..2048) through gemm()
+ *   concord bench --what train|pgd|all --model M [--dataset D] [--threads T] [--limit N] [--repeats R]
+ *       train: one epoch of the real trainer (train_run: SGD lr 0.01 momentum 0.9, batch 128, bp,
+ *       shuffled, no validation, no alignment probe) on the first --limit training examples (0 = all);
+ *       pgd: attack_evaluate with PGD-Linf eps 0.1, alpha --alpha, 10 steps, random start, true
+ *       gradient, batch 128, on the model just trained (as the reference does).
+ *
+ * Work counted as the reference counts it (shared/reference/torch_ref.py): per sample, training costs
+ * forward + weight gradients of every layer + input gradients of all but the first linear/conv layer;
+ * a PGD step costs forward + input gradients of every layer. Each figure is the median of --repeats.
+ * Output: one line per figure, `bench key=value ...`, plus the peak resident memory of the process.
+ * Not for: correctness (the tests), or the comparison table (scripts/bench.sh builds it).
+ */
+#include <cblas.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include "../attacks/attack.h"
+#include "../datasets/dataset.h"
+#include "cli.h"
+#include "commands.h"
+#include "gemm.h"
+#include "../rules/rule.h"
+#include "train.h"
+
+static double maxrss_mib(void) {
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return ru.ru_maxrss / 1024.0;
+}
+
+static double cpu_seconds(void) {
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return ru.ru_utime.tv_sec + ru.ru_stime.tv_sec + 1e-6 * (ru.ru_utime.tv_usec + ru.ru_stime.tv_usec);
+}
+
+/* CPU-seconds used by the whole machine so far (/proc/stat, busy states); -1 if unreadable */
+static double sys_busy_s(void) {
+    FILE *f = fopen("/proc/stat", "r");
+    unsigned long long v[8] = {0};
+    if (!f) return -1;
+    int k = fscanf(f, "cpu %llu %llu %llu %llu %llu %llu %llu %llu", &v[0], &v[1], &v[2], &v[3], &v[4], &v[5], &v[6], &v[7]);
+    fclose(f);
+    if (k != 8) return -1;
+    return (double)(v[0] + v[1] + v[2] + v[5] + v[6] + v[7]) / (double)sysconf(_SC_CLK_TCK);
+}
+
+/* A timed phase: wall seconds, own CPU seconds, and the CPUs other processes used meanwhile (bg):
+ * on a shared machine a phase with bg > ~0.1 is contaminated (the reference records the same). */
+typedef struct { double w, c, s; } Phase;
+static Phase phase_begin(void) { return (Phase){now_seconds(), cpu_seconds(), sys_busy_s()}; }
+static double phase_bg(const Phase *p) {
+    double wall = now_seconds() - p->w, own = cpu_seconds() - p->c, sys = sys_busy_s() - p->s;
+    if (p->s < 0 || wall <= 0) return -1;
+    double bg = (sys - own) / wall;
+    return bg > 0 ? bg : 0;
+}
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+static double median(double *v, int n) {
+    qsort(v, (size_t)n, sizeof *v, cmp_double);
+    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+/* multiply-adds per sample of each linear/conv layer's forward, in order */
+static void flops_per_sample(const Model *m, double *train, double *fwd, double *attack_step) {
+    double f = 0, first = -1;
+    for (int i = 0; i < m->nl; i++) {
+        const Layer *L = &m->L[i];
+        if (L->kind != L_LINEAR && L->kind != L_CONV) continue;
+        double macs = (double)layer_w_n(L) * L->h * L->w;
+        if (first < 0) first = macs;
+        f += macs;
+    }
+    *fwd = 2 * f;
+    *train = 2 * (3 * f - first);
+    *attack_step = 4 * f;
+}
+
+static double bench_sgemm(void) {
+    double best = 0;
+    for (int n = 512; n <= 2048; n *= 2) {
+        float *a = xmalloc(sizeof(float) * n * n), *b = xmalloc(sizeof(float) * n * n), *c = xmalloc(sizeof(float) * n * n);
+        for (long j = 0; j < (long)n * n; j++) { a[j] = (float)(j % 7) * 0.1f; b[j] = (float)(j % 5) * 0.1f; }
+        gemm(0, 0, n, n, n, 1.0f, a, n, b, n, 0.0f, c, n); /* warm-up */
+        int reps = n <= 512 ? 20 : n <= 1024 ? 5 : 2;
+        for (int r = 0; r < 3; r++) {
+            double t0 = now_seconds();
+            for (int k = 0; k < reps; k++) gemm(0, 0, n, n, n, 1.0f, a, n, b, n, 0.0f, c, n);
+            double g = 2.0 * n * n * n * reps / (now_seconds() - t0) / 1e9;
+            if (g > best) best = g;
+        }
+        free(a); free(b); free(c);
+    }
+    return best;
+}
+
+typedef struct { double sps; } HookOut;
+static int on_epoch(void *ctx, Model *m, const EpochStats *st) {
+    ((HookOut *)ctx)->sps = st->samples_per_s;
+    return 0;
+}
+
+static Model *fresh_model(const char *arch, const Dataset *d, uint64_t seed) {
+    ModelSpec spec;
+    model_spec_default(&spec, arch, d->c, d->h, d->w, d->classes);
+    Model *m = model_create(&spec, NULL, NULL, seed);
+    if (!m) return NULL;
+    dataset_channel_stats(d, m->L[0].mean, m->L[0].std);
+    for (int c = 0; c < d->c; c++)
+        if (!(m->L[0].std[c] > 1e-6f)) m->L[0].std[c] = 1.0f;
+    return m;
+}
+
+int cmd_bench(int argc, char **argv) {
+    static const OptSpec opts[] = {
+        {"what", "W", "sgemm | train | pgd | all (train then pgd on the trained model)", "all"},
+        {"model", "M", "architecture", "lenet5"},
+        {"dataset", "D", "dataset (as for concord train)", "fashion-mnist"},
+        {"data-dir", "DIR", "dataset directory", NULL},
+        {"threads", "N", "threads (0 = OpenBLAS default)", "1"},
+        {"limit", "N", "training examples per epoch (0 = all)", "0"},
+        {"test-limit", "N", "PGD examples (0 = all of the test split)", "0"},
+        {"repeats", "R", "timed repeats (median reported)", "1"},
+        {"alpha", "X", "PGD step size", "0.01"},
+        {"eps", "X", "PGD radius", "0.1"},
+        {0},
+    };
+    Args a;
+    int pr = args_parse(&a, "bench", "--what sgemm|train|pgd|all [--model M] [--threads T] [options]", opts, argc, argv);
+    if (pr) return pr > 0 ? 0 : err_die();
+    long threads, limit, tlimit, repeats;
+    if (arg_int(&a, "threads", 0, 256, &threads) < 0 || arg_int(&a, "limit", 0, 100000000, &limit) < 0 ||
+        arg_int(&a, "test-limit", 0, 100000000, &tlimit) < 0 || arg_int(&a, "repeats", 1, 100, &repeats) < 0)
+        return err_die();
+    if (threads > 0) openblas_set_num_threads((int)threads);
+    const char *what = arg_str(&a, "what"), *arch = arg_str(&a, "model");
+    int T = blas_threads();
+    if (str_eq(what, "sgemm")) {
+        double peak = bench_sgemm();
+        printf("bench what=sgemm threads=%d core=%s gflops=%.2f maxrss_mib=%.1f\n", T, blas_core(), peak, maxrss_mib());
+        return 0;
+    }
+    int do_train = str_eq(what, "train") || str_eq(what, "all"), do_pgd = str_eq(what, "pgd") || str_eq(what, "all");
+    if (!do_train && !do_pgd) { err_set("--what %s: use sgemm, train, pgd or all", what); return err_die(); }
+
+    Dataset train, test;
+    if (dataset_open(arg_str(&a, "dataset"), arg_str(&a, "data-dir"), SPLIT_TRAIN, &train) < 0) return err_die();
+    if (limit > 0 && limit < train.n) train.n = (int)limit;
+    if (dataset_open(arg_str(&a, "dataset"), arg_str(&a, "data-dir"), SPLIT_TEST, &test) < 0) { dataset_close(&train); return err_die(); }
+    if (tlimit > 0 && tlimit < test.n) test.n = (int)tlimit;
+
+    TrainOpts to;
+    train_opts_default(&to);
+    to.probe_n = 0;
+    to.quiet = 1;
+    to.epochs = 1;
+    int rc = 1, R = (int)repeats;
+    double *v = xcalloc(2 * (size_t)R, sizeof(double)), *cpu = v + R, bg_train = 0, bg_pgd = 0, ftrain, ffwd, fstep;
+    Model *m = fresh_model(arch, &train, 12345);
+    if (!m) goto done;
+    flops_per_sample(m, &ftrain, &ffwd, &fstep);
+    { /* warm-up: first-touch of the workspace, OpenBLAS buffers and threads */
+        Dataset wu = train;
+        if (wu.n > 20 * to.batch) wu.n = 20 * to.batch;
+        HookOut h;
+        if (train_run(m, &wu, NULL, &to, 0, on_epoch, &h) < 0) goto done;
+    }
+    for (int r = 0; r < R; r++) {
+        model_free(m);
+        m = fresh_model(arch, &train, (uint64_t)r);
+        HookOut h = {0};
+        to.seed = (uint64_t)r;
+        double c0 = cpu_seconds();
+        Phase ph = phase_begin();
+        if (train_run(m, &train, NULL, &to, 0, on_epoch, &h) < 0) goto done;
+        cpu[r] = cpu_seconds() - c0;
+        double b = phase_bg(&ph);
+        if (b > bg_train) bg_train = b;
+        v[r] = h.sps;
+    }
+    if (do_train) {
+        double sps = median(v, R), cs = median(cpu, R);
+        /* cpu_s: CPU seconds the process used for one epoch (all threads); on a busy machine wall-clock
+           figures drop while this one does not */
+        printf("bench what=train model=%s threads=%d batch=%d n=%d samples_per_s=%.1f gflops=%.2f cpu_s=%.3f bg=%.2f maxrss_mib=%.1f\n",
+               arch, T, to.batch, train.n, sps, sps * ftrain / 1e9, cs, bg_train, maxrss_mib());
+    }
+    if (do_pgd) {
+        AttackParams p;
+        attack_params_default(&p);
+        p.kind = ATK_PGD;
+        p.norm = NORM_LINF;
+        p.steps = 10;
+        p.batch = to.batch;
+        if (attack_set_eps(&p, arg_str(&a, "eps")) < 0 || attack_set_alpha(&p, arg_str(&a, "alpha")) < 0) goto done;
+        for (int r = 0; r < R; r++) {
+            EvalCounts ec;
+            double t0 = now_seconds();
+            Phase ph = phase_begin();
+            if (attack_evaluate(m, NULL, &test, 0, &p, NULL, NULL, NULL, &ec) < 0) goto done;
+            v[r] = test.n / (now_seconds() - t0);
+            double b = phase_bg(&ph);
+            if (b > bg_pgd) bg_pgd = b;
+            if (r == R - 1)
+                printf("bench what=pgd_acc model=%s clean=%.4f robust=%.4f\n", arch, (double)ec.n_clean_ok / ec.n,
+                       (double)ec.n_robust_ok / ec.n);
+        }
+        double ips = median(v, R);
+        printf("bench what=pgd model=%s threads=%d batch=%d n=%d steps=%d alpha=%g images_per_s=%.1f gflops=%.2f bg=%.2f maxrss_mib=%.1f\n",
+               arch, T, p.batch, test.n, p.steps, p.alpha, ips, ips * (p.steps * fstep + ffwd) / 1e9, bg_pgd, maxrss_mib());
+    }
+    rc = 0;
+done:
+    if (rc) err_die();
+    free(v);
+    model_free(m);
+    dataset_close(&train);
+    dataset_close(&test);
+    return rc;
+}
