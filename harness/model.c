@@ -375,7 +375,7 @@ static int conv_chunk(const Layer *L, int cap) {
     return (int)(s < 1 ? 1 : s);
 }
 
-/* floats of im2col_padded's zero-bordered copy of one sample (0: not used for this layer) */
+/* floats of im2col_s1's zero-bordered copy of one sample (0: not used for this layer) */
 static long im2col_pad_n(const Layer *L) {
     return L->stride == 1 && L->pad > 0 ? (long)L->ic * (L->ih + 2 * L->pad) * (L->iw + 2 * L->pad) : 0;
 }
@@ -400,7 +400,7 @@ Work *work_create(const Model *m, int cap) {
             long S = conv_chunk(L, cap), P = (long)L->h * L->w;
             if ((long)L->ic * L->k * L->k * S * P > col) col = (long)L->ic * L->k * L->k * S * P;
             if ((long)L->c * S * P > tmp) tmp = (long)L->c * S * P;
-            if (im2col_pad_n(L) > tmp) tmp = im2col_pad_n(L); /* im2col_padded's buffer (one-sample chunks) */
+            if (im2col_pad_n(L) > tmp) tmp = im2col_pad_n(L); /* im2col_s1's buffer (one-sample chunks) */
         }
     }
     w->col_n = col;
@@ -547,22 +547,27 @@ static void im2col(const Layer *L, int ns, const float *x, float *col) {
             }
 }
 
-/* im2col of ONE sample for stride 1 and pad > 0: the sample is first copied into a zero-bordered
- * buffer xpad (IC, IH+2pad, IW+2pad), so every column-matrix row is a plain copy of OW floats with no
- * bounds logic (perf: im2col was 19% of lenet5 PGD, mostly the per-row clipping of the padded conv1). */
-static void im2col_padded(const Layer *L, const float *x, float *xpad, float *col) {
-    const int K = L->k, pad = L->pad, PH = L->ih + 2 * pad, PW = L->iw + 2 * pad, OW = L->w, P = L->h * OW;
-    memset(xpad, 0, sizeof(float) * L->ic * PH * PW);
-    for (int c = 0; c < L->ic; c++)
-        for (int iy = 0; iy < L->ih; iy++)
-            row_copy(xpad + ((long)c * PH + iy + pad) * PW + pad, x + ((long)c * L->ih + iy) * L->iw, L->iw);
+static void im2col_rows(const Layer *L, const float *src, int PH, int PW, float *col) {
+    const int K = L->k, OW = L->w, P = L->h * OW;
     for (int c = 0; c < L->ic; c++)
         for (int ki = 0; ki < K; ki++)
             for (int kj = 0; kj < K; kj++) {
                 float *row = col + (long)((c * K + ki) * K + kj) * P;
-                const float *src = xpad + ((long)c * PH + ki) * PW + kj;
-                for (int oy = 0; oy < L->h; oy++) row_copy(row + oy * OW, src + (long)oy * PW, OW);
+                const float *sp = src + ((long)c * PH + ki) * PW + kj;
+                for (int oy = 0; oy < L->h; oy++) row_copy(row + oy * OW, sp + (long)oy * PW, OW);
             }
+}
+/* im2col of ONE sample for stride 1: with pad > 0 the sample is first copied into a zero-bordered
+ * buffer xpad (IC, IH+2pad, IW+2pad), so every column-matrix row is a plain copy of OW floats with no
+ * bounds logic (perf: im2col was 19% of lenet5 PGD, mostly the per-row clipping of the padded conv1). */
+static void im2col_s1(const Layer *L, const float *x, float *xpad, float *col) {
+    const int pad = L->pad, PH = L->ih + 2 * pad, PW = L->iw + 2 * pad;
+    if (pad == 0) { im2col_rows(L, x, L->ih, L->iw, col); return; }
+    memset(xpad, 0, sizeof(float) * L->ic * PH * PW);
+    for (int c = 0; c < L->ic; c++)
+        for (int iy = 0; iy < L->ih; iy++)
+            row_copy(xpad + ((long)c * PH + iy + pad) * PW + pad, x + ((long)c * L->ih + iy) * L->iw, L->iw);
+    im2col_rows(L, xpad, PH, PW, col);
 }
 /* dx += col2im(dcol) for ns samples: the adjoint of im2col */
 static void col2im_add(const Layer *L, int ns, const float *col, float *dx) {
@@ -634,12 +639,15 @@ static void fwd_local(Model *m, Work *w, int i, long b0, long b1, int t) {
         for (long s = 0; s < nb; s += S) {
             int ns = (int)(nb - s < S ? nb - s : S), NP = ns * P;
             float *ys = y + s * on;
-            if (ns == 1 && im2col_pad_n(L)) im2col_padded(L, x + s * inn, tmp, col);
+            if (ns == 1 && L->stride == 1) im2col_s1(L, x + s * inn, tmp, col);
             else im2col(L, ns, x + s * inn, col);
             if (ns == 1) { /* one sample: the product is already NCHW */
                 for (int c = 0; c < L->c; c++) {
-                    float bias = L->bias ? L->b[c] : 0.0f;
-                    for (int p = 0; p < P; p++) ys[(long)c * P + p] = bias;
+                    float bias = L->bias ? L->b[c] : 0.0f, *yc = ys + (long)c * P;
+                    const v4f bv = {bias, bias, bias, bias};
+                    int p = 0;
+                    for (; p + 4 <= P; p += 4) v4_st(yc + p, bv);
+                    for (; p < P; p++) yc[p] = bias;
                 }
                 gemm(0, 0, L->c, P, KC, 1.0f, L->W, KC, col, P, 1.0f, ys, P);
                 continue;
@@ -939,7 +947,7 @@ static void bwd_local(Model *m, Work *w, int i, const float *dout, int flags, lo
                     g = tmp;
                 }
                 if (want_params) {
-                    if (ns == 1 && im2col_pad_n(L)) im2col_padded(L, x + s * inn, tmp, col);
+                    if (ns == 1 && L->stride == 1) im2col_s1(L, x + s * inn, tmp, col);
                     else im2col(L, ns, x + s * inn, col);
                     gemm(0, 1, L->c, KC, NP, 1.0f, g, NP, col, NP, s == 0 ? 0.0f : 1.0f, dW, KC);
                     if (db)
