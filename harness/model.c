@@ -569,6 +569,24 @@ static void im2col_s1(const Layer *L, const float *x, float *xpad, float *col) {
             row_copy(xpad + ((long)c * PH + iy + pad) * PW + pad, x + ((long)c * L->ih + iy) * L->iw, L->iw);
     im2col_rows(L, xpad, PH, PW, col);
 }
+/* dx += col2im(dcol) for ONE sample, stride 1: the adjoint of im2col_s1 (full-row adds into the
+ * zero-bordered buffer xpad, then its interior into dx; no per-row clipping) */
+static void col2im_s1_add(const Layer *L, const float *col, float *xpad, float *dx) {
+    const int K = L->k, pad = L->pad, PH = L->ih + 2 * pad, PW = L->iw + 2 * pad, OW = L->w, P = L->h * OW;
+    float *dst = pad ? xpad : dx;
+    if (pad) memset(xpad, 0, sizeof(float) * L->ic * PH * PW);
+    for (int c = 0; c < L->ic; c++)
+        for (int ki = 0; ki < K; ki++)
+            for (int kj = 0; kj < K; kj++) {
+                const float *row = col + (long)((c * K + ki) * K + kj) * P;
+                float *dp = dst + ((long)c * PH + ki) * PW + kj;
+                for (int oy = 0; oy < L->h; oy++) row_add(dp + (long)oy * PW, row + oy * OW, OW);
+            }
+    if (!pad) return;
+    for (int c = 0; c < L->ic; c++)
+        for (int iy = 0; iy < L->ih; iy++)
+            row_add(dx + ((long)c * L->ih + iy) * L->iw, xpad + ((long)c * PH + iy + pad) * PW + pad, L->iw);
+}
 /* dx += col2im(dcol) for ns samples: the adjoint of im2col */
 static void col2im_add(const Layer *L, int ns, const float *col, float *dx) {
     const int K = L->k, OW = L->w, IW = L->iw, P = L->h * OW, NP = ns * P, s = L->stride;
@@ -909,7 +927,10 @@ static void bwd_local(Model *m, Work *w, int i, const float *dout, int flags, lo
                 for (int c = 0; c < L->c; c++) {
                     long o = (b * L->c + c) * hw;
                     float inv = 1.0f / L->std[c];
-                    for (long j = 0; j < hw; j++) dx[o + j] += dy[o + j] * inv;
+                    const v4f iv = {inv, inv, inv, inv};
+                    long j = 0;
+                    for (; j + 4 <= hw; j += 4) v4_st(dx + o + j, v4_ld(dx + o + j) + v4_ld(dy + o + j) * iv);
+                    for (; j < hw; j++) dx[o + j] += dy[o + j] * inv;
                 }
         }
         break;
@@ -957,7 +978,8 @@ static void bwd_local(Model *m, Work *w, int i, const float *dout, int flags, lo
                 }
                 if (need_dx && !direct) {
                     gemm(1, 0, KC, NP, L->c, 1.0f, B, KC, g, NP, 0.0f, col, NP);
-                    col2im_add(L, ns, col, dx + s * inn);
+                    if (ns == 1 && L->stride == 1) col2im_s1_add(L, col, tmp, dx + s * inn);
+                    else col2im_add(L, ns, col, dx + s * inn);
                 }
             }
         }
