@@ -7,6 +7,8 @@
  *       shuffled, no validation, no alignment probe) on the first --limit training examples (0 = all);
  *       pgd: attack_evaluate with PGD-Linf eps 0.1, alpha --alpha, 10 steps, random start, true
  *       gradient, batch 128, on the model just trained (as the reference does).
+ *   concord bench --what ceiling --model M [--threads T]
+ *       the sgemm-only ceiling: the products of one training / PGD step timed alone (gemm_ceiling).
  *
  * Work counted as the reference counts it (shared/reference/torch_ref.py): per sample, training costs
  * forward + weight gradients of every layer + input gradients of all but the first linear/conv layer;
@@ -105,6 +107,64 @@ static double bench_sgemm(void) {
     return best;
 }
 
+/* Seconds per call of one product shape (median-free: best of 3 timed blocks of >= 20 ms). */
+static double time_gemm(int ta, int tb, int M, int N, int K, float beta, float *A, float *B, float *C) {
+    int lda = ta ? M : K, ldb = tb ? K : N;
+    gemm(ta, tb, M, N, K, 1.0f, A, lda, B, ldb, beta, C, N);
+    double best = 1e30;
+    for (int r = 0; r < 3; r++) {
+        long reps = 0;
+        double t0 = now_seconds(), t;
+        do {
+            for (int k = 0; k < 16; k++) gemm(ta, tb, M, N, K, 1.0f, A, lda, B, ldb, beta, C, N);
+            reps += 16;
+        } while ((t = now_seconds() - t0) < 0.02);
+        if (t / reps < best) best = t / reps;
+    }
+    return best;
+}
+
+/* The sgemm-only ceiling: every product one training step (and one PGD step) issues at batch n, with
+ * the shapes model.c uses (linear: one product per batch; conv: one per sample, or per chunk of
+ * ceil(64/P) samples), timed alone. n / (sum of their times) is the speed Concord would reach if
+ * everything outside sgemm cost nothing. */
+static void gemm_ceiling(const Model *m, int n, double *train_sps, double *pgd_ips, double *train_gflops) {
+    long mx = 1;
+    for (int i = 0; i < m->nl; i++) {
+        const Layer *L = &m->L[i];
+        long a = (long)L->c * L->ic * L->ih * L->iw * n + layer_w_n(L) * n, b = (long)L->ic * L->k * L->k * 64 * (L->h * L->w + 64);
+        if (L->kind == L_LINEAR && a > mx) mx = a;
+        if (L->kind == L_CONV && b > mx) mx = b;
+    }
+    float *A = xmalloc(sizeof(float) * mx), *B = xmalloc(sizeof(float) * mx), *C = xmalloc(sizeof(float) * mx);
+    for (long j = 0; j < mx; j++) { A[j] = (float)(j % 13) * 0.01f; B[j] = (float)(j % 7) * 0.01f; C[j] = 0; }
+    double tt = 0, tp = 0, fl = 0;
+    int first = 1;
+    for (int i = 0; i < m->nl; i++) {
+        const Layer *L = &m->L[i];
+        if (L->kind == L_LINEAR) {
+            int in = L->ic * L->ih * L->iw;
+            double f = time_gemm(0, 1, n, L->c, in, 1.0f, A, B, C), d = first ? 0 : time_gemm(0, 0, n, in, L->c, 1.0f, A, B, C);
+            double dp = time_gemm(0, 0, n, in, L->c, 1.0f, A, B, C);
+            tt += f + time_gemm(1, 0, L->c, in, n, 0.0f, A, B, C) + d;
+            tp += f + dp;
+            fl += 2.0 * L->c * in * n * (first ? 2 : 3);
+            first = 0;
+        } else if (L->kind == L_CONV) {
+            int P = L->h * L->w, KC = L->ic * L->k * L->k, S = (64 + P - 1) / P, calls = (n + S - 1) / S, NP = S * P;
+            double f = time_gemm(0, 0, L->c, NP, KC, 1.0f, A, B, C), dp = time_gemm(1, 0, KC, NP, L->c, 0.0f, A, B, C);
+            tt += calls * (f + time_gemm(0, 1, L->c, KC, NP, 1.0f, A, B, C) + (first ? 0 : dp));
+            tp += calls * (f + dp);
+            fl += 2.0 * L->c * KC * P * n * (first ? 2 : 3);
+            first = 0;
+        }
+    }
+    free(A); free(B); free(C);
+    *train_sps = n / tt;
+    *pgd_ips = n / tp / 10.0 * (10.0 / 11.0); /* 10 steps + the final forward, counted as one step */
+    *train_gflops = fl / tt / 1e9;
+}
+
 typedef struct { double sps; } HookOut;
 static int on_epoch(void *ctx, Model *m, const EpochStats *st) {
     ((HookOut *)ctx)->sps = st->samples_per_s;
@@ -124,7 +184,7 @@ static Model *fresh_model(const char *arch, const Dataset *d, uint64_t seed) {
 
 int cmd_bench(int argc, char **argv) {
     static const OptSpec opts[] = {
-        {"what", "W", "sgemm | train | pgd | all (train then pgd on the trained model)", "all"},
+        {"what", "W", "sgemm | train | pgd | all (train then pgd on the trained model) | ceiling (sgemm-only bound)", "all"},
         {"model", "M", "architecture", "lenet5"},
         {"dataset", "D", "dataset (as for concord train)", "fashion-mnist"},
         {"data-dir", "DIR", "dataset directory", NULL},
@@ -149,6 +209,21 @@ int cmd_bench(int argc, char **argv) {
     if (str_eq(what, "sgemm")) {
         double peak = bench_sgemm();
         printf("bench what=sgemm threads=%d core=%s gflops=%.2f maxrss_mib=%.1f\n", T, blas_core(), peak, maxrss_mib());
+        return 0;
+    }
+    if (str_eq(what, "ceiling")) {
+        Dataset d;
+        if (dataset_open(arg_str(&a, "dataset"), arg_str(&a, "data-dir"), SPLIT_TEST, &d) < 0) return err_die();
+        ModelSpec spec;
+        model_spec_default(&spec, arch, d.c, d.h, d.w, d.classes);
+        dataset_close(&d);
+        Model *m = model_create(&spec, NULL, NULL, 1);
+        if (!m) return err_die();
+        double sps, ips, g;
+        gemm_ceiling(m, 128, &sps, &ips, &g);
+        printf("bench what=ceiling model=%s threads=%d batch=128 train_samples_per_s=%.1f pgd_images_per_s=%.1f train_gflops=%.2f\n",
+               arch, T, sps, ips, g);
+        model_free(m);
         return 0;
     }
     int do_train = str_eq(what, "train") || str_eq(what, "all"), do_pgd = str_eq(what, "pgd") || str_eq(what, "all");
@@ -206,19 +281,20 @@ int cmd_bench(int argc, char **argv) {
         if (attack_set_eps(&p, arg_str(&a, "eps")) < 0 || attack_set_alpha(&p, arg_str(&a, "alpha")) < 0) goto done;
         for (int r = 0; r < R; r++) {
             EvalCounts ec;
-            double t0 = now_seconds();
+            double t0 = now_seconds(), c0 = cpu_seconds();
             Phase ph = phase_begin();
             if (attack_evaluate(m, NULL, &test, 0, &p, NULL, NULL, NULL, &ec) < 0) goto done;
             v[r] = test.n / (now_seconds() - t0);
+            cpu[r] = cpu_seconds() - c0;
             double b = phase_bg(&ph);
             if (b > bg_pgd) bg_pgd = b;
             if (r == R - 1)
                 printf("bench what=pgd_acc model=%s clean=%.4f robust=%.4f\n", arch, (double)ec.n_clean_ok / ec.n,
                        (double)ec.n_robust_ok / ec.n);
         }
-        double ips = median(v, R);
-        printf("bench what=pgd model=%s threads=%d batch=%d n=%d steps=%d alpha=%g images_per_s=%.1f gflops=%.2f bg=%.2f maxrss_mib=%.1f\n",
-               arch, T, p.batch, test.n, p.steps, p.alpha, ips, ips * (p.steps * fstep + ffwd) / 1e9, bg_pgd, maxrss_mib());
+        double ips = median(v, R), cs = median(cpu, R);
+        printf("bench what=pgd model=%s threads=%d batch=%d n=%d steps=%d alpha=%g images_per_s=%.1f gflops=%.2f cpu_s=%.3f bg=%.2f maxrss_mib=%.1f\n",
+               arch, T, p.batch, test.n, p.steps, p.alpha, ips, ips * (p.steps * fstep + ffwd) / 1e9, cs, bg_pgd, maxrss_mib());
     }
     rc = 0;
 done:
