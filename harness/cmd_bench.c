@@ -247,7 +247,9 @@ int cmd_bench(int argc, char **argv) {
     flops_per_sample(m, &ftrain, &ffwd, &fstep);
     { /* warm-up: first-touch of the workspace, OpenBLAS buffers and threads */
         Dataset wu = train;
-        if (wu.n > 20 * to.batch) wu.n = 20 * to.batch;
+        int nw = train.n / 8 > to.batch ? train.n / 8 : to.batch;
+        if (nw > 20 * to.batch) nw = 20 * to.batch;
+        if (wu.n > nw) wu.n = nw;
         HookOut h;
         if (train_run(m, &wu, NULL, &to, 0, on_epoch, &h) < 0) goto done;
     }

@@ -5,7 +5,8 @@
 #   lenet5; PGD-10 images/s (10k test images, eps 0.1, alpha 0.01 on both sides, random start, batch
 #   128); resnet20 (width 1) training on 32x32 synthetic data (Concord only); at 1 and 2 threads;
 #   GFLOP/s as a share of the sgemm peak measured in this run; peak resident memory; and "bg", the
-#   CPUs other processes used meanwhile (> ~0.1: the figure is contaminated, rerun on a quiet machine).
+#   CPUs other processes used meanwhile (> ~0.1: the figure is contaminated, rerun on a quiet machine);
+#   and the sgemm-only ceiling (concord bench --what ceiling): the speed if nothing but sgemm cost time.
 #
 # Environment: CONCORD_EXE (./concord), BENCH_THREADS ("1 2"), BENCH_REPEATS (1; medians over repeats), BENCH_RESNET_N (2560),
 #   BENCH_WAIT (seconds to wait for the machine to go quiet before each measurement, 60).
@@ -58,6 +59,7 @@ for T in $THREADS; do
   for M in mlp lenet5; do
     wait_quiet
     "$EXE" bench --what all --model "$M" --threads "$T" --repeats "$R" | tee -a "$OUT/concord.txt" >&2
+    "$EXE" bench --what ceiling --model "$M" --threads "$T" | tee -a "$OUT/concord.txt" >&2
   done
   wait_quiet
   "$EXE" bench --what train --model resnet20 --dataset "synthetic:$RN:3x32x32:10" --threads "$T" --repeats "$R" \
@@ -87,7 +89,8 @@ for (m, t), rs in g.items():
     med = lambda k: st.median(r[k] for r in rs)
     print("torch", "lenet5" if m == "lenet" else m, t, med("train_sps"), med("pgd_ips"), med("train_gflops"),
           med("pgd_gflops"), max(r["maxrss_end_mib"] for r in rs), max(r["train_bg"] for r in rs),
-          max(r["pgd_bg"] for r in rs), "openmp-OpenBLAS" if rs[0]["ld_library_path"] else "pthread-OpenBLAS")
+          max(r["pgd_bg"] for r in rs), "openmp-OpenBLAS" if rs[0]["ld_library_path"] else "pthread-OpenBLAS",
+          st.median(60000 * r["epochs"] / r["train_cpu_s"] for r in rs))
 EOF
 fi
 touch "$OUT/torch.txt"
@@ -98,9 +101,10 @@ function rat(a, b) { return (a != "" && b != "" && b > 0) ? sprintf("%.2fx", a /
 function pct(g, t) { return (g != "" && peak[t] > 0) ? sprintf("%.0f%%", 100 * g / peak[t]) : "-" }
 function val(x, f) { return x == "" ? "-" : sprintf(f, x) }
 $1 == "bench" && kv($0, "what") == "sgemm" { peak[kv($0, "threads")] = kv($0, "gflops"); T[kv($0, "threads")] = 1 }
-$1 == "bench" && kv($0, "what") == "train" { k = kv($0, "model") SUBSEP kv($0, "threads"); tr[k] = kv($0, "samples_per_s"); tg[k] = kv($0, "gflops"); tb[k] = kv($0, "bg"); rss[k] = kv($0, "maxrss_mib") }
+$1 == "bench" && kv($0, "what") == "train" { k = kv($0, "model") SUBSEP kv($0, "threads"); tr[k] = kv($0, "samples_per_s"); tg[k] = kv($0, "gflops"); tb[k] = kv($0, "bg"); rss[k] = kv($0, "maxrss_mib"); tc[k] = kv($0, "n") / kv($0, "cpu_s") }
 $1 == "bench" && kv($0, "what") == "pgd" { k = kv($0, "model") SUBSEP kv($0, "threads"); pg[k] = kv($0, "images_per_s"); pgg[k] = kv($0, "gflops"); pb[k] = kv($0, "bg"); rss[k] = kv($0, "maxrss_mib") }
-$1 == "torch" { k = $2 SUBSEP $3; ttr[k] = $4; tpg[k] = $5; ttg[k] = $6; tpgg[k] = $7; trss[k] = $8; ttb[k] = $9; tpb[k] = $10; tlib[$3] = $11 }
+$1 == "bench" && kv($0, "what") == "ceiling" { k = kv($0, "model") SUBSEP kv($0, "threads"); ct[k] = kv($0, "train_samples_per_s"); cp[k] = kv($0, "pgd_images_per_s"); cg[k] = kv($0, "train_gflops") }
+$1 == "torch" { k = $2 SUBSEP $3; ttr[k] = $4; tpg[k] = $5; ttg[k] = $6; tpgg[k] = $7; trss[k] = $8; ttb[k] = $9; tpb[k] = $10; tlib[$3] = $11; ttc[k] = $12 }
 END {
   print ""
   print "| threads | work | Concord | PyTorch 1.13 | Concord / PyTorch | Concord GFLOP/s (% of sgemm peak) | PyTorch GFLOP/s (% of peak) | peak RSS MiB Concord / PyTorch | bg CPUs Concord / PyTorch |"
@@ -113,8 +117,15 @@ END {
       m = ms[i]; k = m SUBSEP t
       printf("| %d | %s training, samples/s | %s | %s | %s | %s (%s) | %s (%s) | %s / %s | %s / %s |\n", t, m, val(tr[k], "%.0f"), val(ttr[k], "%.0f"),
              rat(tr[k], ttr[k]), val(tg[k], "%.1f"), pct(tg[k], t), val(ttg[k], "%.1f"), pct(ttg[k], t), val(rss[k], "%.0f"), val(trss[k], "%.0f"), val(tb[k], "%.2f"), val(ttb[k], "%.2f"))
+      printf("| %d | %s training, samples per CPU-second (robust to time-slicing by other processes) | %s | %s | %s | | | | |\n", t, m,
+             val(tc[k], "%.0f"), val(ttc[k], "%.0f"), rat(tc[k], ttc[k]))
       printf("| %d | %s PGD-10, images/s | %s | %s | %s | %s (%s) | %s (%s) | | %s / %s |\n", t, m, val(pg[k], "%.0f"), val(tpg[k], "%.0f"),
              rat(pg[k], tpg[k]), val(pgg[k], "%.1f"), pct(pgg[k], t), val(tpgg[k], "%.1f"), pct(tpgg[k], t), val(pb[k], "%.2f"), val(tpb[k], "%.2f"))
+    }
+    for (i = 1; i <= 2; i++) {
+      m = ms[i]; k = m SUBSEP t
+      printf("| %d | %s sgemm-only ceiling (its products timed alone): training samples/s, PGD-10 images/s | %s, %s | | | %s (%s) | | | |\n", t, m,
+             val(ct[k], "%.0f"), val(cp[k], "%.0f"), val(cg[k], "%.1f"), pct(cg[k], t))
     }
     k = "resnet20" SUBSEP t
     printf("| %d | resnet20 training (32x32 synthetic), samples/s | %s | n/a | | %s (%s) | | %s / - | %s / - |\n", t, val(tr[k], "%.0f"), val(tg[k], "%.1f"), pct(tg[k], t), val(rss[k], "%.0f"), val(tb[k], "%.2f"))
