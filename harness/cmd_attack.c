@@ -48,6 +48,8 @@ static const OptSpec OPTS[] = {
     {"db", "PATH", "results database (default out/concord.db or $CONCORD_DB)", NULL},
     {"no-db", NULL, "do not record in the results database", NULL},
     {"job-key", "KEY", "suite job key (rows get KEY/<attack>/<eps>/<source> when several)", NULL},
+    {"transfer-label", "L[,L]", "names of the transfer sources, in --grad order, for row keys (transfer:<L>); "
+     "default: the surrogate's content hash, so keys never depend on where the file is", NULL},
     {"quiet", NULL, "no per-row lines, only the summary", NULL},
     {0},
 };
@@ -67,12 +69,6 @@ static int split_list(const char *opt, const char *text, char *buf, size_t cap, 
     return n;
 }
 
-static void row_name(const AttackResult *r, char *out, size_t n) {
-    snprintf(out, n, "%s/%s/%s%s%s", attack_name(&r->p), r->p.eps_text,
-             r->p.kind == ATK_SQUARE ? "none" : attack_grad_name(r->p.grad_source),
-             r->p.grad_source == GRAD_TRANSFER && r->p.kind != ATK_SQUARE ? ":" : "",
-             r->p.grad_source == GRAD_TRANSFER && r->p.kind != ATK_SQUARE ? r->p.transfer_ckpt : "");
-}
 
 static void print_row(int idx, const AttackResult *r, const char *flags) {
     const EvalCounts *c = &r->c;
@@ -102,9 +98,30 @@ typedef struct Opts {
     const AttackInfo *atk[MAX_LIST];
     int natk, neps, ngrad;
     char *eps[MAX_LIST], *grad[MAX_LIST];
-    char eps_buf[1024], grad_buf[8192], atk_buf[256];
+    char eps_buf[1024], grad_buf[8192], atk_buf[256], label_buf[1024];
+    char *label[MAX_LIST];  /* per --grad item: the transfer source's label (NULL for true / feedback) */
+    char hash_label[MAX_LIST][17];
     const char *alpha;
 } Opts;
+
+/* A row's name and, under --job-key, its key suffix: <attack>/<eps>/<source>. A transfer source is named
+ * by its label (--transfer-label, else the surrogate's content hash), not its path: the same evaluation
+ * keeps its key when the files move (a suite written to another --out). */
+static void row_name(const Opts *o, const AttackResult *r, char *out, size_t n) {
+    const char *label = "?";
+    for (int g = 0; g < o->ngrad; g++) {
+        AttackParams t;
+        attack_params_default(&t);
+        if (o->label[g] && attack_set_grad(&t, o->grad[g]) == 0 && str_eq(t.transfer_ckpt, r->p.transfer_ckpt)) {
+            label = o->label[g];
+            break;
+        }
+    }
+    snprintf(out, n, "%s/%s/%s%s%s", attack_name(&r->p), r->p.eps_text,
+             r->p.kind == ATK_SQUARE ? "none" : attack_grad_name(r->p.grad_source),
+             r->p.grad_source == GRAD_TRANSFER && r->p.kind != ATK_SQUARE ? ":" : "",
+             r->p.grad_source == GRAD_TRANSFER && r->p.kind != ATK_SQUARE ? label : "");
+}
 
 /* hash: the checkpoint is a hashing model (only OBJ_HASH attacks apply), else a classifier. */
 static int parse_opts(const Args *a, Opts *o, int hash) {
@@ -135,9 +152,26 @@ static int parse_opts(const Args *a, Opts *o, int hash) {
         if (attack_set_eps(&t, o->eps[i]) < 0) return -1;
     }
     if ((o->ngrad = split_list("grad", arg_str(a, "grad"), o->grad_buf, sizeof o->grad_buf, o->grad)) < 0) return -1;
+    int ntransfer = 0;
     for (int i = 0; i < o->ngrad; i++) {
         AttackParams t = *p;
         if (attack_set_grad(&t, o->grad[i]) < 0) return -1;
+        ntransfer += t.grad_source == GRAD_TRANSFER;
+    }
+    if (arg_set(a, "transfer-label")) {
+        char *labels[MAX_LIST];
+        int nl = split_list("transfer-label", arg_str(a, "transfer-label"), o->label_buf, sizeof o->label_buf, labels);
+        if (nl < 0) return -1;
+        if (nl != ntransfer)
+            return err_set("--transfer-label: %d label%s for %d transfer source%s in --grad; give one per transfer:CKPT, in order",
+                           nl, nl == 1 ? "" : "s", ntransfer, ntransfer == 1 ? "" : "s");
+        for (int i = 0, l = 0; i < o->ngrad; i++) {
+            AttackParams t = *p;
+            attack_set_grad(&t, o->grad[i]);
+            if (t.grad_source != GRAD_TRANSFER) continue;
+            if (strpbrk(labels[l], "/ \t")) return err_set("--transfer-label %s: a label is one word without slashes", labels[l]);
+            o->label[i] = labels[l++];
+        }
     }
     /* an option no selected attack uses would be silently ignored: refuse it */
     static const struct { const char *opt; unsigned bit; } USE[] = {
@@ -265,6 +299,10 @@ int cmd_attack(int argc, char **argv) {
         attack_set_grad(&t, o->grad[g]);
         if (t.grad_source != GRAD_TRANSFER) continue;
         if (!(sur[g] = ckpt_load(t.transfer_ckpt, NULL, NULL, 0, 0, NULL))) goto done;
+        if (!o->label[g]) {
+            if (file_sha_hex(t.transfer_ckpt, o->hash_label[g]) < 0) goto done;
+            o->label[g] = o->hash_label[g];
+        }
         if (model_in_dim(sur[g]) != model_in_dim(m) || model_out_dim(sur[g]) != model_out_dim(m) ||
             str_eq(sur[g]->spec.head, "hash") != hash) {
             err_set("%s: the surrogate's input (%dx%dx%d), %s (%d) or head (%s) differ from %s's", t.transfer_ckpt,
@@ -335,7 +373,7 @@ int cmd_attack(int argc, char **argv) {
         char fl[128], nm[700];
         attack_flags_text(attack_flags(res, nres, i), fl, sizeof fl);
         if (!*fl) continue;
-        row_name(&res[i], nm, sizeof nm);
+        row_name(o, &res[i], nm, sizeof nm);
         printf("%smasking flag  row %d %s: %s\n", nflagged++ ? "" : "\n", i + 1, nm, fl);
     }
     if (arg_flag(&a, "quiet"))
@@ -355,7 +393,7 @@ int cmd_attack(int argc, char **argv) {
             attack_flags_text(attack_flags(res, nres, i), fl, sizeof fl);
             if (jk && nres > 1) {
                 char nm[700];
-                row_name(&res[i], nm, sizeof nm);
+                row_name(o, &res[i], nm, sizeof nm);
                 snprintf(key, sizeof key, "%s/%s", jk, nm);
                 jk = key;
             }

@@ -319,6 +319,11 @@ static void pool_finished(Pool *P, int i, int status) {
         snprintf(extra, sizeof extra, "killed by signal %d", WIFSIGNALED(status) ? WTERMSIG(status) : 0);
     }
     unlink(mk);
+    /* a training job that died (signal, crash) leaves its run 'running': say precisely that it stopped */
+    if (!ok && j->kind != JOB_ATTACK && db_runs_mark_interrupted(P->db, j->key, NULL) < 0) {
+        fprintf(stderr, "concord: %s\n", err_msg());
+        err_clear();
+    }
     if (ok) {
         P->st[i] = ST_DONE;
         P->ndone++;
@@ -390,7 +395,23 @@ static int suite_cmd_run(Ctx *c, const Args *a) {
     P.pid = xcalloc((size_t)(n ? n : 1), sizeof *P.pid);
     P.t0 = xcalloc((size_t)(n ? n : 1), sizeof *P.t0);
     if (db_open(c->p.db_path, &P.db) < 0) goto out;
-    if (db_runs_reap(P.db, (double)stale, &reaped) < 0) goto out;
+    /* jobs a previous runner of this directory left running (their .running marker is still there; we hold
+     * the lock, so that runner is dead): their runs are interrupted, whatever their heartbeat says */
+    for (int i = 0; i < n; i++) {
+        char mk[700];
+        const SuiteJob *j = &c->p.jobs[i];
+        marker_path(&c->p, j, "running", mk, sizeof mk);
+        if (!file_exists(mk)) continue;
+        int changed = 0;
+        if (j->kind != JOB_ATTACK && db_runs_mark_interrupted(P.db, j->key, &changed) < 0) goto out;
+        reaped += changed;
+        unlink(mk);
+    }
+    {
+        int stale_n = 0; /* and, for runners elsewhere that share the database, stale heartbeats */
+        if (db_runs_reap(P.db, (double)stale, &stale_n) < 0) goto out;
+        reaped += stale_n;
+    }
     for (int i = 0; i < n; i++) {
         int d = job_done(P.db, &c->p.jobs[i]);
         if (d < 0) goto out;
@@ -399,7 +420,7 @@ static int suite_cmd_run(Ctx *c, const Args *a) {
     if (check_datasets(&P) < 0) goto out;
     printf("suite %s: %d jobs, %d already done; %d at a time x %d OpenBLAS thread%s\n", c->s.name, n, P.nskip, P.jobs,
            P.threads, P.threads > 1 ? "s" : "");
-    if (reaped) printf("marked %d stale 'running' row%s as interrupted\n", reaped, reaped > 1 ? "s" : "");
+    if (reaped) printf("marked %d 'running' row%s of dead workers as interrupted\n", reaped, reaped > 1 ? "s" : "");
     printf("out: %s  db: %s\n", c->p.out_dir, c->p.db_path);
     fflush(stdout);
 

@@ -28,6 +28,13 @@ static const KeySpec TRAIN_KEYS[] = {
     {"test-limit", V_INT, NULL}, {"augment", V_BOOL, NULL}, {"probe", V_INT, NULL},
 };
 static const KeySpec FINETUNE_ONLY_KEYS[] = {{"new-head", V_BOOL, NULL}, {"freeze", V_INT, NULL}};
+/* [hash] keys besides TRAIN_KEYS and freeze (concord finetune --task hash). */
+static const KeySpec HASH_KEYS[] = {{"hash-eta", V_NUM, NULL}, {"queries-per-class", V_INT, NULL}, {"topk", V_INT, NULL}};
+/* [hash-attack NAME] keys passed on to concord attack --task hash. */
+static const KeySpec HASH_ATTACK_KEYS[] = {
+    {"steps", V_INT, NULL}, {"alpha", V_TEXT, NULL}, {"restarts", V_INT, NULL}, {"eot", V_INT, NULL},
+    {"batch", V_INT, NULL}, {"limit", V_INT, NULL}, {"queries-per-class", V_INT, NULL}, {"topk", V_INT, NULL},
+};
 /* [attack NAME] keys passed on as `--key value` to concord attack. */
 static const KeySpec ATTACK_KEYS[] = {
     {"steps", V_INT, NULL}, {"alpha", V_TEXT, NULL}, {"restarts", V_INT, NULL}, {"norm", V_ENUM, "linf|l2"},
@@ -180,15 +187,18 @@ static int parse_list(Parser *ps, const char *sec, const char *key, const char *
     return 1;
 }
 
-static int parse_opt(Parser *ps, const char *sec, const KeySpec *k, const char *value, SuiteOpts *o) {
+/* rule: "" for the whole section, else the rule of a `key.RULE` override (already checked). */
+static int parse_opt(Parser *ps, const char *sec, const KeySpec *k, const char *rule, const char *value, SuiteOpts *o) {
     for (int i = 0; i < o->n; i++)
-        if (str_eq(o->o[i].key, k->key))
-            return perr(ps, "[%s] %s is given twice (first on line %d); keep one", sec, k->key, o->o[i].line);
+        if (str_eq(o->o[i].key, k->key) && str_eq(o->o[i].rule, rule))
+            return perr(ps, "[%s] %s%s%s is given twice (first on line %d); keep one", sec, k->key, *rule ? "." : "", rule,
+                        o->o[i].line);
     if (o->n >= SUITE_MAX_OPTS) return perr(ps, "[%s]: too many keys", sec);
     SuiteOpt *op = &o->o[o->n];
     if (canon_value(k, value, op->val, sizeof op->val) < 0)
-        return perr(ps, "[%s] %s = %s: expected %s", sec, k->key, value, type_hint(k));
+        return perr(ps, "[%s] %s%s%s = %s: expected %s", sec, k->key, *rule ? "." : "", rule, value, type_hint(k));
     snprintf(op->key, sizeof op->key, "%s", k->key);
+    snprintf(op->rule, sizeof op->rule, "%s", rule);
     op->line = ps->line;
     o->n++;
     return 1;
@@ -210,6 +220,13 @@ static int check_items(Parser *ps, const char *sec, const char *key, SuiteList *
         }
         if (what == 'k' && !str_eq(v, "fgsm") && !str_eq(v, "pgd") && !str_eq(v, "pgd-l2") && !str_eq(v, "square"))
             return perr(ps, "[%s] %s: unknown attack '%s'; use fgsm, pgd, pgd-l2 or square", sec, key, v);
+        if (what == 'K' && !str_eq(v, "hash-untargeted") && !str_eq(v, "hash-targeted"))
+            return perr(ps, "[%s] %s: unknown hashing attack '%s'; use hash-untargeted or hash-targeted", sec, key, v);
+        if (what == 'b') {
+            long b;
+            if (parse_int(v, 1, 64, &b) < 0) return perr(ps, "[%s] %s: '%s' is not a code length from 1 to 64", sec, key, v);
+            snprintf(l->v[i], sizeof l->v[i], "%ld", b);
+        }
         if (what == 'e') {
             char c[64];
             if (canon_eps(v, c, sizeof c) < 0) return perr(ps, "[%s] %s: '%s' is not a non-negative number or fraction like 8/255", sec, key, v);
@@ -242,13 +259,16 @@ static int handler(void *user, const char *section, const char *name, const char
             return parse_list(ps, section, name, value, &s->seeds) && check_items(ps, section, name, &s->seeds, 's');
         return perr(ps, "[suite] unknown key '%s'; known: name, datasets, models, seeds, data-dir", name);
     }
-    if (str_eq(section, "pretrain") || str_eq(section, "finetune")) {
-        int pre = section[0] == 'p';
+    if (str_eq(section, "pretrain") || str_eq(section, "finetune") || str_eq(section, "hash")) {
+        int pre = section[0] == 'p', hash = section[0] == 'h';
         if (pre && !s->has_pretrain) { s->has_pretrain = 1; s->line_pretrain = ps->section_line; }
-        if (!pre && !ps->seen_ft) { ps->seen_ft = 1; ps->line_ft = ps->section_line; }
+        if (hash && !s->has_hash) { s->has_hash = 1; s->line_hash = ps->section_line; }
+        if (!pre && !hash && !ps->seen_ft) { ps->seen_ft = 1; ps->line_ft = ps->section_line; }
+        SuiteList *rules = pre ? &s->pre_rules : hash ? &s->hash_rules : &s->ft_rules;
         if (str_eq(name, "rules") || str_eq(name, "rule"))
-            return parse_list(ps, section, name, value, pre ? &s->pre_rules : &s->ft_rules) &&
-                   check_items(ps, section, name, pre ? &s->pre_rules : &s->ft_rules, 'r');
+            return parse_list(ps, section, name, value, rules) && check_items(ps, section, name, rules, 'r');
+        if (hash && str_eq(name, "bits"))
+            return parse_list(ps, section, name, value, &s->hash_bits) && check_items(ps, section, name, &s->hash_bits, 'b');
         if (pre && str_eq(name, "dataset")) { snprintf(s->pre_dataset, sizeof s->pre_dataset, "%s", value); return 1; }
         if (pre && str_eq(name, "seed")) {
             long sd;
@@ -258,42 +278,64 @@ static int handler(void *user, const char *section, const char *name, const char
             else snprintf(s->pre_seed, sizeof s->pre_seed, "%ld", sd);
             return 1;
         }
-        const KeySpec *k = keyspec_find(TRAIN_KEYS, ARRAY_LEN(TRAIN_KEYS), name);
-        if (!k && !pre) k = keyspec_find(FINETUNE_ONLY_KEYS, ARRAY_LEN(FINETUNE_ONLY_KEYS), name);
+        /* `option.RULE = value`: an override for that rule's jobs only */
+        char key[64], rule[32] = "";
+        snprintf(key, sizeof key, "%s", name);
+        char *dot = strchr(key, '.');
+        if (dot) {
+            *dot = 0;
+            if (!dot[1] || strlen(dot + 1) >= sizeof s->ft.o[0].rule)
+                return perr(ps, "[%s] %s: write a per-rule override as OPTION.RULE, e.g. lr.dfa = 0.0005", section, name);
+            snprintf(rule, sizeof rule, "%s", dot + 1);
+            if (!rule_find(rule)) return perr(ps, "[%s] %s: unknown rule '%s' in a per-rule override; see concord rules", section, name, rule);
+        }
+        const KeySpec *k = keyspec_find(TRAIN_KEYS, ARRAY_LEN(TRAIN_KEYS), key);
+        if (!k && !pre && str_eq(key, "freeze")) k = keyspec_find(FINETUNE_ONLY_KEYS, ARRAY_LEN(FINETUNE_ONLY_KEYS), key);
+        if (!k && !pre && !hash) k = keyspec_find(FINETUNE_ONLY_KEYS, ARRAY_LEN(FINETUNE_ONLY_KEYS), key);
+        if (!k && hash) k = keyspec_find(HASH_KEYS, ARRAY_LEN(HASH_KEYS), key);
         if (!k) {
-            if (keyspec_find(FINETUNE_ONLY_KEYS, ARRAY_LEN(FINETUNE_ONLY_KEYS), name))
-                return perr(ps, "[pretrain] %s belongs to [finetune]", name);
+            if (pre && keyspec_find(FINETUNE_ONLY_KEYS, ARRAY_LEN(FINETUNE_ONLY_KEYS), key))
+                return perr(ps, "[pretrain] %s belongs to [finetune]", key);
+            if (!hash && keyspec_find(HASH_KEYS, ARRAY_LEN(HASH_KEYS), key)) return perr(ps, "[%s] %s belongs to [hash]", section, key);
             return perr(ps, "[%s] unknown key '%s'; known: rules,%s epochs, batch, lr, momentum, wd, nesterov, optimizer, "
                         "schedule, step-size, gamma, usf-scale, magnitude, brsf-resample, last-layer-bp, width, hidden, "
-                        "dropout, val, limit, test-limit, augment, probe%s (docs/suites.md)",
-                        section, name, pre ? " dataset, seed," : "", pre ? "" : ", new-head, freeze");
+                        "dropout, val, limit, test-limit, augment, probe%s, each also as OPTION.RULE (docs/suites.md)",
+                        section, key, pre ? " dataset, seed," : hash ? " bits," : "",
+                        pre ? "" : hash ? ", freeze, hash-eta, queries-per-class, topk" : ", new-head, freeze");
         }
-        return parse_opt(ps, section, k, value, pre ? &s->pre : &s->ft);
+        return parse_opt(ps, section, k, rule, value, pre ? &s->pre : hash ? &s->hash : &s->ft);
     }
-    if (strncmp(section, "attack", 6) == 0 && (section[6] == ' ' || section[6] == 0)) {
-        const char *an = section[6] ? section + 7 : "";
+    int is_hatk = strncmp(section, "hash-attack", 11) == 0 && (section[11] == ' ' || section[11] == 0);
+    if (is_hatk || (strncmp(section, "attack", 6) == 0 && (section[6] == ' ' || section[6] == 0))) {
+        const char *an = is_hatk ? section + 11 : section + 6;
         while (*an == ' ') an++;
         SuiteAttack *a = NULL;
         for (int i = 0; i < s->natk; i++)
-            if (str_eq(s->atk[i].name, an)) a = &s->atk[i];
+            if (str_eq(s->atk[i].name, an) && s->atk[i].hash == is_hatk) a = &s->atk[i];
         if (!a) {
-            if (s->natk >= SUITE_MAX_ATTACKS) return perr(ps, "more than %d [attack] sections; merge some", SUITE_MAX_ATTACKS);
+            if (s->natk >= SUITE_MAX_ATTACKS)
+                return perr(ps, "more than %d [attack] and [hash-attack] sections; merge some", SUITE_MAX_ATTACKS);
             a = &s->atk[s->natk++];
             snprintf(a->name, sizeof a->name, "%s", an);
             a->line = ps->section_line;
+            a->hash = is_hatk;
         }
         if (str_eq(name, "attacks") || str_eq(name, "attack"))
-            return parse_list(ps, section, name, value, &a->kinds) && check_items(ps, section, name, &a->kinds, 'k');
+            return parse_list(ps, section, name, value, &a->kinds) && check_items(ps, section, name, &a->kinds, is_hatk ? 'K' : 'k');
         if (str_eq(name, "eps")) return parse_list(ps, section, name, value, &a->eps) && check_items(ps, section, name, &a->eps, 'e');
         if (str_eq(name, "grads") || str_eq(name, "grad"))
             return parse_list(ps, section, name, value, &a->grads) && check_items(ps, section, name, &a->grads, 'g');
-        const KeySpec *k = keyspec_find(ATTACK_KEYS, ARRAY_LEN(ATTACK_KEYS), name);
+        const KeySpec *k = is_hatk ? keyspec_find(HASH_ATTACK_KEYS, ARRAY_LEN(HASH_ATTACK_KEYS), name)
+                                   : keyspec_find(ATTACK_KEYS, ARRAY_LEN(ATTACK_KEYS), name);
+        if (!k && is_hatk)
+            return perr(ps, "[%s] unknown key '%s'; known: attacks, eps, grads, steps, alpha, restarts, eot, batch, limit, "
+                        "queries-per-class, topk (docs/suites.md)", section, name);
         if (!k)
             return perr(ps, "[%s] unknown key '%s'; known: attacks, eps, grads, steps, alpha, restarts, norm, eot, "
                         "queries, p-init, batch, limit (docs/suites.md)", section, name);
-        return parse_opt(ps, section, k, value, &a->opts);
+        return parse_opt(ps, section, k, "", value, &a->opts);
     }
-    return perr(ps, "unknown section [%s]; use [suite], [pretrain], [finetune] or [attack NAME]", section);
+    return perr(ps, "unknown section [%s]; use [suite], [pretrain], [finetune], [attack NAME], [hash] or [hash-attack NAME]", section);
 }
 
 static int fail_at(const Suite *s, int line, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
@@ -339,10 +381,31 @@ int suite_load(const char *path, Suite *s) {
         for (int i = 0; i < s->ft.n; i++)
             if (str_eq(s->ft.o[i].key, "new-head") || str_eq(s->ft.o[i].key, "freeze"))
                 return fail_at(s, s->ft.o[i].line, "[finetune] %s needs a [pretrain] section (without one, the rules train from scratch)", s->ft.o[i].key);
+    if (s->has_hash) {
+        if (!s->has_pretrain)
+            return fail_at(s, s->line_hash, "[hash] needs a [pretrain] section (hashing models are fine-tuned from the pretraining checkpoint)");
+        if (!s->hash_rules.n) return fail_at(s, s->line_hash, "[hash] has no rules; add rules = bp, dfa (...)");
+        if (!s->hash_bits.n) return fail_at(s, s->line_hash, "[hash] has no bits; add bits = 32 (or a list such as 16, 32)");
+    }
+    /* a per-rule override must name a rule its section runs (a typo would silently change nothing) */
+    const struct { const char *sec; const SuiteOpts *o; const SuiteList *rules; } osec[] = {
+        {"pretrain", &s->pre, &s->pre_rules}, {"finetune", &s->ft, &s->ft_rules}, {"hash", &s->hash, &s->hash_rules}};
+    for (size_t k = 0; k < ARRAY_LEN(osec); k++)
+        for (int i = 0; i < osec[k].o->n; i++) {
+            const SuiteOpt *op = &osec[k].o->o[i];
+            if (op->rule[0] && !has_rule(osec[k].rules, op->rule))
+                return fail_at(s, op->line, "[%s] %s.%s: rule '%s' is not in [%s] rules; add it there or remove the override",
+                               osec[k].sec, op->key, op->rule, op->rule, osec[k].sec);
+        }
     for (int i = 0; i < s->natk; i++) {
         SuiteAttack *a = &s->atk[i];
-        if (!a->kinds.n) return fail_at(s, a->line, "[attack %s] has no attacks; add attacks = fgsm, pgd or square", a->name);
-        if (!a->eps.n) return fail_at(s, a->line, "[attack %s] has no eps; add eps = 0, 0.1 (or fractions such as 8/255)", a->name);
+        const char *sec = a->hash ? "hash-attack" : "attack";
+        if (a->hash && !s->has_hash)
+            return fail_at(s, a->line, "[hash-attack %s] needs a [hash] section (the hashing models it attacks)", a->name);
+        if (!a->kinds.n)
+            return fail_at(s, a->line, "[%s %s] has no attacks; add attacks = %s", sec, a->name,
+                           a->hash ? "hash-untargeted, hash-targeted" : "fgsm, pgd or square");
+        if (!a->eps.n) return fail_at(s, a->line, "[%s %s] has no eps; add eps = 0, 0.1 (or fractions such as 8/255)", sec, a->name);
         if (!a->grads.n) {
             a->grads.n = 1;
             snprintf(a->grads.v[0], sizeof a->grads.v[0], "true");
@@ -352,8 +415,12 @@ int suite_load(const char *path, Suite *s) {
             const char *v = a->grads.v[g];
             if (strncmp(v, "transfer:", 9) != 0) continue;
             if (++ntransfer >= SUITE_MAX_DEPS)
-                return fail_at(s, a->grads.line, "[attack %s] grads: at most %d transfer sources per section; split it", a->name, SUITE_MAX_DEPS - 1);
-            if (str_eq(v + 9, "pretrain")) {
+                return fail_at(s, a->grads.line, "[%s %s] grads: at most %d transfer sources per section; split it", sec, a->name, SUITE_MAX_DEPS - 1);
+            if (a->hash) {
+                if (!has_rule(&s->hash_rules, v + 9))
+                    return fail_at(s, a->grads.line, "[hash-attack %s] grads: %s: the surrogate rule '%s' is not in [hash] rules "
+                                   "(a surrogate must be a hashing model with the same bits); add it there", a->name, v, v + 9);
+            } else if (str_eq(v + 9, "pretrain")) {
                 if (!s->has_pretrain) return fail_at(s, a->grads.line, "[attack %s] grads: transfer:pretrain needs a [pretrain] section", a->name);
             } else if (!has_rule(&s->ft_rules, v + 9)) {
                 return fail_at(s, a->grads.line, "[attack %s] grads: %s: the surrogate rule '%s' is not in [finetune] rules; add it there or use transfer:pretrain",
@@ -415,13 +482,25 @@ static void job_free(SuiteJob *j) {
     j->argc = 0;
 }
 
-/* Options: hashed as written (canonical), passed on as --key value (booleans as flags, false omitted). */
-static void add_opts(SuiteJob *j, Canon *c, const SuiteOpts *o) {
+/* 1 when o holds a `key.rule` override. */
+static int has_override(const SuiteOpts *o, const char *key, const char *rule) {
+    for (int i = 0; i < o->n; i++)
+        if (o->o[i].rule[0] && str_eq(o->o[i].rule, rule) && str_eq(o->o[i].key, key)) return 1;
+    return 0;
+}
+
+/* Options: hashed as written (canonical), passed on as --key value (booleans as flags, false omitted).
+ * rule: the job's rule; its `key.rule` overrides replace the section's value, other rules' are ignored
+ * (NULL: a section without overrides, [attack]). */
+static void add_opts(SuiteJob *j, Canon *c, const SuiteOpts *o, const char *rule) {
     for (int i = 0; i < o->n; i++) {
         const SuiteOpt *op = &o->o[i];
+        if (op->rule[0] ? !rule || !str_eq(op->rule, rule) : rule && has_override(o, op->key, rule)) continue;
         const KeySpec *k = keyspec_find(TRAIN_KEYS, ARRAY_LEN(TRAIN_KEYS), op->key);
         if (!k) k = keyspec_find(FINETUNE_ONLY_KEYS, ARRAY_LEN(FINETUNE_ONLY_KEYS), op->key);
+        if (!k) k = keyspec_find(HASH_KEYS, ARRAY_LEN(HASH_KEYS), op->key);
         if (!k) k = keyspec_find(ATTACK_KEYS, ARRAY_LEN(ATTACK_KEYS), op->key);
+        if (!k) k = keyspec_find(HASH_ATTACK_KEYS, ARRAY_LEN(HASH_ATTACK_KEYS), op->key);
         CHECK(k);
         if (k->type == V_BOOL) {
             if (!op->val[0]) continue;
@@ -484,7 +563,7 @@ static void make_pretrain(const Suite *s, const SuitePlan *p, const char *ds, co
     job_arg(j, "%s", rule);
     job_arg(j, "--seed");
     job_arg(j, "%s", pseed);
-    add_opts(j, &c, &s->pre);
+    add_opts(j, &c, &s->pre, rule);
     canon_key(&c, "t", j->key);
     snprintf(j->ckpt, sizeof j->ckpt, "%s/ckpt/%s.ckpt", p->out_dir, j->key);
     job_arg(j, "--out");
@@ -532,7 +611,7 @@ static void make_finetune(const Suite *s, const SuitePlan *p, const char *ds, co
     job_arg(j, "%s", rule);
     job_arg(j, "--seed");
     job_arg(j, "%s", seed);
-    add_opts(j, &c, &s->ft);
+    add_opts(j, &c, &s->ft, rule);
     canon_key(&c, pre_rule ? "f" : "t", j->key);
     snprintf(j->ckpt, sizeof j->ckpt, "%s/ckpt/%s.ckpt", p->out_dir, j->key);
     job_arg(j, "--out");
@@ -550,6 +629,52 @@ static void make_finetune(const Suite *s, const SuitePlan *p, const char *ds, co
     }
 }
 
+/* The hashing fine-tune of one rule and code length, from the pretraining checkpoint of pre_rule. */
+static void make_hash(const Suite *s, const SuitePlan *p, const char *ds, const char *model, const char *pre_rule,
+                      const char *rule, const char *bits, const char *seed, SuiteJob *j) {
+    SuiteJob pj;
+    make_pretrain(s, p, ds, model, pre_rule, seed, &pj);
+    memset(j, 0, sizeof *j);
+    Canon c = {0};
+    j->kind = JOB_FINETUNE;
+    canon_add(&c, "kind", "finetune");
+    canon_add(&c, "task", "hash");
+    canon_add(&c, "bits", "%s", bits);
+    canon_add(&c, "dataset", "%s", ds);
+    canon_add(&c, "model", "%s", model);
+    canon_add(&c, "rule", "%s", rule);
+    canon_add(&c, "seed", "%s", seed);
+    canon_add(&c, "parent", "%s", pj.key);
+    job_arg(j, "finetune");
+    job_arg(j, "--from");
+    job_arg(j, "%s", pj.ckpt);
+    job_arg(j, "--dataset");
+    job_arg(j, "%s", ds);
+    if (s->data_dir[0]) { job_arg(j, "--data-dir"); job_arg(j, "%s", s->data_dir); }
+    job_arg(j, "--rule");
+    job_arg(j, "%s", rule);
+    job_arg(j, "--seed");
+    job_arg(j, "%s", seed);
+    job_arg(j, "--task");
+    job_arg(j, "hash");
+    job_arg(j, "--bits");
+    job_arg(j, "%s", bits);
+    add_opts(j, &c, &s->hash, rule);
+    canon_key(&c, "h", j->key);
+    snprintf(j->ckpt, sizeof j->ckpt, "%s/ckpt/%s.ckpt", p->out_dir, j->key);
+    job_arg(j, "--out");
+    job_arg(j, "%s", j->ckpt);
+    job_arg(j, "--resume");
+    add_common(j, p);
+    snprintf(j->desc, sizeof j->desc, "hash finetune %s %s %s-bit on %s, seed %s (from %s)", model, rule, bits, ds, seed, pre_rule);
+    snprintf(j->dataset, sizeof j->dataset, "%s", ds);
+    snprintf(j->data_dir, sizeof j->data_dir, "%s", s->data_dir);
+    int d = suite_plan_find(p, pj.key);
+    CHECK(d >= 0);
+    j->deps[j->ndeps++] = d;
+    job_free(&pj);
+}
+
 static int cmp_eps(const void *a, const void *b) {
     const char *x = a, *y = b;
     double dx = strchr(x, '/') ? atof(x) / atof(strchr(x, '/') + 1) : atof(x);
@@ -563,9 +688,10 @@ static int kind_uses_grad(const char *kind) { return !str_eq(kind, "square"); }
  * eps x gradient sources, so the masking flags compare them. Lists are sorted (eps numerically) so the
  * job does not depend on the order they were written in. */
 static void make_attack(const Suite *s, const SuitePlan *p, const SuiteAttack *a, const char *ds, const char *model,
-                        const char *pre_rule, const char *rule, const char *seed, SuiteJob *j) {
+                        const char *pre_rule, const char *rule, const char *bits, const char *seed, SuiteJob *j) {
     SuiteJob tj, sj;
-    make_finetune(s, p, ds, model, pre_rule, rule, seed, &tj);
+    if (a->hash) make_hash(s, p, ds, model, pre_rule, rule, bits, seed, &tj);
+    else make_finetune(s, p, ds, model, pre_rule, rule, seed, &tj);
     int tdep = suite_plan_find(p, tj.key);
     CHECK(tdep >= 0);
     SuiteList kinds = a->kinds, eps = a->eps, grads = a->grads;
@@ -577,14 +703,16 @@ static void make_attack(const Suite *s, const SuitePlan *p, const SuiteAttack *a
     memset(j, 0, sizeof *j);
     j->kind = JOB_ATTACK;
     j->deps[j->ndeps++] = tdep;
-    char kl[SUITE_MAX_LIST * 66] = "", el[SUITE_MAX_LIST * 66] = "", gl[8192] = "", gc[SUITE_MAX_LIST * 24] = "";
+    char kl[SUITE_MAX_LIST * 66] = "", el[SUITE_MAX_LIST * 66] = "", gl[8192] = "", gc[SUITE_MAX_LIST * 24] = "",
+         labels[SUITE_MAX_DEPS * SUITE_KEY_LEN] = "";
     for (int k = 0; k < kinds.n; k++) snprintf(kl + strlen(kl), sizeof kl - strlen(kl), "%s%s", k ? "," : "", kinds.v[k]);
     for (int e = 0; e < eps.n; e++) snprintf(el + strlen(el), sizeof el - strlen(el), "%s%s", e ? "," : "", eps.v[e]);
     for (int g = 0; any_grad && g < grads.n; g++) {
         const char *v = grads.v[g];
         const char *arg = v, *canon = v;
         if (strncmp(v, "transfer:", 9) == 0) {
-            if (str_eq(v + 9, "pretrain")) make_pretrain(s, p, ds, model, pre_rule, seed, &sj);
+            if (a->hash) make_hash(s, p, ds, model, pre_rule, v + 9, bits, seed, &sj);
+            else if (str_eq(v + 9, "pretrain")) make_pretrain(s, p, ds, model, pre_rule, seed, &sj);
             else make_finetune(s, p, ds, model, pre_rule, v + 9, seed, &sj);
             int sdep = suite_plan_find(p, sj.key);
             CHECK(sdep >= 0);
@@ -597,6 +725,8 @@ static void make_attack(const Suite *s, const SuitePlan *p, const SuiteAttack *a
             snprintf(tc, sizeof tc, "transfer:%s", sj.key);
             snprintf(gl + strlen(gl), sizeof gl - strlen(gl), "%s%s", g ? "," : "", ta);
             snprintf(gc + strlen(gc), sizeof gc - strlen(gc), "%s%s", g ? "," : "", tc);
+            /* the surrogate's job key labels its rows: KEY/<attack>/<eps>/transfer:<label>, whatever --out is */
+            snprintf(labels + strlen(labels), sizeof labels - strlen(labels), "%s%s", labels[0] ? "," : "", sj.key);
             job_free(&sj);
             continue;
         }
@@ -610,9 +740,11 @@ static void make_attack(const Suite *s, const SuitePlan *p, const SuiteAttack *a
     canon_add(&c, "eps", "%s", el);
     if (any_grad) canon_add(&c, "grads", "%s", gc);
     canon_add(&c, "seed", "%s", seed);
+    if (a->hash) canon_add(&c, "task", "hash");
     job_arg(j, "attack");
     job_arg(j, "--ckpt");
     job_arg(j, "%s", tj.ckpt);
+    if (a->hash) { job_arg(j, "--task"); job_arg(j, "hash"); }
     job_arg(j, "--attack");
     job_arg(j, "%s", kl);
     job_arg(j, "--eps");
@@ -621,17 +753,25 @@ static void make_attack(const Suite *s, const SuitePlan *p, const SuiteAttack *a
         job_arg(j, "--grad");
         job_arg(j, "%s", gl);
     }
+    if (labels[0]) {
+        job_arg(j, "--transfer-label");
+        job_arg(j, "%s", labels);
+    }
     job_arg(j, "--seed");
     job_arg(j, "%s", seed);
     if (s->data_dir[0]) { job_arg(j, "--data-dir"); job_arg(j, "%s", s->data_dir); }
-    add_opts(j, &c, &a->opts);
+    add_opts(j, &c, &a->opts, NULL);
     canon_key(&c, "a", j->key);
     add_common(j, p);
     char gshort[200] = "";
     for (int g = 0; any_grad && g < a->grads.n; g++)
         snprintf(gshort + strlen(gshort), sizeof gshort - strlen(gshort), "%s%s", g ? "," : "", grads.v[g]);
-    snprintf(j->desc, sizeof j->desc, "attack [%s] %s x eps %s%s%s on %s %s seed %s", a->name, kl, el, any_grad ? " x " : "",
-             gshort, model, rule, seed);
+    if (a->hash)
+        snprintf(j->desc, sizeof j->desc, "hash-attack [%s] %s x eps %s x %s on %s %s %s-bit seed %s", a->name, kl, el, gshort,
+                 model, rule, bits, seed);
+    else
+        snprintf(j->desc, sizeof j->desc, "attack [%s] %s x eps %s%s%s on %s %s seed %s", a->name, kl, el, any_grad ? " x " : "",
+                 gshort, model, rule, seed);
     snprintf(j->dataset, sizeof j->dataset, "%s", ds);
     snprintf(j->data_dir, sizeof j->data_dir, "%s", s->data_dir);
     job_free(&tj);
@@ -669,10 +809,21 @@ int suite_job_row_keys(const SuiteJob *j, char ***keys) {
         (*keys)[0] = xstrdup(j->key);
         return 1;
     }
-    const char *ka = job_opt(j, "attack"), *ea = job_opt(j, "eps"), *ga = job_opt(j, "grad");
+    const char *ka = job_opt(j, "attack"), *ea = job_opt(j, "eps"), *ga = job_opt(j, "grad"), *la = job_opt(j, "transfer-label");
     CHECK(ka && ea);
-    char **kinds, **eps, **grads = NULL;
+    char **kinds, **eps, **grads = NULL, **labels = NULL;
     int nk = split_commas(ka, &kinds), ne = split_commas(ea, &eps), ng = ga ? split_commas(ga, &grads) : 0;
+    int nl = la ? split_commas(la, &labels) : 0;
+    /* transfer sources are keyed by their labels (concord attack --transfer-label), in order */
+    for (int g = 0, l = 0; g < ng && l < nl; g++) {
+        if (strncmp(grads[g], "transfer:", 9) != 0) continue;
+        size_t len = strlen(labels[l]) + 10;
+        free(grads[g]);
+        grads[g] = xmalloc(len);
+        snprintf(grads[g], len, "transfer:%s", labels[l++]);
+    }
+    for (int i = 0; i < nl; i++) free(labels[i]);
+    free(labels);
     int n = 0, cap = 0;
     for (int k = 0; k < nk; k++) cap += ne * (kind_uses_grad(kinds[k]) ? (ng ? ng : 1) : 1);
     char **out = xcalloc((size_t)cap, sizeof *out);
@@ -700,6 +851,8 @@ int suite_job_row_keys(const SuiteJob *j, char ***keys) {
     *keys = out;
     return n;
 }
+
+int suite_job_stage(const SuiteJob *j) { return j->kind == JOB_TRAIN ? 0 : j->kind == JOB_FINETUNE ? 1 : 2; }
 
 int suite_plan(const Suite *s, const char *out_dir, const char *db_path, SuitePlan *p) {
     memset(p, 0, sizeof *p);
@@ -730,10 +883,26 @@ int suite_plan(const Suite *s, const char *out_dir, const char *db_path, SuitePl
                                 continue;
                             }
                             for (int ai = 0; ai < s->natk; ai++) {
-                                make_attack(s, p, &s->atk[ai], ds, model, pre, rule, seed, &j);
+                                if (s->atk[ai].hash) continue;
+                                make_attack(s, p, &s->atk[ai], ds, model, pre, rule, NULL, seed, &j);
                                 plan_add(p, &j);
                             }
                         }
+                        /* the hashing task: fine-tunes per rule x code length, then their attacks */
+                        for (int r = 0; pre && s->has_hash && r < s->hash_rules.n; r++)
+                            for (int b = 0; b < s->hash_bits.n; b++) {
+                                const char *rule = s->hash_rules.v[r], *bits = s->hash_bits.v[b];
+                                if (stage == 1) {
+                                    make_hash(s, p, ds, model, pre, rule, bits, seed, &j);
+                                    plan_add(p, &j);
+                                    continue;
+                                }
+                                for (int ai = 0; ai < s->natk; ai++) {
+                                    if (!s->atk[ai].hash) continue;
+                                    make_attack(s, p, &s->atk[ai], ds, model, pre, rule, bits, seed, &j);
+                                    plan_add(p, &j);
+                                }
+                            }
                     }
     return 0;
 }

@@ -7,33 +7,40 @@
  *                             ->  attack (one `concord attack` per fine-tuned model and [attack]
  *                                 section, sweeping its attacks x eps x gradient sources so the masking
  *                                 flags compare them; transfer sources add their surrogate as a dependency).
+ *                             ->  hash finetune ([hash]: concord finetune --task hash --bits K from the
+ *                                 pretrain checkpoint) -> hash attack ([hash-attack NAME] sections).
+ * Options of [pretrain], [finetune] and [hash] may be overridden per rule (`lr.dfa = 0.0005`); the
+ * override is part of that rule's canonical configuration only.
  * Each job has a STABLE key: a hash of its canonical configuration (sorted key=value lines, numbers
  * normalised, the parent's key included), so it does not depend on the order of keys, sections or list
  * items in the file, nor on where outputs go. Identical jobs (same key) collapse into one.
  * Jobs are ordered by stage (pretrain, finetune, attack), so every dependency has a lower index.
  *
  * The plan file (plan.tsv, written temp-then-rename) is what `concord job --plan PLAN --index I` reads:
- * the local runner (cmd_suite.c) and a future Slurm array use that same entry point.
+ * the local runner and the Slurm engine's array tasks (cmd_suite.c) use that same entry point.
  * Not for: running processes (cmd_suite.c) or recording results (results/db.h).
  */
 #ifndef CONCORD_SUITE_H
 #define CONCORD_SUITE_H
 
 #define SUITE_MAX_LIST 32   /* items in one list value */
-#define SUITE_MAX_OPTS 32   /* pass-through options per section */
-#define SUITE_MAX_ATTACKS 8 /* [attack NAME] sections */
+#define SUITE_MAX_OPTS 48   /* pass-through options per section, per-rule overrides included */
+#define SUITE_MAX_ATTACKS 8 /* [attack NAME] + [hash-attack NAME] sections */
 #define SUITE_MAX_ARGS 64   /* argv of one job */
 #define SUITE_KEY_LEN 20    /* "f-" + 12 hex + NUL, with room */
 #define SUITE_MAX_DEPS 8    /* an attack job: its target and up to 7 transfer surrogates */
 
 typedef struct SuiteList { int n, line; char v[SUITE_MAX_LIST][64]; } SuiteList;
-typedef struct SuiteOpt { char key[32]; char val[128]; int line; } SuiteOpt; /* val canonical */
+/* One option; rule "" = every rule of the section, else a per-rule override written `key.RULE = value`. */
+typedef struct SuiteOpt { char key[32]; char rule[16]; char val[128]; int line; } SuiteOpt; /* val canonical */
 typedef struct SuiteOpts { int n; SuiteOpt o[SUITE_MAX_OPTS]; } SuiteOpts;
 
 typedef struct SuiteAttack {
     char name[48];
     int line;
-    SuiteList kinds, eps, grads; /* fgsm|pgd|square; eps texts; true|feedback|transfer:RULE|transfer:pretrain */
+    int hash;                    /* 1: a [hash-attack NAME] section (attacks the [hash] models) */
+    SuiteList kinds, eps, grads; /* fgsm|pgd|pgd-l2|square (hash: hash-untargeted|hash-targeted); eps texts;
+                                    true|feedback|transfer:RULE|transfer:pretrain (hash: no transfer:pretrain) */
     SuiteOpts opts;              /* steps, alpha, limit ... -> --steps, --alpha, --limit */
 } SuiteAttack;
 
@@ -49,6 +56,9 @@ typedef struct Suite {
     SuiteOpts pre;
     SuiteList ft_rules;
     SuiteOpts ft;
+    int has_hash, line_hash;     /* [hash]: hashing fine-tunes from the pretraining checkpoint */
+    SuiteList hash_rules, hash_bits;
+    SuiteOpts hash;
     int natk;
     SuiteAttack atk[SUITE_MAX_ATTACKS];
 } Suite;
@@ -72,6 +82,11 @@ typedef struct SuitePlan {
     SuiteJob *jobs;
 } SuitePlan;
 
+/* Stage of a job kind for schedulers that run stages one after another (Slurm): 0 train, 1 finetune,
+ * 2 attack. Every dependency of a job is in an earlier stage. */
+#define SUITE_STAGES 3
+int suite_job_stage(const SuiteJob *j);
+
 /* Parses and validates FILE. 0, or -1 with err_set("FILE:LINE: problem; fix"). */
 int suite_load(const char *path, Suite *s);
 /* Expands the grid. out_dir: where checkpoints go (<out_dir>/ckpt/KEY.ckpt); db_path: the results
@@ -82,7 +97,8 @@ int suite_plan_find(const SuitePlan *p, const char *key); /* index or -1 */
 const char *suite_job_kind_name(int kind);               /* "train" | "finetune" | "attack" */
 /* The database keys a job records under: its own key for train/finetune (a run) and for an attack with
  * one evaluation; KEY/<attack>/<eps>/<source> per evaluation otherwise (concord attack's convention,
- * source "none" for Square). *keys and its strings are malloc'd; returns the count. A job is done when
+ * source "none" for Square; a transfer source is "transfer:<label>", the label being the surrogate's
+ * job key, which the plan passes as --transfer-label). *keys and its strings are malloc'd; returns the count. A job is done when
  * every one of its keys is recorded. */
 int suite_job_row_keys(const SuiteJob *j, char ***keys);
 

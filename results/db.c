@@ -601,6 +601,27 @@ int db_runs_reap(Db *db, double stale_seconds, int *n) {
     return 0;
 }
 
+typedef struct MarkCtx { const char *key; int n; } MarkCtx;
+static int mark_body(Db *db, void *vctx) {
+    MarkCtx *c = vctx;
+    sqlite3_stmt *st = NULL;
+    int rc = db_prep(db, "UPDATE runs SET status = 'interrupted', heartbeat = datetime('now'),"
+                         " error = coalesce(error, 'the worker process died (killed or crashed)')"
+                         " WHERE job_key = ? AND status = 'running'", &st);
+    if (rc) return rc;
+    sqlite3_bind_text(st, 1, c->key, -1, SQLITE_STATIC);
+    if ((rc = db_step(db, st, "marking a run interrupted"))) return rc;
+    c->n = sqlite3_changes(db->h);
+    return 0;
+}
+int db_runs_mark_interrupted(Db *db, const char *job_key, int *n) {
+    CHECK(db && job_key);
+    MarkCtx c = {job_key, 0};
+    if (db_write(db, mark_body, &c) < 0) return -1;
+    if (n) *n = c.n;
+    return 0;
+}
+
 /* ---- evals and artifacts ---- */
 
 typedef struct EvalCtx {

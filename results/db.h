@@ -101,6 +101,10 @@ int db_run_end(Db *db, int64_t run_id, const char *status, const char *error, co
  * killed never ends its run). *n (may be NULL) gets how many. */
 int db_runs_reap(Db *db, double stale_seconds, int *n);
 
+/* Marks the run with this job_key 'interrupted' if it is still 'running' (a runner saw its worker die);
+ * finished and failed rows are left alone. *n (may be NULL) gets 1 when a row changed, else 0. */
+int db_runs_mark_interrupted(Db *db, const char *job_key, int *n);
+
 /* Records one finished evaluation: every AttackParams field, the counts, and the masking flags the
  * attack module computed (text, NULL or "" = none). With e->job_key already present the row is
  * replaced in place. *eval_id (may be NULL) gets the row id. */

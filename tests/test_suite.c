@@ -138,6 +138,143 @@ TEST(suite_ini_errors) {
     err_clear();
 }
 
+/* Per-rule overrides: `lr.usf = ...` changes the usf fine-tunes (and their attacks) only. */
+TEST(suite_rule_overrides) {
+    SuitePlan a, b;
+    char *ini = xcalloc(1, strlen(INI_A) + 64);
+    const char *at = strstr(INI_A, "lr = 0.01\n");
+    CHECK(at);
+    size_t pre = (size_t)(at - INI_A) + strlen("lr = 0.01\n");
+    memcpy(ini, INI_A, pre);
+    strcat(ini, "lr.usf = 0.0005\n");
+    strcat(ini, INI_A + pre);
+    T_ASSERT(load_plan("ov0.ini", INI_A, "/o", &a) == 0);
+    T_ASSERT_MSG(load_plan("ov1.ini", ini, "/o", &b) == 0, "%s", err_msg());
+    T_EQ_INT(a.n, b.n);
+    for (int i = 0; i < a.n && i < b.n; i++) {
+        const SuiteJob *j = &b.jobs[i];
+        int usf = strstr(j->desc, " usf ") != NULL; /* finetune ... usf ... and attack ... on mlp usf seed */
+        T_ASSERT_MSG(str_eq(a.jobs[i].key, j->key) == !usf, "job %d (%s): key %s vs %s", i, j->desc, a.jobs[i].key, j->key);
+        if (j->kind != JOB_FINETUNE) continue;
+        const char *lr = NULL;
+        int nlr = 0;
+        for (int k = 0; k + 1 < j->argc; k++)
+            if (str_eq(j->argv[k], "--lr")) { lr = j->argv[k + 1]; nlr++; }
+        T_EQ_INT(nlr, 1);
+        T_ASSERT_MSG(lr && str_eq(lr, usf ? "0.0005" : "0.01"), "%s: --lr %s", j->desc, lr ? lr : "(none)");
+    }
+    suite_plan_free(&a);
+    suite_plan_free(&b);
+    free(ini);
+    static const struct { const char *text; int line; const char *want; } cases[] = {
+        {"[suite]\nname=t\n[finetune]\nrules=bp\nlr.sgd = 0.1\n", 5, "unknown rule 'sgd' in a per-rule override"},
+        {"[suite]\nname=t\n[finetune]\nrules=bp\nlr.dfa = x\n", 5, "lr.dfa = x: expected a non-negative number"},
+        {"[suite]\nname=t\n[finetune]\nrules=bp\nlr.dfa = 1\nlr.dfa = 2\n", 6, "lr.dfa is given twice"},
+        {"[suite]\nname=t\n[finetune]\nrules=bp\ncolour.dfa = 1\n", 5, "unknown key 'colour'"},
+        {"[suite]\nname=t\ndatasets=d\nmodels=mlp\nseeds=0\n[finetune]\nrules=bp\nlr.dfa = 0.1\n", 8,
+         "rule 'dfa' is not in [finetune] rules"},
+    };
+    for (size_t i = 0; i < ARRAY_LEN(cases); i++) {
+        char path[512], want[600];
+        snprintf(path, sizeof path, "%s/ov-err%zu.ini", test_tmpdir(), i);
+        write_file(path, cases[i].text);
+        Suite s;
+        err_clear();
+        T_ASSERT_MSG(suite_load(path, &s) < 0, "case %zu: accepted", i);
+        snprintf(want, sizeof want, "%s:%d: ", path, cases[i].line);
+        T_ASSERT_MSG(strncmp(err_msg(), want, strlen(want)) == 0, "case %zu: '%s' does not start with '%s'", i, err_msg(), want);
+        T_CONTAINS(err_msg(), cases[i].want);
+        err_clear();
+    }
+}
+
+/* The hashing stage: [hash] fine-tunes from the pretraining checkpoint, [hash-attack] attacks them with
+ * transfer sources of the same code length. */
+static const char *INI_HASH =
+    "[suite]\nname = h\ndatasets = synthetic:400:1x8x8:4\nmodels = mlp\nseeds = 0\n"
+    "[pretrain]\nrules = bp\nepochs = 1\nhidden = 16\nval = 50\nprobe = 0\n"
+    "[finetune]\nrules = bp\nepochs = 1\nval = 50\nprobe = 0\n"
+    "[attack w]\nattacks = fgsm\neps = 0, 0.1\ngrads = true\nlimit = 20\n"
+    "[hash]\nrules = bp, dfa\nbits = 16, 8\nepochs = 1\nlimit = 200\nval = 40\noptimizer = adam\nlr = 0.001\n"
+    "lr.dfa = 0.0005\nqueries-per-class = 5\nprobe = 0\n"
+    "[hash-attack h]\nattacks = hash-untargeted, hash-targeted\neps = 0, 8/255\ngrads = true, feedback, transfer:bp\n"
+    "steps = 3\nlimit = 10\n";
+
+static const char *job_opt_val(const SuiteJob *j, const char *name) {
+    for (int i = 0; i + 1 < j->argc; i++)
+        if (str_eq(j->argv[i], name)) return j->argv[i + 1];
+    return NULL;
+}
+
+TEST(suite_hash_plan) {
+    SuitePlan p;
+    T_ASSERT_MSG(load_plan("hash.ini", INI_HASH, "/o", &p) == 0, "%s", err_msg());
+    /* 1 pretrain, 1 finetune, 2 rules x 2 bits hash fine-tunes, 1 attack, 4 hash attacks */
+    T_EQ_INT(p.n, 1 + 1 + 4 + 1 + 4);
+    int nh = 0, nha = 0;
+    for (int i = 0; i < p.n; i++) {
+        const SuiteJob *j = &p.jobs[i];
+        for (int d = 0; d < j->ndeps; d++) T_ASSERT(j->deps[d] < i && suite_job_stage(&p.jobs[j->deps[d]]) < suite_job_stage(j));
+        if (j->key[0] == 'h') {
+            nh++;
+            T_EQ_INT(j->kind, JOB_FINETUNE);
+            T_ASSERT(str_eq(job_opt_val(j, "--task"), "hash") && job_opt_val(j, "--bits"));
+            T_ASSERT(str_eq(job_opt_val(j, "--optimizer"), "adam"));
+            T_ASSERT(str_eq(job_opt_val(j, "--lr"), strstr(j->desc, " dfa ") ? "0.0005" : "0.001"));
+            T_ASSERT(str_eq(job_opt_val(j, "--from"), p.jobs[j->deps[0]].ckpt) && p.jobs[j->deps[0]].kind == JOB_TRAIN);
+        }
+        if (j->kind == JOB_ATTACK && str_eq(job_opt_val(j, "--task") ? job_opt_val(j, "--task") : "", "hash")) {
+            nha++;
+            const SuiteJob *t = &p.jobs[j->deps[0]];
+            T_ASSERT(t->key[0] == 'h' && str_eq(job_opt_val(j, "--ckpt"), t->ckpt));
+            /* the surrogate: the bp hashing model with the same bits (the bp model's own attack needs only itself) */
+            int self = strstr(t->desc, " bp ") != NULL;
+            T_EQ_INT(j->ndeps, self ? 1 : 2);
+            const SuiteJob *sur = &p.jobs[j->deps[j->ndeps - 1]];
+            T_ASSERT(str_eq(job_opt_val(sur, "--bits"), job_opt_val(t, "--bits")) && strstr(sur->desc, " bp "));
+            T_ASSERT(str_eq(job_opt_val(j, "--transfer-label"), sur->key));
+            char **keys;
+            int nk = suite_job_row_keys(j, &keys);
+            T_EQ_INT(nk, 2 * 2 * 3);
+            char want[128];
+            snprintf(want, sizeof want, "%s/hash-targeted/0/transfer:%s", j->key, sur->key);
+            T_ASSERT_MSG(str_eq(keys[1], want), "%s vs %s", keys[1], want); /* grads sorted: feedback, transfer, true */
+            for (int k = 0; k < nk; k++) free(keys[k]);
+            free(keys);
+        }
+    }
+    T_EQ_INT(nh, 4);
+    T_EQ_INT(nha, 4);
+    suite_plan_free(&p);
+    static const struct { const char *text; int line; const char *want; } cases[] = {
+        {"[suite]\nname=t\n[hash]\nbits = 0\n", 4, "not a code length"},
+        {"[suite]\nname=t\n[hash]\nnew-head = true\n", 4, "unknown key 'new-head'"},
+        {"[suite]\nname=t\n[finetune]\nhash-eta = 1\n", 4, "hash-eta belongs to [hash]"},
+        {"[suite]\nname=t\n[hash-attack x]\nattacks = fgsm\n", 4, "unknown hashing attack 'fgsm'"},
+        {"[suite]\nname=t\n[hash-attack x]\nqueries = 5\n", 4, "unknown key 'queries'"},
+        {"[suite]\nname=t\ndatasets=d\nmodels=mlp\nseeds=0\n[finetune]\nrules=bp\n[hash]\nrules=bp\nbits=8\n", 8,
+         "[hash] needs a [pretrain] section"},
+        {"[suite]\nname=t\ndatasets=d\nmodels=mlp\nseeds=0\n[pretrain]\nrules=bp\n[finetune]\nrules=bp\n[hash]\nrules=bp\n", 10,
+         "[hash] has no bits"},
+        {"[suite]\nname=t\ndatasets=d\nmodels=mlp\nseeds=0\n[pretrain]\nrules=bp\n[finetune]\nrules=bp\n[hash]\nrules=dfa\nbits=8\n"
+         "[hash-attack x]\nattacks=hash-untargeted\neps=0\ngrads=transfer:bp\n", 16, "'bp' is not in [hash] rules"},
+        {"[suite]\nname=t\ndatasets=d\nmodels=mlp\nseeds=0\n[finetune]\nrules=bp\n[hash-attack x]\nattacks=hash-untargeted\neps=0\n",
+         8, "needs a [hash] section"},
+    };
+    for (size_t i = 0; i < ARRAY_LEN(cases); i++) {
+        char path[512], want[600];
+        snprintf(path, sizeof path, "%s/h-err%zu.ini", test_tmpdir(), i);
+        write_file(path, cases[i].text);
+        Suite s;
+        err_clear();
+        T_ASSERT_MSG(suite_load(path, &s) < 0, "case %zu: accepted", i);
+        snprintf(want, sizeof want, "%s:%d: ", path, cases[i].line);
+        T_ASSERT_MSG(strncmp(err_msg(), want, strlen(want)) == 0, "case %zu: '%s' does not start with '%s'", i, err_msg(), want);
+        T_CONTAINS(err_msg(), cases[i].want);
+        err_clear();
+    }
+}
+
 static const char *job_seed(const SuiteJob *j) {
     for (int i = 0; i + 1 < j->argc; i++)
         if (str_eq(j->argv[i], "--seed")) return j->argv[i + 1];
@@ -289,6 +426,75 @@ TEST(suite_tiny_end_to_end) {
     snprintf(cmd, sizeof cmd, "%s suite status %s --out %s/fail", test_exe(), ini, test_tmpdir());
     rc = test_run(cmd, buf, sizeof buf);
     T_CONTAINS(buf, "3 jobs: 1 done, 0 running, 1 failed, 1 pending");
+}
+
+static void sql_text(const char *db, const char *sql, char *out, size_t cap) {
+    sqlite3 *h;
+    out[0] = 0;
+    if (sqlite3_open_v2(db, &h, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK) { sqlite3_close(h); return; }
+    sqlite3_stmt *st;
+    if (sqlite3_prepare_v2(h, sql, -1, &st, NULL) == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW && sqlite3_column_text(st, 0))
+        snprintf(out, cap, "%s", (const char *)sqlite3_column_text(st, 0));
+    sqlite3_finalize(st);
+    sqlite3_close(h);
+}
+
+/* The same suite written to two output directories records the same evaluation keys (transfer rows are
+ * keyed by the surrogate's job key, not its path), and they are exactly the planner's row keys. */
+TEST(suite_transfer_keys_stable) {
+    char cmd[2048], buf[16384], db[2][700], keys[2][16384];
+    for (int k = 0; k < 2; k++) {
+        snprintf(cmd, sizeof cmd, "%s suite run suites/tiny.ini --out %s/where%d/x --jobs 2", test_exe(), test_tmpdir(), k);
+        int rc = test_run(cmd, buf, sizeof buf);
+        T_ASSERT_MSG(rc == 0, "exit %d: %s", rc, buf);
+        snprintf(db[k], sizeof db[k], "%s/where%d/x/concord.db", test_tmpdir(), k);
+        sql_text(db[k], "SELECT group_concat(job_key, ' ') FROM (SELECT job_key FROM evals ORDER BY job_key)", keys[k], sizeof keys[k]);
+    }
+    T_ASSERT(keys[0][0] && str_eq(keys[0], keys[1]));
+    T_ASSERT(strstr(keys[0], "/transfer:f-") != NULL);
+    T_ASSERT(strstr(keys[0], "/where") == NULL);
+    /* every planned row key is recorded */
+    Suite s;
+    SuitePlan p;
+    CHECK(suite_load("suites/tiny.ini", &s) == 0 && suite_plan(&s, "/elsewhere", "/x", &p) == 0);
+    for (int i = 0; i < p.n; i++) {
+        char **k;
+        int n = suite_job_row_keys(&p.jobs[i], &k);
+        for (int r = 0; r < n; r++) {
+            if (p.jobs[i].kind == JOB_ATTACK) {
+                char want[200];
+                snprintf(want, sizeof want, "%s ", k[r]);
+                char hay[16400];
+                snprintf(hay, sizeof hay, "%s ", keys[0]);
+                T_ASSERT_MSG(strstr(hay, want) != NULL, "planned key %s not recorded", k[r]);
+            }
+            free(k[r]);
+        }
+        free(k);
+    }
+    /* concord attack: one label per transfer source, and without labels the content hash keys the row */
+    const SuiteJob *sur = NULL, *tgt = NULL;
+    for (int i = 0; i < p.n; i++)
+        if (p.jobs[i].kind == JOB_FINETUNE) { if (!sur) sur = &p.jobs[i]; else tgt = &p.jobs[i]; }
+    CHECK(sur && tgt);
+    char sc[900], tc[900];
+    snprintf(sc, sizeof sc, "%s/where0/x/ckpt/%s.ckpt", test_tmpdir(), sur->key);
+    snprintf(tc, sizeof tc, "%s/where0/x/ckpt/%s.ckpt", test_tmpdir(), tgt->key);
+    snprintf(cmd, sizeof cmd, "%s attack --ckpt %s --attack fgsm --eps 0.1 --grad true,transfer:%s --transfer-label a,b --limit 10 --no-db",
+             test_exe(), tc, sc);
+    T_ASSERT(test_run(cmd, buf, sizeof buf) != 0);
+    T_CONTAINS(buf, "--transfer-label: 2 labels for 1 transfer source in --grad");
+    char hex[17];
+    CHECK(file_sha_hex(sc, hex) == 0);
+    snprintf(cmd, sizeof cmd, "%s attack --ckpt %s --attack fgsm --eps 0.1 --grad true,transfer:%s --limit 10 --db %s/lbl.db --job-key J",
+             test_exe(), tc, sc, test_tmpdir());
+    T_EQ_INT(test_run(cmd, buf, sizeof buf), 0);
+    char lbl[900], want[100];
+    snprintf(lbl, sizeof lbl, "%s/lbl.db", test_tmpdir());
+    sql_text(lbl, "SELECT group_concat(job_key, ' ') FROM (SELECT job_key FROM evals ORDER BY job_key)", buf, sizeof buf);
+    snprintf(want, sizeof want, "J/fgsm/0.1/transfer:%s J/fgsm/0.1/true", hex);
+    T_ASSERT_MSG(str_eq(buf, want), "%s vs %s", buf, want);
+    suite_plan_free(&p);
 }
 
 /* A suite big enough to be caught mid-run: LeNet-5 on synthetic 28x28 data, several epochs. */
