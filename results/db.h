@@ -105,6 +105,30 @@ int db_runs_reap(Db *db, double stale_seconds, int *n);
  * finished and failed rows are left alone. *n (may be NULL) gets 1 when a row changed, else 0. */
 int db_runs_mark_interrupted(Db *db, const char *job_key, int *n);
 
+/* Merging shards (a Slurm array task records into its own SQLite file, docs/slurm.md).
+ * db_merge copies one shard's keyed rows into db, in one write transaction, by job key:
+ *   - a run is taken when db has no run with its key, or db's is unfinished and the shard's is finished
+ *     or has a newer heartbeat; it keeps db's id when it replaces one, and brings its epoch and
+ *     alignment rows (db's rows for that run are replaced);
+ *   - an eval is taken when db has none with its key or the shard's is newer (created);
+ *   - artifacts are upserted by (kind, path);
+ *   - ids are remapped: a run's parent, an eval's target and surrogate runs are looked up in db (by job
+ *     key, checkpoint path and content hash), also for rows merged earlier whose parent arrived later.
+ * Rows without a job key cannot be matched and are skipped (counted). Merging the same shard twice
+ * changes nothing. The shard is migrated to this build's schema first (it is opened read-write). */
+typedef struct DbMergeStats {
+    int runs_added, runs_replaced, runs_kept; /* kept: db already had an equal or better row */
+    int evals_added, evals_replaced, evals_kept;
+    int unkeyed;                              /* shard rows without a job key, skipped */
+} DbMergeStats;
+int db_merge(Db *db, const char *shard_path, DbMergeStats *st);
+/* 1 when the database FILE (a sealed shard, opened read-only and immutable: no lock, no -wal/-shm file,
+ * safe from many hosts) records every key as done (a finished run or an eval), 0 when not, -1 on error. */
+int db_file_jobs_done(const char *path, char *const *keys, int nkeys);
+/* Makes a database file self-contained before it is copied (WAL checkpointed into the main file,
+ * journal mode DELETE), e.g. a shard after a killed writer. 0 or -1 with err_set. */
+int db_seal(const char *path);
+
 /* Records one finished evaluation: every AttackParams field, the counts, and the masking flags the
  * attack module computed (text, NULL or "" = none). With e->job_key already present the row is
  * replaced in place. *eval_id (may be NULL) gets the row id. */
