@@ -908,7 +908,12 @@ int cmd_suite(int argc, char **argv) {
         if (str_eq(sub, "plan")) rc = suite_cmd_plan(c);
         else if (str_eq(sub, "status")) rc = suite_cmd_status(c, arg_flag(&a, "verbose"));
         else if (str_eq(arg_str(&a, "engine"), "slurm")) rc = suite_cmd_slurm(c, &a);
-        else if (str_eq(arg_str(&a, "engine"), "local")) rc = suite_cmd_run(c, &a);
+        else if (str_eq(arg_str(&a, "engine"), "local")) {
+            static const char *const slurm_only[] = {"partition", "time", "mem", "cpus-per-task", "array-size"};
+            for (size_t i = 0; i < ARRAY_LEN(slurm_only) && rc == 0; i++)
+                if (arg_set(&a, slurm_only[i])) rc = err_set("--%s applies to --engine slurm", slurm_only[i]);
+            if (rc == 0) rc = suite_cmd_run(c, &a);
+        }
         else rc = err_set("--engine %s: use local (a process pool on this machine) or slurm", arg_str(&a, "engine"));
     }
     suite_plan_free(&c->p);

@@ -178,6 +178,35 @@ TEST(db_merge_shards) {
     T_ASSERT(access(side, F_OK) != 0);
 }
 
+/* Engine options are checked before anything runs (no Slurm needed). */
+TEST(slurm_engine_options) {
+    char cmd[1024], out[4096];
+    snprintf(cmd, sizeof cmd, "%s suite run suites/tiny.ini --out %s/eng --partition x", test_exe(), test_tmpdir());
+    T_ASSERT(test_run(cmd, out, sizeof out) != 0);
+    T_CONTAINS(out, "--partition applies to --engine slurm");
+    snprintf(cmd, sizeof cmd, "%s suite run suites/tiny.ini --out %s/eng --engine slurm --jobs 2", test_exe(), test_tmpdir());
+    T_ASSERT(test_run(cmd, out, sizeof out) != 0);
+    T_CONTAINS(out, "--jobs applies to --engine local");
+    snprintf(cmd, sizeof cmd, "%s suite run suites/tiny.ini --out %s/eng --engine pbs", test_exe(), test_tmpdir());
+    T_ASSERT(test_run(cmd, out, sizeof out) != 0);
+    T_CONTAINS(out, "--engine pbs: use local");
+    /* the array entry point maps task ids through the map file, and refuses a line that is not there */
+    snprintf(cmd, sizeof cmd, "%s suite plan suites/tiny.ini --out %s/eng > /dev/null && printf '5\n0\n' > %s/eng/m.map && "
+             "%s job --plan %s/eng/plan.tsv --map %s/eng/m.map --index 1 --shard-dir %s/eng/shards --dry-run",
+             test_exe(), test_tmpdir(), test_tmpdir(), test_exe(), test_tmpdir(), test_tmpdir(), test_tmpdir());
+    T_EQ_INT(test_run(cmd, out, sizeof out), 0);
+    T_CONTAINS(out, "job 0 ");
+    T_CONTAINS(out, "/eng/shards/");
+    T_CONTAINS(out, "/concord-shard-"); /* the job records into its local shard, not the suite's database */
+    snprintf(cmd, sizeof cmd, "%s job --plan %s/eng/plan.tsv --map %s/eng/m.map --index 0 --shard-dir %s/eng/shards --dry-run",
+             test_exe(), test_tmpdir(), test_tmpdir(), test_tmpdir());
+    T_ASSERT(test_run(cmd, out, sizeof out) != 0); /* job 5 is an attack: its fine-tune is not done */
+    T_CONTAINS(out, "needs job");
+    snprintf(cmd, sizeof cmd, "%s job --plan %s/eng/plan.tsv --map %s/eng/m.map --index 2 --dry-run", test_exe(), test_tmpdir(), test_tmpdir());
+    T_ASSERT(test_run(cmd, out, sizeof out) != 0);
+    T_CONTAINS(out, "no plan index on line 3");
+}
+
 /* The Slurm engine on a real single-node cluster: tests/slurm_e2e.sh (about 20 s once installed). */
 TEST(slurm_e2e) {
     char cmd[1024];
