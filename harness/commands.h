@@ -13,4 +13,5 @@ int cmd_plot(int argc, char **argv);
 int cmd_db(int argc, char **argv);
 int cmd_suite(int argc, char **argv);
 int cmd_job(int argc, char **argv);
+int cmd_bench(int argc, char **argv);
 #endif

@@ -18,6 +18,7 @@ static const Command COMMANDS[] = {
     {"query", cmd_query, "reports from a results database"},
     {"plot", cmd_plot, "figures from a results database (gnuplot)"},
     {"db", cmd_db, "results database maintenance"},
+    {"bench", cmd_bench, "throughput measurements (make bench drives it)"},
 };
 
 static int usage(FILE *f) {
