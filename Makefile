@@ -3,8 +3,11 @@
 # No -ffast-math anywhere: NaN/Inf detection must survive optimisation.
 PKGS    := openblas libpng sqlite3 zlib inih
 CC      ?= cc
-CFLAGS  ?= -O2 -g
-CFLAGS  += -std=c11 -Wall -Wextra -Wshadow -Wno-unused-parameter -fno-fast-math -MMD -MP
+# OPT is what configurations change (make asan sets it); the language, warning and dependency flags
+# always apply. Extra flags: make CFLAGS=...
+OPT     ?= -O2 -g
+STDFLAGS := -std=c11 -Wall -Wextra -Wshadow -Wno-unused-parameter -fno-fast-math -MMD -MP
+ALLCFLAGS = $(OPT) $(STDFLAGS) $(CFLAGS)
 CPPFLAGS += $(shell pkg-config --cflags $(PKGS) 2>/dev/null) -D_DEFAULT_SOURCE
 LDLIBS  += $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lm -lpthread
 
@@ -16,21 +19,21 @@ B        := build/release
 LIBOBJ   := $(LIBSRC:%.c=$(B)/%.o)
 TESTOBJ  := $(TESTSRC:%.c=$(B)/%.o)
 
-.PHONY: all deps test asan demo bench fuzz clean fixtures
+.PHONY: all deps-build test asan demo bench fuzz clean fixtures
 all: deps-build concord
 
 deps-build:
 	@sh scripts/deps.sh build
 
 concord: $(LIBOBJ) $(B)/harness/main.o
-	$(CC) $(CFLAGS) -o $@ $^ $(LDFLAGS) $(LDLIBS)
+	$(CC) $(ALLCFLAGS) -o $@ $^ $(LDFLAGS) $(LDLIBS)
 
 $(B)/concord_test: $(LIBOBJ) $(TESTOBJ)
-	$(CC) $(CFLAGS) -o $@ $^ $(LDFLAGS) $(LDLIBS)
+	$(CC) $(ALLCFLAGS) -o $@ $^ $(LDFLAGS) $(LDLIBS)
 
 $(B)/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(CC) $(CPPFLAGS) $(CFLAGS) -c -o $@ $<
+	$(CC) $(CPPFLAGS) $(ALLCFLAGS) -c -o $@ $<
 
 # Tests run single-threaded BLAS so results are reproducible and two test runs do not fight for cores.
 test: deps-build
@@ -39,12 +42,12 @@ test: deps-build
 
 ASANFLAGS := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 asan: deps-build
-	@$(MAKE) --no-print-directory B=build/asan CFLAGS="$(ASANFLAGS)" LDFLAGS="-fsanitize=address,undefined" \
+	@$(MAKE) --no-print-directory B=build/asan OPT="$(ASANFLAGS)" LDFLAGS="-fsanitize=address,undefined" \
 	    build/asan/concord_test build/asan/concord-asan
 	ASAN_OPTIONS=detect_leaks=1 OPENBLAS_NUM_THREADS=1 CONCORD_EXE=./build/asan/concord-asan build/asan/concord_test $(T)
 
 build/asan/concord-asan: $(LIBOBJ) $(B)/harness/main.o
-	$(CC) $(CFLAGS) -o $@ $^ $(LDFLAGS) $(LDLIBS)
+	$(CC) $(ALLCFLAGS) -o $@ $^ $(LDFLAGS) $(LDLIBS)
 
 demo: deps-build concord
 	sh scripts/demo.sh
