@@ -5,7 +5,7 @@ PKGS    := openblas libpng sqlite3 zlib inih
 CC      ?= cc
 # OPT is what configurations change (make asan sets it); the language, warning and dependency flags
 # always apply. Extra flags: make CFLAGS=...
-OPT     ?= -O2 -g
+OPT     ?= -O2 -g -ftree-vectorize -fvect-cost-model=dynamic
 STDFLAGS := -std=c11 -Wall -Wextra -Wshadow -Wno-unused-parameter -fno-fast-math -MMD -MP
 ALLCFLAGS = $(OPT) $(STDFLAGS) $(CFLAGS)
 CPPFLAGS += $(shell pkg-config --cflags $(PKGS) 2>/dev/null) -D_DEFAULT_SOURCE
