@@ -80,6 +80,15 @@ int ckpt_save(const char *path, const Model *m, const CkptMeta *extra) {
     meta_set(&mt, "fb_count", "%llu", (unsigned long long)m->fb_count);
     meta_set(&mt, "step", "%ld", m->step);
     meta_set(&mt, "n_params", "%ld", m->n_params);
+    /* the normalisation constants also as text (the tensors norm.mean / norm.std are authoritative) */
+    char nm[256] = "", ns[256] = "";
+    for (int c = 0; c < m->L[0].c && m->L[0].kind == L_NORM; c++) {
+        size_t a = strlen(nm), b = strlen(ns);
+        snprintf(nm + a, sizeof nm - a, "%s%.9g", c ? "," : "", m->L[0].mean[c]);
+        snprintf(ns + b, sizeof ns - b, "%s%.9g", c ? "," : "", m->L[0].std[c]);
+    }
+    meta_set(&mt, "norm_mean", "%s", nm);
+    meta_set(&mt, "norm_std", "%s", ns);
     for (int i = 0; extra && i < extra->n; i++) meta_set(&mt, extra->key[i], "%s", extra->val[i]);
     if (sqlite3_prepare_v2(db, "INSERT INTO meta VALUES(?,?)", -1, &st, NULL) != SQLITE_OK) goto sqlfail;
     for (int i = 0; i < mt.n; i++) {

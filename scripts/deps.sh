@@ -5,7 +5,7 @@
 #   scripts/deps.sh fuzz    : + clang (libFuzzer)
 #   scripts/deps.sh slurm   : + slurm-wlm munge
 set -e
-want="gcc make pkg-config libopenblas-dev libpng-dev libsqlite3-dev zlib1g-dev libinih-dev gnuplot-nox dataset-fashion-mnist sqlite3"
+want="gcc make pkg-config libopenblas-dev libpng-dev libsqlite3-dev zlib1g-dev libinih-dev gnuplot-nox dataset-fashion-mnist sqlite3 python3"
 case "${1:-build}" in
   build) ;;
   torch) want="$want python3-torch python3-numpy" ;;

@@ -15,6 +15,7 @@
 #include "../harness/gemm.h"
 #include "../harness/loss.h"
 #include "../harness/model.h"
+#include "../harness/train.h"
 #include "../rules/rule.h"
 #include "test.h"
 
@@ -477,4 +478,46 @@ TEST(divergence_guard_max_loss) {
     T_CONTAINS(out, "batch 1");
     snprintf(cmd, sizeof cmd, "%s train --model mlp --dataset synthetic:300 --val 50 --epochs 1 --max-loss 0 --no-db --probe 0", test_exe());
     T_EQ_INT(test_run(cmd, out, sizeof out), 0);
+}
+
+/* augmentation: every output pixel is either padding (0) or the source pixel at one fixed offset,
+ * horizontally mirrored or not, and the label is untouched */
+TEST(augment_random_crop_and_flip) {
+    Dataset d = {0};
+    d.n = 3; d.c = 3; d.h = 32; d.w = 32; d.classes = 2;
+    int D = d.c * d.h * d.w;
+    d.x = xmalloc(sizeof(float) * d.n * D);
+    d.y = xmalloc(sizeof(int32_t) * d.n);
+    for (long i = 0; i < (long)d.n * D; i++) d.x[i] = (float)(i + 1) / (float)(d.n * D + 1); /* all distinct, > 0 */
+    for (int i = 0; i < d.n; i++) d.y[i] = i % 2;
+    float *out = xmalloc(sizeof(float) * d.n * D);
+    int32_t y[3];
+    int idx[3] = {0, 1, 2}, moved = 0, flipped = 0;
+    for (int ep = 0; ep < 6; ep++) {
+        batch_fill(&d, idx, 3, out, y, 1, 9, ep);
+        for (int i = 0; i < 3; i++) {
+            T_EQ_INT(y[i], d.y[i]);
+            const float *src = d.x + (long)i * D, *o = out + (long)i * D;
+            int ok = 0;
+            for (int flip = 0; flip < 2 && !ok; flip++)
+                for (int dy = -4; dy <= 4 && !ok; dy++)
+                    for (int dx = -4; dx <= 4 && !ok; dx++) {
+                        int good = 1;
+                        for (int c = 0; c < 3 && good; c++)
+                            for (int r = 0; r < 32 && good; r++)
+                                for (int q = 0; q < 32 && good; q++) {
+                                    int sy = r + dy, sx = (flip ? 31 - q : q) + dx;
+                                    float want = (sy < 0 || sy > 31 || sx < 0 || sx > 31) ? 0.0f : src[(c * 32 + sy) * 32 + sx];
+                                    good = o[(c * 32 + r) * 32 + q] == want;
+                                }
+                        if (good) { ok = 1; moved += dy || dx; flipped += flip; }
+                    }
+            T_ASSERT_MSG(ok, "example %d epoch %d: not a padded crop/flip of the source", i, ep);
+        }
+    }
+    T_ASSERT(moved > 0 && flipped > 0); /* the augmentation really happens */
+    batch_fill(&d, idx, 3, out, y, 0, 9, 0);
+    T_ASSERT(memcmp(out, d.x, sizeof(float) * 3 * D) == 0);
+    free(out);
+    dataset_close(&d);
 }
