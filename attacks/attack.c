@@ -296,7 +296,29 @@ static void pgd_step(const float *x, float *cur, int n, const AttackParams *p, c
     const int D = s->D;
     const float eps = (float)p->eps, alpha = (float)p->alpha;
     if (p->norm == NORM_LINF) {
-        for (long j = 0; j < (long)n * D; j++) {
+        /* 4 at a time: GCC did not inline fminf/fmaxf (a libm call each, per element: callgrind, 20% of
+           an mlp PGD run with attack_pgd). PGD_MAX/PGD_MIN are glibc's fmaxf/fminf exactly (x86-64:
+           maxss/minss when ordered, the other operand when one is NaN), so results are bitwise unchanged. */
+        typedef float v4f __attribute__((vector_size(16)));
+        typedef int v4i __attribute__((vector_size(16)));
+        typedef float v4u __attribute__((vector_size(16), aligned(4), may_alias));
+#define PGD_SEL(m, a, b) ((v4f)(((v4i)(a) & (m)) | ((v4i)(b) & ~(m))))
+#define PGD_MAX(a, b) PGD_SEL(((a) > (b)) | ((b) != (b)), a, b)
+#define PGD_MIN(a, b) PGD_SEL(((a) < (b)) | ((b) != (b)), a, b)
+        const v4f z = {0, 0, 0, 0}, one = {1, 1, 1, 1}, av = {alpha, alpha, alpha, alpha}, ev = {eps, eps, eps, eps};
+        const long nd = (long)n * D;
+        long j = 0;
+        for (; j + 4 <= nd; j += 4) {
+            v4f g = *(const v4u *)(s->g + j), xv = *(const v4u *)(x + j);
+            v4f sg = PGD_SEL(g > z, one, z) - PGD_SEL(g < z, one, z); /* signf: +1, -1, or +0 (zero, NaN) */
+            v4f v = *(const v4u *)(cur + j) + av * sg, lo = xv - ev, hi = xv + ev;
+            v = PGD_MIN(PGD_MAX(v, lo), hi);
+            *(v4u *)(cur + j) = PGD_MIN(PGD_MAX(v, z), one);
+        }
+#undef PGD_SEL
+#undef PGD_MAX
+#undef PGD_MIN
+        for (; j < nd; j++) {
             float v = cur[j] + alpha * signf(s->g[j]), lo = x[j] - eps, hi = x[j] + eps;
             v = fminf(fmaxf(v, lo), hi);
             cur[j] = clip01(v);

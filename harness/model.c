@@ -1,7 +1,11 @@
 /* model.c -- graph building, the arena, forward and backward of every layer kind. See model.h.
  *
- * Backward convention: at the start every gradient buffer is zeroed; each layer ADDS its contribution
- * to its inputs' gradients (nodes read by several layers, e.g. residual branches, simply accumulate).
+ * Backward convention: each layer ADDS its contribution to its inputs' gradients (nodes read by several
+ * layers, e.g. residual branches, simply accumulate). The FIRST layer to write a gradient buffer in a
+ * backward pass ("assign", see bwd_plan) starts it instead: it stores 0 + its contribution, natively
+ * (ReLU, max-pool 2x2, linear/conv products with beta 0, padded col2im) or by zeroing its own slice just
+ * before adding; only buffers no assigning layer writes are zeroed up front. Same values, bit for bit
+ * (0 + v is kept as an addition, so -0 still becomes +0), without a pass over every buffer.
  * Parameter gradients are written (not accumulated): each parameter is used once per pass.
  */
 #include "model.h"
@@ -376,6 +380,10 @@ static int conv_chunk(const Layer *L, int cap) {
 }
 
 /* floats of im2col_s1's zero-bordered copy of one sample (0: not used for this layer) */
+/* at most this many floats of forward column matrices are kept per Work for the backward pass
+ * (6M floats = 24 MiB: lenet5 at batch 128 keeps both convs, 17.7 MiB) */
+#define COLCACHE_BUDGET (6L << 20)
+
 static long im2col_pad_n(const Layer *L) {
     return L->stride == 1 && L->pad > 0 ? (long)L->ic * (L->ih + 2 * L->pad) * (L->iw + 2 * L->pad) : 0;
 }
@@ -434,6 +442,25 @@ Work *work_create(const Model *m, int cap) {
         if (L->kind == L_DROPOUT) { w->mask[i] = p; p += o; }
     }
     CHECK(p == w->mem + nf);
+    /* Column cache: training recomputed every conv's im2col in backward for the weight gradient
+       (callgrind, lenet5 training: im2col was 22% of the instructions, half of it in backward). Keep the
+       forward columns instead, for the conv layers in graph order while the total stays within
+       COLCACHE_BUDGET floats (a separate calloc, so a Work that never trains never touches its pages). */
+    long cc = 0;
+    for (int i = 0; i < m->nl; i++) {
+        const Layer *L = &m->L[i];
+        if (L->kind != L_CONV) continue;
+        long sz = (long)cap * L->ic * L->k * L->k * L->h * L->w;
+        if (cc + sz <= COLCACHE_BUDGET) cc += sz;
+    }
+    w->ccmem = cc ? xcalloc((size_t)cc, sizeof(float)) : NULL;
+    cc = 0;
+    for (int i = 0; i < m->nl; i++) {
+        const Layer *L = &m->L[i];
+        if (L->kind != L_CONV) continue;
+        long sz = (long)cap * L->ic * L->k * L->k * L->h * L->w;
+        if (cc + sz <= COLCACHE_BUDGET) { w->colcache[i] = w->ccmem + cc; cc += sz; }
+    }
     w->pool = T > 1 ? pool_create(T) : NULL;
     return w;
 }
@@ -442,6 +469,7 @@ void work_free(Work *w) {
     if (!w) return;
     pool_free(w->pool);
     free(w->mem);
+    free(w->ccmem);
     free(w->imem);
     free(w);
 }
@@ -465,13 +493,21 @@ static inline void row_copy(float *restrict d, const float *restrict s, long n) 
         for (long j = 0; j < n; j++) d[j] = s[j];
         return;
     }
-    for (long j = 0;; j += 4) {
-        if (j + 4 > n) j = n - 4; /* the last vector overlaps the previous one: no scalar tail */
-        v4f v = v4_ld(s + j);
-        __asm__("" : "+x"(v));
-        v4_st(d + j, v);
-        if (j + 4 == n) break;
+    /* two vectors per iteration, then the last vector overlapping the previous ones (no scalar tail):
+       callgrind, lenet5 training: the one-vector loop spent 3 branch/compare instructions per vector */
+    long j = 0;
+    for (; j + 8 < n; j += 8) {
+        v4f a = v4_ld(s + j), b = v4_ld(s + j + 4);
+        __asm__("" : "+x"(a));
+        v4_st(d + j, a);
+        v4_st(d + j + 4, b);
     }
+    if (j + 4 < n) {
+        v4f a = v4_ld(s + j);
+        __asm__("" : "+x"(a));
+        v4_st(d + j, a);
+    }
+    v4_st(d + n - 4, v4_ld(s + n - 4));
 }
 static inline void row_add(float *restrict d, const float *restrict s, long n) { /* d += s */
     long j = 0;
@@ -503,6 +539,13 @@ static void relu_bwd(const float *restrict y, const float *restrict dy, float *r
         v4_st(dx + j, v4_ld(dx + j) + g);
     }
     for (; j < n; j++) dx[j] += y[j] > 0 ? dy[j] : 0.0f;
+}
+/* dx = 0 + (y > 0 ? dy : 0): relu_bwd into a zeroed dx, without reading dx */
+static void relu_bwd_store(const float *restrict y, const float *restrict dy, float *restrict dx, long n) {
+    long j = 0;
+    const v4f z = {0, 0, 0, 0};
+    for (; j + 4 <= n; j += 4) v4_st(dx + j, z + (v4f)((v4i)v4_ld(dy + j) & (v4_ld(y + j) > z)));
+    for (; j < n; j++) dx[j] = 0.0f + (y[j] > 0 ? dy[j] : 0.0f);
 }
 /* sum in double with four independent accumulators (the adds no longer wait on each other) */
 static double sum_f64(const float *x, long n) {
@@ -571,10 +614,11 @@ static void im2col_s1(const Layer *L, const float *x, float *xpad, float *col) {
 }
 /* dx += col2im(dcol) for ONE sample, stride 1: the adjoint of im2col_s1 (full-row adds into the
  * zero-bordered buffer xpad, then its interior into dx; no per-row clipping) */
-static void col2im_s1_add(const Layer *L, const float *col, float *xpad, float *dx) {
+static void col2im_s1_add(const Layer *L, const float *col, float *xpad, float *dx, int assign) {
     const int K = L->k, pad = L->pad, PH = L->ih + 2 * pad, PW = L->iw + 2 * pad, OW = L->w, P = L->h * OW;
     float *dst = pad ? xpad : dx;
     if (pad) memset(xpad, 0, sizeof(float) * L->ic * PH * PW);
+    else if (assign) memset(dx, 0, sizeof(float) * L->ic * L->ih * L->iw);
     for (int c = 0; c < L->ic; c++)
         for (int ki = 0; ki < K; ki++)
             for (int kj = 0; kj < K; kj++) {
@@ -584,8 +628,12 @@ static void col2im_s1_add(const Layer *L, const float *col, float *xpad, float *
             }
     if (!pad) return;
     for (int c = 0; c < L->ic; c++)
-        for (int iy = 0; iy < L->ih; iy++)
-            row_add(dx + ((long)c * L->ih + iy) * L->iw, xpad + ((long)c * PH + iy + pad) * PW + pad, L->iw);
+        for (int iy = 0; iy < L->ih; iy++) {
+            float *d = dx + ((long)c * L->ih + iy) * L->iw;
+            const float *sp = xpad + ((long)c * PH + iy + pad) * PW + pad;
+            if (assign) row_add_scalar(d, sp, 0.0f, L->iw); /* = 0 + v, as adding into a zeroed dx */
+            else row_add(d, sp, L->iw);
+        }
 }
 /* dx += col2im(dcol) for ns samples: the adjoint of im2col */
 static void col2im_add(const Layer *L, int ns, const float *col, float *dx) {
@@ -657,6 +705,7 @@ static void fwd_local(Model *m, Work *w, int i, long b0, long b1, int t) {
         for (long s = 0; s < nb; s += S) {
             int ns = (int)(nb - s < S ? nb - s : S), NP = ns * P;
             float *ys = y + s * on;
+            if (w->colcache[i] && w->train == FWD_TRAIN) col = w->colcache[i] + (b0 + s) * KC * P;
             if (ns == 1 && L->stride == 1) im2col_s1(L, x + s * inn, tmp, col);
             else im2col(L, ns, x + s * inn, col);
             if (ns == 1) { /* one sample: the product is already NCHW */
@@ -836,7 +885,7 @@ static int fwd_global(const Layer *L, int mode) {
     return L->kind == L_BN || (L->kind == L_DROPOUT && mode == FWD_TRAIN && L->p > 0);
 }
 
-typedef struct { Model *m; Work *w; int i0, i1, mode, flags; const float *dout; } Task;
+typedef struct { Model *m; Work *w; int i0, i1, mode, flags; const float *dout; const unsigned char *asg; } Task;
 
 static void task_fwd_local(void *arg, int t, int T) {
     Task *k = arg;
@@ -869,7 +918,7 @@ float *model_forward(Model *m, Work *w, const float *x, int n, int mode) {
     if (x != w->x) memcpy(w->x, x, sizeof(float) * (size_t)n * model_in_dim(m));
     int bt = blas_single_begin(w);
     for (int i = 0; i < m->nl;) {
-        Task k = {m, w, i, i + 1, mode, 0, NULL};
+        Task k = {m, w, i, i + 1, mode, 0, NULL, NULL};
         if (fwd_global(&m->L[i], mode)) {
             if (m->L[i].kind == L_BN) run_par(w, task_bn_fwd, &k);
             else dropout_train_forward(m, w, i);
@@ -905,13 +954,23 @@ void model_refresh_feedback(Model *m) {
     model_rebuild_feedback(m);
 }
 
+enum { ASG_IN = 1, ASG_ZERO = 2 };
+/* layers that can store (rather than add) their input gradient themselves; the others zero their slice */
+static int assign_native(const Layer *L) {
+    return L->kind == L_NORM || L->kind == L_LINEAR || L->kind == L_CONV || L->kind == L_MAXPOOL || L->kind == L_RELU;
+}
+/* 2x2 stride-2 max-pool whose windows cover its input exactly */
+static int pool2_tiles(const Layer *L) {
+    return L->k == 2 && L->stride == 2 && L->ih == 2 * L->h && L->iw == 2 * L->w;
+}
+
 static int need_dx_of(const Model *m, const Layer *L, int flags) {
     return L->in < 0 ? (flags & BW_INPUT) != 0 : (m->need_up[L->in] && (flags & BW_PARAMS)) || (flags & BW_INPUT);
 }
 
 /* Layer i on samples [b0, b1) (every kind but batch-norm). Weight gradients of this thread's samples
  * go to m->grads (t = 0) or to the thread's partial block. */
-static void bwd_local(Model *m, Work *w, int i, const float *dout, int flags, long b0, long b1, int t) {
+static void bwd_local(Model *m, Work *w, int i, const float *dout, int flags, int assign, long b0, long b1, int t) {
     Layer *L = &m->L[i];
     const long nb = b1 - b0;
     long on = out_n(L), inn = (long)L->ic * L->ih * L->iw;
@@ -919,6 +978,10 @@ static void bwd_local(Model *m, Work *w, int i, const float *dout, int flags, lo
     const int need_dx = need_dx_of(m, L, flags);
     const int want_params = (flags & BW_PARAMS) && L->trainable && !L->frozen;
     float *dx = node_grad(w, L->in) + b0 * inn;
+    if (assign && need_dx && !assign_native(L)) { /* first writer without a storing form: zero its slice */
+        memset(dx, 0, sizeof(float) * nb * inn);
+        assign = 0;
+    }
     switch (L->kind) {
     case L_NORM:
         if (need_dx) {
@@ -929,6 +992,12 @@ static void bwd_local(Model *m, Work *w, int i, const float *dout, int flags, lo
                     float inv = 1.0f / L->std[c];
                     const v4f iv = {inv, inv, inv, inv};
                     long j = 0;
+                    const v4f d0 = {0, 0, 0, 0};
+                    if (assign) {
+                        for (; j + 4 <= hw; j += 4) v4_st(dx + o + j, d0 + v4_ld(dy + o + j) * iv);
+                        for (; j < hw; j++) dx[o + j] = 0.0f + dy[o + j] * inv;
+                        continue;
+                    }
                     for (; j + 4 <= hw; j += 4) v4_st(dx + o + j, v4_ld(dx + o + j) + v4_ld(dy + o + j) * iv);
                     for (; j < hw; j++) dx[o + j] += dy[o + j] * inv;
                 }
@@ -955,7 +1024,7 @@ static void bwd_local(Model *m, Work *w, int i, const float *dout, int flags, lo
                     db[c] = (float)s;
                 }
             }
-            if (need_dx && !direct) gemm(0, 0, (int)nb, (int)inn, L->c, 1.0f, dy, L->c, B, (int)inn, 1.0f, dx, (int)inn);
+            if (need_dx && !direct) gemm(0, 0, (int)nb, (int)inn, L->c, 1.0f, dy, L->c, B, (int)inn, assign ? 0.0f : 1.0f, dx, (int)inn);
         } else {
             const int P = L->h * L->w, KC = L->ic * L->k * L->k, S = conv_chunk(L, w->cap);
             float *col = w->col + t * w->col_n, *tmp = w->tmp + t * w->tmp_n;
@@ -968,9 +1037,11 @@ static void bwd_local(Model *m, Work *w, int i, const float *dout, int flags, lo
                     g = tmp;
                 }
                 if (want_params) {
-                    if (ns == 1 && L->stride == 1) im2col_s1(L, x + s * inn, tmp, col);
+                    const float *cols = col;
+                    if (w->colcache[i] && w->train == FWD_TRAIN) cols = w->colcache[i] + (b0 + s) * KC * P;
+                    else if (ns == 1 && L->stride == 1) im2col_s1(L, x + s * inn, tmp, col);
                     else im2col(L, ns, x + s * inn, col);
-                    gemm(0, 1, L->c, KC, NP, 1.0f, g, NP, col, NP, s == 0 ? 0.0f : 1.0f, dW, KC);
+                    gemm(0, 1, L->c, KC, NP, 1.0f, g, NP, cols, NP, s == 0 ? 0.0f : 1.0f, dW, KC);
                     if (db)
                         for (int c = 0; c < L->c; c++) {
                             db[c] = (s == 0 ? 0.0f : db[c]) + (float)sum_f64(g + (long)c * NP, NP);
@@ -978,15 +1049,18 @@ static void bwd_local(Model *m, Work *w, int i, const float *dout, int flags, lo
                 }
                 if (need_dx && !direct) {
                     gemm(1, 0, KC, NP, L->c, 1.0f, B, KC, g, NP, 0.0f, col, NP);
-                    if (ns == 1 && L->stride == 1) col2im_s1_add(L, col, tmp, dx + s * inn);
-                    else col2im_add(L, ns, col, dx + s * inn);
+                    if (ns == 1 && L->stride == 1) col2im_s1_add(L, col, tmp, dx + s * inn, assign);
+                    else {
+                        if (assign) memset(dx + s * inn, 0, sizeof(float) * ns * inn);
+                        col2im_add(L, ns, col, dx + s * inn);
+                    }
                 }
             }
         }
         /* DFA: the input receives D e, D = B shaped (D_in, K), e = the output error */
         if (need_dx && direct) {
             int K = model_out_dim(m);
-            gemm(0, 1, (int)nb, (int)inn, K, 1.0f, dout + b0 * K, K, L->B, K, 1.0f, dx, (int)inn);
+            gemm(0, 1, (int)nb, (int)inn, K, 1.0f, dout + b0 * K, K, L->B, K, assign ? 0.0f : 1.0f, dx, (int)inn);
         }
         break;
     }
@@ -994,6 +1068,28 @@ static void bwd_local(Model *m, Work *w, int i, const float *dout, int flags, lo
         if (need_dx) {
             const int32_t *am = w->argmax[i] + b0 * on;
             long ihw = (long)L->ih * L->iw, ohw = (long)L->h * L->w;
+            if (assign && !pool2_tiles(L)) { memset(dx, 0, sizeof(float) * nb * inn); assign = 0; }
+            if (assign) { /* 2x2 windows tile the input: each window stores 0 + dy at its winner, 0 elsewhere */
+                const int IW = L->iw, OW = L->w;
+                for (long bc = 0; bc < nb * L->c; bc++) {
+                    float *xp = dx + bc * ihw;
+                    const float *gp = dy + bc * ohw;
+                    const int32_t *ap = am + bc * ohw;
+                    for (int oy = 0; oy < L->h; oy++) {
+                        float *r0 = xp + 2 * oy * IW, *r1 = r0 + IW;
+                        const int base = 2 * oy * IW;
+                        for (int ox = 0; ox < OW; ox++) {
+                            const int k = ap[oy * OW + ox] - base - 2 * ox; /* 0, 1, IW, IW + 1 */
+                            const float g = 0.0f + gp[oy * OW + ox];
+                            r0[2 * ox] = k == 0 ? g : 0.0f;
+                            r0[2 * ox + 1] = k == 1 ? g : 0.0f;
+                            r1[2 * ox] = k == IW ? g : 0.0f;
+                            r1[2 * ox + 1] = k == IW + 1 ? g : 0.0f;
+                        }
+                    }
+                }
+                break;
+            }
             for (long bc = 0; bc < nb * L->c; bc++)
                 for (long j = 0; j < ohw; j++) dx[bc * ihw + am[bc * ohw + j]] += dy[bc * ohw + j];
         }
@@ -1026,7 +1122,8 @@ static void bwd_local(Model *m, Work *w, int i, const float *dout, int flags, lo
     case L_RELU:
         if (need_dx) {
             const float *y = w->act[i] + b0 * on;
-            relu_bwd(y, dy, dx, nb * on);
+            if (assign) relu_bwd_store(y, dy, dx, nb * on);
+            else relu_bwd(y, dy, dx, nb * on);
         }
         break;
     case L_TANH:
@@ -1097,19 +1194,19 @@ static void task_bwd_init(void *arg, int t, int T) {
     long b0, b1;
     split(w->n, t, T, &b0, &b1);
     for (int i = 0; i < m->nl; i++)
-        if (m->L[i].kind != L_FLATTEN) {
+        if (m->L[i].kind != L_FLATTEN && (k->asg[i] & ASG_ZERO)) {
             long on = out_n(&m->L[i]);
             memset(w->grad[i] + b0 * on, 0, sizeof(float) * (b1 - b0) * on);
         }
     long D = model_in_dim(m), K = out_n(&m->L[m->out]);
-    if (k->flags & BW_INPUT) memset(w->dx + b0 * D, 0, sizeof(float) * (b1 - b0) * D);
+    if ((k->flags & BW_INPUT) && (k->asg[MAX_LAYERS] & ASG_ZERO)) memset(w->dx + b0 * D, 0, sizeof(float) * (b1 - b0) * D);
     memcpy(w->grad[m->out] + b0 * K, k->dout + b0 * K, sizeof(float) * (b1 - b0) * K);
 }
 static void task_bwd_local(void *arg, int t, int T) { /* layers i1-1 down to i0 */
     Task *k = arg;
     long b0, b1;
     split(k->w->n, t, T, &b0, &b1);
-    for (int i = k->i1 - 1; i >= k->i0; i--) bwd_local(k->m, k->w, i, k->dout, k->flags, b0, b1, t);
+    for (int i = k->i1 - 1; i >= k->i0; i--) bwd_local(k->m, k->w, i, k->dout, k->flags, k->asg[i] & ASG_IN, b0, b1, t);
 }
 static void task_bn_bwd(void *arg, int t, int T) {
     Task *k = arg;
@@ -1135,9 +1232,42 @@ static void task_reduce(void *arg, int t, int T) {
     }
 }
 
+/* The gradient buffer layer i's input gradient goes to (flatten aliases its input's); MAX_LAYERS = w->dx */
+static int grad_buf(const Model *m, int i) {
+    while (i >= 0 && m->L[i].kind == L_FLATTEN) i = m->L[i].in;
+    return i < 0 ? MAX_LAYERS : i;
+}
+/* asg[i] & ASG_IN: layer i is the first writer of its input's gradient buffer in this pass and starts it
+ * (bwd_local); asg[b] & ASG_ZERO: buffer b (a node, or MAX_LAYERS = w->dx) is zeroed up front because its
+ * first writer cannot start it (batch-norm, residual add) or nothing writes it (kept zero, as before). */
+static void bwd_plan(const Model *m, int flags, unsigned char *asg) {
+    unsigned char seen[MAX_LAYERS + 1];
+    memset(seen, 0, sizeof seen);
+    for (int b = 0; b <= MAX_LAYERS; b++) asg[b] = 0;
+    for (int i = m->nl - 1; i >= 0; i--) {
+        const Layer *L = &m->L[i];
+        if (L->kind == L_FLATTEN) continue;
+        int bufs[2] = {-1, -1};
+        if (need_dx_of(m, L, flags)) bufs[0] = grad_buf(m, L->in);
+        if (L->kind == L_ADD && (L->in2 >= 0 ? (m->need_up[L->in2] && (flags & BW_PARAMS)) || (flags & BW_INPUT) : (flags & BW_INPUT)))
+            bufs[1] = grad_buf(m, L->in2);
+        for (int u = 0; u < 2; u++) {
+            int b = bufs[u];
+            if (b < 0 || seen[b]) continue;
+            seen[b] = 1;
+            if (u == 0 && L->kind != L_BN && L->kind != L_ADD) asg[i] |= ASG_IN;
+            else asg[b] |= ASG_ZERO;
+        }
+    }
+    for (int b = 0; b <= MAX_LAYERS; b++)
+        if (!seen[b]) asg[b] |= ASG_ZERO;
+}
+
 void model_backward(Model *m, Work *w, const float *dout, int flags) {
     int bt = blas_single_begin(w);
-    Task k = {m, w, 0, 0, w->train, flags, dout};
+    unsigned char asg[MAX_LAYERS + 1];
+    bwd_plan(m, flags, asg);
+    Task k = {m, w, 0, 0, w->train, flags, dout, asg};
     run_par(w, task_bwd_init, &k);
     for (int i = m->nl - 1; i >= 0;) {
         k.i1 = i + 1;

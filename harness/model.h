@@ -129,6 +129,10 @@ typedef struct Work {
     int threads;             /* blas_threads() at work_create, clamped to [1, 16] and to cap */
     long col_n, tmp_n;       /* per-thread conv scratch: w->col + t*col_n, w->tmp + t*tmp_n */
     float *gpart;            /* (threads-1, n_params) weight-gradient partials of threads 1.. */
+    float *colcache[MAX_LAYERS]; /* conv layers whose forward column matrices (cap, K_col, P) are kept for
+                                    the weight-gradient pass of a training backward (NULL: recomputed);
+                                    chosen by work_create within COLCACHE_BUDGET, filled by FWD_TRAIN */
+    float *ccmem;
     struct Pool *pool;       /* the worker threads; NULL when threads == 1 */
 } Work;
 

@@ -36,13 +36,44 @@ double lr_at(const TrainOpts *o, int epoch) {
 }
 
 /* PyTorch semantics: SGD buf = mom*buf + g (buf = g on the first step), nesterov g + mom*buf;
- * weight decay added to the gradient (coupled), on every parameter. */
+ * weight decay added to the gradient (coupled), on every parameter.
+ * The SGD step runs 4 floats at a time (GCC vector extensions, SSE2) in loops specialised on momentum /
+ * first step / nesterov: the same operations per element in the same order as the scalar loop (no FMA,
+ * no reassociation), so the results are bitwise those of the scalar code. (It was ~13% of mlp training,
+ * scalar at -O2; callgrind: 21% of an mlp training run's instructions.) */
+typedef float upd_v4f __attribute__((vector_size(16)));
+typedef float upd_v4u __attribute__((vector_size(16), aligned(4), may_alias));
+#define UPD_LD(p) (*(const upd_v4u *)(p))
+#define UPD_ST(p, v) (*(upd_v4u *)(p) = (v))
 static void update_range(Model *m, const TrainOpts *o, double lr, long off, long n) {
     float *p = m->params + off, *g = m->grads + off, *mb = m->opt_m + off, *vb = m->opt_v + off;
     const float wd = (float)o->weight_decay, mom = (float)o->momentum, flr = (float)lr;
     if (o->optimizer == OPT_SGD) {
-        int first = m->step == 0;
-        for (long j = 0; j < n; j++) {
+        const int first = m->step == 0, nest = o->nesterov != 0;
+        const upd_v4f wdv = {wd, wd, wd, wd}, mv = {mom, mom, mom, mom}, lv = {flr, flr, flr, flr};
+        long j = 0;
+        if (mom == 0) {
+            for (; j + 4 <= n; j += 4) UPD_ST(p + j, UPD_LD(p + j) - lv * (UPD_LD(g + j) + wdv * UPD_LD(p + j)));
+        } else if (first && !nest) {
+            for (; j + 4 <= n; j += 4) {
+                upd_v4f gj = UPD_LD(g + j) + wdv * UPD_LD(p + j);
+                UPD_ST(mb + j, gj);
+                UPD_ST(p + j, UPD_LD(p + j) - lv * gj);
+            }
+        } else if (!nest) {
+            for (; j + 4 <= n; j += 4) {
+                upd_v4f gj = UPD_LD(g + j) + wdv * UPD_LD(p + j), b = mv * UPD_LD(mb + j) + gj;
+                UPD_ST(mb + j, b);
+                UPD_ST(p + j, UPD_LD(p + j) - lv * b);
+            }
+        } else {
+            for (; j + 4 <= n; j += 4) {
+                upd_v4f gj = UPD_LD(g + j) + wdv * UPD_LD(p + j), b = first ? gj : mv * UPD_LD(mb + j) + gj;
+                UPD_ST(mb + j, b);
+                UPD_ST(p + j, UPD_LD(p + j) - lv * (gj + mv * b));
+            }
+        }
+        for (; j < n; j++) { /* the tail (and the reference semantics of the loops above) */
             float gj = g[j] + wd * p[j];
             if (mom != 0) {
                 mb[j] = first ? gj : mom * mb[j] + gj;
