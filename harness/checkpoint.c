@@ -219,7 +219,13 @@ Model *ckpt_load_head(const char *path, const Rule *rule, const RuleOpts *ro, in
         ro = &sro;
     }
     m = model_create(&s, rule, ro, 0);
-    if (!m) { err_set("%s: cannot rebuild the model: %s", path, err_msg()); goto fail; }
+    if (!m) { /* name the file: the builder's message does not know it */
+        char why[512];
+        snprintf(why, sizeof why, "%s", err_msg());
+        err_clear();
+        err_set("%s: cannot rebuild the model: %s", path, why);
+        goto fail;
+    }
     /* the classifier: the last linear layer */
     const char *head_name = m->L[m->out].kind == L_LINEAR ? m->L[m->out].name : m->L[m->out - 1].name;
     if (sqlite3_prepare_v2(db, "SELECT shape, data FROM tensor WHERE name = ?", -1, &st, NULL) != SQLITE_OK) {
