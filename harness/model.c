@@ -14,6 +14,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "../rules/rule.h"
 #include "gemm.h"
@@ -462,6 +463,10 @@ Work *work_create(const Model *m, int cap) {
         long sz = (long)cap * L->ic * L->k * L->k * L->h * L->w;
         if (cc + sz <= COLCACHE_BUDGET) { w->colcache[i] = w->ccmem + cc; cc += sz; }
     }
+    /* OpenBLAS 0.3.21 builds its small-matrix sgemm kernels for these cores only */
+    const char *core = blas_core();
+    w->dw_split = core && (strcasecmp(core, "cooperlake") == 0 || strcasecmp(core, "skylakex") == 0 ||
+                           strcasecmp(core, "sapphirerapids") == 0);
     w->pool = T > 1 ? pool_create(T) : NULL;
     return w;
 }
@@ -888,11 +893,27 @@ static int fwd_global(const Layer *L, int mode) {
 
 typedef struct { Model *m; Work *w; int i0, i1, mode, flags; const float *dout; const unsigned char *asg; } Task;
 
+/* Layers computed sample by sample (no product over the batch): a run of them is carried through in
+ * groups of FWD_GROUP samples, so a group's activations stay in the L2 cache from one layer to the next
+ * instead of each layer streaming the whole slice through memory. Linear layers (one product over the
+ * slice) and grouped convolutions (conv_chunk > 1) keep the whole slice: every value is computed exactly
+ * as before. */
+#define FWD_GROUP 8
+static int per_sample(const Layer *L, int cap) {
+    return L->kind != L_LINEAR && (L->kind != L_CONV || conv_chunk(L, cap) == 1);
+}
 static void task_fwd_local(void *arg, int t, int T) {
     Task *k = arg;
     long b0, b1;
     split(k->w->n, t, T, &b0, &b1);
-    for (int i = k->i0; i < k->i1; i++) fwd_local(k->m, k->w, i, b0, b1, t);
+    for (int i = k->i0; i < k->i1;) {
+        int j = i;
+        while (j < k->i1 && per_sample(&k->m->L[j], k->w->cap)) j++;
+        if (j - i < 2) { fwd_local(k->m, k->w, i, b0, b1, t); i++; continue; }
+        for (long g = b0; g < b1; g += FWD_GROUP)
+            for (int l = i; l < j; l++) fwd_local(k->m, k->w, l, g, g + FWD_GROUP < b1 ? g + FWD_GROUP : b1, t);
+        i = j;
+    }
 }
 static void task_bn_fwd(void *arg, int t, int T) {
     Task *k = arg;
@@ -970,8 +991,10 @@ static int need_dx_of(const Model *m, const Layer *L, int flags) {
 }
 
 /* Layer i on samples [b0, b1) (every kind but batch-norm). Weight gradients of this thread's samples
- * go to m->grads (t = 0) or to the thread's partial block. */
-static void bwd_local(Model *m, Work *w, int i, const float *dout, int flags, int assign, long b0, long b1, int t) {
+ * go to m->grads (t = 0) or to the thread's partial block; bstart = the thread's first sample (a conv
+ * layer may be called group by group: its weight gradient starts at bstart and accumulates after). */
+static void bwd_local(Model *m, Work *w, int i, const float *dout, int flags, int assign, long b0, long b1, long bstart,
+                      int t) {
     Layer *L = &m->L[i];
     const long nb = b1 - b0;
     long on = out_n(L), inn = (long)L->ic * L->ih * L->iw;
@@ -1011,7 +1034,7 @@ static void bwd_local(Model *m, Work *w, int i, const float *dout, int flags, in
         long goff = t == 0 ? 0 : (long)(t - 1) * m->n_params;
         float *dW = t == 0 ? L->dW : w->gpart + goff + (L->dW - m->grads);
         float *db = !L->bias ? NULL : t == 0 ? L->db : w->gpart + goff + (L->db - m->grads);
-        if (want_params && nb == 0) {
+        if (want_params && nb == 0 && b0 == bstart) {
             memset(dW, 0, sizeof(float) * layer_w_n(L));
             if (db) memset(db, 0, sizeof(float) * L->c);
         }
@@ -1042,19 +1065,20 @@ static void bwd_local(Model *m, Work *w, int i, const float *dout, int flags, in
                     if (w->colcache[i] && w->train == FWD_TRAIN) cols = w->colcache[i] + (b0 + s) * KC * P;
                     else if (ns == 1 && L->stride == 1) im2col_s1(L, x + s * inn, tmp, col);
                     else im2col(L, ns, x + s * inn, col);
-                    if (s == 0 || ns > 1 || (double)L->c * KC * NP > 1e6) gemm(0, 1, L->c, KC, NP, 1.0f, g, NP, cols, NP, s == 0 ? 0.0f : 1.0f, dW, KC);
+                    const int first = b0 + s == bstart;
+                    if (first || ns > 1 || !w->dw_split || (double)L->c * KC * NP > 1e6) gemm(0, 1, L->c, KC, NP, 1.0f, g, NP, cols, NP, first ? 0.0f : 1.0f, dW, KC);
                     else { /* dW += this sample's product, formed with beta 0 in tmp (free when ns == 1): with
                               beta 1 OpenBLAS 0.3.21 sends e.g. lenet5 conv2's 16x150x100 product down its
                               packing path (perf: sgemm_incopy 6% of lenet5 training); beta 0 takes the
-                              small-matrix kernel (M*N*K <= 1e6, where it applies). Same values: the kernel adds its dot
-                              products to C either way (lenet5 bitwise unchanged; on larger products the
-                              two paths round differently, so they keep beta 1). */
+                              small-matrix kernel (M*N*K <= 1e6, where it applies). Only on the cores that have those
+                              kernels (w->dw_split), where the values are bitwise unchanged; elsewhere (e.g.
+                              OpenBLAS's Haswell kernels) it would only add work and round differently. */
                         gemm(0, 1, L->c, KC, NP, 1.0f, g, NP, cols, NP, 0.0f, tmp, KC);
                         row_add(dW, tmp, (long)L->c * KC);
                     }
                     if (db)
                         for (int c = 0; c < L->c; c++) {
-                            db[c] = (s == 0 ? 0.0f : db[c]) + (float)sum_f64(g + (long)c * NP, NP);
+                            db[c] = (first ? 0.0f : db[c]) + (float)sum_f64(g + (long)c * NP, NP);
                         }
                 }
                 if (need_dx && !direct) {
@@ -1212,11 +1236,30 @@ static void task_bwd_init(void *arg, int t, int T) {
     if ((k->flags & BW_INPUT) && (k->asg[MAX_LAYERS] & ASG_ZERO)) memset(w->dx + b0 * D, 0, sizeof(float) * (b1 - b0) * D);
     memcpy(w->grad[m->out] + b0 * K, k->dout + b0 * K, sizeof(float) * (b1 - b0) * K);
 }
-static void task_bwd_local(void *arg, int t, int T) { /* layers i1-1 down to i0 */
+/* layers i1-1 down to i0; runs of per-sample layers group by group, as in task_fwd_local (a conv with a
+ * direct rule is not grouped: its projection is one product over the slice) */
+static int per_sample_bwd(const Layer *L, int cap) {
+    return per_sample(L, cap) && !(L->kind == L_CONV && L->rule && L->rule->direct);
+}
+static void task_bwd_local(void *arg, int t, int T) {
     Task *k = arg;
     long b0, b1;
     split(k->w->n, t, T, &b0, &b1);
-    for (int i = k->i1 - 1; i >= k->i0; i--) bwd_local(k->m, k->w, i, k->dout, k->flags, k->asg[i] & ASG_IN, b0, b1, t);
+    for (int i = k->i1 - 1; i >= k->i0;) {
+        int j = i;
+        while (j >= k->i0 && per_sample_bwd(&k->m->L[j], k->w->cap)) j--;
+        if (i - j < 2) {
+            bwd_local(k->m, k->w, i, k->dout, k->flags, k->asg[i] & ASG_IN, b0, b1, b0, t);
+            i--;
+            continue;
+        }
+        long g = b0;
+        do /* at least once: a thread without samples still zeroes its weight-gradient partials */
+            for (int l = i; l > j; l--)
+                bwd_local(k->m, k->w, l, k->dout, k->flags, k->asg[l] & ASG_IN, g, g + FWD_GROUP < b1 ? g + FWD_GROUP : b1, b0, t);
+        while ((g += FWD_GROUP) < b1);
+        i = j;
+    }
 }
 static void task_bn_bwd(void *arg, int t, int T) {
     Task *k = arg;

@@ -133,6 +133,7 @@ typedef struct Work {
                                     the weight-gradient pass of a training backward (NULL: recomputed);
                                     chosen by work_create within COLCACHE_BUDGET, filled by FWD_TRAIN */
     float *ccmem;
+    int dw_split;            /* form per-sample conv weight-gradient terms with beta 0 (model.c, bwd_local) */
     struct Pool *pool;       /* the worker threads; NULL when threads == 1 */
 } Work;
 
