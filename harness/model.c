@@ -381,9 +381,12 @@ static int conv_chunk(const Layer *L, int cap) {
 }
 
 /* floats of im2col_s1's zero-bordered copy of one sample (0: not used for this layer) */
-/* at most this many floats of forward column matrices are kept per Work for the backward pass
- * (6M floats = 24 MiB: lenet5 at batch 128 keeps both convs, 17.7 MiB) */
-#define COLCACHE_BUDGET (6L << 20)
+/* at most this many floats of forward column matrices are kept per Work for the backward pass. OFF (0):
+ * measured wall-clock, lenet5 training 1 thread, keeping both convs' columns (17.7 MiB per batch) was
+ * 15-20% SLOWER (14.1-16.5k vs 18.3-18.7k samples/s) although callgrind counted 11% fewer instructions:
+ * streaming the cached columns through L3/memory costs more than recomputing them from an L2-resident
+ * sample. Kept as a knob for machines with other cache/memory balances. */
+#define COLCACHE_BUDGET 0L
 
 static long im2col_pad_n(const Layer *L) {
     return L->stride == 1 && L->pad > 0 ? (long)L->ic * (L->ih + 2 * L->pad) * (L->iw + 2 * L->pad) : 0;
