@@ -405,6 +405,18 @@ void attack_keep_free(AttackKeep *k) {
     memset(k, 0, sizeof *k);
 }
 
+/* adds ||xa - x||_inf and ||xa - x||_2 of one example to the running sums */
+static void add_perturbation_norms(const float *x, const float *xa, int D, double *sum_linf, double *sum_l2) {
+    double li = 0, l2 = 0;
+    for (int j = 0; j < D; j++) {
+        double dv = (double)xa[j] - x[j];
+        if (fabs(dv) > li) li = fabs(dv);
+        l2 += dv * dv;
+    }
+    *sum_linf += li;
+    *sum_l2 += sqrt(l2);
+}
+
 int attack_evaluate(Model *target, Model *crafter, const Dataset *d, int limit, const AttackParams *p,
                     AttackStepHook hook, void *hook_ctx, AttackKeep *keep, EvalCounts *out) {
     if (!crafter) crafter = target;
@@ -454,15 +466,8 @@ int attack_evaluate(Model *target, Model *crafter, const Dataset *d, int limit, 
             out->n_flipped += pa != pred[i];
             out->n_zero_grad += ex[i].zero_grad;
             if (ex[i].queries > out->queries_max) out->queries_max = ex[i].queries;
-            double li = 0, l2 = 0;
             const float *xi = x + (size_t)i * D, *xa = x_adv + (size_t)i * D;
-            for (int j = 0; j < D; j++) {
-                double dv = (double)xa[j] - xi[j];
-                if (fabs(dv) > li) li = fabs(dv);
-                l2 += dv * dv;
-            }
-            sum_linf += li;
-            sum_l2 += sqrt(l2);
+            add_perturbation_norms(xi, xa, D, &sum_linf, &sum_l2);
             if (keep && keep->n < keep->cap) {
                 int k = keep->n++;
                 memcpy(keep->x + (size_t)k * D, xi, sizeof(float) * D);
@@ -598,15 +603,8 @@ int attack_hash_evaluate(Model *target, Model *crafter, const Dataset *q, const 
             c->n_flipped += qa[b0 + i] != qc[b0 + i];
             sum_ham += __builtin_popcountll(qa[b0 + i] ^ qc[b0 + i]);
             c->n_zero_grad += ex[i].zero_grad;
-            double li = 0, l2 = 0;
             const float *xi = x + (size_t)i * D, *xa = x_adv + (size_t)i * D;
-            for (int j = 0; j < D; j++) {
-                double dv = (double)xa[j] - xi[j];
-                if (fabs(dv) > li) li = fabs(dv);
-                l2 += dv * dv;
-            }
-            sum_linf += li;
-            sum_l2 += sqrt(l2);
+            add_perturbation_norms(xi, xa, D, &sum_linf, &sum_l2);
         }
     }
     c->n = N;
