@@ -324,6 +324,16 @@ static int line_figures(Figs *fs, const Pts *p, const LineSpec *ls) {
     return 0;
 }
 
+/* Loads the points `sql` selects and draws them as ls; no rows: a note on stderr and no figure. */
+static int sql_line_figures(Figs *fs, const char *sql, const LineSpec *ls, const char *what) {
+    Pts p = {0};
+    int rc = pts_load(fs->db, sql, &p);
+    if (rc == 0 && p.n == 0) fprintf(stderr, "plot: no %s in %s; skipping %s\n", what, db_path(fs->db), ls->base);
+    if (rc == 0 && p.n) rc = line_figures(fs, &p, ls);
+    free(p.v);
+    return rc;
+}
+
 #define RULE_ORDER "CASE rule WHEN 'bp' THEN 0 WHEN 'fa' THEN 1 WHEN 'dfa' THEN 2 WHEN 'usf' THEN 3" \
                    " WHEN 'brsf' THEN 4 WHEN 'frsf' THEN 5 ELSE 6 END, rule"
 #define GROUP_EXPR(d, m, k) d " || ' / ' || " m " || ' / ' || coalesce(" k ", '?')"
@@ -340,16 +350,9 @@ static int fig_robust(Figs *fs) {
         " ORDER BY dataset, model, kind, CASE attack WHEN 'fgsm' THEN 0 WHEN 'pgd' THEN 1 ELSE 2 END, attack_label,"
         " CASE WHEN attack = 'square' THEN 3 WHEN grad_source = 'true' THEN 0 WHEN grad_source = 'feedback' THEN 1"
         " ELSE 2 END, source_label, " RULE_ORDER ", eps";
-    Pts p = {0};
-    int rc = pts_load(fs->db, sql, &p);
-    if (rc == 0 && p.n == 0) fprintf(stderr, "plot: no evals in %s; skipping robust_eps\n", db_path(fs->db));
-    if (rc == 0 && p.n) {
-        LineSpec ls = {"robust_eps", "robust accuracy vs eps (mean ± sd over seeds)", "eps", "robust accuracy (%)",
-                       "[0:100]", 1, 0, 3, "bottom left"};
-        rc = line_figures(fs, &p, &ls);
-    }
-    free(p.v);
-    return rc;
+    static const LineSpec ls = {"robust_eps", "robust accuracy vs eps (mean ± sd over seeds)", "eps", "robust accuracy (%)",
+                                "[0:100]", 1, 0, 3, "bottom left"};
+    return sql_line_figures(fs, sql, &ls, "evals");
 }
 
 /* Hashing: the attacked queries' mAP vs eps, one line per rule, a panel per attack × source. */
@@ -363,16 +366,9 @@ static int fig_hash(Figs *fs) {
         " GROUP BY dataset, model, kind, bits, attack_label, source_label, rule, eps"
         " ORDER BY dataset, model, kind, bits, attack_label,"
         " CASE WHEN grad_source = 'true' THEN 0 WHEN grad_source = 'feedback' THEN 1 ELSE 2 END, source_label, " RULE_ORDER ", eps";
-    Pts p = {0};
-    int rc = pts_load(fs->db, sql, &p);
-    if (rc == 0 && p.n == 0) fprintf(stderr, "plot: no hashing evals in %s; skipping hash_map_eps\n", db_path(fs->db));
-    if (rc == 0 && p.n) {
-        LineSpec ls = {"hash_map_eps", "mAP of attacked queries vs eps (mean ± sd over seeds)", "eps", "mAP (%)",
-                       "[0:100]", 1, 0, 3, "bottom left"};
-        rc = line_figures(fs, &p, &ls);
-    }
-    free(p.v);
-    return rc;
+    static const LineSpec ls = {"hash_map_eps", "mAP of attacked queries vs eps (mean ± sd over seeds)", "eps", "mAP (%)",
+                                "[0:100]", 1, 0, 3, "bottom left"};
+    return sql_line_figures(fs, sql, &ls, "hashing evals");
 }
 
 static int fig_training(Figs *fs) {
@@ -386,15 +382,9 @@ static int fig_training(Figs *fs) {
         "  1, CASE WHEN r.task = 'hash' THEN 'validation mAP' ELSE 'validation accuracy' END, e.epoch, avg(100.0 * e.val_acc)"
         "  FROM epochs e JOIN runs r ON r.id = e.run_id GROUP BY r.dataset, r.model, r.kind, r.task, r.rule, e.epoch)"
         " WHERE y IS NOT NULL ORDER BY dataset, model, kind, pk, " RULE_ORDER ", epoch";
-    Pts p = {0};
-    int rc = pts_load(fs->db, sql, &p);
-    if (rc == 0 && p.n == 0) fprintf(stderr, "plot: no epoch rows in %s; skipping training\n", db_path(fs->db));
-    if (rc == 0 && p.n) {
-        LineSpec ls = {"training", "accuracy vs epoch (mean over seeds)", "epoch", "accuracy (%)", "[0:100]", 0, 1, 2, "bottom right"};
-        rc = line_figures(fs, &p, &ls);
-    }
-    free(p.v);
-    return rc;
+    static const LineSpec ls = {"training", "accuracy vs epoch (mean over seeds)", "epoch", "accuracy (%)", "[0:100]", 0, 1, 2,
+                                "bottom right"};
+    return sql_line_figures(fs, sql, &ls, "epoch rows");
 }
 
 static int fig_alignment(Figs *fs) {
