@@ -477,6 +477,17 @@ static void job_arg(SuiteJob *j, const char *fmt, ...) {
     j->argv[j->argc] = NULL;
 }
 
+/* --dataset D [--data-dir DIR] --rule R --seed S: what every training job says about its data and rule */
+static void data_rule_seed_args(SuiteJob *j, const Suite *s, const char *ds, const char *rule, const char *seed) {
+    job_arg(j, "--dataset");
+    job_arg(j, "%s", ds);
+    if (s->data_dir[0]) { job_arg(j, "--data-dir"); job_arg(j, "%s", s->data_dir); }
+    job_arg(j, "--rule");
+    job_arg(j, "%s", rule);
+    job_arg(j, "--seed");
+    job_arg(j, "%s", seed);
+}
+
 static void job_free(SuiteJob *j) {
     for (int i = 0; i < j->argc; i++) free(j->argv[i]);
     j->argc = 0;
@@ -556,13 +567,7 @@ static void make_pretrain(const Suite *s, const SuitePlan *p, const char *ds, co
     job_arg(j, "train");
     job_arg(j, "--model");
     job_arg(j, "%s", model);
-    job_arg(j, "--dataset");
-    job_arg(j, "%s", pds);
-    if (s->data_dir[0]) { job_arg(j, "--data-dir"); job_arg(j, "%s", s->data_dir); }
-    job_arg(j, "--rule");
-    job_arg(j, "%s", rule);
-    job_arg(j, "--seed");
-    job_arg(j, "%s", pseed);
+    data_rule_seed_args(j, s, pds, rule, pseed);
     add_opts(j, &c, &s->pre, rule);
     canon_key(&c, "t", j->key);
     snprintf(j->ckpt, sizeof j->ckpt, "%s/ckpt/%s.ckpt", p->out_dir, j->key);
@@ -604,13 +609,7 @@ static void make_finetune(const Suite *s, const SuitePlan *p, const char *ds, co
         job_arg(j, "--model");
         job_arg(j, "%s", model);
     }
-    job_arg(j, "--dataset");
-    job_arg(j, "%s", ds);
-    if (s->data_dir[0]) { job_arg(j, "--data-dir"); job_arg(j, "%s", s->data_dir); }
-    job_arg(j, "--rule");
-    job_arg(j, "%s", rule);
-    job_arg(j, "--seed");
-    job_arg(j, "%s", seed);
+    data_rule_seed_args(j, s, ds, rule, seed);
     add_opts(j, &c, &s->ft, rule);
     canon_key(&c, pre_rule ? "f" : "t", j->key);
     snprintf(j->ckpt, sizeof j->ckpt, "%s/ckpt/%s.ckpt", p->out_dir, j->key);
@@ -648,13 +647,7 @@ static void make_hash(const Suite *s, const SuitePlan *p, const char *ds, const 
     job_arg(j, "finetune");
     job_arg(j, "--from");
     job_arg(j, "%s", pj.ckpt);
-    job_arg(j, "--dataset");
-    job_arg(j, "%s", ds);
-    if (s->data_dir[0]) { job_arg(j, "--data-dir"); job_arg(j, "%s", s->data_dir); }
-    job_arg(j, "--rule");
-    job_arg(j, "%s", rule);
-    job_arg(j, "--seed");
-    job_arg(j, "%s", seed);
+    data_rule_seed_args(j, s, ds, rule, seed);
     job_arg(j, "--task");
     job_arg(j, "hash");
     job_arg(j, "--bits");
