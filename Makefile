@@ -8,11 +8,16 @@ CC      ?= cc
 OPT     ?= -O2 -g -ftree-vectorize -fvect-cost-model=dynamic
 STDFLAGS := -std=c11 -Wall -Wextra -Wshadow -Wno-unused-parameter -fno-fast-math -MMD -MP
 ALLCFLAGS = $(OPT) $(STDFLAGS) $(CFLAGS)
-CPPFLAGS += $(shell pkg-config --cflags $(PKGS) 2>/dev/null) -D_DEFAULT_SOURCE
+# Includes are written from the top of the tree ("harness/model.h"), so a file's includes read the same
+# wherever it lives.
+CPPFLAGS += -I. $(shell pkg-config --cflags $(PKGS) 2>/dev/null) -D_DEFAULT_SOURCE
 LDLIBS  += $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lm -lpthread
 
+# Every .c under these folders (sub-folders included) is part of the library; harness/cli/main.c is the
+# program's entry point.
 MODULES := harness rules attacks datasets results
-LIBSRC  := $(filter-out harness/main.c,$(foreach m,$(MODULES),$(wildcard $(m)/*.c)))
+MAIN    := harness/main.c
+LIBSRC  := $(filter-out $(MAIN),$(sort $(shell find $(MODULES) -name '*.c')))
 TESTSRC := $(wildcard tests/*.c)
 
 B        := build/release
@@ -25,7 +30,7 @@ all: deps-build concord
 deps-build:
 	@sh scripts/deps.sh build
 
-concord: $(LIBOBJ) $(B)/harness/main.o
+concord: $(LIBOBJ) $(MAIN:%.c=$(B)/%.o)
 	$(CC) $(ALLCFLAGS) -o $@ $^ $(LDFLAGS) $(LDLIBS)
 
 $(B)/concord_test: $(LIBOBJ) $(TESTOBJ)
@@ -46,7 +51,7 @@ asan: deps-build
 	    build/asan/concord_test build/asan/concord-asan
 	ASAN_OPTIONS=detect_leaks=1 OPENBLAS_NUM_THREADS=1 CONCORD_EXE=./build/asan/concord-asan build/asan/concord_test $(T)
 
-build/asan/concord-asan: $(LIBOBJ) $(B)/harness/main.o
+build/asan/concord-asan: $(LIBOBJ) $(MAIN:%.c=$(B)/%.o)
 	$(CC) $(ALLCFLAGS) -o $@ $^ $(LDFLAGS) $(LDLIBS)
 
 demo: deps-build concord

@@ -1,14 +1,14 @@
 /* attack.c -- the attack table, parameter parsing, FGSM and PGD (Linf, L2), and the evaluation loop.
  * See attack.h for the formulas. Shape letters: N batch, D = C*H*W input floats, K classes. */
-#include "attack.h"
+#include "attacks/attack.h"
 
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "../harness/hash.h"
-#include "../harness/loss.h"
-#include "../harness/train.h"
+#include "harness/hash.h"
+#include "harness/loss.h"
+#include "harness/train.h"
 
 const AttackInfo ATTACKS[] = {
     {"fgsm", ATK_FGSM, NORM_LINF, attack_fgsm, AU_GRAD | AU_TARGET, "fast gradient sign, one Linf step of size eps", OBJ_CE, 0},

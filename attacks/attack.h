@@ -39,8 +39,8 @@
  */
 #ifndef CONCORD_ATTACK_H
 #define CONCORD_ATTACK_H
-#include "../datasets/dataset.h"
-#include "../harness/model.h"
+#include "datasets/dataset.h"
+#include "harness/model.h"
 
 enum { ATK_FGSM, ATK_PGD, ATK_SQUARE, ATK_KIND_COUNT };
 enum { NORM_LINF, NORM_L2 };

@@ -1,5 +1,5 @@
 /* flags.c -- see flags.h */
-#include "flags.h"
+#include "attacks/flags.h"
 
 #include <math.h>
 #include <string.h>

@@ -24,7 +24,7 @@
 #define CONCORD_FLAGS_H
 #include <stddef.h>
 
-#include "attack.h"
+#include "attacks/attack.h"
 
 #define MASK_FEEDBACK_POINTS 5.0
 #define MASK_BLACKBOX_POINTS 1.0

@@ -6,8 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../datasets/png.h"
-#include "attack.h"
+#include "datasets/png.h"
+#include "attacks/attack.h"
 
 /* 3x5 glyphs, one row per entry, bit 2 = left column */
 static const unsigned char FONT[12][5] = {

@@ -13,8 +13,8 @@
 #include <math.h>
 #include <string.h>
 
-#include "../harness/loss.h"
-#include "attack.h"
+#include "harness/loss.h"
+#include "attacks/attack.h"
 
 static double p_schedule(double p_init, int it, int n_iters) {
     int t = (int)((double)it / n_iters * 10000);

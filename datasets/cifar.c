@@ -4,8 +4,8 @@
  */
 #include <string.h>
 
-#include "../harness/core.h"
-#include "formats.h"
+#include "harness/core.h"
+#include "datasets/formats.h"
 
 enum { CIFAR_PIX = 3072 };
 

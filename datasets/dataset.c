@@ -11,10 +11,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "../harness/core.h"
-#include "dataset.h"
-#include "formats.h"
-#include "png.h"
+#include "harness/core.h"
+#include "datasets/dataset.h"
+#include "datasets/formats.h"
+#include "datasets/png.h"
 
 /* ---- helpers ---- */
 int mul_capped(int64_t a, int64_t b, int64_t lim, int64_t *out) {

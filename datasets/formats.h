@@ -10,7 +10,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "dataset.h"
+#include "datasets/dataset.h"
 
 /* Caps that keep a hostile header from asking for absurd memory: at most 2^30 pixel values per split
  * (4 GiB as float32) and 2^24 samples; an image side is at most 16384 pixels. */

@@ -10,8 +10,8 @@
 #include <string.h>
 #include <zlib.h>
 
-#include "../harness/core.h"
-#include "formats.h"
+#include "harness/core.h"
+#include "datasets/formats.h"
 
 static const char *idx_type_name(int t) {
     switch (t) {

@@ -12,9 +12,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../harness/core.h"
-#include "formats.h"
-#include "png.h"
+#include "harness/core.h"
+#include "datasets/formats.h"
+#include "datasets/png.h"
 
 typedef struct PngCtx {
     char msg[200];

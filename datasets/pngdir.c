@@ -21,8 +21,8 @@
 #include <strings.h>
 #include <sys/stat.h>
 
-#include "../harness/core.h"
-#include "formats.h"
+#include "harness/core.h"
+#include "datasets/formats.h"
 
 typedef struct Names { char **v; int n, cap; } Names;
 

@@ -13,8 +13,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../harness/core.h"
-#include "formats.h"
+#include "harness/core.h"
+#include "datasets/formats.h"
 
 #define SYNTH_SEED 0x5EEDC0DEULL
 

@@ -1,5 +1,5 @@
 /* checkpoint.c -- see checkpoint.h and docs/checkpoint.md */
-#include "checkpoint.h"
+#include "harness/checkpoint.h"
 
 #include <errno.h>
 #include <math.h>
@@ -10,7 +10,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "../rules/rule.h"
+#include "rules/rule.h"
 
 void meta_set(CkptMeta *mt, const char *key, const char *fmt, ...) {
     int i = 0;

@@ -6,7 +6,7 @@
  */
 #ifndef CONCORD_CHECKPOINT_H
 #define CONCORD_CHECKPOINT_H
-#include "model.h"
+#include "harness/model.h"
 
 #define CKPT_FORMAT "concord-checkpoint-1"
 #define CKPT_MAX_META 48

@@ -1,9 +1,9 @@
 /* cli.c -- see cli.h */
-#include "cli.h"
+#include "harness/cli.h"
 
 #include <string.h>
 
-#include "core.h"
+#include "harness/core.h"
 
 void args_usage(const char *cmd, const char *usage, const OptSpec *spec) {
     printf("usage: concord %s %s\n\noptions:\n", cmd, usage);

@@ -9,15 +9,15 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../attacks/attack.h"
-#include "../attacks/flags.h"
-#include "../results/db.h"
-#include "../rules/rule.h"
-#include "checkpoint.h"
-#include "hash.h"
-#include "train.h"
-#include "cli.h"
-#include "commands.h"
+#include "attacks/attack.h"
+#include "attacks/flags.h"
+#include "results/db.h"
+#include "rules/rule.h"
+#include "harness/checkpoint.h"
+#include "harness/hash.h"
+#include "harness/train.h"
+#include "harness/cli.h"
+#include "harness/commands.h"
 
 static const OptSpec OPTS[] = {
     {"ckpt", "CKPT", "checkpoint to attack (required)", NULL},

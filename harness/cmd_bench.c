@@ -23,13 +23,13 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
-#include "../attacks/attack.h"
-#include "../datasets/dataset.h"
-#include "cli.h"
-#include "commands.h"
-#include "gemm.h"
-#include "../rules/rule.h"
-#include "train.h"
+#include "attacks/attack.h"
+#include "datasets/dataset.h"
+#include "harness/cli.h"
+#include "harness/commands.h"
+#include "harness/gemm.h"
+#include "rules/rule.h"
+#include "harness/train.h"
 
 static double maxrss_mib(void) {
     struct rusage ru;

@@ -6,10 +6,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../datasets/dataset.h"
-#include "cli.h"
-#include "commands.h"
-#include "core.h"
+#include "datasets/dataset.h"
+#include "harness/cli.h"
+#include "harness/commands.h"
+#include "harness/core.h"
 
 static const char k_usage[] =
     "usage: concord data info D [--data-dir DIR] [--split train|test]\n"

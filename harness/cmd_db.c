@@ -8,10 +8,10 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "../results/db.h"
-#include "cli.h"
-#include "commands.h"
-#include "core.h"
+#include "results/db.h"
+#include "harness/cli.h"
+#include "harness/commands.h"
+#include "harness/core.h"
 
 static const char k_usage[] =
     "init|info [--db PATH] | merge --into DB SHARD...\n\n"

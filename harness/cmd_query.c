@@ -4,10 +4,10 @@
 #define _POSIX_C_SOURCE 200809L
 #include <stdio.h>
 
-#include "../results/query.h"
-#include "cli.h"
-#include "commands.h"
-#include "core.h"
+#include "results/query.h"
+#include "harness/cli.h"
+#include "harness/commands.h"
+#include "harness/core.h"
 
 static const char k_usage[] =
     "REPORT [--db PATH] [--format text|csv|md|json]\n"

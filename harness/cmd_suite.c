@@ -37,12 +37,12 @@
 #include <unistd.h>
 #include <dirent.h>
 
-#include "../datasets/dataset.h"
-#include "../results/db.h"
-#include "cli.h"
-#include "commands.h"
-#include "core.h"
-#include "suite.h"
+#include "datasets/dataset.h"
+#include "results/db.h"
+#include "harness/cli.h"
+#include "harness/commands.h"
+#include "harness/core.h"
+#include "harness/suite.h"
 
 /* ---------------------------------------------------------------- small helpers */
 

@@ -10,13 +10,13 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "../rules/rule.h"
-#include "checkpoint.h"
-#include "cli.h"
-#include "hash.h"
-#include "commands.h"
-#include "record.h"
-#include "train.h"
+#include "rules/rule.h"
+#include "harness/checkpoint.h"
+#include "harness/cli.h"
+#include "harness/hash.h"
+#include "harness/commands.h"
+#include "harness/record.h"
+#include "harness/train.h"
 
 static const OptSpec TRAIN_OPTS[] = {
     {"model", "M", "architecture (concord models)", "lenet5"},

@@ -1,6 +1,6 @@
 /* core.c -- errors, allocation, RNG, small parsers. See core.h. */
 #define _POSIX_C_SOURCE 200809L
-#include "core.h"
+#include "harness/core.h"
 
 #include <errno.h>
 #include <fcntl.h>

@@ -1,9 +1,9 @@
 /* gemm.c -- OpenBLAS behind one function; a naive reference for tests. See gemm.h. */
-#include "gemm.h"
+#include "harness/gemm.h"
 
 #include <cblas.h>
 
-#include "core.h"
+#include "harness/core.h"
 
 unsigned long long gemm_flops; /* atomic adds: the batch-splitting threads of model.c call gemm() concurrently */
 

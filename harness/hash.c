@@ -1,11 +1,11 @@
 /* hash.c -- see hash.h */
-#include "hash.h"
+#include "harness/hash.h"
 
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "core.h"
+#include "harness/core.h"
 
 static double softplus(double t) { return t > 0 ? t + log1p(exp(-t)) : log1p(exp(t)); }
 static double sigmoid(double t) { return t >= 0 ? 1 / (1 + exp(-t)) : exp(t) / (1 + exp(t)); }

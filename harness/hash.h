@@ -22,7 +22,7 @@
 #define CONCORD_HASH_H
 #include <stdint.h>
 
-#include "../datasets/dataset.h"
+#include "datasets/dataset.h"
 
 double dpsh_loss(const float *u /* (n, K) */, const int32_t *y, int n, int K, double eta, float *du /* (n, K) or NULL */);
 void hash_pack(const float *u /* (n, K) */, int n, int K, uint64_t *codes /* (n) */);

@@ -1,9 +1,9 @@
 /* loss.c -- see loss.h */
-#include "loss.h"
+#include "harness/loss.h"
 
 #include <math.h>
 
-#include "core.h"
+#include "harness/core.h"
 
 int argmax_row(const float *v, int K) {
     int best = 0;

@@ -1,8 +1,8 @@
 /* main.c -- `concord <command> [options]`: the command table and nothing else. */
 #include <string.h>
 
-#include "commands.h"
-#include "core.h"
+#include "harness/commands.h"
+#include "harness/core.h"
 
 typedef struct { const char *name; int (*fn)(int, char **); const char *help; } Command;
 

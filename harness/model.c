@@ -8,7 +8,7 @@
  * (0 + v is kept as an addition, so -0 still becomes +0), without a pass over every buffer.
  * Parameter gradients are written (not accumulated): each parameter is used once per pass.
  */
-#include "model.h"
+#include "harness/model.h"
 
 #include <math.h>
 #include <pthread.h>
@@ -16,8 +16,8 @@
 #include <string.h>
 #include <strings.h>
 
-#include "../rules/rule.h"
-#include "gemm.h"
+#include "rules/rule.h"
+#include "harness/gemm.h"
 
 /* ------------------------------------------------------------------ building */
 

@@ -21,7 +21,7 @@
 
 #include <stdint.h>
 
-#include "core.h"
+#include "harness/core.h"
 
 typedef enum {
     L_NORM,    /* per-channel (x - mean) / std; the first layer of every model */

@@ -7,8 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../rules/rule.h"
-#include "model.h"
+#include "rules/rule.h"
+#include "harness/model.h"
 
 const ArchInfo ARCHS[] = {
     {"mlp", "multi-layer perceptron, ReLU (--hidden 256,256)"},

@@ -1,14 +1,14 @@
 /* record.c -- train/finetune -> results database (results/db.h). See record.h. */
-#include "record.h"
+#include "harness/record.h"
 
 #include <math.h>
 #include <sqlite3.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "../results/db.h"
-#include "../rules/rule.h"
-#include "gemm.h"
+#include "results/db.h"
+#include "rules/rule.h"
+#include "harness/gemm.h"
 
 /* Canonical configuration: every option of the command, given or defaulted, sorted by name (the
  * option table is fixed, so its order is canonical), as a JSON object of strings. */

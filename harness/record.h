@@ -3,10 +3,10 @@
  * (finished/failed, checkpoint and its hash, test accuracy). --no-db turns it off. */
 #ifndef CONCORD_RECORD_H
 #define CONCORD_RECORD_H
-#include "../datasets/dataset.h"
-#include "checkpoint.h"
-#include "cli.h"
-#include "train.h"
+#include "datasets/dataset.h"
+#include "harness/checkpoint.h"
+#include "harness/cli.h"
+#include "harness/train.h"
 
 typedef struct Recorder {
     void *db;          /* Db*, NULL when recording is off */

@@ -1,6 +1,6 @@
 /* suite.c -- suite files (INI, read with inih) and their expansion into a plan of jobs. See suite.h and
  * docs/suites.md. */
-#include "suite.h"
+#include "harness/suite.h"
 
 #include <ctype.h>
 #include <ini.h>
@@ -8,9 +8,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../rules/rule.h"
-#include "core.h"
-#include "model.h"
+#include "rules/rule.h"
+#include "harness/core.h"
+#include "harness/model.h"
 
 /* ---------------------------------------------------------------- option tables */
 

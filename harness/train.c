@@ -1,13 +1,13 @@
 /* train.c -- see train.h */
-#include "train.h"
+#include "harness/train.h"
 
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "../rules/rule.h"
-#include "hash.h"
-#include "loss.h"
+#include "rules/rule.h"
+#include "harness/hash.h"
+#include "harness/loss.h"
 
 void train_opts_default(TrainOpts *o) {
     memset(o, 0, sizeof *o);

@@ -5,8 +5,8 @@
  * Not for: choosing data or writing results (callers pass datasets and an epoch hook). */
 #ifndef CONCORD_TRAIN_H
 #define CONCORD_TRAIN_H
-#include "../datasets/dataset.h"
-#include "model.h"
+#include "datasets/dataset.h"
+#include "harness/model.h"
 
 enum { OPT_SGD, OPT_ADAM };
 enum { TASK_CLASSIFY, TASK_HASH }; /* softmax cross-entropy, or DPSH on a tanh code layer (hash.h) */

@@ -14,7 +14,7 @@
  * mid-migration leaves the old version intact and two processes never migrate twice.
  */
 #define _POSIX_C_SOURCE 200809L
-#include "db.h"
+#include "results/db.h"
 
 #include <errno.h>
 #include <math.h>
@@ -25,7 +25,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "../harness/core.h"
+#include "harness/core.h"
 
 struct Db {
     sqlite3 *h;

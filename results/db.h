@@ -21,8 +21,8 @@
 #define CONCORD_DB_H
 #include <stdint.h>
 
-#include "../attacks/attack.h"
-#include "../harness/train.h"
+#include "attacks/attack.h"
+#include "harness/train.h"
 
 #define DB_SCHEMA_VERSION 3
 

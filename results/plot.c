@@ -6,7 +6,7 @@
  * so the shipped .gp is exactly what produced the images.
  */
 #define _POSIX_C_SOURCE 200809L
-#include "plot.h"
+#include "results/plot.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -20,8 +20,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "../harness/core.h"
-#include "query.h"
+#include "harness/core.h"
+#include "results/query.h"
 
 /* ---- rule styles: Okabe & Ito (2008) colour-blind-safe palette, one colour + dash per rule ---- */
 

@@ -23,7 +23,7 @@
  */
 #ifndef CONCORD_PLOT_H
 #define CONCORD_PLOT_H
-#include "db.h"
+#include "results/db.h"
 
 typedef struct PlotOpts {
     const char *out_dir;  /* created if missing */

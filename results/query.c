@@ -3,7 +3,7 @@
  * squares; the sd of a single value is not shown.
  */
 #define _POSIX_C_SOURCE 200809L
-#include "query.h"
+#include "results/query.h"
 
 #include <math.h>
 #include <sqlite3.h>
@@ -11,7 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../harness/core.h"
+#include "harness/core.h"
 
 /* ---- a small table of strings ---- */
 

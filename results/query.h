@@ -19,7 +19,7 @@
 #define CONCORD_QUERY_H
 #include <stdio.h>
 
-#include "db.h"
+#include "results/db.h"
 
 enum { QF_TEXT, QF_CSV, QF_MD, QF_JSON, QF_COUNT };
 

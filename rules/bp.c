@@ -1,5 +1,5 @@
 /* bp.c -- backpropagation: B is W itself (no copy, no state). */
-#include "rule.h"
+#include "rules/rule.h"
 
 const Rule RULE_BP = {
     .name = "bp",

@@ -6,7 +6,7 @@
  * there is no stored error, so nothing is stale at evaluation time and any batch size works. */
 #include <math.h>
 
-#include "rule.h"
+#include "rules/rule.h"
 
 static long dfa_state_n(const Layer *L, int classes) { return (long)layer_in_dim(L) * classes; }
 

@@ -2,7 +2,7 @@
  * PyTorch-default init, U(-1/sqrt(fan_in), 1/sqrt(fan_in)), never updated. B points at R: no copy. */
 #include <math.h>
 
-#include "rule.h"
+#include "rules/rule.h"
 
 static long fa_state_n(const Layer *L, int classes) { return layer_w_n(L); }
 

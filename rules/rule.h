@@ -14,7 +14,7 @@
 #ifndef CONCORD_RULE_H
 #define CONCORD_RULE_H
 
-#include "../harness/model.h"
+#include "harness/model.h"
 
 enum { USF_XAVIER, USF_HE_FANOUT, USF_NONE, USF_WSTD, USF_MEANABS, USF_SCALE_COUNT };
 enum { MAG_UNIFORM, MAG_HALFNORMAL, MAG_COUNT };

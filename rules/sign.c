@@ -9,7 +9,7 @@
  * |N(0, s^2)| with s = sqrt(2/(fan_in+fan_out)). */
 #include <math.h>
 
-#include "rule.h"
+#include "rules/rule.h"
 
 static inline float sgn(float w) { return (float)((w > 0) - (w < 0)); }
 

@@ -3,7 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "rule.h"
+#include "rules/rule.h"
 
 extern const Rule RULE_BP, RULE_FA, RULE_DFA, RULE_USF, RULE_BRSF, RULE_FRSF;
 

@@ -13,7 +13,7 @@ targets="${FUZZ_TARGETS:-idx cifar png}"
 out=build/fuzz
 mkdir -p "$out"
 flags="-std=c11 -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -D_DEFAULT_SOURCE"
-inc="$(pkg-config --cflags libpng zlib)"
+inc="-I. $(pkg-config --cflags libpng zlib)"
 libs="$(pkg-config --libs libpng zlib) -lm"
 src="harness/core.c $(ls datasets/*.c)"
 status=0

@@ -1,6 +1,6 @@
 /* tests/main.c -- the runner: registered tests, one at a time, in name order. See test.h. */
 #define _POSIX_C_SOURCE 200809L
-#include "test.h"
+#include "tests/test.h"
 
 #include <stdarg.h>
 #include <stdlib.h>
@@ -8,7 +8,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "../harness/core.h"
+#include "harness/core.h"
 
 typedef struct { const char *name; TestFn fn; } Test;
 static Test g_tests[1024];

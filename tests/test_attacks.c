@@ -8,13 +8,13 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../attacks/attack.h"
-#include "../attacks/flags.h"
-#include "../harness/checkpoint.h"
-#include "../harness/loss.h"
-#include "../harness/train.h"
-#include "../rules/rule.h"
-#include "test.h"
+#include "attacks/attack.h"
+#include "attacks/flags.h"
+#include "harness/checkpoint.h"
+#include "harness/loss.h"
+#include "harness/train.h"
+#include "rules/rule.h"
+#include "tests/test.h"
 
 /* A small conv net with BN in inference mode: norm - conv3x3(3) - BN - tanh - avgpool2 - fc(K=4),
  * input 1x6x6, with non-trivial normalisation and BN running statistics. rule NULL = bp. */

@@ -13,11 +13,11 @@
 #include <unistd.h>
 #include <zlib.h>
 
-#include "../datasets/dataset.h"
-#include "../datasets/formats.h"
-#include "../datasets/png.h"
-#include "../harness/core.h"
-#include "test.h"
+#include "datasets/dataset.h"
+#include "datasets/formats.h"
+#include "datasets/png.h"
+#include "harness/core.h"
+#include "tests/test.h"
 
 #define FASHION_DIR "/usr/share/datasets/fashion-mnist"
 

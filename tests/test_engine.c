@@ -11,13 +11,13 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "../harness/checkpoint.h"
-#include "../harness/gemm.h"
-#include "../harness/loss.h"
-#include "../harness/model.h"
-#include "../harness/train.h"
-#include "../rules/rule.h"
-#include "test.h"
+#include "harness/checkpoint.h"
+#include "harness/gemm.h"
+#include "harness/loss.h"
+#include "harness/model.h"
+#include "harness/train.h"
+#include "rules/rule.h"
+#include "tests/test.h"
 
 /* ------------------------------------------------------------------ gemm */
 

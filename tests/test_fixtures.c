@@ -27,10 +27,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../harness/checkpoint.h"
-#include "../harness/loss.h"
-#include "../harness/model.h"
-#include "test.h"
+#include "harness/checkpoint.h"
+#include "harness/loss.h"
+#include "harness/model.h"
+#include "tests/test.h"
 
 #define ATOL 2e-6
 #define RTOL 2e-5

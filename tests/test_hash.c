@@ -2,9 +2,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../harness/core.h"
-#include "../harness/hash.h"
-#include "test.h"
+#include "harness/core.h"
+#include "harness/hash.h"
+#include "tests/test.h"
 
 /* brute force: full distance list, stable sort by (distance, index) with qsort, AP as in §5 */
 typedef struct { int d, i; } DI;

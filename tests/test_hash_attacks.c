@@ -7,13 +7,13 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../attacks/attack.h"
-#include "../attacks/flags.h"
-#include "../harness/checkpoint.h"
-#include "../harness/hash.h"
-#include "../harness/train.h"
-#include "../rules/rule.h"
-#include "test.h"
+#include "attacks/attack.h"
+#include "attacks/flags.h"
+#include "harness/checkpoint.h"
+#include "harness/hash.h"
+#include "harness/train.h"
+#include "rules/rule.h"
+#include "tests/test.h"
 
 /* A hashing model: arch with a linear(bits) + tanh head. */
 static Model *hash_model(const char *arch, const char *rule, int c, int h, int w, int bits, uint64_t seed) {

@@ -9,9 +9,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "../harness/core.h"
-#include "../results/db.h"
-#include "test.h"
+#include "harness/core.h"
+#include "results/db.h"
+#include "tests/test.h"
 
 static long q_long(const char *db, const char *sql) {
     sqlite3 *h;

@@ -10,12 +10,12 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "../harness/commands.h"
-#include "../harness/core.h"
-#include "../results/db.h"
-#include "../results/plot.h"
-#include "../results/query.h"
-#include "test.h"
+#include "harness/commands.h"
+#include "harness/core.h"
+#include "results/db.h"
+#include "results/plot.h"
+#include "results/query.h"
+#include "tests/test.h"
 
 /* ---- helpers ---- */
 

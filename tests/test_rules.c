@@ -2,11 +2,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../harness/checkpoint.h"
-#include "../harness/loss.h"
-#include "../harness/train.h"
-#include "../rules/rule.h"
-#include "test.h"
+#include "harness/checkpoint.h"
+#include "harness/loss.h"
+#include "harness/train.h"
+#include "rules/rule.h"
+#include "tests/test.h"
 
 static const char *const NON_DIRECT[] = {"bp", "fa", "usf", "brsf", "frsf"};
 

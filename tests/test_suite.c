@@ -10,9 +10,9 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "../harness/core.h"
-#include "../harness/suite.h"
-#include "test.h"
+#include "harness/core.h"
+#include "harness/suite.h"
+#include "tests/test.h"
 
 static void write_file(const char *path, const char *text) {
     FILE *f = fopen(path, "w");

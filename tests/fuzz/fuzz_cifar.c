@@ -4,8 +4,8 @@
 #include <stdint.h>
 #include <stdlib.h>
 
-#include "../../datasets/formats.h"
-#include "../../harness/core.h"
+#include "datasets/formats.h"
+#include "harness/core.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (size < 1) return 0;

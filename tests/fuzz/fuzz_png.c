@@ -9,8 +9,8 @@
 #include <string.h>
 #include <zlib.h>
 
-#include "../../datasets/formats.h"
-#include "../../harness/core.h"
+#include "datasets/formats.h"
+#include "harness/core.h"
 
 static void fix_crcs(unsigned char *b, size_t n) {
     size_t at = 8;
