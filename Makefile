@@ -16,7 +16,7 @@ LDLIBS  += $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lm -lpthread
 # Every .c under these folders (sub-folders included) is part of the library; harness/cli/main.c is the
 # program's entry point.
 MODULES := harness rules attacks datasets results
-MAIN    := harness/main.c
+MAIN    := harness/cli/main.c
 LIBSRC  := $(filter-out $(MAIN),$(sort $(shell find $(MODULES) -name '*.c')))
 TESTSRC := $(wildcard tests/*.c)
 

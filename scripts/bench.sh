@@ -29,7 +29,7 @@ REF="$(dirname "$REPO")/shared/reference/torch_ref.py"
 OMPLIB=/usr/lib/x86_64-linux-gnu/openblas-openmp
 
 if ! "$EXE" bench --help >/dev/null 2>&1; then
-  echo "bench.sh: $EXE has no 'bench' command (harness/main.c needs {\"bench\", cmd_bench, ...} in its table)" >&2
+  echo "bench.sh: $EXE has no 'bench' command (harness/cli/main.c needs {\"bench\", cmd_bench, ...} in its table)" >&2
   exit 1
 fi
 

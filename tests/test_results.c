@@ -10,7 +10,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "harness/commands.h"
+#include "harness/cli/commands.h"
 #include "harness/core.h"
 #include "results/db.h"
 #include "results/plot.h"

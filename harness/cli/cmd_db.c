@@ -9,8 +9,8 @@
 #include <sys/stat.h>
 
 #include "results/db.h"
-#include "harness/cli.h"
-#include "harness/commands.h"
+#include "harness/cli/cli.h"
+#include "harness/cli/commands.h"
 #include "harness/core.h"
 
 static const char k_usage[] =

@@ -1,5 +1,5 @@
 /* cli.c -- see cli.h */
-#include "harness/cli.h"
+#include "harness/cli/cli.h"
 
 #include <string.h>
 

@@ -1,7 +1,7 @@
 /* main.c -- `concord <command> [options]`: the command table and nothing else. */
 #include <string.h>
 
-#include "harness/commands.h"
+#include "harness/cli/commands.h"
 #include "harness/core.h"
 
 typedef struct { const char *name; int (*fn)(int, char **); const char *help; } Command;

@@ -16,8 +16,8 @@
 #include "harness/checkpoint.h"
 #include "harness/hash.h"
 #include "harness/train.h"
-#include "harness/cli.h"
-#include "harness/commands.h"
+#include "harness/cli/cli.h"
+#include "harness/cli/commands.h"
 
 static const OptSpec OPTS[] = {
     {"ckpt", "CKPT", "checkpoint to attack (required)", NULL},

@@ -39,8 +39,8 @@
 
 #include "datasets/dataset.h"
 #include "results/db.h"
-#include "harness/cli.h"
-#include "harness/commands.h"
+#include "harness/cli/cli.h"
+#include "harness/cli/commands.h"
 #include "harness/core.h"
 #include "harness/suite.h"
 

@@ -5,7 +5,7 @@
 #define CONCORD_RECORD_H
 #include "datasets/dataset.h"
 #include "harness/checkpoint.h"
-#include "harness/cli.h"
+#include "harness/cli/cli.h"
 #include "harness/train.h"
 
 typedef struct Recorder {

@@ -12,10 +12,10 @@
 
 #include "rules/rule.h"
 #include "harness/checkpoint.h"
-#include "harness/cli.h"
+#include "harness/cli/cli.h"
 #include "harness/hash.h"
-#include "harness/commands.h"
-#include "harness/record.h"
+#include "harness/cli/commands.h"
+#include "harness/cli/record.h"
 #include "harness/train.h"
 
 static const OptSpec TRAIN_OPTS[] = {

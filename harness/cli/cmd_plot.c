@@ -5,8 +5,8 @@
 #include <stdio.h>
 
 #include "results/plot.h"
-#include "harness/cli.h"
-#include "harness/commands.h"
+#include "harness/cli/cli.h"
+#include "harness/cli/commands.h"
 #include "harness/core.h"
 
 static const char k_usage[] =

@@ -7,8 +7,8 @@
 #include <string.h>
 
 #include "datasets/dataset.h"
-#include "harness/cli.h"
-#include "harness/commands.h"
+#include "harness/cli/cli.h"
+#include "harness/cli/commands.h"
 #include "harness/core.h"
 
 static const char k_usage[] =

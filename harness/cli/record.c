@@ -1,5 +1,5 @@
 /* record.c -- train/finetune -> results database (results/db.h). See record.h. */
-#include "harness/record.h"
+#include "harness/cli/record.h"
 
 #include <math.h>
 #include <sqlite3.h>

@@ -25,8 +25,8 @@
 
 #include "attacks/attack.h"
 #include "datasets/dataset.h"
-#include "harness/cli.h"
-#include "harness/commands.h"
+#include "harness/cli/cli.h"
+#include "harness/cli/commands.h"
 #include "harness/gemm.h"
 #include "rules/rule.h"
 #include "harness/train.h"
