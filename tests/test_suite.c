@@ -11,7 +11,7 @@
 #include <unistd.h>
 
 #include "harness/core.h"
-#include "harness/suite.h"
+#include "harness/suite/suite.h"
 #include "tests/test.h"
 
 static void write_file(const char *path, const char *text) {

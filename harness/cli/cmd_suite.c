@@ -42,7 +42,7 @@
 #include "harness/cli/cli.h"
 #include "harness/cli/commands.h"
 #include "harness/core.h"
-#include "harness/suite.h"
+#include "harness/suite/suite.h"
 
 /* ---------------------------------------------------------------- small helpers */
 

@@ -17,8 +17,8 @@
  * Jobs are ordered by stage (pretrain, finetune, attack), so every dependency has a lower index.
  *
  * The plan file (plan.tsv, written temp-then-rename) is what `concord job --plan PLAN --index I` reads:
- * the local runner and the Slurm engine's array tasks (cmd_suite.c) use that same entry point.
- * Not for: running processes (cmd_suite.c) or recording results (results/db.h).
+ * the local runner and the Slurm engine's array tasks (runner.h) use that same entry point.
+ * Not for: running processes (runner.h) or recording results (results/db.h).
  */
 #ifndef CONCORD_SUITE_H
 #define CONCORD_SUITE_H
@@ -32,7 +32,12 @@
 
 typedef struct SuiteList { int n, line; char v[SUITE_MAX_LIST][64]; } SuiteList;
 /* One option; rule "" = every rule of the section, else a per-rule override written `key.RULE = value`. */
-typedef struct SuiteOpt { char key[32]; char rule[16]; char val[128]; int line; } SuiteOpt; /* val canonical */
+typedef struct SuiteOpt {
+    char key[32], rule[16];
+    char val[128];              /* canonical; a flag: "1" when set, "" when not */
+    int line;
+    int flag;                   /* a boolean option: passed on as a bare --key when set */
+} SuiteOpt;
 typedef struct SuiteOpts { int n; SuiteOpt o[SUITE_MAX_OPTS]; } SuiteOpts;
 
 typedef struct SuiteAttack {
@@ -93,6 +98,9 @@ int suite_load(const char *path, Suite *s);
  * database every job records into. Paths are stored as given (callers pass absolute ones). */
 int suite_plan(const Suite *s, const char *out_dir, const char *db_path, SuitePlan *p);
 void suite_plan_free(SuitePlan *p);
+/* Appends j (the plan takes its argv) unless a job with its key is there already (then j is freed).
+ * Returns the job's index. */
+int suite_plan_add(SuitePlan *p, SuiteJob *j);
 int suite_plan_find(const SuitePlan *p, const char *key); /* index or -1 */
 const char *suite_job_kind_name(int kind);               /* "train" | "finetune" | "attack" */
 /* The database keys a job records under: its own key for train/finetune (a run) and for an attack with
