@@ -371,24 +371,6 @@ static void class_folder(const Dataset *d, int k, char *out, size_t n) {
     }
 }
 
-static int mkdir_p(const char *path) {
-    char buf[1024];
-    snprintf(buf, sizeof buf, "%s", path);
-    for (char *p = buf + 1; *p; p++) {
-        if (*p != '/') continue;
-        *p = 0;
-        if (mkdir(buf, 0755) != 0 && errno != EEXIST)
-            return err_set("%s: cannot create directory: %s; check the path and permissions", buf, strerror(errno));
-        *p = '/';
-    }
-    if (mkdir(buf, 0755) != 0 && errno != EEXIST)
-        return err_set("%s: cannot create directory: %s; check the path and permissions", buf, strerror(errno));
-    struct stat st;
-    if (stat(buf, &st) != 0 || !S_ISDIR(st.st_mode))
-        return err_set("%s: exists and is not a directory; choose another --png DIR", buf);
-    return 0;
-}
-
 /* rm -r of a tree we created ourselves (split/class/file). */
 static void remove_tree(const char *path) {
     DIR *dp = opendir(path);
@@ -435,7 +417,7 @@ int dataset_export_png(const Dataset *d, const char *dir, int split, int limit) 
                            d->class_names[k][0] ? ")" : "");
         }
     free(count);
-    if (mkdir_p(dir) != 0) return -1;
+    if (dir_create(dir) != 0) return -1;
     tmp_path(final, tmp, sizeof tmp);
     remove_tree(tmp);
     if (mkdir(tmp, 0755) != 0)

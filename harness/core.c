@@ -9,6 +9,7 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -153,4 +154,32 @@ int file_commit(const char *tmp, const char *path) {
         return err_set("%s: cannot move the finished file into place: %s", path, strerror(e));
     }
     return 0;
+}
+
+int file_exists(const char *path) { return access(path, F_OK) == 0; }
+
+int dir_create(const char *path) {
+    char buf[1024];
+    if (snprintf(buf, sizeof buf, "%s", path) >= (int)sizeof buf) return err_set("%.200s...: path too long", path);
+    for (char *p = buf + 1; *p; p++) {
+        if (*p != '/') continue;
+        *p = 0;
+        if (mkdir(buf, 0777) != 0 && errno != EEXIST)
+            return err_set("%s: cannot create directory: %s; check the path and permissions", buf, strerror(errno));
+        *p = '/';
+    }
+    if (mkdir(buf, 0777) != 0 && errno != EEXIST)
+        return err_set("%s: cannot create directory: %s; check the path and permissions", buf, strerror(errno));
+    struct stat st;
+    if (stat(buf, &st) != 0 || !S_ISDIR(st.st_mode)) return err_set("%s: exists and is not a directory; choose another path", buf);
+    return 0;
+}
+
+int dir_create_parent(const char *path) {
+    char dir[1024];
+    snprintf(dir, sizeof dir, "%s", path);
+    char *slash = strrchr(dir, '/');
+    if (!slash || slash == dir) return 0;
+    *slash = 0;
+    return dir_create(dir);
 }

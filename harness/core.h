@@ -66,6 +66,11 @@ int file_sha_hex(const char *path, char out[17]); /* fnv1a64 of a file's bytes a
 int parse_int(const char *s, long lo, long hi, long *out);     /* 0 or -1 (no message) */
 int parse_double(const char *s, double *out);                   /* 0 or -1, whole string must parse */
 int str_eq(const char *a, const char *b);
+int file_exists(const char *path);
+/* mkdir -p PATH (0777 less the umask); 0, or -1 with err_set naming the directory that failed, also when
+ * PATH exists and is not a directory. dir_create_parent: the same for the directory holding a file. */
+int dir_create(const char *path);
+int dir_create_parent(const char *path);
 /* write-temp-then-rename: callers write to tmp_path(path) and call file_commit */
 void tmp_path(const char *path, char *out, size_t n);
 int file_commit(const char *tmp, const char *path); /* fsync + rename; err_set on failure */

@@ -250,22 +250,6 @@ const char *db_default_path(void) {
     return e && *e ? e : "out/concord.db";
 }
 
-static int mkdir_parents(const char *path) {
-    char dir[1024];
-    snprintf(dir, sizeof dir, "%s", path);
-    char *slash = strrchr(dir, '/');
-    if (!slash || slash == dir) return 0;
-    *slash = 0;
-    for (char *p = dir + 1; *p; p++) {
-        if (*p != '/') continue;
-        *p = 0;
-        if (mkdir(dir, 0777) != 0 && errno != EEXIST) return err_set("%s: cannot create directory: %s", dir, strerror(errno));
-        *p = '/';
-    }
-    if (mkdir(dir, 0777) != 0 && errno != EEXIST) return err_set("%s: cannot create directory: %s", dir, strerror(errno));
-    return 0;
-}
-
 static int read_version(Db *db, int *v) {
     sqlite3_stmt *st = NULL;
     int rc = db_prep(db, "PRAGMA user_version", &st);
@@ -311,7 +295,7 @@ static int db_open_impl(const char *path, int create, Db **out) {
         if (S_ISDIR(sb.st_mode)) return err_set("%s: is a directory; --db wants a file path", path);
     } else if (!create) {
         return err_set("%s: no such database; run a train/attack command or `concord db init --db %s` first", path, path);
-    } else if (mkdir_parents(path) < 0) {
+    } else if (dir_create_parent(path) < 0) {
         return -1;
     }
     Db *db = xcalloc(1, sizeof *db);

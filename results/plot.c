@@ -61,19 +61,6 @@ static void sanitize(const char *in, char *out, size_t n) {
     out[k] = 0;
 }
 
-static int mkdir_p(const char *dir) {
-    char buf[1024];
-    snprintf(buf, sizeof buf, "%s", dir);
-    for (char *p = buf + 1; *p; p++) {
-        if (*p != '/') continue;
-        *p = 0;
-        if (mkdir(buf, 0777) != 0 && errno != EEXIST) return err_set("%s: cannot create directory: %s", buf, strerror(errno));
-        *p = '/';
-    }
-    if (mkdir(buf, 0777) != 0 && errno != EEXIST) return err_set("%s: cannot create directory: %s", buf, strerror(errno));
-    return 0;
-}
-
 /* Resolves the gnuplot executable into out; -1 with the one-line install hint when there is none. */
 static int gnuplot_find(const char *want, char *out, size_t n) {
     if (!want) {
@@ -519,7 +506,7 @@ int plot_all(Db *db, const PlotOpts *o, int *nfigures) {
     if (nfigures) *nfigures = 0;
     Figs fs = {o, db, "", 0};
     if (gnuplot_find(o->gnuplot, fs.gp, sizeof fs.gp) < 0) return -1;
-    if (mkdir_p(o->out_dir) < 0) return -1;
+    if (dir_create(o->out_dir) < 0) return -1;
     int (*const figs[])(Figs *) = {fig_robust, fig_training, fig_alignment, fig_transfer, fig_hash};
     for (size_t i = 0; i < ARRAY_LEN(figs); i++)
         if (figs[i](&fs) < 0) return -1;
@@ -537,7 +524,7 @@ int plot_report_md(Db *db, const char *path) {
     char dir[1024];
     snprintf(dir, sizeof dir, "%s", path);
     char *slash = strrchr(dir, '/');
-    if (slash) { *slash = 0; if (mkdir_p(dir) < 0) return -1; }
+    if (slash) { *slash = 0; if (dir_create(dir) < 0) return -1; }
     else dir[0] = 0;
     FILE *f = fopen(tmp, "w");
     if (!f) return err_set("%s: cannot write the report: %s", tmp, strerror(errno));
