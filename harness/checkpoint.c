@@ -10,7 +10,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "rules/rule.h"
 
 void meta_set(CkptMeta *mt, const char *key, const char *fmt, ...) {
     int i = 0;
@@ -75,7 +74,7 @@ int ckpt_save(const char *path, const Model *m, const CkptMeta *extra) {
     meta_set(&mt, "hidden", "%s", s->hidden);
     meta_set(&mt, "dropout", "%.9g", s->dropout);
     meta_set(&mt, "head", "%s", s->head);
-    meta_set(&mt, "rule", "%s", m->rule ? m->rule->name : "bp");
+    meta_set(&mt, "rule", "%s", m->rule_name[0] ? m->rule_name : "bp");
     meta_set(&mt, "rule_opts", "%s", m->rule_opts);
     meta_set(&mt, "fb_count", "%llu", (unsigned long long)m->fb_count);
     meta_set(&mt, "step", "%ld", m->step);
@@ -170,78 +169,47 @@ int ckpt_read_meta(const char *path, CkptMeta *out) {
     return rc;
 }
 
-static int meta_int(const CkptMeta *mt, const char *key, const char *path, long lo, long hi, long *v) {
-    const char *s = meta_get(mt, key);
-    if (!s || parse_int(s, lo, hi, v) < 0)
-        return err_set("%s: checkpoint meta '%s' is missing or invalid ('%s')", path, key, s ? s : "");
+int ckpt_meta_long(const CkptMeta *mt, const char *key, const char *path, long lo, long hi, long *v) {
+    const char *t = meta_get(mt, key);
+    if (!t || parse_int(t, lo, hi, v) < 0)
+        return err_set("%s: checkpoint meta '%s' is missing or invalid ('%s')", path, key, t ? t : "");
     return 0;
 }
 
-Model *ckpt_load(const char *path, const Rule *rule, const RuleOpts *ro, int new_classes, int want_optim,
-                 CkptMeta *meta_out) {
-    return ckpt_load_head(path, rule, ro, new_classes, NULL, want_optim, meta_out);
+int ckpt_meta_spec(const CkptMeta *mt, const char *path, ModelSpec *s) {
+    long c, h, w, k;
+    if (ckpt_meta_long(mt, "in_c", path, 1, 4096, &c) < 0 || ckpt_meta_long(mt, "in_h", path, 1, 65536, &h) < 0 ||
+        ckpt_meta_long(mt, "in_w", path, 1, 65536, &w) < 0 || ckpt_meta_long(mt, "classes", path, 1, 1 << 20, &k) < 0)
+        return -1;
+    const char *arch = meta_get(mt, "arch");
+    model_spec_default(s, arch ? arch : "", (int)c, (int)h, (int)w, (int)k);
+    double d;
+    if (meta_get(mt, "width") && parse_double(meta_get(mt, "width"), &d) == 0) s->width = (float)d;
+    if (meta_get(mt, "dropout") && parse_double(meta_get(mt, "dropout"), &d) == 0) s->dropout = (float)d;
+    if (meta_get(mt, "hidden")) snprintf(s->hidden, sizeof s->hidden, "%s", meta_get(mt, "hidden"));
+    if (meta_get(mt, "head")) snprintf(s->head, sizeof s->head, "%s", meta_get(mt, "head"));
+    int known = 0;
+    for (int a = 0; a < N_ARCHS; a++) known |= str_eq(ARCHS[a].name, s->arch);
+    if (!known) return err_set("%s: unknown model '%s' in checkpoint (this build has: concord models)", path, s->arch);
+    return 0;
 }
 
-Model *ckpt_load_head(const char *path, const Rule *rule, const RuleOpts *ro, int new_classes, const char *head,
-                      int want_optim, CkptMeta *meta_out) {
+int ckpt_read_tensors(const char *path, Model *m, CkptSkipFn skip, void *ctx) {
     CHECK(little_endian());
-    CkptMeta mt;
-    Model *m = NULL;
     sqlite3_stmt *st = NULL;
     sqlite3 *db = open_ro(path);
-    if (!db) return NULL;
-    if (read_meta_db(db, path, &mt) < 0) goto fail;
-    ModelSpec s;
-    long c, h, w, k, uv;
-    if (meta_int(&mt, "in_c", path, 1, 4096, &c) < 0 || meta_int(&mt, "in_h", path, 1, 65536, &h) < 0 ||
-        meta_int(&mt, "in_w", path, 1, 65536, &w) < 0 || meta_int(&mt, "classes", path, 1, 1 << 20, &k) < 0)
-        goto fail;
-    const char *arch = meta_get(&mt, "arch");
-    model_spec_default(&s, arch ? arch : "", (int)c, (int)h, (int)w, (int)k);
-    double d;
-    if (meta_get(&mt, "width") && parse_double(meta_get(&mt, "width"), &d) == 0) s.width = (float)d;
-    if (meta_get(&mt, "dropout") && parse_double(meta_get(&mt, "dropout"), &d) == 0) s.dropout = (float)d;
-    if (meta_get(&mt, "hidden")) snprintf(s.hidden, sizeof s.hidden, "%s", meta_get(&mt, "hidden"));
-    if (meta_get(&mt, "head")) snprintf(s.head, sizeof s.head, "%s", meta_get(&mt, "head"));
-    int known = 0;
-    for (int a = 0; a < N_ARCHS; a++) known |= str_eq(ARCHS[a].name, s.arch);
-    if (!known) { err_set("%s: unknown model '%s' in checkpoint (this build has: concord models)", path, s.arch); goto fail; }
-    int new_head = (new_classes > 0 && new_classes != s.classes) || (head && !str_eq(head, s.head));
-    if (new_classes > 0) s.classes = new_classes;
-    if (head) snprintf(s.head, sizeof s.head, "%s", head);
-    const char *stored_rule = meta_get(&mt, "rule");
-    RuleOpts sro;
-    if (rule_opts_from_text(&sro, meta_get(&mt, "rule_opts")) < 0) { err_clear(); rule_opts_default(&sro); }
-    int same_rule = !rule || (stored_rule && str_eq(rule->name, stored_rule));
-    if (!rule) {
-        rule = rule_find(stored_rule ? stored_rule : "bp");
-        if (!rule) { err_set("%s: unknown rule '%s' in checkpoint", path, stored_rule); goto fail; }
-        ro = &sro;
-    }
-    m = model_create(&s, rule, ro, 0);
-    if (!m) { /* name the file: the builder's message does not know it */
-        char why[512];
-        snprintf(why, sizeof why, "%s", err_msg());
-        err_clear();
-        err_set("%s: cannot rebuild the model: %s", path, why);
-        goto fail;
-    }
-    /* the classifier: the last linear layer */
-    const char *head_name = m->L[m->out].kind == L_LINEAR ? m->L[m->out].name : m->L[m->out - 1].name;
+    if (!db) return -1;
     if (sqlite3_prepare_v2(db, "SELECT shape, data FROM tensor WHERE name = ?", -1, &st, NULL) != SQLITE_OK) {
         err_set("%s: not a Concord checkpoint (%s)", path, sqlite3_errmsg(db));
         goto fail;
     }
     for (int i = 0; i < m->ntensors; i++) {
         Tensor *t = &m->tensors[i];
-        if (t->kind == TK_OPTIM && (!want_optim || new_head)) continue;
-        if (t->kind == TK_RULE && !same_rule) continue;
-        if (new_head && strncmp(t->name, head_name, strlen(head_name)) == 0 && t->name[strlen(head_name)] == '.') continue;
-        if (new_head && t->kind == TK_RULE) continue; /* DFA state depends on the class count */
+        if (skip && skip(t, ctx)) continue;
         sqlite3_bind_text(st, 1, t->name, -1, SQLITE_STATIC);
         int rc = sqlite3_step(st);
         if (rc != SQLITE_ROW) {
-            if (rc == SQLITE_DONE) err_set("%s: tensor '%s' is missing; the file does not match model %s", path, t->name, s.arch);
+            if (rc == SQLITE_DONE) err_set("%s: tensor '%s' is missing; the file does not match model %s", path, t->name, m->spec.arch);
             else err_set("%s: damaged checkpoint reading '%s' (%s)", path, t->name, sqlite3_errmsg(db));
             goto fail;
         }
@@ -249,7 +217,7 @@ Model *ckpt_load_head(const char *path, const Rule *rule, const RuleOpts *ro, in
         shape_text(t, want, sizeof want);
         const char *got = (const char *)sqlite3_column_text(st, 0);
         if (!got || strcmp(got, want) != 0) {
-            err_set("%s: tensor '%s' has shape [%s], model %s expects [%s]", path, t->name, got ? got : "", s.arch, want);
+            err_set("%s: tensor '%s' has shape [%s], model %s expects [%s]", path, t->name, got ? got : "", m->spec.arch, want);
             goto fail;
         }
         const void *blob = sqlite3_column_blob(st, 1);
@@ -264,20 +232,10 @@ Model *ckpt_load_head(const char *path, const Rule *rule, const RuleOpts *ro, in
         sqlite3_reset(st);
     }
     sqlite3_finalize(st);
-    st = NULL;
-    if (same_rule) {
-        if (meta_int(&mt, "fb_count", path, 0, 0x7fffffffffffffffL, &uv) < 0) goto fail;
-        m->fb_count = (uint64_t)uv;
-    }
-    model_rebuild_feedback(m); /* B as it was at save time (brSF: the same draw) */
-    if (want_optim && !new_head && meta_int(&mt, "step", path, 0, 0x7fffffffffffffffL, &uv) == 0) m->step = uv;
-    err_clear();
     sqlite3_close(db);
-    if (meta_out) *meta_out = mt;
-    return m;
+    return 0;
 fail:
     if (st) sqlite3_finalize(st);
     sqlite3_close(db);
-    model_free(m);
-    return NULL;
+    return -1;
 }

@@ -2,7 +2,8 @@
  *   meta(key TEXT PRIMARY KEY, value TEXT)           model spec, rule and options, epoch, seeds, parent...
  *   tensor(name TEXT PRIMARY KEY, shape TEXT, data BLOB)  little-endian float32, PyTorch layouts
  * Saving writes a temporary file and renames it: a crash never leaves half a checkpoint.
- * Loading validates everything and reports problems as one line naming the file.
+ * Loading validates everything and reports problems as one line naming the file. Rebuilding a model with
+ * its learning rule from a checkpoint is ckpt_load (rules/build.h), above both the engine and the rules.
  */
 #ifndef CONCORD_CHECKPOINT_H
 #define CONCORD_CHECKPOINT_H
@@ -20,14 +21,14 @@ const char *meta_get(const CkptMeta *mt, const char *key); /* NULL when absent *
 int ckpt_save(const char *path, const Model *m, const CkptMeta *extra);
 /* Reads only the meta table. */
 int ckpt_read_meta(const char *path, CkptMeta *out);
-/* Rebuilds the model the checkpoint describes, with its own rule (rule/ro NULL) or another one
- * (finetune: rule state absent from the file is drawn fresh). With new_classes > 0 and different from
- * the stored count, the classifier is re-initialised for new_classes (finetune --new-head).
- * want_optim: also restore the optimiser state. */
-Model *ckpt_load(const char *path, const struct Rule *rule, const struct RuleOpts *ro, int new_classes,
-                 int want_optim, CkptMeta *meta_out);
-/* Same, and head (NULL = keep) switches the output kind: "softmax" or "hash" (K-bit tanh code layer);
- * a different head or class count re-initialises the last linear layer. */
-Model *ckpt_load_head(const char *path, const struct Rule *rule, const struct RuleOpts *ro, int new_classes,
-                      const char *head, int want_optim, CkptMeta *meta_out);
+/* The model specification the meta describes (arch, input shape, classes, width, hidden, dropout, head);
+ * -1 with err_set naming the file when a required key is missing or invalid or the arch is unknown. */
+int ckpt_meta_spec(const CkptMeta *mt, const char *path, ModelSpec *s);
+/* An integer meta value in [lo, hi]; -1 with err_set naming the file and key otherwise. */
+int ckpt_meta_long(const CkptMeta *mt, const char *key, const char *path, long lo, long hi, long *v);
+/* Fills every tensor of m that skip (NULL = none) does not exclude from the file: each must be present,
+ * of the model's shape and size, and finite; -1 with err_set naming the file and tensor otherwise.
+ * Building the model and choosing what to skip (a new head, another rule's state) is rules/build.h's. */
+typedef int (*CkptSkipFn)(const Tensor *t, void *ctx);
+int ckpt_read_tensors(const char *path, Model *m, CkptSkipFn skip, void *ctx);
 #endif

@@ -16,7 +16,6 @@
 #include <string.h>
 #include <strings.h>
 
-#include "rules/rule.h"
 #include "harness/gemm.h"
 
 /* ------------------------------------------------------------------ building */
@@ -134,11 +133,7 @@ void model_finalize(Model *m, uint64_t init_seed) {
         Layer *L = &m->L[i];
         if (L->kind == L_LINEAR || L->kind == L_CONV) {
             np += layer_w_n(L) + (L->bias ? L->c : 0);
-            if (L->rule) {
-                L->rstate_n = L->rule->state_n ? L->rule->state_n(L, model_out_dim(m)) : 0;
-                nrule += L->rstate_n;
-                if (L->rule->own_B) nrule += L->rule->direct ? (long)layer_in_dim(L) * model_out_dim(m) : layer_w_n(L);
-            }
+            nrule += L->rstate_n + L->fb_n;
         } else if (L->kind == L_BN) {
             np += 2L * L->c;
             nbuf += 2L * L->c;
@@ -174,18 +169,16 @@ void model_finalize(Model *m, uint64_t init_seed) {
             else add_tensor(m, L->name, "weight", L->W, TK_PARAM, 4, L->c, L->ic, L->k, L->k);
             if (L->bias) add_tensor(m, L->name, "bias", L->b, TK_PARAM, 1, L->c, 0, 0, 0);
             L->B = L->W;
-            if (L->rule) {
-                L->rstate = L->rstate_n ? rbuf : NULL;
-                rbuf += L->rstate_n;
-                if (L->rule->own_B) {
-                    L->B = rbuf;
-                    rbuf += L->rule->direct ? (long)layer_in_dim(L) * model_out_dim(m) : wn;
-                }
-                if (L->rstate_n) {
-                    char nm[64];
-                    snprintf(nm, sizeof nm, "rule.%s", L->name);
-                    add_tensor(m, nm, "state", L->rstate, TK_RULE, 1, (int)L->rstate_n, 0, 0, 0);
-                }
+            L->rstate = L->rstate_n ? rbuf : NULL;
+            rbuf += L->rstate_n;
+            if (L->fb_n) {
+                L->B = rbuf;
+                rbuf += L->fb_n;
+            }
+            if (L->rstate_n) {
+                char nm[64];
+                snprintf(nm, sizeof nm, "rule.%s", L->name);
+                add_tensor(m, nm, "state", L->rstate, TK_RULE, 1, (int)L->rstate_n, 0, 0, 0);
             }
         } else if (L->kind == L_BN) {
             L->gamma = m->params + off; L->dgamma = m->grads + off; off += L->c;
@@ -961,17 +954,13 @@ float *model_forward(Model *m, Work *w, const float *x, int n, int mode) {
 /* ------------------------------------------------------------------ backward */
 
 void model_rebuild_feedback(Model *m) {
-    RuleOpts ro;
-    rule_opts_from_text(&ro, m->rule_opts);
-    ro.seed = m->rule_seed;
-    for (int i = 0; i < m->nl; i++) {
-        Layer *L = &m->L[i];
-        if (!L->rule || !L->rule->refresh) continue;
-        Rng r;
-        rng_seed(&r, m->rule_seed, RNG_RULE, (m->fb_count << 8) | (uint64_t)L->pidx);
-        RuleCtx ctx = {&ro, model_out_dim(m), &r};
-        L->rule->refresh(L, &ctx);
-    }
+    if (m->fb_rebuild) m->fb_rebuild(m);
+}
+
+int model_feedback_changes(const Model *m) {
+    for (int i = 0; i < m->nl; i++)
+        if (m->L[i].fb_refresh) return 1;
+    return 0;
 }
 
 void model_refresh_feedback(Model *m) {
@@ -1032,7 +1021,7 @@ static void bwd_local(Model *m, Work *w, int i, const float *dout, int flags, in
         break;
     case L_LINEAR:
     case L_CONV: {
-        const int direct = !(flags & BW_TRUE) && L->rule && L->rule->direct;
+        const int direct = !(flags & BW_TRUE) && L->fb_direct;
         const float *B = (flags & BW_TRUE) ? L->W : L->B;
         long goff = t == 0 ? 0 : (long)(t - 1) * m->n_params;
         float *dW = t == 0 ? L->dW : w->gpart + goff + (L->dW - m->grads);
@@ -1242,7 +1231,7 @@ static void task_bwd_init(void *arg, int t, int T) {
 /* layers i1-1 down to i0; runs of per-sample layers group by group, as in task_fwd_local (a conv with a
  * direct rule is not grouped: its projection is one product over the slice) */
 static int per_sample_bwd(const Layer *L, int cap) {
-    return per_sample(L, cap) && !(L->kind == L_CONV && L->rule && L->rule->direct);
+    return per_sample(L, cap) && !(L->kind == L_CONV && L->fb_direct);
 }
 static void task_bwd_local(void *arg, int t, int T) {
     Task *k = arg;

@@ -14,6 +14,9 @@
  * learning rule supplies; for bp, B == W, no copy), or, for a "direct" rule (DFA), projects the output
  * error e straight to its input with L->B shaped (D_in, K). Weight and bias gradients are always the
  * exact local ones. BW_TRUE ignores the rule and uses W: the exact gradient attacks need.
+ * The engine never calls into rules/: a rule (rules/rule.h, rule_attach) fills the seam's fields of each
+ * layer (state size, own B size, direct, refresh) and the model's fb_rebuild before model_finalize; the
+ * engine sizes the arena from them and calls fb_rebuild when feedback must be redrawn.
  * Not for: data loading, losses (loss.h), optimisers (train.h), files (checkpoint.h).
  */
 #ifndef CONCORD_MODEL_H
@@ -60,11 +63,14 @@ typedef struct Layer {
     float *gamma, *beta, *dgamma, *dbeta; /* batch-norm (c) */
     float *run_mean, *run_var;            /* batch-norm running statistics (c) */
     float *mean, *std;                    /* L_NORM constants (c) */
-    /* rule seam */
-    const struct Rule *rule;
+    /* the rule seam (filled by rules/ before model_finalize; see the header) */
+    const struct Rule *rule; /* the layer's rule: opaque to the engine */
+    long rstate_n;           /* floats of persistent rule state (R, M, D...) */
+    long fb_n;               /* floats of a B of the layer's own (0: B is W, or the rule points it at its state) */
+    int fb_direct;           /* DFA-style: the input receives B e, B shaped (D_in, K), instead of B^T delta */
+    int fb_refresh;          /* B is rebuilt (Model.fb_rebuild) before every backward that uses feedback */
     float *B;                /* feedback: == W for bp; own buffer otherwise; (D_in, K) for direct */
-    float *rstate;           /* persistent rule state (R, M, D...), rstate_n floats */
-    long rstate_n;
+    float *rstate;           /* the persistent rule state, rstate_n floats in the arena */
     float rscale;            /* scalar state some rules keep (uSF s) */
 } Layer;
 
@@ -101,8 +107,10 @@ typedef struct Model {
     long n_arena;
     int ntensors;
     Tensor tensors[MAX_TENSORS];
-    /* rule bookkeeping */
-    const struct Rule *rule; /* the model's training rule (layers may differ: --last-layer-bp) */
+    /* rule bookkeeping (set by rules/ rule_attach) */
+    const struct Rule *rule; /* the model's training rule (layers may differ: --last-layer-bp); opaque here */
+    char rule_name[16];      /* its name, for checkpoints and logs */
+    void (*fb_rebuild)(struct Model *m); /* recompute every layer's B for draw fb_count (NULL: nothing to do) */
     char rule_opts[256];     /* canonical text of the rule options */
     uint64_t rule_seed;
     uint64_t fb_count;       /* feedback refreshes so far (keys brSF redraws; saved for exact resume) */
@@ -148,16 +156,21 @@ int model_add_dropout(Model *m, int in, float p);
 void model_finalize(Model *m, uint64_t init_seed);   /* allocate, PyTorch-default init (rules attached first) */
 void model_free(Model *m);
 
-/* Builds spec->arch with learning rule `rule` (NULL = bp) attached to every linear/conv layer, then
- * finalizes and draws the rule state. Returns NULL with err_set on an unknown arch or impossible shape. */
-struct RuleOpts;
-Model *model_create(const ModelSpec *spec, const struct Rule *rule, const struct RuleOpts *ro, uint64_t init_seed);
+/* The model zoo (models.c): builds spec->arch's graph, NOT finalized (a rule is attached next, then
+ * model_finalize; rules/build.h model_create does all three). NULL with err_set on an unknown arch or an
+ * impossible shape. */
+Model *model_build(const ModelSpec *spec);
 typedef struct ArchInfo { const char *name, *desc; } ArchInfo;
 extern const ArchInfo ARCHS[];
 extern const int N_ARCHS;
 void model_spec_default(ModelSpec *s, const char *arch, int c, int h, int w, int classes);
 
 long model_flops(const Model *m);  /* forward multiply-adds x 2, per sample */
+/* shape facts of a linear/conv layer */
+long layer_w_n(const Layer *L);      /* elements of W */
+int layer_fan_in(const Layer *L);    /* IN, or IC*KH*KW */
+int layer_fan_out(const Layer *L);   /* OUT, or OC*KH*KW */
+int layer_in_dim(const Layer *L);    /* ic*ih*iw */
 int model_in_dim(const Model *m);
 int model_out_dim(const Model *m);
 int model_nparam_layers(const Model *m);
@@ -183,11 +196,13 @@ enum {
 /* dout: (n, K) gradient w.r.t. the logits (the output error e). Uses the mode of the last forward. */
 void model_backward(Model *m, Work *w, const float *dout, int flags);
 
-/* Refresh every layer's feedback matrix from its rule (called by the trainer before each backward
- * that uses feedback; attacks with gradient source "feedback" call it per step). */
+/* Refresh every layer's feedback matrix from its rule: the next draw (fb_count + 1) (called by the trainer
+ * before each backward that uses feedback; attacks with gradient source "feedback" call it per step). */
 void model_refresh_feedback(Model *m);
 /* Recompute every B for the current draw (m->fb_count) without advancing it (after loading). */
 void model_rebuild_feedback(Model *m);
+/* 1 when some layer's B must be rebuilt before a feedback backward (uSF, brSF, frSF). */
+int model_feedback_changes(const Model *m);
 
 /* non-finite detection: returns the index of the first layer whose output or parameters hold NaN/Inf,
  * or -1. */

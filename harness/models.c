@@ -7,7 +7,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "rules/rule.h"
 #include "harness/model.h"
 
 const ArchInfo ARCHS[] = {
@@ -178,7 +177,7 @@ typedef int (*BuildFn)(Model *);
 static const BuildFn BUILDERS[] = {build_mlp, build_lenet5, build_alexnet, build_vgg16, build_resnet18, build_resnet20};
 _Static_assert(ARRAY_LEN(BUILDERS) == 6, "one builder per ARCHS entry");
 
-Model *model_create(const ModelSpec *spec, const Rule *rule, const RuleOpts *ro, uint64_t init_seed) {
+Model *model_build(const ModelSpec *spec) {
     if (spec->in_c < 1 || spec->in_h < 1 || spec->in_w < 1 || spec->classes < 1) {
         err_set("model %s: bad input shape %dx%dx%d or class count %d", spec->arch, spec->in_c, spec->in_h, spec->in_w, spec->classes);
         return NULL;
@@ -189,11 +188,6 @@ Model *model_create(const ModelSpec *spec, const Rule *rule, const RuleOpts *ro,
         Model *m = xcalloc(1, sizeof *m);
         model_init(m, spec);
         if (BUILDERS[a](m) < 0) { free(m); return NULL; }
-        RuleOpts def;
-        rule_opts_default(&def);
-        rule_attach(m, rule, ro ? ro : &def);
-        model_finalize(m, init_seed);
-        rule_init_state(m, ro ? ro : &def);
         return m;
     }
     char all[256] = "";

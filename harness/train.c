@@ -5,7 +5,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "rules/rule.h"
 #include "harness/hash.h"
 #include "harness/loss.h"
 
@@ -181,6 +180,22 @@ long alignment_scratch_n(const Model *m, int n) {
     return s;
 }
 
+double vec_angle_deg(const float *a, const float *b, long n) {
+    double ab = 0, aa = 0, bb = 0;
+    for (long i = 0; i < n; i++) { ab += (double)a[i] * b[i]; aa += (double)a[i] * a[i]; bb += (double)b[i] * b[i]; }
+    if (aa == 0 || bb == 0) return NAN;
+    double c = ab / sqrt(aa * bb);
+    if (c > 1) c = 1;
+    if (c < -1) c = -1;
+    return acos(c) * 180.0 / M_PI;
+}
+
+double vec_norm_ratio(const float *a, const float *b, long n) {
+    double aa = 0, bb = 0;
+    for (long i = 0; i < n; i++) { aa += (double)a[i] * a[i]; bb += (double)b[i] * b[i]; }
+    return bb == 0 ? NAN : sqrt(aa / bb);
+}
+
 /* angle(B, W), |B|/|W|, and the angle between the delta a layer receives under its rule and the true
  * BP delta, on a fixed probe batch in inference mode (no running-statistics updates). */
 static double task_loss(const Model *m, int task, double eta, const float *out, const int32_t *y, int n, float *d, uint8_t *ok) {
@@ -218,19 +233,13 @@ int alignment_metrics(Model *m, Work *w, const Dataset *d, int n, int task, doub
         long sz = (long)n * L->c * L->h * L->w;
         LayerAlign *a = &out[na++];
         snprintf(a->name, sizeof a->name, "%s", L->name);
-        int direct = L->rule && L->rule->direct;
+        int direct = L->fb_direct;
         a->angle_bw = direct ? NAN : vec_angle_deg(L->B, L->W, layer_w_n(L));
         a->norm_ratio = direct ? NAN : vec_norm_ratio(L->B, L->W, layer_w_n(L));
         a->grad_angle = vec_angle_deg(w->grad[i], scratch + off, sz);
         off += sz;
     }
     return na;
-}
-
-static int rule_needs_refresh(const Model *m) {
-    for (int i = 0; i < m->nl; i++)
-        if (m->L[i].rule && m->L[i].rule->refresh) return 1;
-    return 0;
 }
 
 int train_run(Model *m, const Dataset *train, const Dataset *val, const TrainOpts *o, int start_epoch,
@@ -246,7 +255,7 @@ int train_run(Model *m, const Dataset *train, const Dataset *val, const TrainOpt
     int probe = o->probe_n > 0 ? (o->probe_n < B ? o->probe_n : B) : 0;
     float *scratch = probe ? xmalloc(sizeof(float) * (alignment_scratch_n(m, probe) + (long)probe * K)) : NULL;
     const Dataset *pd = val && val->n ? val : train;
-    int refresh = rule_needs_refresh(m);
+    int refresh = model_feedback_changes(m);
     for (int ep = start_epoch; ep < o->epochs; ep++) {
         double t0 = now_seconds(), lr = lr_at(o, ep), tl = 0;
         long correct = 0, seen = 0;

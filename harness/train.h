@@ -52,6 +52,10 @@ double evaluate_map(Model *m, const Dataset *q, const Dataset *db, int topk, int
 /* Alignment metrics of every linear/conv layer on the probe (n examples of d from index 0). */
 int alignment_metrics(Model *m, Work *w, const Dataset *d, int n, int task, double eta, LayerAlign *out, float *scratch);
 long alignment_scratch_n(const Model *m, int n);
+/* angle between two vectors in degrees (NaN when either is zero) and the norm ratio |a| / |b| (NaN when
+ * |b| = 0), accumulated in double */
+double vec_angle_deg(const float *a, const float *b, long n);
+double vec_norm_ratio(const float *a, const float *b, long n);
 /* One optimiser step on m->grads (frozen layers untouched). */
 void optimizer_step(Model *m, const TrainOpts *o, double lr);
 double lr_at(const TrainOpts *o, int epoch);

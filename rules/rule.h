@@ -53,20 +53,11 @@ void rule_opts_default(RuleOpts *o);
 void rule_opts_format(const RuleOpts *o, char *out, size_t n);     /* canonical "k=v;k=v" text */
 int rule_opts_from_text(RuleOpts *o, const char *text);            /* inverse of format */
 
-/* shape facts a rule uses */
-long layer_w_n(const Layer *L);      /* elements of W */
-int layer_fan_in(const Layer *L);
-int layer_fan_out(const Layer *L);
-int layer_in_dim(const Layer *L);    /* ic*ih*iw */
-
-/* Attach rule r to every linear/conv layer of m (bp for the last one when o->last_layer_bp).
+/* Attach rule r (NULL = bp) to every linear/conv layer of m (bp for the last one when o->last_layer_bp):
+ * fills the engine's seam (model.h: each layer's state and B sizes, direct, refresh; m->fb_rebuild).
  * Must be called before model_finalize (state sizes are part of the arena). */
 void rule_attach(Model *m, const Rule *r, const RuleOpts *o);
-/* Draw every layer's rule state (after model_finalize). */
+/* Draw every layer's rule state (after model_finalize), then build every B. */
 void rule_init_state(Model *m, const RuleOpts *o);
-
-/* ---- alignment metrics (per linear/conv layer) ---- */
-double vec_angle_deg(const float *a, const float *b, long n);
-double vec_norm_ratio(const float *a, const float *b, long n); /* |a| / |b| */
 
 #endif

@@ -1,4 +1,4 @@
-/* table.c -- the rule table, rule options, attaching rules to a model, alignment metrics. */
+/* table.c -- the rule table, rule options, attaching rules to a model (the engine's feedback seam). */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -81,15 +81,39 @@ int rule_opts_from_text(RuleOpts *o, const char *text) {
     return 0;
 }
 
+/* The engine's fb_rebuild: every layer whose rule rebuilds B, for draw m->fb_count. */
+static void rebuild_feedback(Model *m) {
+    RuleOpts ro;
+    rule_opts_from_text(&ro, m->rule_opts);
+    ro.seed = m->rule_seed;
+    for (int i = 0; i < m->nl; i++) {
+        Layer *L = &m->L[i];
+        if (!L->rule || !L->rule->refresh) continue;
+        Rng r;
+        rng_seed(&r, m->rule_seed, RNG_RULE, (m->fb_count << 8) | (uint64_t)L->pidx);
+        RuleCtx ctx = {&ro, model_out_dim(m), &r};
+        L->rule->refresh(L, &ctx);
+    }
+}
+
 void rule_attach(Model *m, const Rule *r, const RuleOpts *o) {
     if (!r) r = &RULE_BP;
-    int last = -1;
+    int last = -1, K = model_out_dim(m);
     for (int i = 0; i < m->nl; i++)
         if (m->L[i].kind == L_LINEAR || m->L[i].kind == L_CONV) last = i;
-    for (int i = 0; i < m->nl; i++)
-        if (m->L[i].kind == L_LINEAR || m->L[i].kind == L_CONV)
-            m->L[i].rule = (i == last && o->last_layer_bp) ? &RULE_BP : r;
+    for (int i = 0; i < m->nl; i++) {
+        Layer *L = &m->L[i];
+        if (L->kind != L_LINEAR && L->kind != L_CONV) continue;
+        const Rule *lr = (i == last && o->last_layer_bp) ? &RULE_BP : r;
+        L->rule = lr;
+        L->rstate_n = lr->state_n ? lr->state_n(L, K) : 0;
+        L->fb_n = !lr->own_B ? 0 : lr->direct ? (long)layer_in_dim(L) * K : layer_w_n(L);
+        L->fb_direct = lr->direct;
+        L->fb_refresh = lr->refresh != NULL;
+    }
     m->rule = r;
+    snprintf(m->rule_name, sizeof m->rule_name, "%s", r->name);
+    m->fb_rebuild = rebuild_feedback;
     rule_opts_format(o, m->rule_opts, sizeof m->rule_opts);
     m->rule_seed = o->seed;
 }
@@ -104,20 +128,4 @@ void rule_init_state(Model *m, const RuleOpts *o) {
         L->rule->init(L, &c);
     }
     model_rebuild_feedback(m);
-}
-
-double vec_angle_deg(const float *a, const float *b, long n) {
-    double ab = 0, aa = 0, bb = 0;
-    for (long i = 0; i < n; i++) { ab += (double)a[i] * b[i]; aa += (double)a[i] * a[i]; bb += (double)b[i] * b[i]; }
-    if (aa == 0 || bb == 0) return NAN;
-    double c = ab / sqrt(aa * bb);
-    if (c > 1) c = 1;
-    if (c < -1) c = -1;
-    return acos(c) * 180.0 / M_PI;
-}
-
-double vec_norm_ratio(const float *a, const float *b, long n) {
-    double aa = 0, bb = 0;
-    for (long i = 0; i < n; i++) { aa += (double)a[i] * a[i]; bb += (double)b[i] * b[i]; }
-    return bb == 0 ? NAN : sqrt(aa / bb);
 }

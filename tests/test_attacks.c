@@ -13,7 +13,7 @@
 #include "harness/checkpoint.h"
 #include "harness/loss.h"
 #include "harness/train.h"
-#include "rules/rule.h"
+#include "rules/build.h"
 #include "tests/test.h"
 
 /* A small conv net with BN in inference mode: norm - conv3x3(3) - BN - tanh - avgpool2 - fc(K=4),

@@ -16,7 +16,7 @@
 #include "harness/loss.h"
 #include "harness/model.h"
 #include "harness/train.h"
-#include "rules/rule.h"
+#include "rules/build.h"
 #include "tests/test.h"
 
 /* ------------------------------------------------------------------ gemm */

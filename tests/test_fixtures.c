@@ -27,7 +27,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "harness/checkpoint.h"
+#include "rules/build.h"
+#include "harness//checkpoint.h"
 #include "harness/loss.h"
 #include "harness/model.h"
 #include "tests/test.h"

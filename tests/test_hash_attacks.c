@@ -12,7 +12,7 @@
 #include "harness/checkpoint.h"
 #include "harness/hash.h"
 #include "harness/train.h"
-#include "rules/rule.h"
+#include "rules/build.h"
 #include "tests/test.h"
 
 /* A hashing model: arch with a linear(bits) + tanh head. */

@@ -5,7 +5,7 @@
 #include "harness/checkpoint.h"
 #include "harness/loss.h"
 #include "harness/train.h"
-#include "rules/rule.h"
+#include "rules/build.h"
 #include "tests/test.h"
 
 static const char *const NON_DIRECT[] = {"bp", "fa", "usf", "brsf", "frsf"};

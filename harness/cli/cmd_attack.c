@@ -12,7 +12,7 @@
 #include "attacks/attack.h"
 #include "attacks/flags.h"
 #include "results/db.h"
-#include "rules/rule.h"
+#include "rules/build.h"
 #include "harness/checkpoint.h"
 #include "harness/hash.h"
 #include "harness/train.h"
@@ -321,10 +321,10 @@ int cmd_attack(int argc, char **argv) {
     if (!arg_flag(&a, "quiet")) {
         if (hash)
             printf("attack %s (%s, rule %s, %d-bit hashing) on %s: %ld queries against %d clean database codes, mAP@%s\n",
-                   ckpt, m->spec.arch, m->rule ? m->rule->name : "bp", model_out_dim(m), d.name,
+                   ckpt, m->spec.arch, m->rule_name, model_out_dim(m), d.name,
                    limit > 0 && limit < d.n ? limit : (long)d.n, hdb.n, topk ? "topk" : "all");
         else
-            printf("attack %s (%s, rule %s) on %s test, %ld examples\n", ckpt, m->spec.arch, m->rule ? m->rule->name : "bp",
+            printf("attack %s (%s, rule %s) on %s test, %ld examples\n", ckpt, m->spec.arch, m->rule_name,
                    d.name, limit > 0 && limit < d.n ? limit : (long)d.n);
     }
     if (grid) attack_keep_init(&keep, 8, model_in_dim(m));

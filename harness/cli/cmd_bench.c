@@ -28,7 +28,7 @@
 #include "harness/cli/cli.h"
 #include "harness/cli/commands.h"
 #include "harness/gemm.h"
-#include "rules/rule.h"
+#include "rules/build.h"
 #include "harness/train.h"
 
 static double maxrss_mib(void) {

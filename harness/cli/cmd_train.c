@@ -10,7 +10,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "rules/rule.h"
+#include "rules/build.h"
 #include "harness/checkpoint.h"
 #include "harness/cli/cli.h"
 #include "harness/hash.h"

@@ -66,7 +66,7 @@ int record_begin(Recorder *r, const Args *a, const char *kind, const Model *m, c
         .job_key = arg_str(a, "job-key"),
         .kind = kind,
         .parent_run = ph ? run_of_ckpt(db, ph) : 0,
-        .rule = m->rule ? m->rule->name : "bp",
+        .rule = m->rule_name,
         .rule_opts = m->rule_opts,
         .model = m->spec.arch,
         .model_opts = model_opts,
