@@ -125,23 +125,17 @@ typedef struct Work {
     float *x;                /* (N, D_in) the input batch */
     float *dx;               /* (N, D_in) gradient w.r.t. the input */
     float *col, *tmp;        /* conv scratch per thread: (K_col, S*P) and (OC, S*P), S = samples per chunk */
-    int32_t *argmax[MAX_LAYERS];   /* max-pool winners (N, c, h, w) */
-    float *bn_xhat[MAX_LAYERS];    /* (N, c, h, w) */
-    float *bn_mean[MAX_LAYERS], *bn_invstd[MAX_LAYERS]; /* (c) batch statistics used */
-    float *mask[MAX_LAYERS];       /* dropout masks (N, c, h, w) */
+    float *aux[MAX_LAYERS];        /* a layer kind's own scratch (layers/: batch-norm x-hat and statistics, dropout masks) */
+    int32_t *iaux[MAX_LAYERS];     /* the same in int32 (max-pool winners) */
     int train;               /* mode of the last forward */
     uint64_t drop_seed, drop_count; /* dropout masks are keyed by (drop_seed, drop_count, layer); the
                                        trainer sets drop_count = optimiser step, so resumes are exact */
     float *mem; int32_t *imem;
-    /* batch splitting (model.c "threads"): `threads` pthreads, fixed when the Work is created */
+    /* batch splitting (threads.h): `threads` pthreads, fixed when the Work is created */
     int threads;             /* blas_threads() at work_create, clamped to [1, 16] and to cap */
     long col_n, tmp_n;       /* per-thread conv scratch: w->col + t*col_n, w->tmp + t*tmp_n */
     float *gpart;            /* (threads-1, n_params) weight-gradient partials of threads 1.. */
-    float *colcache[MAX_LAYERS]; /* conv layers whose forward column matrices (cap, K_col, P) are kept for
-                                    the weight-gradient pass of a training backward (NULL: recomputed);
-                                    chosen by work_create within COLCACHE_BUDGET, filled by FWD_TRAIN */
-    float *ccmem;
-    int dw_split;            /* form per-sample conv weight-gradient terms with beta 0 (model.c, bwd_local) */
+    int dw_split;            /* form per-sample conv weight-gradient terms with beta 0 (layers/conv.c) */
     struct Pool *pool;       /* the worker threads; NULL when threads == 1 */
 } Work;
 
@@ -180,7 +174,7 @@ Tensor *model_tensor(Model *m, const char *name);
 
 /* ---- running ---- */
 /* A Work uses blas_threads() threads (--threads) by splitting each batch; OpenBLAS runs one thread
- * inside a pass. See "threads" in model.c. */
+ * inside a pass. See threads.h. */
 Work *work_create(const Model *m, int cap);
 void work_free(Work *w);
 

@@ -1,0 +1,140 @@
+/* conv.c -- L_CONV: 2-d convolution, any kernel / stride / padding, as im2col + gemm (im2col.h). The
+ * rule seam as for linear layers (linear.c): the input gradient goes through B (col2im(B^T dy)), or D e
+ * for a direct rule; weight and bias gradients are exact.
+ *
+ * Convolutions run one sample at a time: the sample's column matrix stays in the L2 cache (no
+ * (KC, N*P) matrix travels through memory), and the product (OC, P) is already NCHW, so neither the
+ * output nor the incoming gradient is reshuffled. Only layers with tiny outputs (P < 64 pixels, e.g.
+ * the last stages of vgg16 at 32x32) group samples into chunks, so that each product still has >= 64
+ * columns; chunks go through w->tmp. (perf, lenet5 training: one sample per product was as fast as or
+ * faster than 4-sample chunks, the reshuffle costing what larger products saved.) Keeping the forward
+ * column matrices for the backward pass instead of recomputing them was measured 15-20% slower on
+ * lenet5 training (docs/performance.md): recomputing from an L2-resident sample beats streaming them. */
+#include <string.h>
+
+#include "harness/gemm.h"
+#include "harness/layers/im2col.h"
+#include "harness/layers/kernels.h"
+#include "harness/layers/layer.h"
+
+#define CHUNK_COLS 64
+int conv_chunk(const Layer *L, int cap) {
+    long P = (long)L->h * L->w;
+    long s = (CHUNK_COLS + P - 1) / P;
+    if (s > cap) s = cap;
+    return (int)(s < 1 ? 1 : s);
+}
+
+/* floats of im2col_s1's zero-bordered copy of one sample (0: not used for this layer) */
+static long im2col_pad_n(const Layer *L) {
+    return L->stride == 1 && L->pad > 0 ? (long)L->ic * (L->ih + 2 * L->pad) * (L->iw + 2 * L->pad) : 0;
+}
+
+static void conv_work_need(const Layer *L, int cap, WorkNeed *n) {
+    long S = conv_chunk(L, cap), P = (long)L->h * L->w;
+    n->col = (long)L->ic * L->k * L->k * S * P;
+    n->tmp = (long)L->c * S * P;
+    if (im2col_pad_n(L) > n->tmp) n->tmp = im2col_pad_n(L); /* im2col_s1's buffer (one-sample chunks) */
+    if ((long)L->c * L->ic * L->k * L->k > n->tmp) n->tmp = (long)L->c * L->ic * L->k * L->k; /* a dW term */
+}
+
+static void conv_forward(Model *m, Work *w, int i, long b0, long b1, int t) {
+    Span sp = span_of(m, w, i, b0, b1);
+    const Layer *L = sp.L;
+    if (sp.nb <= 0) return;
+    const int P = L->h * L->w, KC = L->ic * L->k * L->k, S = conv_chunk(L, w->cap);
+    float *col = w->col + t * w->col_n, *tmp = w->tmp + t * w->tmp_n;
+    for (long s = 0; s < sp.nb; s += S) {
+        int ns = (int)(sp.nb - s < S ? sp.nb - s : S), NP = ns * P;
+        float *ys = sp.y + s * sp.on;
+        if (ns == 1 && L->stride == 1) im2col_s1(L, sp.x + s * sp.inn, tmp, col);
+        else im2col(L, ns, sp.x + s * sp.inn, col);
+        if (ns == 1) { /* one sample: the product is already NCHW */
+            for (int c = 0; c < L->c; c++) {
+                float bias = L->bias ? L->b[c] : 0.0f, *yc = ys + (long)c * P;
+                const v4f bv = {bias, bias, bias, bias};
+                int p = 0;
+                for (; p + 4 <= P; p += 4) v4_st(yc + p, bv);
+                for (; p < P; p++) yc[p] = bias;
+            }
+            gemm(0, 0, L->c, P, KC, 1.0f, L->W, KC, col, P, 1.0f, ys, P);
+            continue;
+        }
+        gemm(0, 0, L->c, NP, KC, 1.0f, L->W, KC, col, NP, 0.0f, tmp, NP);
+        for (int b = 0; b < ns; b++)
+            for (int c = 0; c < L->c; c++) {
+                const float *tp = tmp + (long)c * NP + (long)b * P;
+                float *yp = ys + ((long)b * L->c + c) * P, bias = L->bias ? L->b[c] : 0.0f;
+                row_add_scalar(yp, tp, bias, P);
+            }
+    }
+}
+
+static void conv_backward(Model *m, Work *w, int i, const float *dout, int flags, int assign, long b0, long b1,
+                          long bstart, int t) {
+    Span sp = span_of(m, w, i, b0, b1);
+    const Layer *L = sp.L;
+    const int need_dx = need_dx_of(m, L, flags), want_params = (flags & BW_PARAMS) && L->trainable && !L->frozen;
+    const int direct = !(flags & BW_TRUE) && L->fb_direct;
+    const float *B = (flags & BW_TRUE) ? L->W : L->B;
+    float *dW, *db;
+    layer_grads(m, w, L, t, &dW, &db);
+    if (want_params && sp.nb == 0 && b0 == bstart) {
+        memset(dW, 0, sizeof(float) * layer_w_n(L));
+        if (db) memset(db, 0, sizeof(float) * L->c);
+    }
+    if (sp.nb == 0) return;
+    const int P = L->h * L->w, KC = L->ic * L->k * L->k, S = conv_chunk(L, w->cap);
+    float *col = w->col + t * w->col_n, *tmp = w->tmp + t * w->tmp_n;
+    for (long s = 0; s < sp.nb; s += S) {
+        int ns = (int)(sp.nb - s < S ? sp.nb - s : S), NP = ns * P;
+        const float *g = sp.dy + s * sp.on; /* (OC, NP) layout needed: one sample already is */
+        if (ns > 1) {
+            for (int b = 0; b < ns; b++)
+                for (int c = 0; c < L->c; c++) row_copy(tmp + (long)c * NP + (long)b * P, g + ((long)b * L->c + c) * P, P);
+            g = tmp;
+        }
+        if (want_params) {
+            if (ns == 1 && L->stride == 1) im2col_s1(L, sp.x + s * sp.inn, tmp, col);
+            else im2col(L, ns, sp.x + s * sp.inn, col);
+            const int first = b0 + s == bstart;
+            if (first || ns > 1 || !w->dw_split || (double)L->c * KC * NP > 1e6)
+                gemm(0, 1, L->c, KC, NP, 1.0f, g, NP, col, NP, first ? 0.0f : 1.0f, dW, KC);
+            else { /* dW += this sample's product, formed with beta 0 in tmp (free when ns == 1): with
+                      beta 1 OpenBLAS 0.3.21 sends e.g. lenet5 conv2's 16x150x100 product down its
+                      packing path (perf: sgemm_incopy 6% of lenet5 training); beta 0 takes the
+                      small-matrix kernel (M*N*K <= 1e6, where it applies). Only on the cores that have
+                      those kernels (w->dw_split), where the values are bitwise unchanged; elsewhere (e.g.
+                      OpenBLAS's Haswell kernels) it would only add work and round differently. */
+                gemm(0, 1, L->c, KC, NP, 1.0f, g, NP, col, NP, 0.0f, tmp, KC);
+                row_add(dW, tmp, (long)L->c * KC);
+            }
+            if (db)
+                for (int c = 0; c < L->c; c++) db[c] = (first ? 0.0f : db[c]) + (float)sum_f64(g + (long)c * NP, NP);
+        }
+        if (need_dx && !direct) {
+            gemm(1, 0, KC, NP, L->c, 1.0f, B, KC, g, NP, 0.0f, col, NP);
+            if (ns == 1 && L->stride == 1) col2im_s1_add(L, col, tmp, sp.dx + s * sp.inn, assign);
+            else {
+                if (assign) memset(sp.dx + s * sp.inn, 0, sizeof(float) * ns * sp.inn);
+                col2im_add(L, ns, col, sp.dx + s * sp.inn);
+            }
+        }
+    }
+    if (need_dx && direct) layer_direct_dx(m, L, dout, sp.dx, assign, b0, sp.nb);
+}
+
+/* one sample per product runs in sample groups; chunked products, and a direct rule's projection (one
+ * product over the slice), need the whole slice */
+static int conv_grouped(const Layer *L, int cap, int backward) {
+    return conv_chunk(L, cap) == 1 && !(backward && L->fb_direct);
+}
+
+const LayerOps LAYER_CONV = {
+    .name = "conv",
+    .forward = conv_forward,
+    .backward = conv_backward,
+    .stores_dx = 1,
+    .grouped = conv_grouped,
+    .work_need = conv_work_need,
+};

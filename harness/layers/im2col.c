@@ -1,0 +1,112 @@
+/* im2col.c -- the column matrices convolutions multiply (im2col) and their adjoints (col2im). See im2col.h. */
+#include "harness/layers/im2col.h"
+
+#include <string.h>
+
+#include "harness/layers/kernels.h"
+
+/* im2col of ns consecutive samples starting at x, NP = ns*P:
+ * col[(c*K + ki)*K + kj][b*P + oy*OW + ox] = x[b][c][oy*s - pad + ki][ox*s - pad + kj] (0 outside) */
+void im2col(const Layer *L, int ns, const float *x, float *col) {
+    const int K = L->k, OW = L->w, IW = L->iw, P = L->h * OW, NP = ns * P, s = L->stride;
+    for (int c = 0; c < L->ic; c++)
+        for (int ki = 0; ki < K; ki++)
+            for (int kj = 0; kj < K; kj++) {
+                float *row = col + (long)((c * K + ki) * K + kj) * NP;
+                const int x0 = kj - L->pad; /* ix = ox*s + x0 */
+                /* valid ox: 0 <= ox*s + x0 < IW */
+                int lo = x0 >= 0 ? 0 : (-x0 + s - 1) / s;
+                int hi = IW - x0 <= 0 ? 0 : (IW - x0 + s - 1) / s;
+                if (hi > OW) hi = OW;
+                if (lo > hi) lo = hi;
+                for (int b = 0; b < ns; b++) {
+                    const float *xp = x + ((long)b * L->ic + c) * L->ih * IW;
+                    float *r = row + (long)b * P;
+                    for (int oy = 0; oy < L->h; oy++) {
+                        int iy = oy * s - L->pad + ki;
+                        float *ro = r + oy * OW;
+                        if (iy < 0 || iy >= L->ih) { memset(ro, 0, sizeof(float) * OW); continue; }
+                        const float *xr = xp + (long)iy * IW + x0;
+                        for (int ox = 0; ox < lo; ox++) ro[ox] = 0.0f;
+                        if (s == 1) row_copy(ro + lo, xr + lo, hi - lo);
+                        else
+                            for (int ox = lo; ox < hi; ox++) ro[ox] = xr[ox * s];
+                        for (int ox = hi; ox < OW; ox++) ro[ox] = 0.0f;
+                    }
+                }
+            }
+}
+
+static void im2col_rows(const Layer *L, const float *src, int PH, int PW, float *col) {
+    const int K = L->k, OW = L->w, P = L->h * OW;
+    for (int c = 0; c < L->ic; c++)
+        for (int ki = 0; ki < K; ki++)
+            for (int kj = 0; kj < K; kj++) {
+                float *row = col + (long)((c * K + ki) * K + kj) * P;
+                const float *sp = src + ((long)c * PH + ki) * PW + kj;
+                for (int oy = 0; oy < L->h; oy++) row_copy(row + oy * OW, sp + (long)oy * PW, OW);
+            }
+}
+/* im2col of ONE sample for stride 1: with pad > 0 the sample is first copied into a zero-bordered
+ * buffer xpad (IC, IH+2pad, IW+2pad), so every column-matrix row is a plain copy of OW floats with no
+ * bounds logic (perf: im2col was 19% of lenet5 PGD, mostly the per-row clipping of the padded conv1). */
+void im2col_s1(const Layer *L, const float *x, float *xpad, float *col) {
+    const int pad = L->pad, PH = L->ih + 2 * pad, PW = L->iw + 2 * pad;
+    if (pad == 0) { im2col_rows(L, x, L->ih, L->iw, col); return; }
+    memset(xpad, 0, sizeof(float) * L->ic * PH * PW);
+    for (int c = 0; c < L->ic; c++)
+        for (int iy = 0; iy < L->ih; iy++)
+            row_copy(xpad + ((long)c * PH + iy + pad) * PW + pad, x + ((long)c * L->ih + iy) * L->iw, L->iw);
+    im2col_rows(L, xpad, PH, PW, col);
+}
+/* dx += col2im(dcol) for ONE sample, stride 1: the adjoint of im2col_s1 (full-row adds into the
+ * zero-bordered buffer xpad, then its interior into dx; no per-row clipping) */
+void col2im_s1_add(const Layer *L, const float *col, float *xpad, float *dx, int assign) {
+    const int K = L->k, pad = L->pad, PH = L->ih + 2 * pad, PW = L->iw + 2 * pad, OW = L->w, P = L->h * OW;
+    float *dst = pad ? xpad : dx;
+    if (pad) memset(xpad, 0, sizeof(float) * L->ic * PH * PW);
+    else if (assign) memset(dx, 0, sizeof(float) * L->ic * L->ih * L->iw);
+    for (int c = 0; c < L->ic; c++)
+        for (int ki = 0; ki < K; ki++)
+            for (int kj = 0; kj < K; kj++) {
+                const float *row = col + (long)((c * K + ki) * K + kj) * P;
+                float *dp = dst + ((long)c * PH + ki) * PW + kj;
+                for (int oy = 0; oy < L->h; oy++) row_add(dp + (long)oy * PW, row + oy * OW, OW);
+            }
+    if (!pad) return;
+    for (int c = 0; c < L->ic; c++)
+        for (int iy = 0; iy < L->ih; iy++) {
+            float *d = dx + ((long)c * L->ih + iy) * L->iw;
+            const float *sp = xpad + ((long)c * PH + iy + pad) * PW + pad;
+            if (assign) row_add_scalar(d, sp, 0.0f, L->iw); /* = 0 + v, as adding into a zeroed dx */
+            else row_add(d, sp, L->iw);
+        }
+}
+/* dx += col2im(dcol) for ns samples: the adjoint of im2col */
+void col2im_add(const Layer *L, int ns, const float *col, float *dx) {
+    const int K = L->k, OW = L->w, IW = L->iw, P = L->h * OW, NP = ns * P, s = L->stride;
+    for (int c = 0; c < L->ic; c++)
+        for (int ki = 0; ki < K; ki++)
+            for (int kj = 0; kj < K; kj++) {
+                const float *row = col + (long)((c * K + ki) * K + kj) * NP;
+                const int x0 = kj - L->pad;
+                int lo = x0 >= 0 ? 0 : (-x0 + s - 1) / s;
+                int hi = IW - x0 <= 0 ? 0 : (IW - x0 + s - 1) / s;
+                if (hi > OW) hi = OW;
+                if (lo > hi) lo = hi;
+                for (int b = 0; b < ns; b++) {
+                    float *xp = dx + ((long)b * L->ic + c) * L->ih * IW;
+                    const float *r = row + (long)b * P;
+                    for (int oy = 0; oy < L->h; oy++) {
+                        int iy = oy * s - L->pad + ki;
+                        if (iy < 0 || iy >= L->ih) continue;
+                        float *xr = xp + (long)iy * IW + x0;
+                        const float *ro = r + oy * OW;
+                        if (s == 1)
+                            row_add(xr + lo, ro + lo, hi - lo);
+                        else
+                            for (int ox = lo; ox < hi; ox++) xr[ox * s] += ro[ox];
+                    }
+                }
+            }
+}

@@ -1,0 +1,98 @@
+/* layer.h -- the layer kinds: one table of operations per LayerKind (table.c is the only place a kind is
+ * registered), one file per family of kinds. Internal to the engine: model.c sizes the arena, work.c
+ * the workspace and pass.c schedules forward and backward passes through this table; nothing outside
+ * harness/ includes it.
+ *
+ * Conventions every kind follows (pass.c, "Backward convention"):
+ *   - forward writes the layer's output w->act[i] for samples [b0, b1) (or, for a whole-batch kind, the
+ *     part t of T it owns), reading its input node_act(w, L->in);
+ *   - backward ADDS its contribution to its input's gradient node_grad(w, L->in) for samples [b0, b1);
+ *     with `assign` it is the first writer of that buffer in this pass and STORES 0 + its contribution
+ *     instead (only kinds with stores_dx are ever asked to: the others get a zeroed slice);
+ *   - weight gradients are WRITTEN (not accumulated) into m->grads for thread 0 and into the thread's
+ *     partial block w->gpart for thread t > 0 (layer_grads), starting at the thread's first sample bstart;
+ *   - nothing allocates: scratch comes from the Work, sized by work_need.
+ * Shape letters: N batch, C channels, H, W, P = H*W output pixels, KC = IC*K*K (a conv's column rows).
+ */
+#ifndef CONCORD_LAYER_H
+#define CONCORD_LAYER_H
+#include "harness/model.h"
+
+/* What a layer kind needs in a Work with capacity cap, beyond its output and output-gradient buffers. */
+typedef struct WorkNeed {
+    long aux;                /* floats of per-layer scratch (w->aux[i]) */
+    long iaux;               /* int32s of per-layer scratch (w->iaux[i]) */
+    long col, tmp;           /* per-thread shared scratch the kind needs at most (w->col, w->tmp) */
+} WorkNeed;
+
+typedef struct LayerOps {
+    const char *name;
+    /* samples [b0, b1) on thread t (every kind; for whole-batch kinds, their per-sample mode) */
+    void (*forward)(Model *m, Work *w, int i, long b0, long b1, int t);
+    /* the whole batch, part t of T (batch-norm: a channel range; dropout in training: thread 0 draws the
+       masks); used instead of forward when batch_forward(L, mode) says so. NULL: never */
+    void (*forward_batch)(Model *m, Work *w, int i, int mode, int t, int T);
+    int (*batch_forward)(const Layer *L, int mode);
+    /* samples [b0, b1) on thread t, bstart = the thread's first sample; NULL when backward_batch is used */
+    void (*backward)(Model *m, Work *w, int i, const float *dout, int flags, int assign, long b0, long b1, long bstart,
+                     int t);
+    /* the whole batch, part t of T (batch-norm); NULL: none */
+    void (*backward_batch)(Model *m, Work *w, int i, int flags, int t, int T);
+    /* can store (rather than add) its input gradient as the first writer of the buffer */
+    int stores_dx;
+    /* 0 when the kind must see a thread's whole slice at once (one product over the slice) rather than
+       groups of PASS_GROUP samples; NULL = always groups. backward: asked for the backward pass */
+    int (*grouped)(const Layer *L, int cap, int backward);
+    /* extra Work memory; NULL = none */
+    void (*work_need)(const Layer *L, int cap, WorkNeed *n);
+} LayerOps;
+
+extern const LayerOps *const LAYER_OPS[L_KIND_COUNT]; /* table.c; indexed by LayerKind */
+
+/* ---- what the kinds share ---- */
+static inline long out_n(const Layer *L) { return (long)L->c * L->h * L->w; }   /* per sample */
+static inline long in_n(const Layer *L) { return (long)L->ic * L->ih * L->iw; }  /* per sample */
+static inline const float *node_act(const Work *w, int i) { return i < 0 ? w->x : w->act[i]; }
+static inline float *node_grad(Work *w, int i) { return i < 0 ? w->dx : w->grad[i]; }
+/* layer L's input gradient is needed in this pass (for the input, or for a trainable layer below) */
+static inline int need_dx_of(const Model *m, const Layer *L, int flags) {
+    return L->in < 0 ? (flags & BW_INPUT) != 0 : (m->need_up[L->in] && (flags & BW_PARAMS)) || (flags & BW_INPUT);
+}
+/* part t of T of [0, n) */
+static inline void split_range(long n, int t, int T, long *a, long *b) {
+    *a = n * t / T;
+    *b = n * (t + 1) / T;
+}
+/* layer i on samples [b0, b1): where its input, output and their gradients are */
+typedef struct Span {
+    Layer *L;
+    long nb, on, inn;        /* samples; floats per output sample; floats per input sample */
+    const float *x;          /* (nb, inn) input */
+    float *y;                /* (nb, on) output */
+    const float *dy;         /* (nb, on) gradient w.r.t. the output (backward) */
+    float *dx;               /* (nb, inn) gradient w.r.t. the input (backward) */
+} Span;
+static inline Span span_of(Model *m, Work *w, int i, long b0, long b1) {
+    Span s;
+    s.L = &m->L[i];
+    s.nb = b1 - b0;
+    s.on = out_n(s.L);
+    s.inn = in_n(s.L);
+    s.x = node_act(w, s.L->in) + b0 * s.inn;
+    s.y = w->act[i] + b0 * s.on;
+    s.dy = w->grad[i] + b0 * s.on;
+    s.dx = node_grad(w, s.L->in) + b0 * s.inn;
+    return s;
+}
+
+/* where thread t writes layer L's weight and bias gradients (db NULL without a bias) */
+void layer_grads(Model *m, Work *w, const Layer *L, int t, float **dW, float **db);
+/* a direct (DFA) rule: dx (+)= dout D^T for samples [b0, b1), D = L->B shaped (D_in, K) */
+void layer_direct_dx(Model *m, const Layer *L, const float *dout, float *dx, int assign, long b0, long nb);
+
+/* L_ADD: the second input's gradient is needed (graph.c) */
+int add_need_dx2(const Model *m, const Layer *L, int flags);
+/* samples per conv product: 1, or enough that P * S >= 64 columns (conv.c) */
+int conv_chunk(const Layer *L, int cap);
+
+#endif

@@ -1,0 +1,221 @@
+/* pass.c -- forward and backward passes: the layer kinds' operations (layers/layer.h) scheduled over a
+ * Work's threads (threads.h). See model.h for the API.
+ *
+ * Scheduling: samples are independent in every kind but the whole-batch ones (batch-norm; dropout's
+ * training forward). A run of per-sample layers executes as ONE parallel region: each thread carries its
+ * slice of the batch through all of them, in groups of PASS_GROUP samples where the kinds allow (so a
+ * group's activations stay in the L2 cache from one layer to the next), with no barrier in between;
+ * whole-batch layers run between regions, split by the kind itself (batch-norm: by channel). OpenBLAS
+ * runs single-threaded during a pass when the Work has threads of its own.
+ *
+ * Backward convention: each layer ADDS its contribution to its inputs' gradients (nodes read by several
+ * layers, e.g. residual branches, simply accumulate). The FIRST layer to write a gradient buffer in a
+ * backward pass ("assign", see bwd_plan) starts it instead: it stores 0 + its contribution, natively
+ * (kinds with stores_dx: ReLU, max-pool 2x2, linear/conv products with beta 0, padded col2im) or by
+ * zeroing its own slice just before adding; only buffers no assigning layer writes are zeroed up front.
+ * Same values, bit for bit (0 + v is kept as an addition, so -0 still becomes +0), without a pass over
+ * every buffer. Parameter gradients are written (not accumulated): each parameter is used once per pass.
+ */
+#include <string.h>
+
+#include "harness/gemm.h"
+#include "harness/layers/layer.h"
+#include "harness/threads.h"
+
+#define PASS_GROUP 8
+
+typedef struct { Model *m; Work *w; int i0, i1, mode, flags; const float *dout; const unsigned char *asg; } Task;
+
+static int batch_forward(const Layer *L, int mode) {
+    const LayerOps *ops = LAYER_OPS[L->kind];
+    return ops->batch_forward && ops->batch_forward(L, mode);
+}
+static int grouped(const Layer *L, int cap, int backward) {
+    const LayerOps *ops = LAYER_OPS[L->kind];
+    return !ops->grouped || ops->grouped(L, cap, backward);
+}
+
+/* ------------------------------------------------------------------ forward */
+
+static void task_fwd_local(void *arg, int t, int T) {
+    Task *k = arg;
+    long b0, b1;
+    split_range(k->w->n, t, T, &b0, &b1);
+    for (int i = k->i0; i < k->i1;) {
+        int j = i;
+        while (j < k->i1 && grouped(&k->m->L[j], k->w->cap, 0)) j++;
+        if (j - i < 2) { LAYER_OPS[k->m->L[i].kind]->forward(k->m, k->w, i, b0, b1, t); i++; continue; }
+        for (long g = b0; g < b1; g += PASS_GROUP)
+            for (int l = i; l < j; l++)
+                LAYER_OPS[k->m->L[l].kind]->forward(k->m, k->w, l, g, g + PASS_GROUP < b1 ? g + PASS_GROUP : b1, t);
+        i = j;
+    }
+}
+static void task_fwd_batch(void *arg, int t, int T) {
+    Task *k = arg;
+    LAYER_OPS[k->m->L[k->i0].kind]->forward_batch(k->m, k->w, k->i0, k->mode, t, T);
+}
+
+/* OpenBLAS runs single-threaded while the Work's own threads split the batch. */
+static int blas_single_begin(const Work *w) {
+    if (w->threads <= 1) return 0;
+    int bt = blas_threads();
+    if (bt != 1) blas_set_threads(1);
+    return bt;
+}
+static void blas_single_end(int bt) {
+    if (bt > 1) blas_set_threads(bt);
+}
+
+float *model_forward(Model *m, Work *w, const float *x, int n, int mode) {
+    CHECK(n > 0 && n <= w->cap);
+    w->n = n;
+    w->train = mode;
+    if (x != w->x) memcpy(w->x, x, sizeof(float) * (size_t)n * model_in_dim(m));
+    int bt = blas_single_begin(w);
+    for (int i = 0; i < m->nl;) {
+        Task k = {m, w, i, i + 1, mode, 0, NULL, NULL};
+        if (batch_forward(&m->L[i], mode)) {
+            pool_run(w->pool, task_fwd_batch, &k);
+            i++;
+            continue;
+        }
+        while (k.i1 < m->nl && !batch_forward(&m->L[k.i1], mode)) k.i1++;
+        pool_run(w->pool, task_fwd_local, &k);
+        i = k.i1;
+    }
+    blas_single_end(bt);
+    return w->act[m->out];
+}
+
+/* ------------------------------------------------------------------ backward */
+
+enum { ASG_IN = 1, ASG_ZERO = 2 };
+
+/* layer i on samples [b0, b1): the first writer of its input's gradient without a storing form zeroes
+ * its slice first */
+static void backward_local(Model *m, Work *w, int i, const float *dout, int flags, int assign, long b0, long b1,
+                           long bstart, int t) {
+    const Layer *L = &m->L[i];
+    const LayerOps *ops = LAYER_OPS[L->kind];
+    if (assign && !ops->stores_dx && need_dx_of(m, L, flags)) {
+        long inn = in_n(L);
+        memset(node_grad(w, L->in) + b0 * inn, 0, sizeof(float) * (b1 - b0) * inn);
+        assign = 0;
+    }
+    ops->backward(m, w, i, dout, flags, assign, b0, b1, bstart, t);
+}
+
+static void task_bwd_init(void *arg, int t, int T) {
+    Task *k = arg;
+    Model *m = k->m;
+    Work *w = k->w;
+    long b0, b1;
+    split_range(w->n, t, T, &b0, &b1);
+    for (int i = 0; i < m->nl; i++)
+        if (m->L[i].kind != L_FLATTEN && (k->asg[i] & ASG_ZERO)) {
+            long on = out_n(&m->L[i]);
+            memset(w->grad[i] + b0 * on, 0, sizeof(float) * (b1 - b0) * on);
+        }
+    long D = model_in_dim(m), K = out_n(&m->L[m->out]);
+    if ((k->flags & BW_INPUT) && (k->asg[MAX_LAYERS] & ASG_ZERO)) memset(w->dx + b0 * D, 0, sizeof(float) * (b1 - b0) * D);
+    memcpy(w->grad[m->out] + b0 * K, k->dout + b0 * K, sizeof(float) * (b1 - b0) * K);
+}
+/* layers i1-1 down to i0; runs of groupable layers group by group, as in task_fwd_local */
+static void task_bwd_local(void *arg, int t, int T) {
+    Task *k = arg;
+    long b0, b1;
+    split_range(k->w->n, t, T, &b0, &b1);
+    for (int i = k->i1 - 1; i >= k->i0;) {
+        int j = i;
+        while (j >= k->i0 && grouped(&k->m->L[j], k->w->cap, 1)) j--;
+        if (i - j < 2) {
+            backward_local(k->m, k->w, i, k->dout, k->flags, k->asg[i] & ASG_IN, b0, b1, b0, t);
+            i--;
+            continue;
+        }
+        long g = b0;
+        do /* at least once: a thread without samples still zeroes its weight-gradient partials */
+            for (int l = i; l > j; l--)
+                backward_local(k->m, k->w, l, k->dout, k->flags, k->asg[l] & ASG_IN, g,
+                               g + PASS_GROUP < b1 ? g + PASS_GROUP : b1, b0, t);
+        while ((g += PASS_GROUP) < b1);
+        i = j;
+    }
+}
+static void task_bwd_batch(void *arg, int t, int T) {
+    Task *k = arg;
+    LAYER_OPS[k->m->L[k->i0].kind]->backward_batch(k->m, k->w, k->i0, k->flags, t, T);
+}
+/* m->grads += the other threads' partial weight gradients, each layer's range split across threads */
+static void task_reduce(void *arg, int t, int T) {
+    Task *k = arg;
+    Model *m = k->m;
+    Work *w = k->w;
+    for (int i = 0; i < m->nl; i++) {
+        Layer *L = &m->L[i];
+        if ((L->kind != L_LINEAR && L->kind != L_CONV) || L->frozen) continue;
+        long off = L->dW - m->grads, len = layer_w_n(L) + (L->bias ? L->c : 0), j0, j1; /* W then b */
+        split_range(len, t, T, &j0, &j1);
+        for (int u = 1; u < w->threads; u++) {
+            const float *src = w->gpart + (long)(u - 1) * m->n_params + off;
+            float *dst = m->grads + off;
+            for (long j = j0; j < j1; j++) dst[j] += src[j];
+        }
+    }
+}
+
+/* The gradient buffer layer i's input gradient goes to (flatten aliases its input's); MAX_LAYERS = w->dx */
+static int grad_buf(const Model *m, int i) {
+    while (i >= 0 && m->L[i].kind == L_FLATTEN) i = m->L[i].in;
+    return i < 0 ? MAX_LAYERS : i;
+}
+/* asg[i] & ASG_IN: layer i is the first writer of its input's gradient buffer in this pass and starts it
+ * (backward_local); asg[b] & ASG_ZERO: buffer b (a node, or MAX_LAYERS = w->dx) is zeroed up front
+ * because its first writer cannot start it (a whole-batch kind, or the residual add, which writes two
+ * buffers) or nothing writes it (kept zero, as before). */
+static void bwd_plan(const Model *m, int flags, unsigned char *asg) {
+    unsigned char seen[MAX_LAYERS + 1];
+    memset(seen, 0, sizeof seen);
+    for (int b = 0; b <= MAX_LAYERS; b++) asg[b] = 0;
+    for (int i = m->nl - 1; i >= 0; i--) {
+        const Layer *L = &m->L[i];
+        if (L->kind == L_FLATTEN) continue;
+        const int can_start = LAYER_OPS[L->kind]->backward != NULL && L->kind != L_ADD;
+        int bufs[2] = {-1, -1};
+        if (need_dx_of(m, L, flags)) bufs[0] = grad_buf(m, L->in);
+        if (L->kind == L_ADD && add_need_dx2(m, L, flags)) bufs[1] = grad_buf(m, L->in2); /* the only two-input node */
+        for (int u = 0; u < 2; u++) {
+            int b = bufs[u];
+            if (b < 0 || seen[b]) continue;
+            seen[b] = 1;
+            if (u == 0 && can_start) asg[i] |= ASG_IN;
+            else asg[b] |= ASG_ZERO;
+        }
+    }
+    for (int b = 0; b <= MAX_LAYERS; b++)
+        if (!seen[b]) asg[b] |= ASG_ZERO;
+}
+
+void model_backward(Model *m, Work *w, const float *dout, int flags) {
+    int bt = blas_single_begin(w);
+    unsigned char asg[MAX_LAYERS + 1];
+    bwd_plan(m, flags, asg);
+    Task k = {m, w, 0, 0, w->train, flags, dout, asg};
+    pool_run(w->pool, task_bwd_init, &k);
+    for (int i = m->nl - 1; i >= 0;) {
+        k.i1 = i + 1;
+        if (LAYER_OPS[m->L[i].kind]->backward_batch) {
+            k.i0 = i;
+            pool_run(w->pool, task_bwd_batch, &k);
+            i--;
+            continue;
+        }
+        k.i0 = i;
+        while (k.i0 > 0 && !LAYER_OPS[m->L[k.i0 - 1].kind]->backward_batch) k.i0--;
+        pool_run(w->pool, task_bwd_local, &k);
+        i = k.i0 - 1;
+    }
+    if ((flags & BW_PARAMS) && w->threads > 1) pool_run(w->pool, task_reduce, &k);
+    blas_single_end(bt);
+}

@@ -1,0 +1,22 @@
+/* threads.h -- the thread pool a Work splits its batches over (work.c creates it, pass.c runs on it).
+ *
+ * Parallelism: a Work splits every batch across `threads` pthreads (the OpenBLAS thread count when
+ * the Work was created, i.e. `--threads`), and OpenBLAS itself runs single-threaded during a pass, so
+ * there is never a second pool competing for the cores. Samples are independent in every layer but
+ * batch-norm in any mode and dropout's forward in training (its mask is one sequential random stream):
+ * a run of sample-local layers executes as ONE parallel region (each thread carries its own samples
+ * through all of them, no barrier in between); batch-norm runs channel-parallel and dropout's forward
+ * serially, between regions. Weight gradients: thread 0 writes m->grads, thread t > 0 its own partial
+ * block, summed after the pass (so with several threads the summation order over samples differs
+ * from the one-thread order: results agree to rounding, not bitwise; tests run with one thread). */
+#ifndef CONCORD_THREADS_H
+#define CONCORD_THREADS_H
+#include "harness/core.h"
+
+#define POOL_MAX 16
+typedef void (*TaskFn)(void *arg, int t, int T);
+struct Pool *pool_create(int T);                   /* T threads in all (T - 1 started), 1 <= T <= POOL_MAX */
+void pool_free(struct Pool *p);                    /* NULL: nothing */
+/* fn(arg, t, T) for t = 0..T-1, the caller being thread 0; returns when all are done. p NULL: fn(arg, 0, 1). */
+void pool_run(struct Pool *p, TaskFn fn, void *arg);
+#endif

@@ -1,0 +1,73 @@
+/* work.c -- a model's workspace: every activation, gradient and scratch buffer for a maximum batch size,
+ * sized once from the layer kinds' needs (layers/layer.h, work_need) and allocated in one block, plus the
+ * thread pool the passes split batches over (threads.h). Forward and backward never allocate. */
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "harness/gemm.h"
+#include "harness/layers/layer.h"
+#include "harness/threads.h"
+
+Work *work_create(const Model *m, int cap) {
+    Work *w = xcalloc(1, sizeof *w);
+    w->cap = cap;
+    int T = blas_threads();
+    if (T < 1) T = 1;
+    if (T > POOL_MAX) T = POOL_MAX;
+    if (T > cap) T = cap;
+    w->threads = T;
+    long nf = 2L * cap * model_in_dim(m), ni = 0, col = 0, tmp = 0;
+    WorkNeed need[MAX_LAYERS];
+    for (int i = 0; i < m->nl; i++) {
+        const Layer *L = &m->L[i];
+        const LayerOps *ops = LAYER_OPS[L->kind];
+        memset(&need[i], 0, sizeof need[i]);
+        if (ops->work_need) ops->work_need(L, cap, &need[i]);
+        if (L->kind != L_FLATTEN) nf += 2 * out_n(L) * cap; /* output and its gradient (flatten aliases) */
+        nf += need[i].aux;
+        ni += need[i].iaux;
+        if (need[i].col > col) col = need[i].col;
+        if (need[i].tmp > tmp) tmp = need[i].tmp;
+    }
+    w->col_n = col;
+    w->tmp_n = tmp;
+    nf += T * (col + tmp) + (long)(T - 1) * m->n_params;
+    w->mem = xcalloc((size_t)nf, sizeof(float));
+    w->imem = xcalloc((size_t)(ni ? ni : 1), sizeof(int32_t));
+    float *p = w->mem;
+    int32_t *q = w->imem;
+    w->x = p; p += (long)cap * model_in_dim(m);
+    w->dx = p; p += (long)cap * model_in_dim(m);
+    w->col = p; p += T * col;
+    w->tmp = p; p += T * tmp;
+    w->gpart = p; p += (long)(T - 1) * m->n_params;
+    for (int i = 0; i < m->nl; i++) {
+        const Layer *L = &m->L[i];
+        long o = out_n(L) * cap;
+        if (L->kind == L_FLATTEN) {
+            w->act[i] = L->in < 0 ? w->x : w->act[L->in];
+            w->grad[i] = L->in < 0 ? w->dx : w->grad[L->in];
+            continue;
+        }
+        w->act[i] = p; p += o;
+        w->grad[i] = p; p += o;
+        if (need[i].iaux) { w->iaux[i] = q; q += need[i].iaux; }
+        if (need[i].aux) { w->aux[i] = p; p += need[i].aux; }
+    }
+    CHECK(p == w->mem + nf);
+    /* OpenBLAS 0.3.21 builds its small-matrix sgemm kernels for these cores only */
+    const char *core = blas_core();
+    w->dw_split = core && (strcasecmp(core, "cooperlake") == 0 || strcasecmp(core, "skylakex") == 0 ||
+                           strcasecmp(core, "sapphirerapids") == 0);
+    w->pool = T > 1 ? pool_create(T) : NULL;
+    return w;
+}
+
+void work_free(Work *w) {
+    if (!w) return;
+    pool_free(w->pool);
+    free(w->mem);
+    free(w->imem);
+    free(w);
+}
