@@ -18,6 +18,7 @@
 
 #include <errno.h>
 #include <math.h>
+#include <stdarg.h>
 #include <sqlite3.h>
 #include <stdlib.h>
 #include <string.h>
@@ -216,6 +217,28 @@ static void bind_real(sqlite3_stmt *st, int i, double v) {
 static void bind_id(sqlite3_stmt *st, int i, int64_t id) {
     if (id > 0) sqlite3_bind_int64(st, i, id);
     else sqlite3_bind_null(st, i);
+}
+/* Prepares sql, binds its parameters in order from the arguments by `types` (one letter each:
+ * t text or NULL, d double (not finite -> NULL), x id (<= 0 -> NULL), I int64, i int), steps and
+ * finalizes it: the one shape of every single-statement write. 0, DB_RETRY, or -1 naming `what`. */
+static int db_run(Db *db, const char *what, const char *sql, const char *types, ...) {
+    sqlite3_stmt *st = NULL;
+    int rc = db_prep(db, sql, &st);
+    if (rc) return rc;
+    va_list ap;
+    va_start(ap, types);
+    for (int i = 0; types[i]; i++) {
+        switch (types[i]) {
+        case 't': bind_text(st, i + 1, va_arg(ap, const char *)); break;
+        case 'd': bind_real(st, i + 1, va_arg(ap, double)); break;
+        case 'x': bind_id(st, i + 1, va_arg(ap, int64_t)); break;
+        case 'I': sqlite3_bind_int64(st, i + 1, va_arg(ap, int64_t)); break;
+        case 'i': sqlite3_bind_int(st, i + 1, va_arg(ap, int)); break;
+        default: CHECK(0);
+        }
+    }
+    va_end(ap);
+    return db_step(db, st, what);
 }
 
 static void sleep_ms(long ms) {
@@ -441,9 +464,7 @@ static int run_begin_body(Db *db, void *vctx) {
     if (existing && !r->resume) {
         static const char *const clear[] = {"DELETE FROM epochs WHERE run_id = ?", "DELETE FROM alignment WHERE run_id = ?"};
         for (size_t i = 0; i < ARRAY_LEN(clear); i++) {
-            if ((rc = db_prep(db, clear[i], &st))) return rc;
-            sqlite3_bind_int64(st, 1, existing);
-            if ((rc = db_step(db, st, "clearing a rerun's epochs"))) return rc;
+            if ((rc = db_run(db, "clearing a rerun's epochs", clear[i], "I", existing))) return rc;
         }
     }
     return 0;
@@ -463,11 +484,7 @@ int db_run_begin(Db *db, const DbRun *r, int64_t *run_id) {
 
 typedef struct IdCtx { int64_t id; } IdCtx;
 static int heartbeat_body(Db *db, void *vctx) {
-    sqlite3_stmt *st = NULL;
-    int rc = db_prep(db, "UPDATE runs SET heartbeat = datetime('now') WHERE id = ?", &st);
-    if (rc) return rc;
-    sqlite3_bind_int64(st, 1, ((IdCtx *)vctx)->id);
-    return db_step(db, st, "heartbeat");
+    return db_run(db, "heartbeat", "UPDATE runs SET heartbeat = datetime('now') WHERE id = ?", "I", ((IdCtx *)vctx)->id);
 }
 int db_run_heartbeat(Db *db, int64_t run_id) {
     IdCtx c = {run_id};
@@ -478,37 +495,18 @@ typedef struct EpochCtx { int64_t id; const EpochStats *s; } EpochCtx;
 static int epoch_body(Db *db, void *vctx) {
     EpochCtx *c = vctx;
     const EpochStats *s = c->s;
-    sqlite3_stmt *st = NULL;
-    int rc = db_prep(db, "INSERT OR REPLACE INTO epochs(run_id, epoch, lr, train_loss, train_acc, val_loss, val_acc,"
-                         " seconds, samples_per_s) VALUES(?,?,?,?,?,?,?,?,?)", &st);
+    int rc = db_run(db, "recording an epoch",
+                    "INSERT OR REPLACE INTO epochs(run_id, epoch, lr, train_loss, train_acc, val_loss, val_acc,"
+                    " seconds, samples_per_s) VALUES(?,?,?,?,?,?,?,?,?)", "Iiddddddd", c->id, s->epoch, s->lr,
+                    s->train_loss, s->train_acc, s->val_loss, s->val_acc, s->seconds, s->samples_per_s);
+    for (int i = 0; rc == 0 && i < s->nalign && i < MAX_ALIGN; i++)
+        rc = db_run(db, "recording alignment",
+                    "INSERT OR REPLACE INTO alignment(run_id, epoch, layer, angle_bw, norm_ratio, grad_angle)"
+                    " VALUES(?,?,?,?,?,?)", "Iitddd", c->id, s->epoch, s->align[i].name, s->align[i].angle_bw,
+                    s->align[i].norm_ratio, s->align[i].grad_angle);
     if (rc) return rc;
-    sqlite3_bind_int64(st, 1, c->id);
-    sqlite3_bind_int(st, 2, s->epoch);
-    bind_real(st, 3, s->lr);
-    bind_real(st, 4, s->train_loss);
-    bind_real(st, 5, s->train_acc);
-    bind_real(st, 6, s->val_loss);
-    bind_real(st, 7, s->val_acc);
-    bind_real(st, 8, s->seconds);
-    bind_real(st, 9, s->samples_per_s);
-    if ((rc = db_step(db, st, "recording an epoch"))) return rc;
-    for (int i = 0; i < s->nalign && i < MAX_ALIGN; i++) {
-        if ((rc = db_prep(db, "INSERT OR REPLACE INTO alignment(run_id, epoch, layer, angle_bw, norm_ratio, grad_angle)"
-                              " VALUES(?,?,?,?,?,?)", &st)))
-            return rc;
-        sqlite3_bind_int64(st, 1, c->id);
-        sqlite3_bind_int(st, 2, s->epoch);
-        bind_text(st, 3, s->align[i].name);
-        bind_real(st, 4, s->align[i].angle_bw);
-        bind_real(st, 5, s->align[i].norm_ratio);
-        bind_real(st, 6, s->align[i].grad_angle);
-        if ((rc = db_step(db, st, "recording alignment"))) return rc;
-    }
-    if ((rc = db_prep(db, "UPDATE runs SET heartbeat = datetime('now'), val_acc = coalesce(?, val_acc) WHERE id = ?", &st)))
-        return rc;
-    bind_real(st, 1, s->val_acc);
-    sqlite3_bind_int64(st, 2, c->id);
-    return db_step(db, st, "updating a run");
+    return db_run(db, "updating a run", "UPDATE runs SET heartbeat = datetime('now'), val_acc = coalesce(?, val_acc) WHERE id = ?",
+                  "dI", s->val_acc, c->id);
 }
 int db_run_epoch(Db *db, int64_t run_id, const EpochStats *s) {
     CHECK(db && s);
@@ -519,35 +517,22 @@ int db_run_epoch(Db *db, int64_t run_id, const EpochStats *s) {
 typedef struct ArtCtx { int64_t run_id, eval_id; const char *kind, *path, *hash; } ArtCtx;
 static int artifact_body(Db *db, void *vctx) {
     ArtCtx *c = vctx;
-    sqlite3_stmt *st = NULL;
-    int rc = db_prep(db, "INSERT INTO artifacts(run_id, eval_id, kind, path, hash, created)"
-                         " VALUES(?,?,?,?,?,datetime('now')) ON CONFLICT(kind, path) DO UPDATE SET"
-                         " run_id = excluded.run_id, eval_id = excluded.eval_id, hash = excluded.hash,"
-                         " created = excluded.created", &st);
-    if (rc) return rc;
-    bind_id(st, 1, c->run_id);
-    bind_id(st, 2, c->eval_id);
-    bind_text(st, 3, c->kind);
-    bind_text(st, 4, c->path);
-    bind_text(st, 5, c->hash);
-    return db_step(db, st, "recording an artifact");
+    return db_run(db, "recording an artifact",
+                  "INSERT INTO artifacts(run_id, eval_id, kind, path, hash, created)"
+                  " VALUES(?,?,?,?,?,datetime('now')) ON CONFLICT(kind, path) DO UPDATE SET"
+                  " run_id = excluded.run_id, eval_id = excluded.eval_id, hash = excluded.hash,"
+                  " created = excluded.created", "xxttt", c->run_id, c->eval_id, c->kind, c->path, c->hash);
 }
 
 typedef struct RunEndCtx { int64_t id; const char *status, *error, *ckpt, *hash; double acc; } RunEndCtx;
 static int run_end_body(Db *db, void *vctx) {
     RunEndCtx *c = vctx;
-    sqlite3_stmt *st = NULL;
-    int rc = db_prep(db, "UPDATE runs SET status = ?, error = ?, ckpt_path = coalesce(?, ckpt_path),"
-                         " ckpt_hash = coalesce(?, ckpt_hash), test_acc = coalesce(?, test_acc),"
-                         " finished = datetime('now'), heartbeat = datetime('now') WHERE id = ?", &st);
+    int rc = db_run(db, "ending a run",
+                    "UPDATE runs SET status = ?, error = ?, ckpt_path = coalesce(?, ckpt_path),"
+                    " ckpt_hash = coalesce(?, ckpt_hash), test_acc = coalesce(?, test_acc),"
+                    " finished = datetime('now'), heartbeat = datetime('now') WHERE id = ?",
+                    "ttttdI", c->status, c->error, c->ckpt, c->hash, c->acc, c->id);
     if (rc) return rc;
-    bind_text(st, 1, c->status);
-    bind_text(st, 2, c->error);
-    bind_text(st, 3, c->ckpt);
-    bind_text(st, 4, c->hash);
-    bind_real(st, 5, c->acc);
-    sqlite3_bind_int64(st, 6, c->id);
-    if ((rc = db_step(db, st, "ending a run"))) return rc;
     if (sqlite3_changes(db->h) != 1)
         return err_set("%s: run %lld does not exist; it was not begun in this database", db->path, (long long)c->id);
     if (c->ckpt) {
@@ -568,13 +553,11 @@ int db_run_end(Db *db, int64_t run_id, const char *status, const char *error, co
 typedef struct ReapCtx { double stale; int n; } ReapCtx;
 static int reap_body(Db *db, void *vctx) {
     ReapCtx *c = vctx;
-    sqlite3_stmt *st = NULL;
-    int rc = db_prep(db, "UPDATE runs SET status = 'interrupted', error = coalesce(error, 'heartbeat stopped (worker killed?)')"
-                         " WHERE status = 'running' AND (heartbeat IS NULL OR"
-                         " (julianday('now') - julianday(heartbeat)) * 86400.0 > ?)", &st);
+    int rc = db_run(db, "marking stale runs",
+                    "UPDATE runs SET status = 'interrupted', error = coalesce(error, 'heartbeat stopped (worker killed?)')"
+                    " WHERE status = 'running' AND (heartbeat IS NULL OR"
+                    " (julianday('now') - julianday(heartbeat)) * 86400.0 > ?)", "d", c->stale);
     if (rc) return rc;
-    sqlite3_bind_double(st, 1, c->stale);
-    if ((rc = db_step(db, st, "marking stale runs"))) return rc;
     c->n = sqlite3_changes(db->h);
     return 0;
 }
@@ -588,13 +571,11 @@ int db_runs_reap(Db *db, double stale_seconds, int *n) {
 typedef struct MarkCtx { const char *key; int n; } MarkCtx;
 static int mark_body(Db *db, void *vctx) {
     MarkCtx *c = vctx;
-    sqlite3_stmt *st = NULL;
-    int rc = db_prep(db, "UPDATE runs SET status = 'interrupted', heartbeat = datetime('now'),"
-                         " error = coalesce(error, 'the worker process died (killed or crashed)')"
-                         " WHERE job_key = ? AND status = 'running'", &st);
+    int rc = db_run(db, "marking a run interrupted",
+                    "UPDATE runs SET status = 'interrupted', heartbeat = datetime('now'),"
+                    " error = coalesce(error, 'the worker process died (killed or crashed)')"
+                    " WHERE job_key = ? AND status = 'running'", "t", c->key);
     if (rc) return rc;
-    sqlite3_bind_text(st, 1, c->key, -1, SQLITE_STATIC);
-    if ((rc = db_step(db, st, "marking a run interrupted"))) return rc;
     c->n = sqlite3_changes(db->h);
     return 0;
 }
