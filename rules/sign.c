@@ -33,11 +33,13 @@ static float usf_scale(const Layer *L, int kind) {
     return 0;
 }
 
+/* B = magnitude * sign(W), the whole family's feedback: the magnitude of element j is mag[j] (frSF's
+ * fixed |M|), else a fresh draw from r (brSF's |M_t|), else the scalar s (uSF). */
+static void signed_feedback(Layer *L, float s, const float *mag, int draw_kind, Rng *r);
+
 static void usf_refresh(Layer *L, const RuleCtx *c) {
-    float s = usf_scale(L, c->o->usf_scale);
-    L->rscale = s;
-    long n = layer_w_n(L);
-    for (long j = 0; j < n; j++) L->B[j] = s * sgn(L->W[j]);
+    L->rscale = usf_scale(L, c->o->usf_scale);
+    signed_feedback(L, L->rscale, NULL, 0, NULL);
 }
 
 static float magnitude(const Layer *L, int kind, Rng *r) {
@@ -51,14 +53,13 @@ static long w_state_n(const Layer *L, int classes) { return layer_w_n(L); }
 static void frsf_init(Layer *L, const RuleCtx *c) {
     for (long j = 0; j < L->rstate_n; j++) L->rstate[j] = magnitude(L, c->o->magnitude, c->rng);
 }
-static void frsf_refresh(Layer *L, const RuleCtx *c) {
+static void signed_feedback(Layer *L, float s, const float *mag, int draw_kind, Rng *r) {
     long n = layer_w_n(L);
-    for (long j = 0; j < n; j++) L->B[j] = L->rstate[j] * sgn(L->W[j]);
+    for (long j = 0; j < n; j++) L->B[j] = (mag ? mag[j] : r ? magnitude(L, draw_kind, r) : s) * sgn(L->W[j]);
 }
-static void brsf_refresh(Layer *L, const RuleCtx *c) {
-    long n = layer_w_n(L);
-    for (long j = 0; j < n; j++) L->B[j] = magnitude(L, c->o->magnitude, c->rng) * sgn(L->W[j]);
-}
+
+static void frsf_refresh(Layer *L, const RuleCtx *c) { signed_feedback(L, 0, L->rstate, 0, NULL); }
+static void brsf_refresh(Layer *L, const RuleCtx *c) { signed_feedback(L, 0, NULL, c->o->magnitude, c->rng); }
 
 const Rule RULE_USF = {
     .name = "usf",

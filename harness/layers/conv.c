@@ -78,11 +78,7 @@ static void conv_backward(Model *m, Work *w, int i, const float *dout, int flags
     const int direct = !(flags & BW_TRUE) && L->fb_direct;
     const float *B = (flags & BW_TRUE) ? L->W : L->B;
     float *dW, *db;
-    layer_grads(m, w, L, t, &dW, &db);
-    if (want_params && sp.nb == 0 && b0 == bstart) {
-        memset(dW, 0, sizeof(float) * layer_w_n(L));
-        if (db) memset(db, 0, sizeof(float) * L->c);
-    }
+    layer_grads(m, w, L, t, want_params && sp.nb == 0 && b0 == bstart, &dW, &db);
     if (sp.nb == 0) return;
     const int P = L->h * L->w, KC = L->ic * L->k * L->k, S = conv_chunk(L, w->cap);
     float *col = w->col + t * w->col_n, *tmp = w->tmp + t * w->tmp_n;

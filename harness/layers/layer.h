@@ -85,8 +85,9 @@ static inline Span span_of(Model *m, Work *w, int i, long b0, long b1) {
     return s;
 }
 
-/* where thread t writes layer L's weight and bias gradients (db NULL without a bias) */
-void layer_grads(Model *m, Work *w, const Layer *L, int t, float **dW, float **db);
+/* where thread t writes layer L's weight and bias gradients (db NULL without a bias); zero: clear them
+ * (a thread without samples still contributes its partial block) */
+void layer_grads(Model *m, Work *w, const Layer *L, int t, int zero, float **dW, float **db);
 /* a direct (DFA) rule: dx (+)= dout D^T for samples [b0, b1), D = L->B shaped (D_in, K) */
 void layer_direct_dx(Model *m, const Layer *L, const float *dout, float *dx, int assign, long b0, long nb);
 

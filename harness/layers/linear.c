@@ -7,10 +7,13 @@
 #include "harness/gemm.h"
 #include "harness/layers/layer.h"
 
-void layer_grads(Model *m, Work *w, const Layer *L, int t, float **dW, float **db) {
+void layer_grads(Model *m, Work *w, const Layer *L, int t, int zero, float **dW, float **db) {
     long goff = t == 0 ? 0 : (long)(t - 1) * m->n_params;
     *dW = t == 0 ? L->dW : w->gpart + goff + (L->dW - m->grads);
     *db = !L->bias ? NULL : t == 0 ? L->db : w->gpart + goff + (L->db - m->grads);
+    if (!zero) return;
+    memset(*dW, 0, sizeof(float) * layer_w_n(L));
+    if (*db) memset(*db, 0, sizeof(float) * L->c);
 }
 
 /* DFA: the input receives D e, D = B shaped (D_in, K), e = the output error */
@@ -35,11 +38,7 @@ static void linear_backward(Model *m, Work *w, int i, const float *dout, int fla
     const int direct = !(flags & BW_TRUE) && L->fb_direct;
     const float *B = (flags & BW_TRUE) ? L->W : L->B;
     float *dW, *db;
-    layer_grads(m, w, L, t, &dW, &db);
-    if (want_params && s.nb == 0 && b0 == bstart) {
-        memset(dW, 0, sizeof(float) * layer_w_n(L));
-        if (db) memset(db, 0, sizeof(float) * L->c);
-    }
+    layer_grads(m, w, L, t, want_params && s.nb == 0 && b0 == bstart, &dW, &db);
     if (s.nb == 0) return;
     if (want_params) {
         gemm(1, 0, L->c, (int)s.inn, (int)s.nb, 1.0f, s.dy, L->c, s.x, (int)s.inn, 0.0f, dW, (int)s.inn);
