@@ -2,6 +2,7 @@
 #define _POSIX_C_SOURCE 200809L
 #include "tests/test.h"
 
+#include <sqlite3.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -53,6 +54,38 @@ int test_run(const char *cmd, char *out, size_t cap) {
     int st = pclose(p);
     return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + (WIFSIGNALED(st) ? WTERMSIG(st) : 0);
 }
+long t_sql_long(const char *db, const char *sql) {
+    sqlite3 *h = NULL;
+    long v = -1;
+    if (sqlite3_open_v2(db, &h, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK) {
+        sqlite3_busy_timeout(h, 5000);
+        sqlite3_stmt *st = NULL;
+        if (sqlite3_prepare_v2(h, sql, -1, &st, NULL) == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW)
+            v = (long)sqlite3_column_int64(st, 0);
+        else fprintf(stderr, "    sql %s on %s: %s\n", sql, db, sqlite3_errmsg(h));
+        sqlite3_finalize(st);
+    } else {
+        fprintf(stderr, "    cannot open %s read-only\n", db);
+    }
+    sqlite3_close(h);
+    return v;
+}
+
+static int g_bad_inputs;
+int t_cli_fails_at(const char *file, int line, const char *want, const char *fmt, ...) {
+    char args[6000], cmd[8192], out[16384];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(args, sizeof args, fmt, ap);
+    va_end(ap);
+    snprintf(cmd, sizeof cmd, "%s %s", test_exe(), args);
+    int rc = test_run(cmd, out, sizeof out);
+    g_bad_inputs++;
+    if (rc == 0) test_fail_at(file, line, "expected a failure (non-zero exit) from: concord %s\n    output: %.300s", args, out);
+    else if (!strstr(out, want)) test_fail_at(file, line, "concord %s: expected \"%s\" in: %.400s", args, want, out);
+    return rc;
+}
+
 double t_compare(const char *what, const float *a, const double *b, long n, double atol, double rtol,
                  const char *file, int line) {
     double worst = 0, maxdiff = 0;
@@ -112,6 +145,7 @@ int main(int argc, char **argv) {
     }
     if (!failed) { snprintf(cmd, sizeof cmd, "rm -rf %s", g_tmp); if (system(cmd)) {} }
     else printf("test files kept in %s\n", g_tmp);
+    if (g_bad_inputs) printf("%d bad-input cases checked (each: non-zero exit and its message)\n", g_bad_inputs);
     printf("%d passed, %d failed\n", passed, failed);
     return failed ? 1 : 0;
 }

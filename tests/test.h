@@ -43,6 +43,15 @@ double t_compare(const char *what, const float *a, const double *b, long n, doub
                  const char *file, int line);
 #define T_ALLCLOSE(what, a, b, n, atol, rtol) t_compare(what, a, b, n, atol, rtol, __FILE__, __LINE__)
 
+/* One integer from a query on an SQLite file opened read-only (busy timeout 5 s); -1, with the reason on
+ * stderr, when it fails. */
+long t_sql_long(const char *db, const char *sql);
+/* Bad input: runs the binary under test with the printf-formatted arguments and expects a failure, a
+ * non-zero exit and `want` in its output (stdout+stderr). Each call is one bad-input case; the runner
+ * prints how many were checked. Returns the exit status. */
+int t_cli_fails_at(const char *file, int line, const char *want, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+#define T_CLI_FAILS(want, ...) t_cli_fails_at(__FILE__, __LINE__, want, __VA_ARGS__)
+
 /* Canary support: run fn and report whether it recorded failures, without counting them. */
 int test_expect_failure(TestFn fn);
 

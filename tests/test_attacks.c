@@ -612,30 +612,12 @@ TEST(attack_cli) {
     T_ASSERT(ckpt_save(ck, m, &meta) == 0);
     model_free(m);
     int rc;
-    snprintf(cmd, sizeof cmd, "%s attack --ckpt %s --attack nope --no-db", test_exe(), ck);
-    rc = test_run(cmd, out, sizeof out);
-    T_ASSERT(rc != 0);
-    T_CONTAINS(out, "unknown attack 'nope'; available: fgsm, pgd, pgd-l2, square");
-    snprintf(cmd, sizeof cmd, "%s attack --ckpt %s --attack fgsm --eps 8 --no-db", test_exe(), ck);
-    rc = test_run(cmd, out, sizeof out);
-    T_ASSERT(rc != 0);
-    T_CONTAINS(out, "did you mean 8/255?");
-    snprintf(cmd, sizeof cmd, "%s attack --ckpt %s/missing.ckpt --attack fgsm --no-db", test_exe(), test_tmpdir());
-    rc = test_run(cmd, out, sizeof out);
-    T_ASSERT(rc != 0);
-    T_CONTAINS(out, "missing.ckpt");
-    snprintf(cmd, sizeof cmd, "%s attack --attack fgsm --no-db", test_exe());
-    rc = test_run(cmd, out, sizeof out);
-    T_ASSERT(rc != 0);
-    T_CONTAINS(out, "--ckpt CKPT is required");
-    snprintf(cmd, sizeof cmd, "%s attack --ckpt %s --attack fgsm --steps 5 --no-db", test_exe(), ck);
-    rc = test_run(cmd, out, sizeof out);
-    T_ASSERT(rc != 0);
-    T_CONTAINS(out, "--steps does not apply to --attack fgsm");
-    snprintf(cmd, sizeof cmd, "%s attack --ckpt %s --attack pgd --grad sideways --no-db", test_exe(), ck);
-    rc = test_run(cmd, out, sizeof out);
-    T_ASSERT(rc != 0);
-    T_CONTAINS(out, "use true, feedback or transfer:CKPT");
+    T_CLI_FAILS("unknown attack 'nope'; available: fgsm, pgd, pgd-l2, square", "attack --ckpt %s --attack nope --no-db", ck);
+    T_CLI_FAILS("did you mean 8/255?", "attack --ckpt %s --attack fgsm --eps 8 --no-db", ck);
+    T_CLI_FAILS("missing.ckpt", "attack --ckpt %s/missing.ckpt --attack fgsm --no-db", test_tmpdir());
+    T_CLI_FAILS("--ckpt CKPT is required", "attack --attack fgsm --no-db");
+    T_CLI_FAILS("--steps does not apply to --attack fgsm", "attack --ckpt %s --attack fgsm --steps 5 --no-db", ck);
+    T_CLI_FAILS("use true, feedback or transfer:CKPT", "attack --ckpt %s --attack pgd --grad sideways --no-db", ck);
     /* a working sweep: eps 0 and 8/255, true and feedback, transfer from the model itself */
     snprintf(cmd, sizeof cmd, "%s attack --ckpt %s --attack fgsm,pgd --eps 0,8/255 --grad true,feedback,transfer:%s --no-db --grid %s/g.png",
              test_exe(), ck, ck, test_tmpdir());

@@ -430,19 +430,9 @@ TEST(checkpoint_corruptions_give_one_line_errors) {
 }
 
 TEST(cli_reports_bad_checkpoint_and_unknown_rule) {
-    char out[4096], cmd[1024];
-    snprintf(cmd, sizeof cmd, "%s finetune --from %s/nope.ckpt --rule usf --dataset synthetic:200 --val 20 --no-db", test_exe(), test_tmpdir());
-    int rc = test_run(cmd, out, sizeof out);
-    T_ASSERT(rc != 0);
-    T_CONTAINS(out, "nope.ckpt");
-    snprintf(cmd, sizeof cmd, "%s train --rule xyz --dataset synthetic:200 --val 20 --no-db", test_exe());
-    rc = test_run(cmd, out, sizeof out);
-    T_ASSERT(rc != 0);
-    T_CONTAINS(out, "unknown rule 'xyz'");
-    snprintf(cmd, sizeof cmd, "%s train --epochs 1 --bogus 3", test_exe());
-    rc = test_run(cmd, out, sizeof out);
-    T_ASSERT(rc != 0);
-    T_CONTAINS(out, "unknown option --bogus");
+    T_CLI_FAILS("nope.ckpt", "finetune --from %s/nope.ckpt --rule usf --dataset synthetic:200 --val 20 --no-db", test_tmpdir());
+    T_CLI_FAILS("unknown rule 'xyz'", "train --rule xyz --dataset synthetic:200 --val 20 --no-db");
+    T_CLI_FAILS("unknown option --bogus", "train --epochs 1 --bogus 3");
 }
 
 TEST(divergence_is_detected_and_reported) {

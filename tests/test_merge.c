@@ -13,18 +13,6 @@
 #include "results/db.h"
 #include "tests/test.h"
 
-static long q_long(const char *db, const char *sql) {
-    sqlite3 *h;
-    long v = -1;
-    if (sqlite3_open_v2(db, &h, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK) { sqlite3_close(h); return -1; }
-    sqlite3_stmt *st;
-    if (sqlite3_prepare_v2(h, sql, -1, &st, NULL) == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW) v = sqlite3_column_int64(st, 0);
-    else fprintf(stderr, "    sql %s: %s\n", sql, sqlite3_errmsg(h));
-    sqlite3_finalize(st);
-    sqlite3_close(h);
-    return v;
-}
-
 /* A content fingerprint of every table (ids included), to prove a merge changed nothing. */
 static unsigned long long fingerprint(const char *db) {
     static const char *const tables[] = {"runs", "epochs", "alignment", "evals", "artifacts"};
@@ -130,17 +118,17 @@ TEST(db_merge_shards) {
     }
     T_EQ_INT(unkeyed, 1);
     db_close(db);
-    T_EQ_INT(q_long(main_db, "SELECT COUNT(*) FROM runs"), 4);
-    T_EQ_INT(q_long(main_db, "SELECT COUNT(*) FROM runs WHERE job_key = 'f-ft' AND status = 'finished'"), 1);
-    T_EQ_INT(q_long(main_db, "SELECT COUNT(*) FROM runs WHERE job_key = 'x-pad' AND status = 'interrupted'"), 1);
-    T_EQ_INT(q_long(main_db, "SELECT COUNT(*) FROM epochs e JOIN runs r ON r.id = e.run_id WHERE r.job_key = 'f-ft'"), 3);
-    T_EQ_INT(q_long(main_db, "SELECT COUNT(*) FROM alignment a JOIN runs r ON r.id = a.run_id WHERE r.job_key = 't-pre'"), 2);
-    T_EQ_INT(q_long(main_db, "SELECT COUNT(*) FROM runs f JOIN runs p ON p.id = f.parent_run WHERE f.kind = 'finetune' AND p.job_key = 't-pre'"), 2);
-    T_EQ_INT(q_long(main_db, "SELECT COUNT(*) FROM evals"), 2);
-    T_EQ_INT(q_long(main_db, "SELECT COUNT(*) FROM evals e JOIN runs r ON r.id = e.run_id WHERE r.job_key = 'f-ft'"), 2);
-    T_EQ_INT(q_long(main_db, "SELECT COUNT(*) FROM evals e JOIN runs r ON r.id = e.transfer_run WHERE r.job_key = 'f-sur'"), 1);
-    T_EQ_INT(q_long(main_db, "SELECT COUNT(*) FROM artifacts a JOIN runs r ON r.id = a.run_id WHERE r.job_key = 't-pre'"), 2);
-    T_EQ_INT(q_long(main_db, "SELECT COUNT(*) FROM artifacts a JOIN runs r ON r.id = a.run_id WHERE a.kind = 'checkpoint' AND r.job_key = 'f-ft'"), 1);
+    T_EQ_INT(t_sql_long(main_db, "SELECT COUNT(*) FROM runs"), 4);
+    T_EQ_INT(t_sql_long(main_db, "SELECT COUNT(*) FROM runs WHERE job_key = 'f-ft' AND status = 'finished'"), 1);
+    T_EQ_INT(t_sql_long(main_db, "SELECT COUNT(*) FROM runs WHERE job_key = 'x-pad' AND status = 'interrupted'"), 1);
+    T_EQ_INT(t_sql_long(main_db, "SELECT COUNT(*) FROM epochs e JOIN runs r ON r.id = e.run_id WHERE r.job_key = 'f-ft'"), 3);
+    T_EQ_INT(t_sql_long(main_db, "SELECT COUNT(*) FROM alignment a JOIN runs r ON r.id = a.run_id WHERE r.job_key = 't-pre'"), 2);
+    T_EQ_INT(t_sql_long(main_db, "SELECT COUNT(*) FROM runs f JOIN runs p ON p.id = f.parent_run WHERE f.kind = 'finetune' AND p.job_key = 't-pre'"), 2);
+    T_EQ_INT(t_sql_long(main_db, "SELECT COUNT(*) FROM evals"), 2);
+    T_EQ_INT(t_sql_long(main_db, "SELECT COUNT(*) FROM evals e JOIN runs r ON r.id = e.run_id WHERE r.job_key = 'f-ft'"), 2);
+    T_EQ_INT(t_sql_long(main_db, "SELECT COUNT(*) FROM evals e JOIN runs r ON r.id = e.transfer_run WHERE r.job_key = 'f-sur'"), 1);
+    T_EQ_INT(t_sql_long(main_db, "SELECT COUNT(*) FROM artifacts a JOIN runs r ON r.id = a.run_id WHERE r.job_key = 't-pre'"), 2);
+    T_EQ_INT(t_sql_long(main_db, "SELECT COUNT(*) FROM artifacts a JOIN runs r ON r.id = a.run_id WHERE a.kind = 'checkpoint' AND r.job_key = 'f-ft'"), 1);
     /* a second merge of everything (also through the CLI, a directory) changes nothing */
     unsigned long long f0 = fingerprint(main_db);
     T_ASSERT(f0 != 0);

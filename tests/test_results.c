@@ -21,20 +21,6 @@
 
 static void tpath(char *out, size_t n, const char *name) { snprintf(out, n, "%s/%s", test_tmpdir(), name); }
 
-static long sql_long(const char *path, const char *sql) {
-    sqlite3 *h = NULL;
-    long v = -1;
-    if (sqlite3_open_v2(path, &h, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK) {
-        sqlite3_stmt *st = NULL;
-        if (sqlite3_prepare_v2(h, sql, -1, &st, NULL) == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW)
-            v = (long)sqlite3_column_int64(st, 0);
-        else fprintf(stderr, "    sql_long(%s): %s\n", sql, sqlite3_errmsg(h));
-        sqlite3_finalize(st);
-    }
-    sqlite3_close(h);
-    return v;
-}
-
 static char *slurp(const char *path, size_t *len) {
     FILE *f = fopen(path, "rb");
     if (!f) return NULL;
@@ -198,7 +184,7 @@ TEST(db_schema_create) {
     const char *const objs[] = {"runs", "epochs", "alignment", "evals", "artifacts", "eval_view", "run_view"};
     for (size_t i = 0; i < ARRAY_LEN(objs); i++) T_EQ_INT(db_count(db, objs[i]), 0);
     db_close(db);
-    T_EQ_INT(sql_long(path, "SELECT COUNT(*) FROM sqlite_master WHERE name = 'evals_job_key'"), 1);
+    T_EQ_INT(t_sql_long(path, "SELECT COUNT(*) FROM sqlite_master WHERE name = 'evals_job_key'"), 1);
     char jm[600];
     snprintf(jm, sizeof jm, "sqlite3 '%s' 'PRAGMA journal_mode'", path);
     char out[256];
@@ -290,13 +276,13 @@ TEST(db_migrate_v1) {
     T_EQ_INT(db_count(db, "evals"), 2);
     T_EQ_INT(db_count(db, "artifacts"), 2); /* the duplicate (kind, path) collapsed to the newest */
     db_close(db);
-    T_EQ_INT(sql_long(path, "SELECT COUNT(*) FROM artifacts WHERE path = 'bp.ckpt' AND hash = 'new'"), 1);
-    T_EQ_INT(sql_long(path, "SELECT COUNT(*) FROM sqlite_master WHERE name = 'eval_acc'"), 0);
-    T_EQ_INT(sql_long(path, "SELECT transfer_run FROM evals WHERE grad_source = 'transfer'"), 1); /* linked by path */
-    T_EQ_INT(sql_long(path, "SELECT eot FROM evals WHERE attack = 'fgsm'"), 1);
-    T_EQ_INT(sql_long(path, "SELECT COUNT(*) FROM eval_view WHERE source_label = 'transfer:bp' AND attack_label = 'pgd'"), 1); /* steps unknown in v1 */
-    T_EQ_INT(sql_long(path, "SELECT round(1000 * attack_success_rate) FROM eval_view WHERE attack = 'fgsm'"), 750);
-    T_EQ_INT(sql_long(path, "SELECT COUNT(*) FROM eval_view WHERE source_label = 'transfer:bp'"), 1);
+    T_EQ_INT(t_sql_long(path, "SELECT COUNT(*) FROM artifacts WHERE path = 'bp.ckpt' AND hash = 'new'"), 1);
+    T_EQ_INT(t_sql_long(path, "SELECT COUNT(*) FROM sqlite_master WHERE name = 'eval_acc'"), 0);
+    T_EQ_INT(t_sql_long(path, "SELECT transfer_run FROM evals WHERE grad_source = 'transfer'"), 1); /* linked by path */
+    T_EQ_INT(t_sql_long(path, "SELECT eot FROM evals WHERE attack = 'fgsm'"), 1);
+    T_EQ_INT(t_sql_long(path, "SELECT COUNT(*) FROM eval_view WHERE source_label = 'transfer:bp' AND attack_label = 'pgd'"), 1); /* steps unknown in v1 */
+    T_EQ_INT(t_sql_long(path, "SELECT round(1000 * attack_success_rate) FROM eval_view WHERE attack = 'fgsm'"), 750);
+    T_EQ_INT(t_sql_long(path, "SELECT COUNT(*) FROM eval_view WHERE source_label = 'transfer:bp'"), 1);
     /* the migrated database takes v2 writes: an eval with a job key, twice */
     T_ASSERT(db_open(path, &db) == 0);
     if (!db) return;
@@ -365,11 +351,11 @@ TEST(db_run_lifecycle) {
     T_ASSERT(db_runs_reap(db, -1, &n) == 0);
     T_EQ_INT(n, 1);
     db_close(db);
-    T_EQ_INT(sql_long(path, "SELECT COUNT(*) FROM runs WHERE status = 'interrupted'"), 1);
-    T_EQ_INT(sql_long(path, "SELECT COUNT(*) FROM runs WHERE id = 1 AND val_acc IS NULL AND round(test_acc * 100) = 75"
+    T_EQ_INT(t_sql_long(path, "SELECT COUNT(*) FROM runs WHERE status = 'interrupted'"), 1);
+    T_EQ_INT(t_sql_long(path, "SELECT COUNT(*) FROM runs WHERE id = 1 AND val_acc IS NULL AND round(test_acc * 100) = 75"
                             " AND blas_threads = 2 AND length(config_hash) = 16 AND host IS NOT NULL"), 1);
-    T_EQ_INT(sql_long(path, "SELECT COUNT(*) FROM artifacts WHERE kind = 'checkpoint' AND run_id = 1 AND hash = 'abcd'"), 1);
-    T_EQ_INT(sql_long(path, "SELECT COUNT(*) FROM alignment WHERE layer = 'fc1' AND angle_bw = 45"), 1);
+    T_EQ_INT(t_sql_long(path, "SELECT COUNT(*) FROM artifacts WHERE kind = 'checkpoint' AND run_id = 1 AND hash = 'abcd'"), 1);
+    T_EQ_INT(t_sql_long(path, "SELECT COUNT(*) FROM alignment WHERE layer = 'fc1' AND angle_bw = 45"), 1);
 }
 
 TEST(db_eval_upsert) {
@@ -402,12 +388,12 @@ TEST(db_eval_upsert) {
     T_ASSERT(db_artifact(db, 0, id1, "weird", "x", "h") < 0);
     err_clear();
     db_close(db);
-    T_EQ_INT(sql_long(path, "SELECT n_robust_ok FROM evals WHERE job_key = 'ft-usf-2/e0'"), 12);
+    T_EQ_INT(t_sql_long(path, "SELECT n_robust_ok FROM evals WHERE job_key = 'ft-usf-2/e0'"), 12);
     /* runs were found from the checkpoint hashes, the transfer surrogate from its hash */
-    T_EQ_INT(sql_long(path, "SELECT COUNT(*) FROM evals WHERE run_id IS NULL"), 0);
-    T_EQ_INT(sql_long(path, "SELECT COUNT(*) FROM eval_view WHERE grad_source = 'transfer' AND source_label = 'transfer:bp'"), 4);
-    T_EQ_INT(sql_long(path, "SELECT COUNT(*) FROM eval_view WHERE attack = 'square' AND source_label = 'black-box'"), 4);
-    T_EQ_INT(sql_long(path, "SELECT round(10000 * attack_success_rate) FROM eval_view WHERE job_key = 'ft-bp-1/e0'"),
+    T_EQ_INT(t_sql_long(path, "SELECT COUNT(*) FROM evals WHERE run_id IS NULL"), 0);
+    T_EQ_INT(t_sql_long(path, "SELECT COUNT(*) FROM eval_view WHERE grad_source = 'transfer' AND source_label = 'transfer:bp'"), 4);
+    T_EQ_INT(t_sql_long(path, "SELECT COUNT(*) FROM eval_view WHERE attack = 'square' AND source_label = 'black-box'"), 4);
+    T_EQ_INT(t_sql_long(path, "SELECT round(10000 * attack_success_rate) FROM eval_view WHERE job_key = 'ft-bp-1/e0'"),
              5455); /* 1 - 40/88 */
 }
 
@@ -464,14 +450,14 @@ TEST(db_concurrent_writers) {
         T_ASSERT(WIFEXITED(st) && WEXITSTATUS(st) == 0);
     }
     long runs = NSHARED + NPROC * NOWN + NPROC * NFREE;
-    T_EQ_INT(sql_long(path, "SELECT COUNT(*) FROM runs"), runs);
-    T_EQ_INT(sql_long(path, "SELECT COUNT(DISTINCT job_key) FROM runs"), NSHARED + NPROC * NOWN);
-    T_EQ_INT(sql_long(path, "SELECT COUNT(*) FROM runs WHERE status <> 'finished'"), 0);
-    T_EQ_INT(sql_long(path, "SELECT COUNT(*) FROM epochs"), runs);
-    T_EQ_INT(sql_long(path, "SELECT COUNT(*) FROM alignment"), runs);
-    T_EQ_INT(sql_long(path, "SELECT COUNT(*) FROM evals WHERE job_key LIKE 'shared-%'"), NSHARED);
-    T_EQ_INT(sql_long(path, "SELECT COUNT(*) FROM evals WHERE job_key LIKE 'own-%'"), NPROC * NOWN);
-    T_EQ_INT(sql_long(path, "SELECT COUNT(*) FROM evals WHERE job_key IS NULL"), NPROC * NFREE);
+    T_EQ_INT(t_sql_long(path, "SELECT COUNT(*) FROM runs"), runs);
+    T_EQ_INT(t_sql_long(path, "SELECT COUNT(DISTINCT job_key) FROM runs"), NSHARED + NPROC * NOWN);
+    T_EQ_INT(t_sql_long(path, "SELECT COUNT(*) FROM runs WHERE status <> 'finished'"), 0);
+    T_EQ_INT(t_sql_long(path, "SELECT COUNT(*) FROM epochs"), runs);
+    T_EQ_INT(t_sql_long(path, "SELECT COUNT(*) FROM alignment"), runs);
+    T_EQ_INT(t_sql_long(path, "SELECT COUNT(*) FROM evals WHERE job_key LIKE 'shared-%'"), NSHARED);
+    T_EQ_INT(t_sql_long(path, "SELECT COUNT(*) FROM evals WHERE job_key LIKE 'own-%'"), NPROC * NOWN);
+    T_EQ_INT(t_sql_long(path, "SELECT COUNT(*) FROM evals WHERE job_key IS NULL"), NPROC * NFREE);
 }
 
 /* ---- query_ ---- */
@@ -645,7 +631,7 @@ TEST(query_sql_and_errors) {
     err_clear();
     fclose(f);
     db_close(db);
-    T_EQ_INT(sql_long(path, "SELECT COUNT(*) FROM runs"), 5); /* the DELETE did not run */
+    T_EQ_INT(t_sql_long(path, "SELECT COUNT(*) FROM runs"), 5); /* the DELETE did not run */
 }
 
 /* The command-line faces: concord query / db / plot, run in a child process. */
@@ -911,7 +897,7 @@ TEST(plot_report_md) {
         T_CONTAINS(b, "![robust_eps.png](figures/robust_eps.png)"); /* relative to the report */
     }
     free(b);
-    T_EQ_INT(sql_long(path, "SELECT COUNT(*) FROM artifacts WHERE kind = 'report'"), 1);
+    T_EQ_INT(t_sql_long(path, "SELECT COUNT(*) FROM artifacts WHERE kind = 'report'"), 1);
 }
 
 /* ---- the hashing task: v2 -> v3 migration, hash-table, report, figure ---- */
@@ -994,17 +980,17 @@ TEST(db_migrate_v2_v3) {
     err_clear();
     T_EQ_INT(db_job_done(db, "h/bad"), 0);
     db_close(db);
-    T_EQ_INT(sql_long(path, "SELECT COUNT(*) FROM runs WHERE task = 'hash' AND id = 2"), 1);
-    T_EQ_INT(sql_long(path, "SELECT COUNT(*) FROM runs WHERE task = 'classify' AND id = 1"), 1);
-    T_EQ_INT(sql_long(path, "SELECT round(1000 * test_map) FROM run_view WHERE id = 2"), 610);
-    T_EQ_INT(sql_long(path, "SELECT COUNT(*) FROM run_view WHERE id = 1 AND test_map IS NULL"), 1);
-    T_EQ_INT(sql_long(path, "SELECT round(1000 * robust_acc) FROM eval_view WHERE job_key = 'e1'"), 300); /* v2 eval kept */
-    T_EQ_INT(sql_long(path, "SELECT COUNT(*) FROM eval_view WHERE job_key = 'e1' AND task = 'classify' AND map_adv IS NULL"), 1);
-    T_EQ_INT(sql_long(path, "SELECT COUNT(*) FROM eval_view WHERE job_key = 'h/e' AND task = 'hash' AND robust_acc IS NULL"
+    T_EQ_INT(t_sql_long(path, "SELECT COUNT(*) FROM runs WHERE task = 'hash' AND id = 2"), 1);
+    T_EQ_INT(t_sql_long(path, "SELECT COUNT(*) FROM runs WHERE task = 'classify' AND id = 1"), 1);
+    T_EQ_INT(t_sql_long(path, "SELECT round(1000 * test_map) FROM run_view WHERE id = 2"), 610);
+    T_EQ_INT(t_sql_long(path, "SELECT COUNT(*) FROM run_view WHERE id = 1 AND test_map IS NULL"), 1);
+    T_EQ_INT(t_sql_long(path, "SELECT round(1000 * robust_acc) FROM eval_view WHERE job_key = 'e1'"), 300); /* v2 eval kept */
+    T_EQ_INT(t_sql_long(path, "SELECT COUNT(*) FROM eval_view WHERE job_key = 'e1' AND task = 'classify' AND map_adv IS NULL"), 1);
+    T_EQ_INT(t_sql_long(path, "SELECT COUNT(*) FROM eval_view WHERE job_key = 'h/e' AND task = 'hash' AND robust_acc IS NULL"
                             " AND attack_label = 'hash-untargeted-pgd100' AND rule = 'usf' AND bits = 32"), 1);
-    T_EQ_INT(sql_long(path, "SELECT round(1000 * map_adv) FROM evals WHERE job_key = 'h/e'"), 420);
-    T_EQ_INT(sql_long(path, "SELECT round(100 * attack_success_rate) FROM eval_view WHERE job_key = 'h/e'"), 20);
-    T_EQ_INT(sql_long(path, "SELECT COUNT(*) FROM evals WHERE job_key = 'h/e' AND tmap_adv IS NULL"), 1); /* NaN -> NULL */
+    T_EQ_INT(t_sql_long(path, "SELECT round(1000 * map_adv) FROM evals WHERE job_key = 'h/e'"), 420);
+    T_EQ_INT(t_sql_long(path, "SELECT round(100 * attack_success_rate) FROM eval_view WHERE job_key = 'h/e'"), 20);
+    T_EQ_INT(t_sql_long(path, "SELECT COUNT(*) FROM evals WHERE job_key = 'h/e' AND tmap_adv IS NULL"), 1); /* NaN -> NULL */
     /* a new run with head=hash in its model options is a hashing run */
     T_ASSERT(db_open(path, &db) == 0);
     if (!db) return;
@@ -1014,7 +1000,7 @@ TEST(db_migrate_v2_v3) {
     db_close(db);
     char q[200];
     snprintf(q, sizeof q, "SELECT COUNT(*) FROM runs WHERE id = %lld AND task = 'hash'", (long long)id);
-    T_EQ_INT(sql_long(path, q), 1);
+    T_EQ_INT(t_sql_long(path, q), 1);
 }
 
 /* The hashing fixture: the classification fixture plus hashing fine-tunes bp and usf (two seeds, 32

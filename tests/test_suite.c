@@ -95,8 +95,26 @@ TEST(suite_keys_stable) {
     suite_plan_free(&d);
 }
 
+/* A suite file that must be refused: its message starts "FILE:LINE: ", names the problem, is one line. */
+typedef struct IniCase { const char *text; int line; const char *want; } IniCase;
+static void expect_ini_errors(const IniCase *cases, size_t n, const char *tag) {
+    for (size_t i = 0; i < n; i++) {
+        char path[512], want[600];
+        snprintf(path, sizeof path, "%s/%s%zu.ini", test_tmpdir(), tag, i);
+        write_file(path, cases[i].text);
+        Suite s;
+        err_clear();
+        T_ASSERT_MSG(suite_load(path, &s) < 0, "%s case %zu: accepted", tag, i);
+        snprintf(want, sizeof want, "%s:%d: ", path, cases[i].line);
+        T_ASSERT_MSG(strncmp(err_msg(), want, strlen(want)) == 0, "%s case %zu: '%s' does not start with '%s'", tag, i, err_msg(), want);
+        T_CONTAINS(err_msg(), cases[i].want);
+        T_ASSERT_MSG(!strchr(err_msg(), '\n'), "%s case %zu: message is not one line", tag, i);
+        err_clear();
+    }
+}
+
 TEST(suite_ini_errors) {
-    static const struct { const char *text; int line; const char *want; } cases[] = {
+    static const IniCase cases[] = {
         {"[suite]\nname = t\ncolour = red\n", 3, "unknown key 'colour'"},
         {"[suite]\nname = t\n[sweep]\nx = 1\n", 4, "unknown section [sweep]"},
         {"[suite]\nname = t\nmodels = lenet9\n", 3, "unknown model 'lenet9'"},
@@ -116,20 +134,7 @@ TEST(suite_ini_errors) {
         {"[suite]\nname=t\ndatasets=d\nmodels=mlp\nseeds=0\n[finetune]\nrules=bp\nfreeze=2\n", 8, "needs a [pretrain] section"},
         {"; a suite\n[suite]\nname=t\ndatasets=d\nmodels=mlp\n", 2, "has no seeds"},
     };
-    for (size_t i = 0; i < ARRAY_LEN(cases); i++) {
-        char path[512], want[600];
-        snprintf(path, sizeof path, "%s/err%zu.ini", test_tmpdir(), i);
-        write_file(path, cases[i].text);
-        Suite s;
-        err_clear();
-        int rc = suite_load(path, &s);
-        T_ASSERT_MSG(rc < 0, "case %zu: accepted", i);
-        snprintf(want, sizeof want, "%s:%d: ", path, cases[i].line);
-        T_ASSERT_MSG(strncmp(err_msg(), want, strlen(want)) == 0, "case %zu: '%s' does not start with '%s'", i, err_msg(), want);
-        T_CONTAINS(err_msg(), cases[i].want);
-        T_ASSERT_MSG(!strchr(err_msg(), '\n'), "case %zu: message is not one line", i);
-        err_clear();
-    }
+    expect_ini_errors(cases, ARRAY_LEN(cases), "err");
     /* and the shipped suites load */
     Suite s;
     T_ASSERT_MSG(suite_load("suites/demo.ini", &s) == 0, "%s", err_msg());
@@ -166,7 +171,7 @@ TEST(suite_rule_overrides) {
     suite_plan_free(&a);
     suite_plan_free(&b);
     free(ini);
-    static const struct { const char *text; int line; const char *want; } cases[] = {
+    static const IniCase cases[] = {
         {"[suite]\nname=t\n[finetune]\nrules=bp\nlr.sgd = 0.1\n", 5, "unknown rule 'sgd' in a per-rule override"},
         {"[suite]\nname=t\n[finetune]\nrules=bp\nlr.dfa = x\n", 5, "lr.dfa = x: expected a non-negative number"},
         {"[suite]\nname=t\n[finetune]\nrules=bp\nlr.dfa = 1\nlr.dfa = 2\n", 6, "lr.dfa is given twice"},
@@ -174,18 +179,7 @@ TEST(suite_rule_overrides) {
         {"[suite]\nname=t\ndatasets=d\nmodels=mlp\nseeds=0\n[finetune]\nrules=bp\nlr.dfa = 0.1\n", 8,
          "rule 'dfa' is not in [finetune] rules"},
     };
-    for (size_t i = 0; i < ARRAY_LEN(cases); i++) {
-        char path[512], want[600];
-        snprintf(path, sizeof path, "%s/ov-err%zu.ini", test_tmpdir(), i);
-        write_file(path, cases[i].text);
-        Suite s;
-        err_clear();
-        T_ASSERT_MSG(suite_load(path, &s) < 0, "case %zu: accepted", i);
-        snprintf(want, sizeof want, "%s:%d: ", path, cases[i].line);
-        T_ASSERT_MSG(strncmp(err_msg(), want, strlen(want)) == 0, "case %zu: '%s' does not start with '%s'", i, err_msg(), want);
-        T_CONTAINS(err_msg(), cases[i].want);
-        err_clear();
-    }
+    expect_ini_errors(cases, ARRAY_LEN(cases), "ov-err");
 }
 
 /* The hashing stage: [hash] fine-tunes from the pretraining checkpoint, [hash-attack] attacks them with
@@ -246,7 +240,7 @@ TEST(suite_hash_plan) {
     T_EQ_INT(nh, 4);
     T_EQ_INT(nha, 4);
     suite_plan_free(&p);
-    static const struct { const char *text; int line; const char *want; } cases[] = {
+    static const IniCase cases[] = {
         {"[suite]\nname=t\n[hash]\nbits = 0\n", 4, "not a code length"},
         {"[suite]\nname=t\n[hash]\nnew-head = true\n", 4, "unknown key 'new-head'"},
         {"[suite]\nname=t\n[finetune]\nhash-eta = 1\n", 4, "hash-eta belongs to [hash]"},
@@ -261,18 +255,7 @@ TEST(suite_hash_plan) {
         {"[suite]\nname=t\ndatasets=d\nmodels=mlp\nseeds=0\n[finetune]\nrules=bp\n[hash-attack x]\nattacks=hash-untargeted\neps=0\n",
          8, "needs a [hash] section"},
     };
-    for (size_t i = 0; i < ARRAY_LEN(cases); i++) {
-        char path[512], want[600];
-        snprintf(path, sizeof path, "%s/h-err%zu.ini", test_tmpdir(), i);
-        write_file(path, cases[i].text);
-        Suite s;
-        err_clear();
-        T_ASSERT_MSG(suite_load(path, &s) < 0, "case %zu: accepted", i);
-        snprintf(want, sizeof want, "%s:%d: ", path, cases[i].line);
-        T_ASSERT_MSG(strncmp(err_msg(), want, strlen(want)) == 0, "case %zu: '%s' does not start with '%s'", i, err_msg(), want);
-        T_CONTAINS(err_msg(), cases[i].want);
-        err_clear();
-    }
+    expect_ini_errors(cases, ARRAY_LEN(cases), "h-err");
 }
 
 static const char *job_seed(const SuiteJob *j) {
@@ -343,19 +326,6 @@ TEST(suite_deps_order) {
 
 /* ---- through the CLI ---- */
 
-static long sql_long(const char *db, const char *sql) {
-    sqlite3 *h;
-    long v = -1;
-    if (sqlite3_open_v2(db, &h, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK) { sqlite3_close(h); return -1; }
-    sqlite3_busy_timeout(h, 5000);
-    sqlite3_stmt *st;
-    if (sqlite3_prepare_v2(h, sql, -1, &st, NULL) == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW) v = sqlite3_column_int64(st, 0);
-    else fprintf(stderr, "    sql %s: %s\n", sql, sqlite3_errmsg(h));
-    sqlite3_finalize(st);
-    sqlite3_close(h);
-    return v;
-}
-
 /* The plan's expected rows: runs = train+finetune jobs, evals = the attack jobs' evaluation keys. */
 static void expected_rows(const char *ini, const char *out, long *runs, long *evals) {
     Suite s;
@@ -379,13 +349,13 @@ static void check_db_complete(const char *ini, const char *out) {
     snprintf(db, sizeof db, "%s/concord.db", out);
     expected_rows(ini, out, &runs, &evals);
     T_ASSERT(runs > 0 && evals > 0);
-    T_EQ_INT(sql_long(db, "SELECT COUNT(*) FROM runs"), runs);
-    T_EQ_INT(sql_long(db, "SELECT COUNT(DISTINCT job_key) FROM runs"), runs);
-    T_EQ_INT(sql_long(db, "SELECT COUNT(*) FROM runs WHERE status = 'finished'"), runs);
-    T_EQ_INT(sql_long(db, "SELECT COUNT(*) FROM evals"), evals);
-    T_EQ_INT(sql_long(db, "SELECT COUNT(DISTINCT job_key) FROM evals"), evals);
+    T_EQ_INT(t_sql_long(db, "SELECT COUNT(*) FROM runs"), runs);
+    T_EQ_INT(t_sql_long(db, "SELECT COUNT(DISTINCT job_key) FROM runs"), runs);
+    T_EQ_INT(t_sql_long(db, "SELECT COUNT(*) FROM runs WHERE status = 'finished'"), runs);
+    T_EQ_INT(t_sql_long(db, "SELECT COUNT(*) FROM evals"), evals);
+    T_EQ_INT(t_sql_long(db, "SELECT COUNT(DISTINCT job_key) FROM evals"), evals);
     /* every epoch recorded once per run (no duplicated history after resumes) */
-    T_EQ_INT(sql_long(db, "SELECT COUNT(*) FROM (SELECT run_id, epoch FROM epochs GROUP BY run_id, epoch HAVING COUNT(*) > 1)"), 0);
+    T_EQ_INT(t_sql_long(db, "SELECT COUNT(*) FROM (SELECT run_id, epoch FROM epochs GROUP BY run_id, epoch HAVING COUNT(*) > 1)"), 0);
 }
 
 TEST(suite_tiny_end_to_end) {
