@@ -66,14 +66,14 @@ double stats_mh_exact(const StatsSeed *seeds, int S);
  * d_i = sum_s (a_si − b_si); T = sum_i d_i; p = P(|sum_i e_i d_i| ≥ |T|) over the 2^n equally likely
  * signs e_i = ±1 (Fisher 1935's paired randomisation test), computed exactly by convolving the
  * Binomial(h_v, 1/2) counts of each magnitude v = |d_i|. S = 1 gives stats_mcnemar_exact exactly.
- * Example-level. Time O(S · n · sum|d_i|). Every seed must have the same n (CHECK). */
+ * Example-level. Time O(n · sum|d_i|). Every seed must have the same n (CHECK). */
 double stats_signflip_examples(const StatsSeed *seeds, int S);
 
-/* Exact sign-flip (permutation) test over seeds (Fisher 1935; Good 2005, ch. 3): D_s = (b_s − c_s)/n_s,
+/* Exact sign-flip (permutation) test over seeds (Fisher 1935): D_s = (b_s − c_s)/n_s,
  * T = sum_s D_s, p = #{e in {±1}^S : |sum e_s D_s| ≥ |T|} / 2^S, all 2^S patterns for S ≤ 20 (ties
  * within 1e-9·sum|D_s| count as extreme); S > 20: (1 + hits)/(1 + 2^20) over 2^20 random patterns from
- * a fixed stream. Seed-level. The smallest attainable p is 2^(1−S): S ≥ 6 seeds for p < 0.05.
- * Seeds with n = 0 are left out; none left: 1. */
+ * a fixed stream. Seed-level; in the crossed design it is conditional on the shared test set. The
+ * smallest attainable p is 2^(1−S): S ≥ 6 seeds for p < 0.05. Seeds with n = 0 are left out; none: 1. */
 double stats_signflip_seeds(const StatsSeed *seeds, int S);
 
 /* ---- bootstrap interval of the difference in robust accuracy A − B ---- */

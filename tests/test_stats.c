@@ -583,19 +583,22 @@ static double coverage_of(const Cover *cv) {
 }
 
 static double run_coverage(const Sim *c, long studies, long reps, StatsDesign design, int plain, uint64_t key,
-                           Cover *keep) {
+                           Cover *keep, double *mean_width) {
     SimBuf w;
     simbuf_init(&w, c);
     Cover cv = {studies, xmalloc(sizeof(double) * (size_t)studies), xmalloc(sizeof(double) * (size_t)studies), c->delta, 0};
+    double width = 0;
     for (long k = 0; k < studies; k++) {
         sim_study(c, key, k, &w);
         StatsBootOpts o = {.reps = reps, .seed = (uint64_t)k, .design = design, .plain = plain};
         StatsInterval iv = stats_bootstrap_diff(w.seeds, c->S, &o);
         cv.lo[k] = iv.lo;
         cv.hi[k] = iv.hi;
+        width += iv.hi - iv.lo;
     }
     simbuf_free(&w);
     double cover = coverage_of(&cv);
+    if (mean_width) *mean_width = width / (double)studies;
     if (keep) *keep = cv;
     else { free(cv.lo); free(cv.hi); }
     return cover;
@@ -618,7 +621,7 @@ static const Sim sim_crossed = {.S = 5, .crossed = 1, .nmin = 300, .nmax = 600, 
 
 TEST(stats_sim_bootstrap_coverage_nested) {
     double t0 = now_seconds();
-    double cover = run_coverage(&sim_nested, 1000, 1000, STATS_NESTED, 0, 2024, &g_cover);
+    double cover = run_coverage(&sim_nested, 1000, 1000, STATS_NESTED, 0, 2024, &g_cover, NULL);
     printf("    nested, 5 seeds x 300..1000 examples, 1000 studies x 1000 replicates: coverage %.1f %% (%.2f s)\n",
            100 * cover, now_seconds() - t0);
     check_coverage();
@@ -626,14 +629,14 @@ TEST(stats_sim_bootstrap_coverage_nested) {
     free(g_cover.lo);
     free(g_cover.hi);
     /* the plain two-stage scheme counts the within-seed variance twice: measured, documented over-coverage */
-    double plain = run_coverage(&sim_nested, 1000, 1000, STATS_NESTED, 1, 2024, NULL);
+    double plain = run_coverage(&sim_nested, 1000, 1000, STATS_NESTED, 1, 2024, NULL, NULL);
     printf("    same studies, plain two-stage bootstrap: coverage %.1f %%\n", 100 * plain);
     T_ASSERT_MSG(plain > 0.97, "plain two-stage coverage %.3f: expected above the 97 %% band", plain);
 }
 
 TEST(stats_sim_bootstrap_coverage_crossed) {
     double t0 = now_seconds();
-    double cover = run_coverage(&sim_crossed, 1000, 500, STATS_CROSSED, 0, 2025, &g_cover);
+    double cover = run_coverage(&sim_crossed, 1000, 500, STATS_CROSSED, 0, 2025, &g_cover, NULL);
     printf("    crossed, 5 seeds x 300..600 shared examples (half sticky), 1000 studies x 500 replicates: "
            "coverage %.1f %% (%.2f s)\n", 100 * cover, now_seconds() - t0);
     check_coverage();
@@ -641,7 +644,7 @@ TEST(stats_sim_bootstrap_coverage_crossed) {
     free(g_cover.lo);
     free(g_cover.hi);
     /* the nested scheme on shared examples ignores that the same examples recur in every seed */
-    double nested = run_coverage(&sim_crossed, 1000, 500, STATS_NESTED, 0, 2025, NULL);
+    double nested = run_coverage(&sim_crossed, 1000, 500, STATS_NESTED, 0, 2025, NULL, NULL);
     printf("    same studies, nested scheme: coverage %.1f %%\n", 100 * nested);
     T_ASSERT_MSG(nested < 0.93, "nested scheme on crossed data: coverage %.3f, expected < 0.93", nested);
 }
@@ -774,4 +777,69 @@ TEST(stats_sim_power) {
     g_rate_test = PT_FLIP_EXAMPLES; g_power_min = 0.99; check_power();
     rates_free(&g_rates);
     printf("    (%.2f s)\n", now_seconds() - t0);
+}
+
+/* ------------------------------------------------------------------ the doc's tables (opt-in) */
+
+/* CONCORD_STATS_TABLE=1 make test T=stats_table prints the tables of docs/statistics.md ("Simulations"):
+ * bootstrap coverage over designs x seeds x seed-to-seed sd, and rejection rates of every test and of the
+ * verdict's criterion under H0 and H1. About two minutes; without the variable the test only says so. */
+TEST(stats_table) {
+    if (!getenv("CONCORD_STATS_TABLE")) {
+        printf("    skipped: CONCORD_STATS_TABLE=1 prints the tables of docs/statistics.md (~2 min)\n");
+        return;
+    }
+    double t0 = now_seconds();
+    printf("\n| design | seeds | tau (pts) | coverage, matched | mean width (pts) | coverage, plain | mean width (pts) |\n");
+    printf("|---|---:|---:|---:|---:|---:|---:|\n");
+    static const int Ss[] = {1, 2, 3, 5, 10};
+    static const double taus[] = {0, 0.005, 0.02};
+    for (int design = 0; design < 2; design++)
+        for (size_t i = 0; i < ARRAY_LEN(Ss); i++)
+            for (size_t j = 0; j < ARRAY_LEN(taus); j++) {
+                Sim c = design ? sim_crossed : sim_nested;
+                c.S = Ss[i];
+                c.tau = taus[j];
+                long reps = design ? 500 : 1000;
+                double wm, wp;
+                double cm = run_coverage(&c, 1000, reps, (StatsDesign)design, 0, 5050 + 10 * i + j, NULL, &wm);
+                double cp = run_coverage(&c, 1000, reps, (StatsDesign)design, 1, 5050 + 10 * i + j, NULL, &wp);
+                printf("| %s | %d | %.1f | %.1f | %.2f | %.1f | %.2f |\n", design ? "crossed" : "nested", c.S,
+                       100 * c.tau, 100 * cm, 100 * wm, 100 * cp, 100 * wp);
+                fflush(stdout);
+            }
+    printf("\n(coverage table: %.0f s)\n", now_seconds() - t0);
+
+    typedef struct { const char *name; Sim c; } Scenario;
+    Scenario sc[] = {
+        {"H0, nested, tau 0", sim_h0},
+        {"H0, nested, tau 2 pts", sim_h0_tau},
+        {"H0, crossed, tau 0", sim_h0_crossed},
+        {"H0, crossed, tau 2 pts", sim_h0_crossed},
+        {"H1 5 pts, nested, n 1000", sim_h1},
+        {"H1 5 pts, crossed, n 1000", sim_h1_crossed},
+        {"H1 2 pts, nested, n 1000", sim_h1},
+        {"H1 2 pts, crossed, n 1000", sim_h1_crossed},
+        {"H1 5 pts, crossed, n 1000, 3 seeds", sim_h1_crossed},
+    };
+    sc[3].c.tau = 0.02;
+    sc[6].c.delta = sc[7].c.delta = 0.02;
+    sc[8].c.S = 3;
+    printf("\n| scenario (6 seeds unless said) | McNemar seed 0 | stratified McNemar | sign-flip seeds | sign-flip examples | CI excludes 0 | verdict |\n");
+    printf("|---|---:|---:|---:|---:|---:|---:|\n");
+    for (size_t i = 0; i < ARRAY_LEN(sc); i++) {
+        Rates r = run_rates(&sc[i].c, 2000, 6060 + i, 500);
+        printf("| %s | %.1f | %.1f | %.1f | ", sc[i].name, 100 * rate_of(&r, PT_MCNEMAR, 0.05), 100 * rate_of(&r, PT_MH, 0.05),
+               100 * rate_of(&r, PT_FLIP_SEEDS, 0.05));
+        if (r.crossed) printf("%.1f", 100 * rate_of(&r, PT_FLIP_EXAMPLES, 0.05));
+        else printf("n/a");
+        printf(" | %.1f | %.1f |\n", 100 * rate_of(&r, PT_BOOT, 0.05), 100 * rate_of(&r, PT_VERDICT, 0.05));
+        fflush(stdout);
+        rates_free(&r);
+    }
+    /* the exact example-level test's level, measured tighter (no bootstrap: cheap) */
+    Rates r = run_rates(&sim_h0_crossed, 20000, 7070, 0);
+    printf("\nsign-flip over examples, crossed H0, 20000 studies: %.2f %%\n", 100 * rate_of(&r, PT_FLIP_EXAMPLES, 0.05));
+    rates_free(&r);
+    printf("(all tables: %.0f s)\n", now_seconds() - t0);
 }
