@@ -408,6 +408,9 @@ TEST(stats_bootstrap_edge_cases) {
             iv = stats_bootstrap_diff(seeds, S, &o);
             T_ASSERT_MSG(iv.est == 0 && iv.lo == 0 && iv.hi == 0, "design %d S %d: %g [%g, %g]", design, S, iv.est, iv.lo, iv.hi);
         }
+    /* ... and every test gives p = 1 */
+    T_ASSERT(stats_mh_exact(seeds, 3) == 1.0 && stats_signflip_examples(seeds, 3) == 1.0 && stats_signflip_seeds(seeds, 3) == 1.0);
+    T_EQ_INT(stats_masking_seeds(seeds, 3, +1, 0.0, 1.0), 0);
     /* A always robust, B never: exactly 1 */
     for (int s = 0; s < 3; s++) make_pairs(a[s], b[s], 800, 0, 800, 0, &g);
     for (int design = 0; design < 2; design++) {
