@@ -3,13 +3,13 @@
  *
  * Letters: S seeds, n examples per seed, m non-empty seeds, R bootstrap replicates.
  */
-#include "stats.h"
+#include "results/stats.h"
 
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "../harness/core.h"
+#include "harness/core.h"
 
 #define LN2 0.693147180559945309417232121458
 #define LN_2PI 1.837877066409345483560659472811

@@ -28,7 +28,7 @@
 #include <string.h>
 
 #include "rules/build.h"
-#include "harness//checkpoint.h"
+#include "harness/checkpoint.h"
 #include "harness/loss.h"
 #include "harness/model.h"
 #include "tests/test.h"

@@ -10,9 +10,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../harness/core.h"
-#include "../results/stats.h"
-#include "test.h"
+#include "harness/core.h"
+#include "results/stats.h"
+#include "tests/test.h"
 
 /* ------------------------------------------------------------------ helpers */
 
