@@ -323,6 +323,8 @@ def unknown_key_message(m, g, mods, path):
     hint = ""
     if re.search(r"\.conv3$", m.prefix) and g.spec.arch.startswith("resnet"):
         hint = " (a conv3 in a block means Bottleneck blocks, as in resnet50/101/152, which Concord cannot rebuild)"
+    elif m.prefix in ("hash_layer", "hash", "hashing", "hash_fc", "fc_hash") and g.spec.head != "hash":
+        hint = " (a hash code layer: pass --task hash)"
     return (f"{path}: unknown key '{key}' for {describe(g.spec, False)}{hint}; expected keys near it: "
             f"{nearby(key, expected_keys(g))} (docs/import.md lists the accepted layouts)")
 
@@ -499,18 +501,33 @@ def finish_spec(o, meta, mods, probe, s, ds, path):
         raise Refusal(f"{path}: pass --classes")
     width = s["width"]
     if width is None:
-        width = 1.0
-        if s["arch"] in FIRST_CONV_BASE:
-            first = next(m for m in mods.values() if m.target is probe.param_layers()[0])
-            oc = first.t["weight"].shape[0]
-            width = oc / FIRST_CONV_BASE[s["arch"]]
-            g = cm.build(cm.Spec(s["arch"], s["c"], s["h"], s["w"], classes, width, s["hidden"], s["dropout"], s["head"]))
-            if any(m.target.kind in ("conv", "linear") and "weight" in m.t and
-                   tuple(m.t["weight"].shape)[0] != next(n for n in g.nodes if n.name == m.target.name).c
-                   for m in mods.values() if m.target is not g.param_layers()[-1] and m.target.kind != "norm"):
-                raise Refusal(f"{path}: cannot tell the --width from the file (the first conv has {oc} channels, "
-                              f"{s['arch']} has {FIRST_CONV_BASE[s['arch']]} at width 1); pass --width")
+        width = infer_width(mods, probe, path) if s["arch"] in FIRST_CONV_BASE else 1.0
     return cm.build(cm.Spec(s["arch"], s["c"], s["h"], s["w"], classes, width, s["hidden"], s["dropout"], s["head"]))
+
+
+def infer_width(mods, probe, path):
+    """A --width that reproduces every layer's channel count (the probe graph is at width 1, so its
+    counts are the bases): each count c = lroundf(base * w) bounds w to [(c - 0.5) / base, (c + 0.5) / base)."""
+    lo, hi, first = 0.0, 64.0, None
+    for m in mods.values():
+        n = m.target
+        if n.kind not in ("conv", "linear") or n is probe.param_layers()[-1] or "weight" not in m.t:
+            continue
+        c = m.t["weight"].shape[0]
+        first = first if first is not None else c / n.c
+        lo, hi = max(lo, (c - 0.5) / n.c), min(hi, (c + 0.5) / n.c if c > 1 else (1.5 / n.c))
+    for w in ([first] if first else []) + [(lo + hi) / 2]:
+        w = cm.f32(w)
+        if lo <= w < hi and all(cm.Spec(probe.spec.arch, 1, 1, 1, 1, w).ch(n.c) == mods_rows(mods, n)
+                                 for n in probe.param_layers()[:-1] if mods_rows(mods, n) is not None):
+            return w
+    raise Refusal(f"{path}: cannot tell the --width from the file's channel counts (no multiplier of "
+                  f"{probe.spec.arch}'s widths gives them all); pass --width, or the model is not a Concord {probe.spec.arch}")
+
+
+def mods_rows(mods, n):
+    m = next((m for m in mods.values() if m.target is n), None)
+    return m.t["weight"].shape[0] if m is not None and "weight" in m.t else None
 
 
 def retarget(mods, g):
@@ -634,6 +651,9 @@ def rule_state(rule, o, meta_opts, given, g, tensors, fb, concord_state, path):
             key, b = fb[n.name]
         layer_rule = "bp" if (llbp and n is last) else rule
         if key.endswith("weight_dfa") and layer_rule != "dfa":
+            if rule == "dfa":
+                raise Refusal(f"{path}: '{key}': --last-layer-bp sends the classifier's error through W, not this DFA "
+                              f"matrix; drop --last-layer-bp")
             raise Refusal(f"{path}: '{key}' is a DFA feedback matrix but the rule is {rule}; pass --rule dfa")
         if layer_rule in cm.STATEFUL and key.startswith("rule."):
             want = cm.state_shape(n, layer_rule, g.spec.classes)
