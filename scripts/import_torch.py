@@ -288,6 +288,25 @@ def match(mods, g, path):
     return " + ".join(words)
 
 
+def guess_arch(mods, spec, path):
+    """'; its keys fit --model X' when another architecture takes every key of the file."""
+    fits = []
+    for arch in cm.ARCHS:
+        if arch == spec.arch:
+            continue
+        for m in mods.values():
+            m.target = None
+        try:
+            g = cm.build(cm.Spec(arch, spec.in_c, max(spec.in_h, 32), max(spec.in_w, 32), 1, 1.0, spec.hidden, 0.5, spec.head))
+            match(mods, g, path)
+            fits.append(arch)
+        except Refusal:
+            pass
+    for m in mods.values():
+        m.target = None
+    return f"; its keys fit --model {' or '.join(fits)}" if fits else ""
+
+
 def mods_first(mods, container):
     for i, p in enumerate(mods):
         if p.rpartition(".")[0] == container:
@@ -542,7 +561,8 @@ def per_channel(text, c, what):
     if len(vals) == 1:
         vals *= c
     if len(vals) != c:
-        raise Refusal(f"{what} {text}: {len(vals)} values for a model with {c} input channels (give 1 or {c})")
+        raise Refusal(f"{what} {text}: {len(vals)} values for a model with {c} input channel{'s' if c > 1 else ''} "
+                      f"(give {'one value' if c == 1 else f'1 or {c}'})")
     return np.array(vals, "<f4")
 
 
@@ -784,7 +804,10 @@ def run(a):
     state = strip_wrappers(unwrap(obj, path, wrap), wrap)
     mods, concord_state = group_modules(state)
     probe, ds, s = resolve_spec(o, meta, mods, path)
-    layout = ", ".join([match(mods, probe, path)] + wrap)
+    try:
+        layout = ", ".join([match(mods, probe, path)] + wrap)
+    except Refusal as e:
+        raise Refusal(f"{e}{guess_arch(mods, probe.spec, path)}") from None
     g = finish_spec(o, meta, mods, probe, s, ds, path)
     retarget(mods, g)
     tensors, fb, notes = collect(mods, g, path)
