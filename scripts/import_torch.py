@@ -402,11 +402,9 @@ def collect(mods, g, path):
                 if s not in m.t:
                     raise Refusal(f"{path}: missing key '{m.key(s)}': layer {n.name} needs its {s}")
                 out[f"{n.name}.{s}"] = shape_check(m, s, want, path, spec)
-            fbs = [s for s in FEEDBACK_SUFFIXES if s in m.t]
-            if len(fbs) > 1:
-                raise Refusal(f"{path}: layer {m.prefix} holds both weight_backward and weight_dfa; keep the one of its rule")
+            fbs = {s: (m.key(s), as_f32(m.t[s], m.key(s), path)) for s in FEEDBACK_SUFFIXES if s in m.t}
             if fbs:
-                fb[n.name] = (m.key(fbs[0]), as_f32(m.t[fbs[0]], m.key(fbs[0]), path))
+                fb[n.name] = fbs
         elif n.kind == "bn":
             if "running_mean" not in m.t or "running_var" not in m.t:
                 raise Refusal(f"{path}: batch-norm '{m.prefix}' has no running_mean/running_var: the model was saved "
@@ -665,11 +663,12 @@ def rule_state(rule, o, meta_opts, given, g, tensors, fb, concord_state, path):
                               f"concord finetune --rule {rule} to draw one")
             continue
         w = tensors[f"{n.name}.weight"]
+        layer_rule = "bp" if (llbp and n is last) else rule
         if n.name in concord_state:
             key, b = f"rule.{n.name}.state", as_f32(concord_state[n.name], f"rule.{n.name}.state", path)
-        else:
-            key, b = fb[n.name]
-        layer_rule = "bp" if (llbp and n is last) else rule
+        else:  # the rule's own tensor when a layer holds both (a file made for several rules)
+            pref = ("weight_dfa", "weight_backward") if layer_rule == "dfa" else ("weight_backward", "weight_dfa")
+            key, b = next(fb[n.name][s] for s in pref if s in fb[n.name])
         if key.endswith("weight_dfa") and layer_rule != "dfa":
             if rule == "dfa":
                 raise Refusal(f"{path}: '{key}': --last-layer-bp sends the classifier's error through W, not this DFA "
@@ -731,7 +730,7 @@ def choose_rule(o, meta, fb, concord_state, path):
     rule = o["rule"] or meta.get("rule")
     if rule is None:
         if (fb or concord_state) and not o["ignore-feedback"]:
-            keys = [k for k, _ in fb.values()][:2] or [f"rule.{k}.state" for k in list(concord_state)[:2]]
+            keys = [k for d in fb.values() for k, _ in d.values()][:2] or [f"rule.{k}.state" for k in list(concord_state)[:2]]
             raise Refusal(f"{path}: the file carries feedback tensors ({', '.join(keys)}, ...): say which rule made them "
                           f"with --rule fa|dfa|usf|brsf|frsf (or a side file)")
         rule = "bp"

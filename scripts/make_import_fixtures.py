@@ -18,10 +18,11 @@ Per architecture, tiny widths and inputs (a few KB each):
   resnet18  3x16x12, width 1/64     torchvision: layerS.B.downsample.0/1, fc (fc has no feedback: exact BP)
   resnet20  3x16x12, width 1/16     kuangliu: layerS.B.shortcut.0/1, linear
   mlph      1x12x12, 12-10 hidden   an mlp with an 8-bit tanh hash head named hash_layer
-Every conv/linear layer (lenet5: none) carries `weight_backward` = |M|, M ~ U(-a, a), a = sqrt(6/(fan_in+fan_out))
-(>= 0, so the same file is a valid fa model, B = |M|, and frsf model, B = |M| * sign(W)). mlp_dfa.pt and
-lenet5.pt carry BioTorch's `weight_dfa` instead: (K, fan_in) for linear layers, (K, C_in, KH, KW) for
-conv layers. (The test derives BioTorch's uSF file, `weight_backward` = sign(W), from mlp.pt.)
+Every conv/linear layer carries `weight_backward` = |M|, M ~ U(-a, a), a = sqrt(6/(fan_in+fan_out))
+(>= 0, so the same file is a valid fa model, B = |M|, and frsf model, B = |M| * sign(W)). mlp.pt and
+lenet5.pt also carry BioTorch's DFA matrices `weight_dfa`: (K, fan_in) for linear layers, (K, C_in, KH,
+KW) for conv layers (one file for several rules: the importer takes its rule's tensor). The test derives
+BioTorch's uSF file, `weight_backward` = sign(W), from mlp.pt.
 
 <case>.bin (CCIMP001 records, float32; layout in ckpt_to_torch.write_records): x (N,C,H,W), y (N),
 dout (N,K) = d loss / d output (loss: summed cross-entropy of y; hash head: sum(out * R), R fixed +-1),
@@ -259,7 +260,7 @@ MAIN = ("fa", "frsf", "usf")
 ARCHS = collections.OrderedDict([
     ("mlp", (mlp, (1, 12, 12), 10, "--model mlp --input 1x12x12 --mean 0.2860 --std 0.3530",
              ("fa", "frsf", "usf", "dfa", "usf_none", "brsf_mean"))),
-    ("lenet5", (LeNet, (1, 12, 16), 10, "--model lenet5 --input 1x12x16 --mean 0.1307 --std 0.3081", ("usf", "dfa"))),
+    ("lenet5", (LeNet, (1, 12, 16), 10, "--model lenet5 --input 1x12x16 --mean 0.1307 --std 0.3081", MAIN + ("dfa",))),
     ("alexnet", (AlexNet, (3, 16, 12), 10, "--model alexnet --input 3x16x12 --dataset cifar10", MAIN)),
     ("vgg16", (VGG16, (1, 32, 32), 10, "--model vgg16 --input 1x32x32 --mean 0.5 --std 0.25", MAIN)),
     ("resnet18", (lambda: ResNet((64, 128, 256, 512), (2, 2, 2, 2), 1 / 64, "downsample", "fc"), (3, 16, 12), 10,
@@ -373,20 +374,14 @@ def write_records(path, records):
 
 
 def sd_with(net, feedback):
-    """The float32 state_dict, feedback tensors as asked: backward (|M|), dfa (weight_dfa), usf_none (sign W)."""
+    """The float32 state_dict with the feedback tensors asked for: "backward" (|M|, BioTorch's name
+    weight_backward), "dfa" (weight_dfa). A file may hold both; the importer takes its rule's."""
     sd = collections.OrderedDict()
     for k, v in net.state_dict().items():
-        if k.endswith("weight_dfa"):
-            continue
-        if k.endswith("weight_backward"):
-            mod = net.get_submodule(k[: -len(".weight_backward")])
-            if mod.exact:
+        if k.endswith(("weight_backward", "weight_dfa")):
+            mod = net.get_submodule(k.rsplit(".", 1)[0])
+            if mod.exact or ("dfa" if k.endswith("weight_dfa") else "backward") not in feedback:
                 continue
-            if feedback == "dfa":
-                sd[k[: -len("weight_backward")] + "weight_dfa"] = mod.weight_dfa.float().clone()
-            elif feedback == "backward":
-                sd[k] = v.float().clone()
-            continue
         sd[k] = v.float().clone() if v.is_floating_point() else v.clone()
     return sd
 
@@ -414,13 +409,10 @@ def make_case(name, out_dir, seed):
     net.register_buffer("norm_std", torch.tensor(std, dtype=torch.float32))
     net.rules = tuple(rules)
     net.eval()
-    files = {}
-    if "fa" in rules:
-        files[f"{name}.pt"] = "backward"
-    if "dfa" in rules:
-        files[f"{name}_dfa.pt" if files else f"{name}.pt"] = "dfa"
-    for fname, fb in files.items():
-        sd = sd_with(net, fb)
+    feedback = ("backward",) + (("dfa",) if "dfa" in rules else ())
+    files = {f"{name}.pt": feedback}
+    for fname, fbs in files.items():
+        sd = sd_with(net, fbs)
         sd.pop("norm_mean"), sd.pop("norm_std")
         if name == "vgg16":
             sd = {"epoch": 7, "state_dict": collections.OrderedDict((f"module.{k}", v) for k, v in sd.items())}
@@ -468,11 +460,10 @@ def import_lines():
     for name, (_, _, _, opts, rules) in ARCHS.items():
         llbp = " --last-layer-bp" if name == "resnet18" else ""
         for r in rules:
-            f = f"{name}_dfa.pt" if r == "dfa" and "fa" in rules else f"{name}.pt"
             if r in ("fa", "frsf", "dfa"):
-                yield f"{name} {r} {f} dx_{r} {opts} --rule {r}"
+                yield f"{name} {r} {name}.pt dx_{r} {opts} --rule {r}"
             elif r == "usf":
-                yield f"{name} usf {f} dx_usf {opts} --rule usf --usf-scale meanabs --ignore-feedback{llbp}"
+                yield f"{name} usf {name}.pt dx_usf {opts} --rule usf --usf-scale meanabs --ignore-feedback{llbp}"
 
 
 def main():
