@@ -374,8 +374,12 @@ def shape_check(m, suffix, want, path, spec):
         key = m.key(suffix)
         tgt = f"{m.target.name}.{suffix.replace('weight_backward', 'weight')}"
         via = f" (Concord {tgt})" if tgt != key else ""
+        hint = ""
+        if a.ndim == 4 and len(want) == 4 and a.shape[-1] in (7, 11) and a.shape[-1] != want[-1]:
+            hint = (f" (a {a.shape[-1]}x{a.shape[-1]} kernel: an ImageNet-style stem; Concord's {spec.arch} is the "
+                    f"CIFAR-style network of harness/models.c, which cannot hold it)")
         raise Refusal(f"{path}: key '{key}'{via} has shape {list(a.shape)}, {describe(spec)} on "
-                      f"{spec.in_c}x{spec.in_h}x{spec.in_w} with {spec.classes} outputs expects {list(want)}; "
+                      f"{spec.in_c}x{spec.in_h}x{spec.in_w} with {spec.classes} outputs expects {list(want)}{hint}; "
                       f"check --model, --width, --hidden, --input and --classes")
     return as_f32(a, m.key(suffix), path)
 
@@ -784,7 +788,8 @@ def write_ckpt(tmp, rows, tensors_out):
     except (sqlite3.Error, OSError) as e:
         if os.path.exists(tmp):
             os.unlink(tmp)
-        raise Refusal(f"{tmp}: cannot write the checkpoint: {e}; check the directory exists and is writable")
+        out = re.sub(r"\.tmp\.\d+$", "", tmp)
+        raise Refusal(f"{out}: cannot write the checkpoint: {e}; check the directory exists and is writable")
 
 
 # ------------------------------------------------------------------------------------------ main

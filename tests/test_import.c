@@ -560,6 +560,10 @@ TEST(import_refuses_unknown_architecture) {
     if (derived("bottleneck", FIXDIR "/resnet20.pt", 0, "s['layer1.0.conv3.weight'] = np.zeros((1, 1, 1, 1), 'f4')", p, sizeof p)) return;
     snprintf(args, sizeof args, "--from %s " R20, p);
     expect_refusal(NULL, args, (const char *[]){"unknown key 'layer1.0.conv3.weight'", "Bottleneck", NULL});
+    /* torchvision's ImageNet stem (7x7 conv1) is not Concord's CIFAR-style resnet */
+    if (derived("imagenet", FIXDIR "/resnet20.pt", 0, "s['conv1.weight'] = np.zeros((1, 3, 7, 7), 'f4')", p, sizeof p)) return;
+    snprintf(args, sizeof args, "--from %s " R20, p);
+    expect_refusal(NULL, args, (const char *[]){"'conv1.weight' has shape [1, 3, 7, 7]", "ImageNet-style stem", NULL});
     /* a torchvision-style 3-layer classifier is not Concord's vgg16 */
     if (derived("vgg3", FIXDIR "/vgg16.pt", 0,
                 "s = {k.replace('classifier.1.', 'classifier.0.'): v for k, v in s.items()}; "
@@ -651,6 +655,9 @@ TEST(import_failure_keeps_existing_out) {
     T_ASSERT(import_run(NULL, args, out, sizeof out) != 0);
     T_ASSERT(file_sha_hex(path, h1) == 0);
     T_ASSERT_MSG(strcmp(h0, h1) == 0, "a refused import changed the existing %s", path);
+    /* an --out that cannot be written: one line naming it */
+    T_ASSERT(import_run(NULL, "--from " FIXDIR "/mlp.pt " MLP " --rule fa --out /nonexistent/dir/x.ckpt", out, sizeof out) != 0);
+    T_CONTAINS(out, "/nonexistent/dir/x.ckpt: cannot write the checkpoint");
 }
 
 /* The rule (and any option) from a side file FILE.concord.json; the command line wins over it. */
