@@ -252,10 +252,8 @@ def match(mods, g, path):
         if name in by_name and name not in used and m.kind() in (by_name[name].kind, "other"):
             m.target = by_name[name]
             used.add(name)
-            if name == m.prefix:
-                how.add("Concord names")
-            else:
-                how.add(f"{m.prefix.split('.')[-2] + '->shortcut' if '.downsample' in '.' + m.prefix else m.prefix + '->' + name}")
+            how.add("Concord names" if name == m.prefix else
+                    ("downsample->shortcut" if ".downsample." in f".{m.prefix}." else f"{m.prefix}->{name}"))
     seq = [m for m in mods.values() if m.target is None and re.search(r"(^|\.)\d+$", m.prefix)]
     seq.sort(key=lambda m: (mods_first(mods, m.prefix.rpartition(".")[0]), int(m.prefix.rpartition(".")[2])))
     free = [n for n in layers if n.name not in used and n.kind != "norm"]
@@ -281,11 +279,9 @@ def match(mods, g, path):
     missing = [n for n in layers if n.name not in used and n.kind != "norm"]
     if missing:
         raise Refusal(missing_key_message(missing[0], mods, path, spec))
-    named = sorted(h for h in how if "->" in h)
     words = [h for h in ("Concord names", "sequential indices in layer order") if h in how]
-    if named:
-        words.append("aliases " + " ".join(sorted(set(re.sub(r"^.*\.", "", h) if "shortcut" in h else h for h in named))))
-    return " + ".join(words)
+    aliases = sorted(h for h in how if "->" in h)
+    return " + ".join(words + (["aliases " + ", ".join(aliases)] if aliases else []))
 
 
 def guess_arch(mods, spec, path):
@@ -725,6 +721,9 @@ def rule_state(rule, o, meta_opts, given, g, tensors, fb, concord_state, path):
         notes.insert(0, f"{rule} state from {len(states)} {src} tensors")
     elif rule == "usf" and have:
         notes.insert(0, f"usf scale {opts['usf-scale']} checked on {len(have)} weight_backward tensors")
+    elif rule == "usf":
+        src = "--usf-scale" if o["usf-scale"] else ("the side file" if given else "the default: pass --usf-scale if the layers used another")
+        notes.insert(0, f"usf scale {opts['usf-scale']} from {src}")
     if llbp:
         notes.append("last layer exact BP")
     return opts, states, "; ".join(sorted(set(notes), key=notes.index))

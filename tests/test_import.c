@@ -578,6 +578,8 @@ TEST(import_refuses_feedback_mismatch) {
     if (!need_numpy("import_refuses_feedback_mismatch")) return;
     /* feedback tensors but no rule */
     expect_refusal(NULL, "--from " FIXDIR "/mlp.pt " MLP, (const char *[]){"carries feedback tensors", "--rule", NULL});
+    /* --ignore-feedback cannot stand in for a rule's fixed state */
+    expect_refusal(NULL, "--from " FIXDIR "/mlp.pt " MLP " --rule fa --ignore-feedback", (const char *[]){"--ignore-feedback: rule fa keeps", NULL});
     /* usf can only be s*sign(W) */
     expect_refusal(NULL, "--from " FIXDIR "/mlp.pt " MLP " --rule usf", (const char *[]){"is not s*sign(W)", "--rule fa", NULL});
     /* a DFA matrix under another rule */
