@@ -856,6 +856,10 @@ def run(a):
     if notes:
         extras["import_notes"] = "; ".join(notes)
     rows = meta_rows(g, rule, opts, mean, std, extras)
+    same = [k for k in rows if not k.startswith("import_")]
+    if meta and len(same) == len(meta) and all(rows[k] == str(v) for k, v in meta.items() if k in rows):
+        # a file ckpt_to_torch.py exported, nothing overridden: the same checkpoint comes back, row for row
+        rows = collections.OrderedDict((k, str(v)) for k, v in meta.items())
     write_ckpt(a["tmp"], rows, out)
     sp_note = f", side file {sp}" if sp else ""
     print(f"import: {path} ({layout}{sp_note}) -> {describe(g.spec)} {g.spec.in_c}x{g.spec.in_h}x{g.spec.in_w}, "
