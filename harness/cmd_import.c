@@ -86,13 +86,12 @@ static int helper_path(char *out, size_t n) {
 
 /* Runs the helper; returns its exit status (it printed its own one-line message), or -1 with err_set. */
 static int run_helper(const char *python, const char *script, const Args *a, const char *tmp, const char *hash) {
-    char *argv[2 * ARGS_MAX + 8];
+    char *argv[2 * ARGS_MAX + 8], names[ARGS_MAX][40];
     int k = 0;
     argv[k++] = (char *)python;
     argv[k++] = (char *)script;
-    for (int i = 0; i < a->nspec; i++) {
+    for (int i = 0; i < a->nspec; i++) { /* every option given, as given, but --out (the helper writes tmp) */
         if (!a->set[i] || str_eq(a->spec[i].name, "out")) continue;
-        static char names[ARGS_MAX][40];
         snprintf(names[i], sizeof names[i], "--%s", a->spec[i].name);
         argv[k++] = names[i];
         if (a->spec[i].arg) argv[k++] = (char *)a->val[i];

@@ -32,6 +32,7 @@ import os
 import re
 import sqlite3
 import sys
+import traceback
 
 try:
     import numpy as np
@@ -178,7 +179,8 @@ def unwrap(obj, path, notes):
         if not flat:
             raise Refusal(f"{path}: holds no tensors; save model.state_dict()")
         return flat
-    raise Refusal(f"{path}: holds a {type(obj).__name__}, not a state_dict; save model.state_dict()")
+    what = "single tensor" if isinstance(obj, np.ndarray) else type(obj).__name__
+    raise Refusal(f"{path}: holds a {what}, not a state_dict; save model.state_dict()")
 
 
 def strip_wrappers(state, notes):
@@ -877,6 +879,11 @@ def main(argv):
     except Refusal as e:
         print(f"concord: {e}", file=sys.stderr)
         return 2
+    except Exception as e:  # a bug, or an input no check foresaw: still one line, with where it happened
+        tb = traceback.extract_tb(e.__traceback__)[-1]
+        print(f"concord: {a['from']}: the importer failed ({type(e).__name__}: {str(e)[:200]} at "
+              f"{os.path.basename(tb.filename)}:{tb.lineno}); please report it with the file", file=sys.stderr)
+        return 4
     return 0
 
 
