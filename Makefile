@@ -66,6 +66,7 @@ fuzz: deps-build
 fixtures:
 	sh scripts/deps.sh torch
 	/usr/bin/python3 scripts/make_fixtures.py tests/fixtures
+	/usr/bin/python3 scripts/make_import_fixtures.py tests/fixtures/import
 
 clean:
 	rm -rf build concord

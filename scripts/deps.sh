@@ -1,14 +1,15 @@
 #!/bin/sh
 # deps.sh -- install the Debian packages Concord needs, only those missing (idempotent, apt-get only).
-#   scripts/deps.sh build   : compiler, pkg-config, OpenBLAS, libpng, SQLite, zlib, inih, gnuplot, data
-#   scripts/deps.sh torch   : + python3-torch python3-numpy (fixtures, benchmark reference)
+#   scripts/deps.sh build   : compiler, pkg-config, OpenBLAS, libpng, SQLite, zlib, inih, gnuplot, data,
+#                             python3 + numpy (the JSON report check, concord import)
+#   scripts/deps.sh torch   : + python3-torch (fixtures, benchmark reference, ckpt_to_torch.py)
 #   scripts/deps.sh fuzz    : + clang (libFuzzer)
 #   scripts/deps.sh slurm   : + slurm-wlm munge
 set -e
-want="gcc make pkg-config libopenblas-dev libpng-dev libsqlite3-dev zlib1g-dev libinih-dev gnuplot-nox dataset-fashion-mnist sqlite3 python3"
+want="gcc make pkg-config libopenblas-dev libpng-dev libsqlite3-dev zlib1g-dev libinih-dev gnuplot-nox dataset-fashion-mnist sqlite3 python3 python3-numpy"
 case "${1:-build}" in
   build) ;;
-  torch) want="$want python3-torch python3-numpy" ;;
+  torch) want="$want python3-torch" ;;
   fuzz)  want="$want clang" ;;
   slurm) want="$want slurm-wlm munge" ;;
   *) echo "deps.sh: unknown set '$1' (build|torch|fuzz|slurm)" >&2; exit 2 ;;

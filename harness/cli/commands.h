@@ -14,4 +14,5 @@ int cmd_db(int argc, char **argv);
 int cmd_suite(int argc, char **argv);
 int cmd_job(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
+int cmd_import(int argc, char **argv);
 #endif
