@@ -88,7 +88,10 @@ int ckpt_save(const char *path, const Model *m, const CkptMeta *extra) {
     }
     meta_set(&mt, "norm_mean", "%s", nm);
     meta_set(&mt, "norm_std", "%s", ns);
-    for (int i = 0; extra && i < extra->n; i++) meta_set(&mt, extra->key[i], "%s", extra->val[i]);
+    /* the caller's keys (run facts; on --resume, everything the resumed file held), never over the live
+       values above: a resumed run's step and fb_count are the model's, not the file's */
+    for (int i = 0; extra && i < extra->n; i++)
+        if (!meta_get(&mt, extra->key[i])) meta_set(&mt, extra->key[i], "%s", extra->val[i]);
     if (sqlite3_prepare_v2(db, "INSERT INTO meta VALUES(?,?)", -1, &st, NULL) != SQLITE_OK) goto sqlfail;
     for (int i = 0; i < mt.n; i++) {
         sqlite3_bind_text(st, 1, mt.key[i], -1, SQLITE_STATIC);

@@ -17,7 +17,8 @@ void meta_set(CkptMeta *mt, const char *key, const char *fmt, ...) __attribute__
 const char *meta_get(const CkptMeta *mt, const char *key); /* NULL when absent */
 
 /* Saves every tensor of m (parameters, buffers, rule state, optimiser state) plus the spec, rule and
- * `extra` meta. */
+ * training counters (step, fb_count) and the `extra` meta; a key of extra that the model's own keys
+ * already set is ignored (the live value wins). */
 int ckpt_save(const char *path, const Model *m, const CkptMeta *extra);
 /* Reads only the meta table. */
 int ckpt_read_meta(const char *path, CkptMeta *out);

@@ -58,6 +58,13 @@ enum { RNG_INIT = 1, RNG_SHUFFLE, RNG_DROPOUT, RNG_RULE, RNG_SPLIT, RNG_AUGMENT,
 extern volatile int g_interrupted;
 void install_interrupt_handlers(void);
 
+/* ---- crash tests: fault injection ----
+ * With $CONCORD_FAULT = "NAME:K", the K-th time the process passes fault_point(NAME) it kills itself
+ * with SIGKILL: no cleanup, no flush, exactly what kill -9 or a power cut leaves (tests/test_resume.c).
+ * Unset (always, outside tests): nothing. Points: "epoch" (train/finetune, after an epoch's checkpoint
+ * and records), "eval" (attack, after an evaluation is computed, before anything is recorded). */
+void fault_point(const char *name);
+
 /* ---- misc ---- */
 double now_seconds(void);                      /* monotonic */
 uint64_t fnv1a64(const void *p, size_t n, uint64_t h); /* content hash; start with h = FNV1A_INIT */

@@ -435,7 +435,7 @@ static int run_begin_body(Db *db, void *vctx) {
         " ckpt_path, ckpt_hash, test_acc, val_acc, error, task";
     static const char vals[] =
         "?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, 'running', datetime('now'), ?14, ?15, ?16, ?17,"
-        " datetime('now'), NULL, NULL, NULL, NULL, NULL, NULL, ?19";
+        " datetime('now'), NULL, NULL, NULL, NULL, ?20, NULL, ?19";
     char sql[1024];
     if (existing) snprintf(sql, sizeof sql, "UPDATE runs SET (%s) = (%s) WHERE id = ?18", cols, vals);
     else snprintf(sql, sizeof sql, "INSERT INTO runs(%s) VALUES(%s)", cols, vals);
@@ -459,6 +459,17 @@ static int run_begin_body(Db *db, void *vctx) {
     sqlite3_bind_int(st, 17, r->blas_threads);
     if (existing) sqlite3_bind_int64(st, 18, existing);
     bind_text(st, 19, run_task(r));
+    /* val_acc: a resumed run keeps the latest one its recorded epochs hold (as if never stopped) */
+    if (existing && r->resume) {
+        sqlite3_stmt *q = NULL;
+        if ((rc = db_prep(db, "SELECT val_acc FROM epochs WHERE run_id = ? AND val_acc IS NOT NULL ORDER BY epoch DESC LIMIT 1", &q))) {
+            sqlite3_finalize(st);
+            return rc;
+        }
+        sqlite3_bind_int64(q, 1, existing);
+        if (sqlite3_step(q) == SQLITE_ROW) sqlite3_bind_double(st, 20, sqlite3_column_double(q, 0));
+        sqlite3_finalize(q);
+    }
     if ((rc = db_step(db, st, "recording a run"))) return rc;
     c->id = existing ? existing : sqlite3_last_insert_rowid(db->h);
     if (existing && !r->resume) {

@@ -71,6 +71,45 @@ long t_sql_long(const char *db, const char *sql) {
     return v;
 }
 
+unsigned long long t_sql_digest(const char *db, const char *sql, long *rows) {
+    sqlite3 *h = NULL;
+    unsigned long long d = FNV1A_INIT;
+    long n = 0;
+    int ok = 0;
+    if (sqlite3_open_v2(db, &h, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK) {
+        sqlite3_busy_timeout(h, 5000);
+        sqlite3_stmt *st = NULL;
+        if (sqlite3_prepare_v2(h, sql, -1, &st, NULL) == SQLITE_OK) {
+            int rc;
+            while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+                for (int c = 0; c < sqlite3_column_count(st); c++) {
+                    int type = sqlite3_column_type(st, c);
+                    d = fnv1a64(&type, sizeof type, d);
+                    if (type == SQLITE_FLOAT) { /* every bit of the double, not a printed form */
+                        double v = sqlite3_column_double(st, c);
+                        d = fnv1a64(&v, sizeof v, d);
+                    } else if (type == SQLITE_INTEGER) {
+                        sqlite3_int64 v = sqlite3_column_int64(st, c);
+                        d = fnv1a64(&v, sizeof v, d);
+                    } else if (type != SQLITE_NULL) {
+                        const void *v = sqlite3_column_blob(st, c);
+                        int len = sqlite3_column_bytes(st, c);
+                        d = fnv1a64(&len, sizeof len, d);
+                        if (v && len) d = fnv1a64(v, (size_t)len, d);
+                    }
+                }
+                n++;
+            }
+            ok = rc == SQLITE_DONE;
+        }
+        if (!ok) fprintf(stderr, "    sql %s on %s: %s\n", sql, db, sqlite3_errmsg(h));
+        sqlite3_finalize(st);
+    }
+    sqlite3_close(h);
+    if (rows) *rows = n;
+    return ok ? d : 0;
+}
+
 static int g_bad_inputs;
 int t_cli_fails_at(const char *file, int line, const char *want, const char *fmt, ...) {
     char args[6000], cmd[8192], out[16384];

@@ -46,6 +46,9 @@ double t_compare(const char *what, const float *a, const double *b, long n, doub
 /* One integer from a query on an SQLite file opened read-only (busy timeout 5 s); -1, with the reason on
  * stderr, when it fails. */
 long t_sql_long(const char *db, const char *sql);
+/* A digest of every row a query returns (column values as text, in order), to compare two databases;
+ * writes the row count to *rows when not NULL; 0 when the query fails (reason on stderr). */
+unsigned long long t_sql_digest(const char *db, const char *sql, long *rows);
 /* Bad input: runs the binary under test with the printf-formatted arguments and expects a failure, a
  * non-zero exit and `want` in its output (stdout+stderr). Each call is one bad-input case; the runner
  * prints how many were checked. Returns the exit status. */

@@ -166,8 +166,9 @@ static int save_ckpt(Session *s, Model *m, int epoch) {
 
 static int on_epoch(void *ctx, Model *m, const EpochStats *st) {
     Session *s = ctx;
-    if (save_ckpt(s, m, st->epoch) < 0) return -1;
-    return record_epoch(&s->rec, st);
+    if (save_ckpt(s, m, st->epoch) < 0 || record_epoch(&s->rec, st) < 0) return -1;
+    fault_point("epoch");
+    return 0;
 }
 
 static int run(int argc, char **argv, int finetune) {
