@@ -515,11 +515,11 @@ int cmd_attack(int argc, char **argv) {
         if (r->p.grad_source == GRAD_TRANSFER) snprintf(src, sizeof src, "transfer:%s", r->p.transfer_ckpt);
         else if (r->p.grad_source == GRAD_FEEDBACK && r->p.eot > 1) snprintf(src, sizeof src, "feedback (eot %d)", r->p.eot);
         else snprintf(src, sizeof src, "%s", attack_grad_name(r->p.grad_source));
-        for (int k = i - 1; k >= 0 && res[k].p.stage > 0; k--) {
-            char part[96];
-            snprintf(part, sizeof part, "%s%s %ld/%ld", k == i - 1 ? "" : ", ", attack_name(&res[k].p), broke[k], attacked[k]);
-            memmove(parts + strlen(part), parts, strlen(parts) + 1);
-            memcpy(parts, part, strlen(part));
+        int k0 = i;
+        while (k0 > 0 && res[k0 - 1].p.stage > 0) k0--;
+        for (int k = k0; k < i; k++) {
+            size_t l = strlen(parts);
+            snprintf(parts + l, sizeof parts - l, "%s%s %ld/%ld", k > k0 ? ", " : "", attack_name(&res[k].p), broke[k], attacked[k]);
         }
         double n = r->c.n ? (double)r->c.n : 1;
         printf("%s(%s) eps %s grad %s: clean %.2f%%  robust %.2f%%  (n %ld; broken by %s; %.1f s)\n", attack_name(&r->p),
