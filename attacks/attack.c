@@ -629,8 +629,7 @@ int attack_evaluate_ex(Model *target, Model *crafter, const Dataset *d, int limi
     for (int b0 = 0; b0 < N; b0 += cap) {
         int nb = N - b0 < cap ? N - b0 : cap;
         const float *lg = model_forward(target, r.wt, d->x + (size_t)b0 * D, nb, FWD_INFER);
-        double mean = loss_softmax_ce(lg, d->y + b0, nb, K, 1.0f, NULL, r.loss_i, NULL);
-        (void)mean;
+        loss_softmax_ce(lg, d->y + b0, nb, K, 1.0f, NULL, r.loss_i, NULL);
         for (int j = 0; j < nb; j++) {
             AttackOutcome *o = &r.per[b0 + j];
             memset(o, 0, sizeof *o);

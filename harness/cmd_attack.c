@@ -86,7 +86,8 @@ static void print_row(int idx, const AttackResult *r, const char *flags) {
     const EvalCounts *c = &r->c;
     char src[600], name[64];
     row_label(&r->p, name, sizeof name);
-    if (r->p.kind == ATK_SQUARE) snprintf(src, sizeof src, "none (%d queries)", r->p.queries);
+    if (r->p.kind == ATK_SQUARE && r->p.stage == 0) snprintf(src, sizeof src, "none (%d queries)", r->p.queries);
+    else if (r->p.kind == ATK_SQUARE) snprintf(src, sizeof src, "none (%d q; run: %s)", r->p.queries, attack_grad_name(r->p.grad_source));
     else if (r->p.grad_source == GRAD_TRANSFER) snprintf(src, sizeof src, "transfer:%s", r->p.transfer_ckpt);
     else if (r->p.grad_source == GRAD_FEEDBACK && r->p.eot > 1) snprintf(src, sizeof src, "feedback (eot %d)", r->p.eot);
     else snprintf(src, sizeof src, "%s", attack_grad_name(r->p.grad_source));
@@ -131,6 +132,9 @@ static void row_name(const Opts *o, const AttackResult *r, char *out, size_t n) 
             break;
         }
     }
+    /* a standalone Square has no gradient source; AutoAttack's Square row keeps its run's, so the rows of a
+       true and a feedback run differ */
+    const int gradless = r->p.kind == ATK_SQUARE && r->p.stage == 0;
     char nm[96];
     if (r->p.stage > 0) /* a component of an AutoAttack run: autoattack.apgd-t, autoattack-rand.apgd-dlr... */
         snprintf(nm, sizeof nm, "%s%s.%s", r->p.version == AA_RAND ? "autoattack-rand" : "autoattack",
@@ -140,9 +144,8 @@ static void row_name(const Opts *o, const AttackResult *r, char *out, size_t n) 
     else
         snprintf(nm, sizeof nm, "%s", attack_name(&r->p));
     snprintf(out, n, "%s/%s/%s%s%s", nm, r->p.eps_text,
-             r->p.kind == ATK_SQUARE ? "none" : attack_grad_name(r->p.grad_source),
-             r->p.grad_source == GRAD_TRANSFER && r->p.kind != ATK_SQUARE ? ":" : "",
-             r->p.grad_source == GRAD_TRANSFER && r->p.kind != ATK_SQUARE ? label : "");
+             gradless ? "none" : attack_grad_name(r->p.grad_source), r->p.grad_source == GRAD_TRANSFER && !gradless ? ":" : "",
+             r->p.grad_source == GRAD_TRANSFER && !gradless ? label : "");
 }
 
 /* hash: the checkpoint is a hashing model (only OBJ_HASH attacks apply), else a classifier. */

@@ -439,6 +439,15 @@ TEST(autoattack_cli) {
     T_EQ_INT(count_rows(db, "attack = 'apgd-t'"), 4);
     T_EQ_INT(count_rows(db, "attack = 'fab-t'"), 4);
     T_EQ_INT(count_rows(db, "attack = 'square' AND queries = 40"), 4);
+    /* under a suite job key every row has its own key: the Square rows of the true and the feedback run too */
+    snprintf(db, sizeof db, "%s/aa_keys.db", test_tmpdir());
+    snprintf(cmd, sizeof cmd, "%s attack --ckpt %s --attack autoattack --eps 0.1 --steps 3 --queries 20 --targets 2 --grad true,feedback "
+             "--limit 12 --job-key J --db %s --quiet", test_exe(), ck, db);
+    rc = test_run(cmd, out, sizeof out);
+    T_EQ_INT(rc, 0);
+    T_EQ_INT(count_rows(db, "job_key LIKE 'J/%'"), 10);
+    T_EQ_INT(count_rows(db, "job_key = 'J/autoattack.square/0.1/feedback'"), 1);
+    T_EQ_INT(count_rows(db, "job_key = 'J/autoattack/0.1/true'"), 1);
     /* rand: APGD-CE and APGD-DLR, eot 20 through the feedback path */
     snprintf(cmd, sizeof cmd, "%s attack --ckpt %s --attack autoattack --version rand --eps 8/255 --steps 3 --grad feedback --limit 8 --no-db",
              test_exe(), ck);
