@@ -92,11 +92,13 @@ static void print_row(int idx, const AttackResult *r, const char *flags) {
     else if (r->p.grad_source == GRAD_FEEDBACK && r->p.eot > 1) snprintf(src, sizeof src, "feedback (eot %d)", r->p.eot);
     else snprintf(src, sizeof src, "%s", attack_grad_name(r->p.grad_source));
     double n = c->n ? (double)c->n : 1;
+    char tg[32] = "";
+    if (r->p.targets > 0) snprintf(tg, sizeof tg, ", %d targets", r->p.targets);
     printf("%3d %-6s eps %-8s grad %-18s clean %6.2f%%  robust %6.2f%%  success %6.2f%%  flipped %ld  zero-grad %ld"
-           "  linf %.4f  l2 %.3f  (n %ld, %.1f s)  flags: %s\n",
+           "  linf %.4f  l2 %.3f  (n %ld%s, %.1f s)  flags: %s\n",
            idx, name, r->p.eps_text, src, 100 * c->n_clean_ok / n, 100 * c->n_robust_ok / n,
            c->n_clean_ok ? 100.0 * (c->n_clean_ok - c->n_robust_ok) / c->n_clean_ok : 0.0, c->n_flipped, c->n_zero_grad,
-           c->mean_linf, c->mean_l2, c->n, c->seconds, *flags ? flags : "-");
+           c->mean_linf, c->mean_l2, c->n, tg, c->seconds, *flags ? flags : "-");
     fflush(stdout);
 }
 
