@@ -6,7 +6,7 @@ CC      ?= cc
 # OPT is what configurations change (make asan sets it); the language, warning and dependency flags
 # always apply. Extra flags: make CFLAGS=...
 OPT     ?= -O2 -g -ftree-vectorize -fvect-cost-model=dynamic
-STDFLAGS := -std=c11 -Wall -Wextra -Wshadow -Wno-unused-parameter -fno-fast-math -MMD -MP
+STDFLAGS := -std=c11 -Wall -Wextra -Wshadow -Wno-unused-parameter -Werror=implicit-function-declaration -fno-fast-math -MMD -MP
 ALLCFLAGS = $(OPT) $(STDFLAGS) $(CFLAGS)
 # Includes are written from the top of the tree ("harness/model.h"), so a file's includes read the same
 # wherever it lives.

@@ -9,19 +9,44 @@
 #include "harness/hash.h"
 #include "harness/loss.h"
 #include "harness/train.h"
+#include "attacks/evalrun.h"
 
+#define AU_PGD (AU_STEPS | AU_ALPHA | AU_RESTARTS | AU_RANDOM_START | AU_GRAD)
+#define AU_APGD (AU_STEPS | AU_RESTARTS | AU_GRAD)
+#define AU_AA (AU_STEPS | AU_RESTARTS | AU_GRAD | AU_QUERIES | AU_TARGETS | AU_VERSION)
+/* name, kind, norm, fn, uses, description, objective, targeted (hashing), loss (APGD), default steps, default queries */
 const AttackInfo ATTACKS[] = {
-    {"fgsm", ATK_FGSM, NORM_LINF, attack_fgsm, AU_GRAD | AU_TARGET, "fast gradient sign, one Linf step of size eps", OBJ_CE, 0},
-    {"pgd", ATK_PGD, NORM_LINF, attack_pgd, AU_STEPS | AU_ALPHA | AU_RESTARTS | AU_RANDOM_START | AU_GRAD | AU_TARGET,
-     "projected gradient descent, Linf ball", OBJ_CE, 0},
-    {"pgd-l2", ATK_PGD, NORM_L2, attack_pgd, AU_STEPS | AU_ALPHA | AU_RESTARTS | AU_RANDOM_START | AU_GRAD | AU_TARGET,
-     "projected gradient descent, L2 ball (normalised gradient steps)", OBJ_CE, 0},
+    {"fgsm", ATK_FGSM, NORM_LINF, attack_fgsm, AU_GRAD | AU_TARGET, "fast gradient sign, one Linf step of size eps", OBJ_CE, 0,
+     0, 1, 0},
+    {"pgd", ATK_PGD, NORM_LINF, attack_pgd, AU_PGD | AU_TARGET, "projected gradient descent, Linf ball", OBJ_CE, 0, 0, 10, 0},
+    {"pgd-l2", ATK_PGD, NORM_L2, attack_pgd, AU_PGD | AU_TARGET, "projected gradient descent, L2 ball (normalised gradient steps)",
+     OBJ_CE, 0, 0, 10, 0},
     {"square", ATK_SQUARE, NORM_LINF, attack_square, AU_QUERIES | AU_TARGET,
-     "Square attack: score-based random search on the margin loss, Linf, no gradients", OBJ_CE, 0},
-    {"hash-untargeted", ATK_PGD, NORM_LINF, attack_pgd, AU_STEPS | AU_ALPHA | AU_RESTARTS | AU_RANDOM_START | AU_GRAD,
-     "hashing, PGD-Linf driving the query's code inner product with its clean code towards -K", OBJ_HASH, 0},
-    {"hash-targeted", ATK_PGD, NORM_LINF, attack_pgd, AU_STEPS | AU_ALPHA | AU_RESTARTS | AU_RANDOM_START | AU_GRAD,
-     "hashing, PGD-Linf driving the query's code towards a seeded target class's mean database code", OBJ_HASH, 1},
+     "Square attack: score-based random search on the margin loss, Linf, no gradients (AutoAttack's configuration)", OBJ_CE,
+     0, 0, 0, 1000},
+    {"square-l2", ATK_SQUARE, NORM_L2, attack_square, AU_QUERIES | AU_TARGET,
+     "Square attack, L2 (centre-weighted windows at constant norm eps), no gradients", OBJ_CE, 0, 0, 0, 1000},
+    {"apgd-ce", ATK_APGD, NORM_LINF, attack_apgd, AU_APGD, "APGD on cross-entropy, Linf (step-size free PGD)", OBJ_CE, 0,
+     LOSS_CE, 100, 0},
+    {"apgd-ce-l2", ATK_APGD, NORM_L2, attack_apgd, AU_APGD, "APGD on cross-entropy, L2", OBJ_CE, 0, LOSS_CE, 100, 0},
+    {"apgd-dlr", ATK_APGD, NORM_LINF, attack_apgd, AU_APGD, "APGD on the DLR loss (shift/scale invariant), Linf", OBJ_CE, 0,
+     LOSS_DLR, 100, 0},
+    {"apgd-dlr-l2", ATK_APGD, NORM_L2, attack_apgd, AU_APGD, "APGD on the DLR loss, L2", OBJ_CE, 0, LOSS_DLR, 100, 0},
+    {"apgd-t", ATK_APGD, NORM_LINF, attack_apgd, AU_APGD | AU_TARGETS,
+     "APGD on the targeted DLR loss, one run per top class (--targets), Linf", OBJ_CE, 0, LOSS_DLR_T, 100, 0},
+    {"apgd-t-l2", ATK_APGD, NORM_L2, attack_apgd, AU_APGD | AU_TARGETS, "APGD on the targeted DLR loss, L2", OBJ_CE, 0,
+     LOSS_DLR_T, 100, 0},
+    {"fab-t", ATK_FAB, NORM_LINF, attack_fab, AU_APGD | AU_TARGETS,
+     "FAB-T: targeted fast adaptive boundary (minimum-norm) attack, Linf, success only inside the ball", OBJ_CE, 0, 0, 100, 0},
+    {"fab-t-l2", ATK_FAB, NORM_L2, attack_fab, AU_APGD | AU_TARGETS, "FAB-T, L2", OBJ_CE, 0, 0, 100, 0},
+    {"autoattack", ATK_AUTOATTACK, NORM_LINF, NULL, AU_AA,
+     "AutoAttack, Linf: standard = APGD-CE, APGD-T, FAB-T, Square on what stays robust; rand = APGD-CE, APGD-DLR, eot 20",
+     OBJ_CE, 0, 0, 100, 5000},
+    {"autoattack-l2", ATK_AUTOATTACK, NORM_L2, NULL, AU_AA, "AutoAttack, L2", OBJ_CE, 0, 0, 100, 5000},
+    {"hash-untargeted", ATK_PGD, NORM_LINF, attack_pgd, AU_PGD,
+     "hashing, PGD-Linf driving the query's code inner product with its clean code towards -K", OBJ_HASH, 0, 0, 100, 0},
+    {"hash-targeted", ATK_PGD, NORM_LINF, attack_pgd, AU_PGD,
+     "hashing, PGD-Linf driving the query's code towards a seeded target class's mean database code", OBJ_HASH, 1, 0, 100, 0},
 };
 const int N_ATTACKS = (int)ARRAY_LEN(ATTACKS);
 
@@ -34,16 +59,71 @@ const AttackInfo *attack_find(const char *name) {
 const AttackInfo *attack_info(const AttackParams *p) {
     for (int i = 0; i < N_ATTACKS; i++) {
         const AttackInfo *a = &ATTACKS[i];
-        if (a->kind != p->kind || (p->kind == ATK_PGD && a->norm != p->norm) || a->objective != p->objective) continue;
+        if (a->kind != p->kind || (p->kind != ATK_FGSM && a->norm != p->norm) || a->objective != p->objective) continue;
         if (a->objective == OBJ_HASH && a->targeted != (p->targeted != 0)) continue;
+        if (a->kind == ATK_APGD && a->loss != p->loss) continue;
         return a;
     }
     return NULL;
 }
 
+void attack_params_apply(AttackParams *p, const AttackInfo *ai) {
+    p->kind = ai->kind;
+    p->norm = ai->norm;
+    p->objective = ai->objective;
+    p->loss = ai->loss;
+    if (ai->objective == OBJ_HASH) { p->targeted = ai->targeted; p->target = -1; }
+}
+
 const char *attack_name(const AttackParams *p) {
     const AttackInfo *ai = attack_info(p);
     return ai ? ai->name : "?";
+}
+
+static const char *const VERSION_NAMES[AA_VERSION_COUNT] = {"standard", "rand"};
+_Static_assert(ARRAY_LEN(VERSION_NAMES) == AA_VERSION_COUNT, "VERSION_NAMES must match the AA_* enum");
+const char *attack_version_name(int v) { return v >= 0 && v < AA_VERSION_COUNT ? VERSION_NAMES[v] : "?"; }
+
+const char *attack_record_name(const AttackParams *p) {
+    static const char *const APGD_NAMES[LOSS_COUNT] = {"apgd-ce", "apgd-dlr", "apgd-t"};
+    _Static_assert(ARRAY_LEN(APGD_NAMES) == LOSS_COUNT, "one APGD name per loss");
+    switch (p->kind) {
+    case ATK_FGSM: return "fgsm";
+    case ATK_PGD: return "pgd";
+    case ATK_SQUARE: return "square";
+    case ATK_APGD: return p->loss >= 0 && p->loss < LOSS_COUNT ? APGD_NAMES[p->loss] : "?";
+    case ATK_FAB: return "fab-t";
+    case ATK_AUTOATTACK: return p->version == AA_RAND ? "autoattack-rand" : "autoattack";
+    default: return "?";
+    }
+}
+
+int attack_check(const AttackParams *p, int K) {
+    const char *nm = attack_name(p);
+    if (p->objective == OBJ_HASH && p->kind != ATK_FGSM && p->kind != ATK_PGD)
+        return err_set("%s: a classification attack; hashing models take hash-untargeted or hash-targeted", nm);
+    if (p->objective != OBJ_CE) return 0;
+    if (K < 2) return err_set("%s: the model has %d class; attacks need at least 2", nm, K);
+    int uses_targets = (p->kind == ATK_APGD && p->loss == LOSS_DLR_T) || p->kind == ATK_FAB ||
+                       (p->kind == ATK_AUTOATTACK && p->version == AA_STANDARD);
+    if (uses_targets && (p->targets < 1 || p->targets > 255))
+        return err_set("%s: --targets %d: give 1 to 255 target classes (at most K-1 = %d are used)", nm, p->targets, K - 1);
+    if ((p->kind == ATK_APGD || p->kind == ATK_FAB || p->kind == ATK_AUTOATTACK) && (p->restarts < 1 || p->restarts > 256))
+        return err_set("%s: --restarts %d: give 1 to 256", nm, p->restarts);
+    if (p->kind == ATK_APGD && p->loss == LOSS_DLR && K < 3)
+        return err_set("%s: the DLR loss needs at least 3 classes (it divides by z_pi1 - z_pi3); the model has %d; "
+                       "use apgd-ce", nm, K);
+    if (p->kind == ATK_APGD && p->loss == LOSS_DLR_T && K < 4)
+        return err_set("%s: the targeted DLR loss needs at least 4 classes (it uses z_pi4); the model has %d; use apgd-ce "
+                       "or fab-t", nm, K);
+    if (p->kind == ATK_AUTOATTACK && p->version == AA_STANDARD && K < 4)
+        return err_set("%s: the standard version runs APGD-T, whose targeted DLR loss needs at least 4 classes; the model "
+                       "has %d; run apgd-ce, fab-t and square separately", nm, K);
+    if (p->kind == ATK_AUTOATTACK && p->version == AA_RAND && K < 3)
+        return err_set("%s: the rand version runs APGD-DLR, which needs at least 3 classes; the model has %d", nm, K);
+    if (p->kind == ATK_AUTOATTACK && (p->version < 0 || p->version >= AA_VERSION_COUNT))
+        return err_set("%s: unknown version %d; use standard or rand", nm, p->version);
+    return 0;
 }
 
 static const char *const GRAD_NAMES[GRAD_SOURCE_COUNT] = {"true", "feedback", "transfer"};
@@ -63,8 +143,11 @@ void attack_params_default(AttackParams *p) {
     p->grad_source = GRAD_TRUE;
     p->eot = 1;
     p->queries = 1000;
-    p->p_init = 0.05;
+    p->p_init = 0.8;
     p->batch = 256;
+    p->loss = LOSS_CE;
+    p->targets = 9;
+    p->version = AA_STANDARD;
 }
 
 /* ------------------------------------------------------------------ parsing */
@@ -153,6 +236,11 @@ AttackScratch *attack_scratch_create(const Model *m, int cap) {
     s->gsum = xmalloc(sizeof(float) * nd);
     s->cur = xmalloc(sizeof(float) * nd);
     s->best = xmalloc(sizeof(float) * nd);
+    s->xs = xmalloc(sizeof(float) * nd);
+    s->prev = xmalloc(sizeof(float) * nd);
+    s->gbest = xmalloc(sizeof(float) * nd);
+    s->tile = xmalloc(sizeof(float) * (size_t)m->spec.in_h * m->spec.in_w);
+    s->ptmp = xmalloc(sizeof(float) * 3 * (size_t)s->D);
     s->dlogits = xmalloc(sizeof(float) * (size_t)cap * s->K);
     s->loss = xmalloc(sizeof(float) * cap);
     s->best_loss = xmalloc(sizeof(float) * cap);
@@ -160,6 +248,8 @@ AttackScratch *attack_scratch_create(const Model *m, int cap) {
     s->best_succ = xmalloc((size_t)cap);
     s->yt = xmalloc(sizeof(int32_t) * cap);
     s->active = xmalloc(sizeof(int32_t) * cap);
+    s->order = xmalloc(sizeof(int32_t) * (size_t)cap * s->K);
+    s->slot = xmalloc(sizeof(AttackSlot) * cap);
     s->rng = xmalloc(sizeof(Rng) * cap);
     s->objective = attack_objective_ce;
     return s;
@@ -168,8 +258,9 @@ AttackScratch *attack_scratch_create(const Model *m, int cap) {
 void attack_scratch_free(AttackScratch *s) {
     if (!s) return;
     free(s->g); free(s->gsum); free(s->cur); free(s->best); free(s->dlogits);
+    free(s->xs); free(s->prev); free(s->gbest); free(s->tile); free(s->ptmp);
     free(s->loss); free(s->best_loss); free(s->ok); free(s->best_succ);
-    free(s->yt); free(s->active); free(s->rng);
+    free(s->yt); free(s->active); free(s->order); free(s->slot); free(s->rng);
     free(s);
 }
 
@@ -224,28 +315,32 @@ void attack_objective_hash(void *ctx, const AttackParams *p, const float *out, c
     }
 }
 
-/* The objective at xa (n, D): s->loss (n), s->ok (n) from s->objective. With grad: its ascent direction
- * into s->g (n, D), through W (true) or the rule's feedback. */
-static void objective(Model *m, Work *w, const float *xa, int n, const AttackParams *p, AttackScratch *s, int grad) {
-    const float *out = model_forward(m, w, xa, n, FWD_INFER);
-    s->objective(s->objective_ctx, p, out, s->yt, n, s->K, s->index0, s->loss, s->ok, grad ? s->dlogits : NULL);
-    if (!grad) return;
+void attack_input_grad(Model *m, Work *w, const float *dout, int n, const AttackParams *p, AttackScratch *s, float *g) {
     size_t nd = (size_t)n * s->D;
     if (p->grad_source != GRAD_FEEDBACK) {
-        model_backward(m, w, s->dlogits, BW_INPUT | BW_TRUE);
-        memcpy(s->g, w->dx, sizeof(float) * nd);
+        model_backward(m, w, dout, BW_INPUT | BW_TRUE);
+        memcpy(g, w->dx, sizeof(float) * nd);
         return;
     }
     /* through the rule's feedback: a fresh draw per backward (brSF), averaged over eot draws */
     int eot = p->eot > 0 ? p->eot : 1;
     for (int e = 0; e < eot; e++) {
         model_refresh_feedback(m);
-        model_backward(m, w, s->dlogits, BW_INPUT);
-        if (eot == 1) { memcpy(s->g, w->dx, sizeof(float) * nd); return; }
+        model_backward(m, w, dout, BW_INPUT);
+        if (eot == 1) { memcpy(g, w->dx, sizeof(float) * nd); return; }
         if (e == 0) memcpy(s->gsum, w->dx, sizeof(float) * nd);
         else for (size_t j = 0; j < nd; j++) s->gsum[j] += w->dx[j];
     }
-    for (size_t j = 0; j < nd; j++) s->g[j] = s->gsum[j] / (float)eot;
+    for (size_t j = 0; j < nd; j++) g[j] = s->gsum[j] / (float)eot;
+}
+
+/* The objective at xa (n, D): s->loss (n), s->ok (n) from s->objective. With grad: its ascent direction
+ * into s->g (n, D), through W (true) or the rule's feedback. */
+static void objective(Model *m, Work *w, const float *xa, int n, const AttackParams *p, AttackScratch *s, int grad) {
+    CHECK(!s->index || s->objective == attack_objective_ce); /* other objectives index their data by index0 */
+    const float *out = model_forward(m, w, xa, n, FWD_INFER);
+    s->objective(s->objective_ctx, p, out, s->yt, n, s->K, s->index0, s->loss, s->ok, grad ? s->dlogits : NULL);
+    if (grad) attack_input_grad(m, w, s->dlogits, n, p, s, s->g);
 }
 
 static void note_zero_grad(const AttackScratch *s, int n, AttackExample *ex) {
@@ -278,7 +373,7 @@ static void random_start(const float *x, float *cur, int n, const AttackParams *
     const float eps = (float)p->eps;
     for (int i = 0; i < n; i++) {
         Rng r;
-        rng_seed(&r, p->seed, RNG_ATTACK, (uint64_t)(s->index0 + i) * 1024u + (uint64_t)restart);
+        rng_seed(&r, p->seed, RNG_ATTACK, (uint64_t)attack_index(s, i) * 1024u + (uint64_t)restart);
         const float *xi = x + (size_t)i * D;
         float *ci = cur + (size_t)i * D;
         if (p->norm == NORM_LINF) {
@@ -417,8 +512,81 @@ static void add_perturbation_norms(const float *x, const float *xa, int D, doubl
     *sum_l2 += sqrt(l2);
 }
 
+void evalrun_attack(EvalRun *r, const AttackParams *p, const long *idx, int n, int stage, EvalSums *sums) {
+    const AttackInfo *ai = attack_info(p);
+    CHECK(ai && ai->fn && p->objective == OBJ_CE);
+    const int D = r->D, K = r->K;
+    AttackScratch *s = r->s;
+    for (int b0 = 0; b0 < n; b0 += r->cap) {
+        int nb = n - b0 < r->cap ? n - b0 : r->cap;
+        for (int j = 0; j < nb; j++) {
+            long i = idx ? idx[b0 + j] : b0 + j;
+            r->ib[j] = i;
+            memcpy(r->xb + (size_t)j * D, r->d->x + (size_t)i * D, sizeof(float) * D);
+            r->yb[j] = r->d->y[i];
+        }
+        s->index = r->ib;
+        s->index0 = r->ib[0];
+        ai->fn(r->crafter, r->wc, r->xb, r->yb, nb, p, r->x_adv, r->ex, s);
+        const float *lg = model_forward(r->target, r->wt, r->x_adv, nb, FWD_INFER);
+        double mean = loss_softmax_ce(lg, r->yb, nb, K, 1.0f, NULL, r->loss_i, r->ok);
+        if (sums) sums->loss += mean * nb;
+        for (int j = 0; j < nb; j++) {
+            AttackOutcome *o = &r->per[r->ib[j]];
+            const float *xi = r->xb + (size_t)j * D, *xa = r->x_adv + (size_t)j * D;
+            double li = 0, l2 = 0;
+            add_perturbation_norms(xi, xa, D, &li, &l2);
+            int was_robust = o->robust_ok;
+            o->pred_adv = argmax_row(lg + (size_t)j * K, K);
+            o->robust_ok = o->clean_ok && r->ok[j];
+            o->zero_grad |= (uint8_t)(r->ex[j].zero_grad != 0);
+            o->linf = (float)li;
+            o->l2 = (float)l2;
+            o->loss = r->loss_i[j];
+            if (stage && was_robust && !o->robust_ok && !o->stage) o->stage = (int8_t)stage;
+            if (sums) {
+                sums->n++;
+                sums->flipped += o->pred_adv != o->pred_clean;
+                sums->zero_grad += r->ex[j].zero_grad;
+                if (r->ex[j].queries > sums->queries_max) sums->queries_max = r->ex[j].queries;
+                sums->linf += li;
+                sums->l2 += l2;
+            }
+            AttackKeep *k = r->keep;
+            if (k && r->ib[j] < k->cap) {
+                memcpy(k->x_adv + (size_t)r->ib[j] * D, xa, sizeof(float) * D);
+                k->pred_adv[r->ib[j]] = o->pred_adv;
+            }
+        }
+    }
+    s->index = NULL;
+}
+
+void evalrun_counts(const EvalRun *r, EvalCounts *c) {
+    memset(c, 0, sizeof *c);
+    double li = 0, l2 = 0, loss = 0;
+    for (int i = 0; i < r->N; i++) {
+        const AttackOutcome *o = &r->per[i];
+        c->n_clean_ok += o->clean_ok;
+        c->n_robust_ok += o->robust_ok;
+        c->n_flipped += o->pred_adv != o->pred_clean;
+        c->n_zero_grad += o->zero_grad;
+        li += o->linf;
+        l2 += o->l2;
+        loss += o->loss;
+    }
+    c->n = r->N;
+    if (r->N) { c->mean_linf = li / r->N; c->mean_l2 = l2 / r->N; c->mean_loss = loss / r->N; }
+}
+
 int attack_evaluate(Model *target, Model *crafter, const Dataset *d, int limit, const AttackParams *p,
                     AttackStepHook hook, void *hook_ctx, AttackKeep *keep, EvalCounts *out) {
+    return attack_evaluate_ex(target, crafter, d, limit, p, hook, hook_ctx, keep, out, NULL, NULL);
+}
+
+int attack_evaluate_ex(Model *target, Model *crafter, const Dataset *d, int limit, const AttackParams *p,
+                       AttackStepHook hook, void *hook_ctx, AttackKeep *keep, EvalCounts *out, AttackOutcome *per,
+                       AttackStages *stages) {
     if (!crafter) crafter = target;
     const AttackInfo *ai = attack_info(p);
     CHECK(ai && p->objective == OBJ_CE);
@@ -430,8 +598,10 @@ int attack_evaluate(Model *target, Model *crafter, const Dataset *d, int limit, 
         return err_set("%s: the surrogate model's input or class count differs from the target's", p->transfer_ckpt);
     if (d->classes > K) return err_set("%s has %d classes but the model only %d", d->name, d->classes, K);
     if (p->targeted && p->target >= K) return err_set("--target %d: the model has %d classes (0..%d)", p->target, K, K - 1);
+    if (attack_check(p, K) < 0) return -1;
     int N = limit > 0 && limit < d->n ? limit : d->n;
     memset(out, 0, sizeof *out);
+    if (stages) memset(stages, 0, sizeof *stages);
     if (keep) keep->n = 0;
     if (N <= 0) return 0;
     int cap = p->batch > 0 ? p->batch : 256;
@@ -439,49 +609,64 @@ int attack_evaluate(Model *target, Model *crafter, const Dataset *d, int limit, 
 
     const uint64_t h_target = attack_model_hash(target), h_crafter = attack_model_hash(crafter);
     const uint64_t fb_target = target->fb_count, fb_crafter = crafter->fb_count;
-    Work *wt = work_create(target, cap), *wc = crafter == target ? wt : work_create(crafter, cap);
-    AttackScratch *s = attack_scratch_create(crafter, cap);
-    s->hook = hook;
-    s->hook_ctx = hook_ctx;
-    float *x_adv = xmalloc(sizeof(float) * (size_t)cap * D), *loss_i = xmalloc(sizeof(float) * cap);
-    int32_t *pred = xmalloc(sizeof(int32_t) * cap);
-    uint8_t *ok = xmalloc((size_t)cap);
-    AttackExample *ex = xcalloc((size_t)cap, sizeof *ex);
-    double t0 = now_seconds(), sum_linf = 0, sum_l2 = 0, sum_loss = 0;
+    EvalRun r = {.target = target, .crafter = crafter, .d = d, .N = N, .cap = cap, .D = D, .K = K, .keep = keep};
+    r.wt = work_create(target, cap);
+    r.wc = crafter == target ? r.wt : work_create(crafter, cap);
+    r.s = attack_scratch_create(crafter, cap);
+    r.s->hook = hook;
+    r.s->hook_ctx = hook_ctx;
+    r.xb = xmalloc(sizeof(float) * (size_t)cap * D);
+    r.x_adv = xmalloc(sizeof(float) * (size_t)cap * D);
+    r.yb = xmalloc(sizeof(int32_t) * cap);
+    r.ib = xmalloc(sizeof(long) * cap);
+    r.loss_i = xmalloc(sizeof(float) * cap);
+    r.ok = xmalloc((size_t)cap);
+    r.ex = xcalloc((size_t)cap, sizeof *r.ex);
+    r.per = per ? per : xmalloc(sizeof(AttackOutcome) * (size_t)N);
+    double t0 = now_seconds();
 
+    /* clean predictions of the target; an example not attacked keeps x_adv = x */
     for (int b0 = 0; b0 < N; b0 += cap) {
         int nb = N - b0 < cap ? N - b0 : cap;
-        const float *x = d->x + (size_t)b0 * D;
-        const int32_t *y = d->y + b0;
-        const float *lg = model_forward(target, wt, x, nb, FWD_INFER);
-        for (int i = 0; i < nb; i++) pred[i] = argmax_row(lg + (size_t)i * K, K);
-        s->index0 = b0;
-        ai->fn(crafter, wc, x, y, nb, p, x_adv, ex, s);
-        lg = model_forward(target, wt, x_adv, nb, FWD_INFER);
-        sum_loss += loss_softmax_ce(lg, y, nb, K, 1.0f, NULL, loss_i, ok) * nb;
-        for (int i = 0; i < nb; i++) {
-            int pa = argmax_row(lg + (size_t)i * K, K), clean_ok = pred[i] == y[i];
-            out->n_clean_ok += clean_ok;
-            out->n_robust_ok += clean_ok && ok[i];
-            out->n_flipped += pa != pred[i];
-            out->n_zero_grad += ex[i].zero_grad;
-            if (ex[i].queries > out->queries_max) out->queries_max = ex[i].queries;
-            const float *xi = x + (size_t)i * D, *xa = x_adv + (size_t)i * D;
-            add_perturbation_norms(xi, xa, D, &sum_linf, &sum_l2);
-            if (keep && keep->n < keep->cap) {
-                int k = keep->n++;
-                memcpy(keep->x + (size_t)k * D, xi, sizeof(float) * D);
-                memcpy(keep->x_adv + (size_t)k * D, xa, sizeof(float) * D);
-                keep->y[k] = y[i];
-                keep->pred_clean[k] = pred[i];
-                keep->pred_adv[k] = pa;
-            }
+        const float *lg = model_forward(target, r.wt, d->x + (size_t)b0 * D, nb, FWD_INFER);
+        loss_softmax_ce(lg, d->y + b0, nb, K, 1.0f, NULL, r.loss_i, NULL);
+        for (int j = 0; j < nb; j++) {
+            AttackOutcome *o = &r.per[b0 + j];
+            memset(o, 0, sizeof *o);
+            o->index = b0 + j;
+            o->y = d->y[b0 + j];
+            o->pred_clean = o->pred_adv = argmax_row(lg + (size_t)j * K, K);
+            o->clean_ok = o->robust_ok = o->pred_clean == o->y;
+            o->loss = r.loss_i[j];
         }
     }
-    out->n = N;
-    out->mean_linf = sum_linf / N;
-    out->mean_l2 = sum_l2 / N;
-    out->mean_loss = sum_loss / N;
+    if (keep) {
+        keep->n = N < keep->cap ? N : keep->cap;
+        for (int k = 0; k < keep->n; k++) {
+            memcpy(keep->x + (size_t)k * D, d->x + (size_t)k * D, sizeof(float) * D);
+            memcpy(keep->x_adv + (size_t)k * D, d->x + (size_t)k * D, sizeof(float) * D);
+            keep->y[k] = d->y[k];
+            keep->pred_clean[k] = keep->pred_adv[k] = r.per[k].pred_clean;
+        }
+    }
+
+    if (p->kind == ATK_AUTOATTACK) {
+        autoattack_run(&r, p, out, stages);
+    } else {
+        EvalSums sm = {0};
+        evalrun_attack(&r, p, NULL, N, 0, &sm);
+        for (int i = 0; i < N; i++) {
+            out->n_clean_ok += r.per[i].clean_ok;
+            out->n_robust_ok += r.per[i].robust_ok;
+        }
+        out->n = N;
+        out->n_flipped = sm.flipped;
+        out->n_zero_grad = sm.zero_grad;
+        out->queries_max = sm.queries_max;
+        out->mean_linf = sm.linf / N;
+        out->mean_l2 = sm.l2 / N;
+        out->mean_loss = sm.loss / N;
+    }
     out->seconds = now_seconds() - t0;
 
     /* attacks never change the models: parameters and BN running statistics must be bit-identical.
@@ -491,10 +676,11 @@ int attack_evaluate(Model *target, Model *crafter, const Dataset *d, int limit, 
     target->fb_count = fb_target;
     crafter->fb_count = fb_crafter;
 
-    free(x_adv); free(loss_i); free(pred); free(ok); free(ex);
-    attack_scratch_free(s);
-    if (wc != wt) work_free(wc);
-    work_free(wt);
+    free(r.xb); free(r.x_adv); free(r.yb); free(r.ib); free(r.loss_i); free(r.ok); free(r.ex);
+    if (r.per != per) free(r.per);
+    attack_scratch_free(r.s);
+    if (r.wc != r.wt) work_free(r.wc);
+    work_free(r.wt);
     return 0;
 }
 

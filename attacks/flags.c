@@ -10,7 +10,27 @@ static double robust_pts(const AttackResult *r) {
     return r->c.n ? 100.0 * r->c.n_robust_ok / r->c.n : 0;
 }
 static int same_eps(const AttackParams *a, const AttackParams *b) { return fabs(a->eps - b->eps) < 1e-12; }
-static int white_box(const AttackParams *p) { return p->kind != ATK_SQUARE && p->grad_source != GRAD_TRANSFER; }
+/* standalone gradient attacks through the attacked model (AutoAttack contains Square, and its component
+   rows carry cumulative counts: neither is compared as white-box or black-box) */
+static int white_box(const AttackParams *p) {
+    return p->kind != ATK_SQUARE && p->kind != ATK_AUTOATTACK && p->grad_source != GRAD_TRANSFER && p->stage == 0;
+}
+static int black_box(const AttackParams *p) {
+    return (p->kind == ATK_SQUARE || p->grad_source == GRAD_TRANSFER) && p->kind != ATK_AUTOATTACK && p->stage == 0;
+}
+/* the same attack configuration apart from the gradient source */
+static int same_config(const AttackParams *a, const AttackParams *b) {
+    return a->kind == b->kind && a->norm == b->norm && same_eps(a, b) && a->steps == b->steps && a->restarts == b->restarts &&
+           a->targeted == b->targeted && a->loss == b->loss && a->stage == b->stage && a->version == b->version &&
+           a->targets == b->targets && a->queries == b->queries;
+}
+/* two rows of one AutoAttack run (its components and the ensemble row) */
+static int same_aa_run(const AttackResult *a, const AttackResult *b) {
+    const AttackParams *p = &a->p, *q = &b->p;
+    return same_eps(p, q) && p->norm == q->norm && p->grad_source == q->grad_source &&
+           str_eq(p->transfer_ckpt, q->transfer_ckpt) && p->version == q->version && p->seed == q->seed &&
+           a->c.n == b->c.n && a->c.n_clean_ok == b->c.n_clean_ok;
+}
 
 unsigned attack_flags(const AttackResult *r, int n, int i) {
     CHECK(i >= 0 && i < n);
@@ -20,15 +40,24 @@ unsigned attack_flags(const AttackResult *r, int n, int i) {
     if (r[i].c.n_zero_grad > 0) f |= MASK_ZERO_GRAD;
     if (p->eps == 0 && (p->objective == OBJ_HASH ? r[i].h.map_adv != r[i].h.map_clean : r[i].c.n_robust_ok != r[i].c.n_clean_ok))
         f |= MASK_EPS0;
+    /* AutoAttack's own check (check_square_sr): its Square component broke examples the white-box
+       components before it left robust; flagged on that Square row and on the ensemble row of the run */
+    if (p->objective == OBJ_CE && (p->kind == ATK_AUTOATTACK || (p->kind == ATK_SQUARE && p->stage > 1)))
+        for (int j = 0; j < n; j++) {
+            const AttackResult *sq = &r[j];
+            if (sq->p.kind != ATK_SQUARE || sq->p.stage < 2 || !same_aa_run(&r[i], sq) || (p->stage && j != i)) continue;
+            for (int k = 0; k < n; k++)
+                if (r[k].p.stage == sq->p.stage - 1 && same_aa_run(sq, &r[k]) && sq->c.n_robust_ok < r[k].c.n_robust_ok)
+                    f |= MASK_BLACKBOX_STRONGER;
+        }
     for (int j = 0; j < n; j++) {
         if (j == i || r[j].p.objective != p->objective) continue;
         const AttackParams *q = &r[j].p;
         const double other = robust_pts(&r[j]);
-        if (p->grad_source == GRAD_FEEDBACK && q->grad_source == GRAD_TRUE && p->kind == q->kind &&
-            p->norm == q->norm && same_eps(p, q) && p->steps == q->steps && p->restarts == q->restarts &&
-            p->targeted == q->targeted && acc > other + MASK_FEEDBACK_POINTS)
+        if (p->grad_source == GRAD_FEEDBACK && q->grad_source == GRAD_TRUE && same_config(p, q) &&
+            acc > other + MASK_FEEDBACK_POINTS)
             f |= MASK_FEEDBACK_GAP;
-        if (!white_box(p) && white_box(q) && p->norm == q->norm && same_eps(p, q) && p->targeted == q->targeted &&
+        if (black_box(p) && white_box(q) && p->norm == q->norm && same_eps(p, q) && p->targeted == q->targeted &&
             acc < other - MASK_BLACKBOX_POINTS) {
             /* compare with the strongest white-box result at this eps */
             double best = other;
@@ -38,10 +67,12 @@ unsigned attack_flags(const AttackResult *r, int n, int i) {
                     best = robust_pts(&r[k]);
             if (acc < best - MASK_BLACKBOX_POINTS) f |= MASK_BLACKBOX_STRONGER;
         }
-        if (p->kind == ATK_PGD && q->kind == ATK_PGD && p->norm == q->norm && q->eps < p->eps &&
-            !same_eps(p, q) && p->grad_source == q->grad_source && str_eq(p->transfer_ckpt, q->transfer_ckpt) &&
-            p->steps == q->steps && p->restarts == q->restarts && str_eq(p->alpha_text, q->alpha_text) &&
-            p->targeted == q->targeted && p->target == q->target && acc > other + MASK_RISE_POINTS)
+        if ((p->kind == ATK_PGD || p->kind == ATK_APGD || p->kind == ATK_AUTOATTACK) && q->kind == p->kind &&
+            p->norm == q->norm && q->eps < p->eps && !same_eps(p, q) && p->grad_source == q->grad_source &&
+            str_eq(p->transfer_ckpt, q->transfer_ckpt) && p->steps == q->steps && p->restarts == q->restarts &&
+            str_eq(p->alpha_text, q->alpha_text) && p->targeted == q->targeted && p->target == q->target &&
+            p->loss == q->loss && p->stage == q->stage && p->version == q->version && p->targets == q->targets &&
+            acc > other + MASK_RISE_POINTS)
             f |= MASK_EPS_RISE;
     }
     return f;

@@ -5,18 +5,24 @@
  *
  *   MASK_FEEDBACK_GAP       a feedback-source result whose robust accuracy is more than
  *                           MASK_FEEDBACK_POINTS above the true-source result of the same attack
- *                           (kind, norm, eps, steps, restarts, targeted);
- *   MASK_BLACKBOX_STRONGER  a Square or transfer result whose robust accuracy is more than
- *                           MASK_BLACKBOX_POINTS below the strongest white-box (true or feedback
- *                           gradient, same norm, same eps, same targeting) result in the list;
- *   MASK_EPS_RISE           a PGD result whose robust accuracy is more than MASK_RISE_POINTS above a
- *                           PGD result at a smaller eps (same norm, source, surrogate, steps, restarts,
- *                           step-size text, targeting);
+ *                           (kind, norm, eps, steps, restarts, targeted, loss, AutoAttack stage and
+ *                           version, targets, queries);
+ *   MASK_BLACKBOX_STRONGER  a standalone Square or transfer result whose robust accuracy is more than
+ *                           MASK_BLACKBOX_POINTS below the strongest standalone white-box (true or
+ *                           feedback gradient, same norm, same eps, same targeting) result in the list;
+ *                           and AutoAttack's own check: its Square component broke at least one example
+ *                           that the white-box components before it left robust (on the Square row and
+ *                           on the ensemble row of that run);
+ *   MASK_EPS_RISE           a PGD, APGD or AutoAttack result whose robust accuracy is more than
+ *                           MASK_RISE_POINTS above a result of the same attack at a smaller eps (same
+ *                           norm, source, surrogate, steps, restarts, step-size text, targeting, loss,
+ *                           stage, version, targets);
  *   MASK_ZERO_GRAD          some example's input gradient was exactly zero at the first step;
  *   MASK_EPS0               eps = 0 and robust-correct != clean-correct (eps 0 must reproduce clean).
  * Accuracies compared are rates (robust-correct / n), in points (percent). Hashing results
  * (p.objective == OBJ_HASH) are compared only with hashing results, on the attacked mAP (h.map_adv,
- * in points) instead of robust accuracy; for them MASK_EPS0 means eps = 0 and map_adv != map_clean,
+ * in points) instead of robust accuracy; AutoAttack rows (the ensemble, and its component rows, whose
+ * counts are cumulative) are never compared as white-box or black-box results; for them MASK_EPS0 means eps = 0 and map_adv != map_clean,
  * and "white-box" means true or feedback (there is no Square for hashing).
  * Not for: deciding what to run or printing tables.
  */

@@ -37,7 +37,7 @@ enum { DB_RETRY = 1 };     /* a transaction body hit SQLITE_BUSY/LOCKED: roll ba
 #define DB_BUSY_MS 30000   /* busy timeout per statement */
 #define DB_MAX_ATTEMPTS 20 /* whole-transaction retries on top of the busy timeout */
 
-static const char *const k_attack_names[] = {"fgsm", "pgd", "square"};
+static const char *const k_attack_names[] = {"fgsm", "pgd", "square", "apgd", "fab", "autoattack"};
 static const char *const k_norm_names[] = {"linf", "l2"};
 static const char *const k_grad_names[] = {"true", "feedback", "transfer"};
 _Static_assert(ARRAY_LEN(k_attack_names) == ATK_KIND_COUNT, "one name per attack kind");
@@ -668,7 +668,7 @@ static int eval_body(Db *db, void *vctx) {
     bind_text(st, i++, e->target_hash);
     bind_text(st, i++, e->dataset);
     bind_text(st, i++, e->split ? e->split : "test");
-    bind_text(st, i++, db_attack_name(p->kind));
+    bind_text(st, i++, attack_record_name(p)); /* apgd-ce, apgd-t, fab-t, autoattack... */
     bind_text(st, i++, db_norm_name(p->norm));
     bind_text(st, i++, p->eps_text);
     bind_real(st, i++, p->eps);

@@ -1,4 +1,5 @@
-/* cmd_attack.c -- `concord attack`: evaluate a checkpoint under FGSM / PGD / PGD-L2 / Square, sweeping
+/* cmd_attack.c -- `concord attack`: evaluate a checkpoint under FGSM / PGD / Square / APGD / FAB-T /
+ * AutoAttack (docs/attacks.md), sweeping
  * comma lists of attacks, eps values and gradient sources in one invocation so the masking flags
  * (attacks/flags.h) can compare them; one line per (attack, eps, source); every evaluation recorded in
  * the results database; optional adversarial-example grids.
@@ -21,23 +22,27 @@
 
 static const OptSpec OPTS[] = {
     {"ckpt", "CKPT", "checkpoint to attack (required)", NULL},
-    {"attack", "A[,A]", "fgsm | pgd | pgd-l2 | square; hashing: hash-untargeted | hash-targeted (comma list)",
+    {"attack", "A[,A]", "fgsm | pgd | square | apgd-ce | apgd-dlr | apgd-t | fab-t | autoattack, each L2 variant "
+     "with -l2 (pgd-l2, apgd-ce-l2...); hashing: hash-untargeted | hash-targeted (comma list)",
      "pgd (hashing: hash-untargeted)"},
     {"eps", "E[,E]", "perturbation budgets in [0,1] pixel units: 8/255, 0.03 (comma list)", "8/255"},
-    {"steps", "N", "pgd: iterations", "10 (hashing: 100)"},
+    {"steps", "N", "iterations: pgd 10; apgd-*, fab-t, autoattack 100; hashing 100", NULL},
     {"task", "classify|hash", "what the checkpoint does (default: its meta task, else classify)", NULL},
     {"queries-per-class", "N", "hash: queries per class of the retrieval split (default: the checkpoint's, else 100)", NULL},
     {"topk", "N", "hash: mAP@topk, 0 = the whole database (default: the checkpoint's, else 0)", NULL},
     {"alpha", "X", "pgd: step size, absolute (2/255) or relative to eps (r0.25); default 2.5*eps/steps", NULL},
-    {"restarts", "N", "pgd: random restarts, worst case kept per example", "1"},
+    {"restarts", "N", "pgd, apgd-*, fab-t, autoattack: restarts (an example broken once is done)", "1"},
+    {"targets", "N", "apgd-t, fab-t, autoattack: target classes per example, the top ones by clean logit (at most K-1)", "9"},
+    {"version", "standard|rand", "autoattack: standard (APGD-CE, APGD-T, FAB-T, Square) or rand (APGD-CE, APGD-DLR with "
+     "--eot 20, for brSF's random feedback)", "standard"},
     {"random-start", NULL, "pgd: start at a random point of the ball (default)", NULL},
     {"no-random-start", NULL, "pgd: start at the clean input", NULL},
     {"targeted", NULL, "targeted attack (class --target, default (y+1) mod K)", NULL},
     {"target", "K", "targeted: the target class (-1 = (y+1) mod K)", "-1"},
     {"grad", "S[,S]", "gradient source: true | feedback | transfer:CKPT (comma list)", "true"},
-    {"eot", "N", "feedback source: rule draws averaged per step (brSF)", "1"},
-    {"queries", "N", "square: query budget per example", "1000"},
-    {"p-init", "X", "square: initial fraction of pixels per square", "0.05"},
+    {"eot", "N", "feedback source: rule draws averaged per step (brSF); default 1, autoattack --version rand 20", NULL},
+    {"queries", "N", "square: query budget per example; default 1000, autoattack 5000", NULL},
+    {"p-init", "X", "square, autoattack: initial fraction of pixels per square (AutoAttack's 0.8)", "0.8"},
     {"seed", "S", "attack seed (random starts, Square)", "0"},
     {"batch", "N", "examples per batch", "256"},
     {"dataset", "D", "test data (default: the checkpoint's dataset)", NULL},
@@ -70,19 +75,30 @@ static int split_list(const char *opt, const char *text, char *buf, size_t cap, 
 }
 
 
+/* the attack's name as printed: autoattack rows carry their version, component rows their place */
+static void row_label(const AttackParams *p, char *out, size_t n) {
+    if (p->stage > 0) snprintf(out, n, "  %d.%s", p->stage, attack_name(p));
+    else if (p->kind == ATK_AUTOATTACK) snprintf(out, n, "%s(%s)", attack_name(p), attack_version_name(p->version));
+    else snprintf(out, n, "%s", attack_name(p));
+}
+
 static void print_row(int idx, const AttackResult *r, const char *flags) {
     const EvalCounts *c = &r->c;
-    char src[600];
-    if (r->p.kind == ATK_SQUARE) snprintf(src, sizeof src, "none (%d queries)", r->p.queries);
+    char src[600], name[64];
+    row_label(&r->p, name, sizeof name);
+    if (r->p.kind == ATK_SQUARE && r->p.stage == 0) snprintf(src, sizeof src, "none (%d queries)", r->p.queries);
+    else if (r->p.kind == ATK_SQUARE) snprintf(src, sizeof src, "none (%d q; run: %s)", r->p.queries, attack_grad_name(r->p.grad_source));
     else if (r->p.grad_source == GRAD_TRANSFER) snprintf(src, sizeof src, "transfer:%s", r->p.transfer_ckpt);
     else if (r->p.grad_source == GRAD_FEEDBACK && r->p.eot > 1) snprintf(src, sizeof src, "feedback (eot %d)", r->p.eot);
     else snprintf(src, sizeof src, "%s", attack_grad_name(r->p.grad_source));
     double n = c->n ? (double)c->n : 1;
+    char tg[32] = "";
+    if (r->p.targets > 0) snprintf(tg, sizeof tg, ", %d targets", r->p.targets);
     printf("%3d %-6s eps %-8s grad %-18s clean %6.2f%%  robust %6.2f%%  success %6.2f%%  flipped %ld  zero-grad %ld"
-           "  linf %.4f  l2 %.3f  (n %ld, %.1f s)  flags: %s\n",
-           idx, attack_name(&r->p), r->p.eps_text, src, 100 * c->n_clean_ok / n, 100 * c->n_robust_ok / n,
+           "  linf %.4f  l2 %.3f  (n %ld%s, %.1f s)  flags: %s\n",
+           idx, name, r->p.eps_text, src, 100 * c->n_clean_ok / n, 100 * c->n_robust_ok / n,
            c->n_clean_ok ? 100.0 * (c->n_clean_ok - c->n_robust_ok) / c->n_clean_ok : 0.0, c->n_flipped, c->n_zero_grad,
-           c->mean_linf, c->mean_l2, c->n, c->seconds, *flags ? flags : "-");
+           c->mean_linf, c->mean_l2, c->n, tg, c->seconds, *flags ? flags : "-");
     fflush(stdout);
 }
 
@@ -95,6 +111,7 @@ static void grid_path(const char *base, int idx, int many, char *out, size_t n) 
 
 typedef struct Opts {
     AttackParams base;
+    int steps_set, queries_set, eot_set; /* given on the command line (else each attack's default) */
     const AttackInfo *atk[MAX_LIST];
     int natk, neps, ngrad;
     char *eps[MAX_LIST], *grad[MAX_LIST];
@@ -117,10 +134,20 @@ static void row_name(const Opts *o, const AttackResult *r, char *out, size_t n) 
             break;
         }
     }
-    snprintf(out, n, "%s/%s/%s%s%s", attack_name(&r->p), r->p.eps_text,
-             r->p.kind == ATK_SQUARE ? "none" : attack_grad_name(r->p.grad_source),
-             r->p.grad_source == GRAD_TRANSFER && r->p.kind != ATK_SQUARE ? ":" : "",
-             r->p.grad_source == GRAD_TRANSFER && r->p.kind != ATK_SQUARE ? label : "");
+    /* a standalone Square has no gradient source; AutoAttack's Square row keeps its run's, so the rows of a
+       true and a feedback run differ */
+    const int gradless = r->p.kind == ATK_SQUARE && r->p.stage == 0;
+    char nm[96];
+    if (r->p.stage > 0) /* a component of an AutoAttack run: autoattack.apgd-t, autoattack-rand.apgd-dlr... */
+        snprintf(nm, sizeof nm, "%s%s.%s", r->p.version == AA_RAND ? "autoattack-rand" : "autoattack",
+                 r->p.norm == NORM_L2 ? "-l2" : "", attack_name(&r->p));
+    else if (r->p.kind == ATK_AUTOATTACK)
+        snprintf(nm, sizeof nm, "%s%s", attack_name(&r->p), r->p.version == AA_RAND ? "-rand" : "");
+    else
+        snprintf(nm, sizeof nm, "%s", attack_name(&r->p));
+    snprintf(out, n, "%s/%s/%s%s%s", nm, r->p.eps_text,
+             gradless ? "none" : attack_grad_name(r->p.grad_source), r->p.grad_source == GRAD_TRANSFER && !gradless ? ":" : "",
+             r->p.grad_source == GRAD_TRANSFER && !gradless ? label : "");
 }
 
 /* hash: the checkpoint is a hashing model (only OBJ_HASH attacks apply), else a classifier. */
@@ -177,16 +204,26 @@ static int parse_opts(const Args *a, Opts *o, int hash) {
     static const struct { const char *opt; unsigned bit; } USE[] = {
         {"steps", AU_STEPS}, {"alpha", AU_ALPHA}, {"restarts", AU_RESTARTS}, {"random-start", AU_RANDOM_START},
         {"no-random-start", AU_RANDOM_START}, {"grad", AU_GRAD}, {"eot", AU_GRAD}, {"queries", AU_QUERIES},
-        {"p-init", AU_QUERIES}, {"targeted", AU_TARGET}, {"target", AU_TARGET},
+        {"p-init", AU_QUERIES}, {"targeted", AU_TARGET}, {"target", AU_TARGET}, {"targets", AU_TARGETS},
+        {"version", AU_VERSION},
     };
     for (size_t i = 0; i < ARRAY_LEN(USE); i++)
         if (arg_set(a, USE[i].opt) && !(uses & USE[i].bit))
             return err_set("--%s does not apply to --attack %s", USE[i].opt, atext);
     if (arg_flag(a, "random-start") && arg_flag(a, "no-random-start"))
         return err_set("--random-start and --no-random-start contradict each other");
-    long v = hash ? 100 : 10;
-    if (arg_set(a, "steps") && arg_int(a, "steps", 0, 100000, &v) < 0) return -1;
+    long v = 0;
+    o->steps_set = arg_set(a, "steps");
+    if (o->steps_set && arg_int(a, "steps", 0, 100000, &v) < 0) return -1;
     p->steps = (int)v;
+    o->queries_set = arg_set(a, "queries");
+    o->eot_set = arg_set(a, "eot");
+    if (arg_int(a, "targets", 1, 255, &v) < 0) return -1;
+    p->targets = (int)v;
+    const char *ver = arg_str(a, "version");
+    if (str_eq(ver, "standard")) p->version = AA_STANDARD;
+    else if (str_eq(ver, "rand")) p->version = AA_RAND;
+    else return err_set("--version %s: use standard or rand", ver);
     if (arg_int(a, "restarts", 1, 1024, &v) < 0) return -1;
     p->restarts = (int)v;
     p->random_start = !arg_flag(a, "no-random-start");
@@ -194,9 +231,11 @@ static int parse_opts(const Args *a, Opts *o, int hash) {
     if (arg_int(a, "target", -1, 100000, &v) < 0) return -1;
     p->target = (int)v;
     if (arg_set(a, "target") && !p->targeted) return err_set("--target needs --targeted");
-    if (arg_int(a, "eot", 1, 10000, &v) < 0) return -1;
+    v = 1;
+    if (o->eot_set && arg_int(a, "eot", 1, 10000, &v) < 0) return -1;
     p->eot = (int)v;
-    if (arg_int(a, "queries", 1, 100000000, &v) < 0) return -1;
+    v = 0;
+    if (o->queries_set && arg_int(a, "queries", 1, 100000000, &v) < 0) return -1;
     p->queries = (int)v;
     if (arg_double(a, "p-init", 1e-6, 1, &p->p_init) < 0) return -1;
     if (arg_u64(a, "seed", &p->seed) < 0) return -1;
@@ -246,15 +285,56 @@ static int hash_data(const Args *a, const CkptMeta *meta, const char *dname, Dat
     return rc;
 }
 
+/* The parameters of one evaluation: attack ai at eps item e through gradient item g, on a model with K
+ * classes (the options not given take that attack's defaults: attack.c's table). 0, or -1 with err_set. */
+static int build_params(const Opts *o, const AttackInfo *ai, int e, int g, int K, AttackParams *p) {
+    *p = o->base;
+    attack_params_apply(p, ai);
+    attack_set_eps(p, o->eps[e]);
+    if (ai->uses & AU_GRAD) attack_set_grad(p, o->grad[g]);
+    else p->grad_source = GRAD_TRUE;
+    if (!o->steps_set) p->steps = ai->steps;
+    if (!o->queries_set) p->queries = ai->queries;
+    switch (p->kind) {
+    case ATK_FGSM:
+        p->steps = 1; p->restarts = 1; p->random_start = 0;
+        snprintf(p->alpha_text, sizeof p->alpha_text, "%s", p->eps_text);
+        p->alpha = p->eps;
+        break;
+    case ATK_PGD:
+        if (attack_set_alpha(p, o->alpha) < 0) return -1;
+        break;
+    case ATK_APGD: /* the adaptive step starts at 2 eps */
+        p->random_start = 1;
+        snprintf(p->alpha_text, sizeof p->alpha_text, "r2");
+        p->alpha = 2 * p->eps;
+        break;
+    default: /* square, fab-t (its first restart starts at x), autoattack: no step size */
+        if (p->kind == ATK_SQUARE) { p->steps = 0; p->restarts = 1; }
+        p->random_start = p->kind == ATK_AUTOATTACK;
+        p->alpha_text[0] = 0;
+        p->alpha = 0;
+    }
+    if (p->kind != ATK_SQUARE && p->kind != ATK_AUTOATTACK) { p->queries = 0; p->p_init = 0; }
+    if (ai->uses & AU_TARGETS) { if (p->targets > K - 1) p->targets = K - 1 > 0 ? K - 1 : 1; }
+    else p->targets = 0;
+    if (!(ai->uses & AU_VERSION)) p->version = AA_STANDARD;
+    if (p->grad_source != GRAD_FEEDBACK) p->eot = 1;
+    else if (p->kind == ATK_AUTOATTACK && p->version == AA_RAND && !o->eot_set) p->eot = 20; /* AutoAttack's rand */
+    return p->objective == OBJ_CE ? attack_check(p, K) : 0;
+}
+
 int cmd_attack(int argc, char **argv) {
     Args a;
-    int pr = args_parse(&a, "attack", "--ckpt CKPT --attack fgsm|pgd|pgd-l2|square|hash-untargeted|hash-targeted --eps 8/255[,E...] [--grad true|feedback|transfer:CKPT[,...]] [options]",
+    int pr = args_parse(&a, "attack", "--ckpt CKPT --attack fgsm|pgd|square|apgd-ce|apgd-dlr|apgd-t|fab-t|autoattack[-l2]|hash-untargeted|hash-targeted --eps 8/255[,E...] [--grad true|feedback|transfer:CKPT[,...]] [options]",
                         OPTS, argc, argv);
     if (pr) return pr > 0 ? 0 : err_die();
     const char *ckpt = arg_str(&a, "ckpt");
     if (!ckpt) { err_set("concord attack: --ckpt CKPT is required"); return err_die(); }
     Opts *o = xcalloc(1, sizeof *o);
     AttackResult *res = xcalloc(MAX_ROWS, sizeof *res);
+    long *broke = xcalloc(MAX_ROWS, sizeof *broke), *attacked = xcalloc(MAX_ROWS, sizeof *attacked);
+    uint8_t *grid_row = xcalloc(MAX_ROWS, 1);
     Model *m = NULL, *sur[MAX_LIST] = {0};
     Dataset d = {0}, hdb = {0};
     int have_data = 0, rc = 1, nres = 0, hash = 0;
@@ -311,8 +391,17 @@ int cmd_attack(int argc, char **argv) {
             goto done;
         }
     }
-    int ngrid_rows = 0;
-    for (int i = 0; i < o->natk; i++) ngrid_rows += o->neps * (o->atk[i]->uses & AU_GRAD ? o->ngrad : 1);
+    int ngrid_rows = 0, K = model_out_dim(m);
+    for (int i = 0; i < o->natk; i++) {
+        AttackParams t;
+        if (build_params(o, o->atk[i], 0, 0, K, &t) < 0) goto done; /* refuse before any work */
+        int rows = 1;
+        if (o->atk[i]->kind == ATK_AUTOATTACK) {
+            AttackParams comp[AA_MAX_STAGES];
+            rows += autoattack_stages(&t, comp);
+        }
+        ngrid_rows += rows * o->neps * (o->atk[i]->uses & AU_GRAD ? o->ngrad : 1);
+    }
     if (ngrid_rows > MAX_ROWS) { err_set("concord attack: %d evaluations requested; at most %d per invocation", ngrid_rows, MAX_ROWS); goto done; }
     if (hash) {
         db_codes = xmalloc(sizeof(uint64_t) * (size_t)(hdb.n + 1));
@@ -334,30 +423,38 @@ int cmd_attack(int argc, char **argv) {
             int ng = o->atk[i]->uses & AU_GRAD ? o->ngrad : 1;
             for (int g = 0; g < ng; g++) {
                 AttackResult *r = &res[nres];
-                r->p = o->base;
-                r->p.kind = o->atk[i]->kind;
-                r->p.norm = o->atk[i]->norm;
-                r->p.objective = o->atk[i]->objective;
-                if (r->p.objective == OBJ_HASH) { r->p.targeted = o->atk[i]->targeted; r->p.target = -1; }
-                attack_set_eps(&r->p, o->eps[e]);
-                if (o->atk[i]->uses & AU_GRAD) attack_set_grad(&r->p, o->grad[g]);
-                else r->p.grad_source = GRAD_TRUE;
-                if (r->p.kind != ATK_PGD) { r->p.steps = r->p.kind == ATK_FGSM ? 1 : 0; r->p.restarts = 1; r->p.random_start = 0; }
-                if (r->p.grad_source != GRAD_FEEDBACK) r->p.eot = 1;
-                if (r->p.kind != ATK_SQUARE) { r->p.queries = 0; r->p.p_init = 0; }
-                if (r->p.kind == ATK_FGSM) { snprintf(r->p.alpha_text, sizeof r->p.alpha_text, "%s", r->p.eps_text); r->p.alpha = r->p.eps; }
-                else if (r->p.kind == ATK_PGD) { if (attack_set_alpha(&r->p, o->alpha) < 0) goto done; }
-                else { r->p.alpha_text[0] = 0; r->p.alpha = 0; }
+                if (build_params(o, o->atk[i], e, g, K, &r->p) < 0) goto done;
                 Model *crafter = r->p.grad_source == GRAD_TRANSFER ? sur[g] : m;
                 if (hash) {
                     if (attack_hash_evaluate(m, crafter, &d, &hdb, db_codes, (int)limit, (int)topk, &r->p, NULL, NULL, &r->c, &r->h) < 0)
                         goto done;
+                } else if (r->p.kind == ATK_AUTOATTACK) {
+                    /* one row per component (counts after it), then the ensemble's */
+                    AttackStages st;
+                    EvalCounts ens;
+                    if (attack_evaluate_ex(m, crafter, &d, (int)limit, &r->p, NULL, NULL, grid ? &keep : NULL, &ens, NULL, &st) < 0)
+                        goto done;
+                    AttackParams ap = r->p;
+                    for (int k = 0; k < st.n; k++) {
+                        res[nres].p = st.p[k];
+                        res[nres].c = st.c[k];
+                        broke[nres] = st.broke[k];
+                        attacked[nres] = st.attacked[k];
+                        nres++;
+                        char fl[128];
+                        attack_flags_text(attack_flags(res, nres, nres - 1), fl, sizeof fl);
+                        if (!arg_flag(&a, "quiet")) print_row(nres, &res[nres - 1], fl);
+                    }
+                    r = &res[nres];
+                    r->p = ap;
+                    r->c = ens;
                 } else if (attack_evaluate(m, crafter, &d, (int)limit, &r->p, NULL, NULL, grid ? &keep : NULL, &r->c) < 0) {
                     goto done;
                 }
                 nres++;
                 if (grid) {
                     char gp[1100];
+                    grid_row[nres - 1] = 1;
                     grid_path(grid, nres, ngrid_rows > 1, gp, sizeof gp);
                     if (attack_grid_png(gp, &keep, m->spec.in_c, m->spec.in_h, m->spec.in_w, r->p.eps) < 0) goto done;
                 }
@@ -406,7 +503,7 @@ int cmd_attack(int argc, char **argv) {
                          .hash = hash ? &res[i].h : NULL};
             int64_t eval_id;
             if (db_eval_record(db, &ev, &res[i].p, &res[i].c, fl, &eval_id) < 0) goto done;
-            if (grid) {
+            if (grid && grid_row[i]) {
                 char gp[1100];
                 grid_path(grid, i + 1, nres > 1, gp, sizeof gp);
                 if (db_artifact(db, 0, eval_id, "grid", gp, NULL) < 0) goto done;
@@ -415,6 +512,25 @@ int cmd_attack(int argc, char **argv) {
         printf("recorded %d evaluation%s in %s\n", nres, nres == 1 ? "" : "s", db_path(db));
     }
     if (grid) printf("grid%s: %s%s\n", nres > 1 ? "s" : "", grid, nres > 1 ? " (one file per row: -<row> before the extension)" : "");
+    /* AutoAttack: what each component broke, and the ensemble's own summary as the last lines */
+    for (int i = 0; i < nres; i++) {
+        const AttackResult *r = &res[i];
+        if (r->p.kind != ATK_AUTOATTACK) continue;
+        char src[600], parts[512] = "";
+        if (r->p.grad_source == GRAD_TRANSFER) snprintf(src, sizeof src, "transfer:%s", r->p.transfer_ckpt);
+        else if (r->p.grad_source == GRAD_FEEDBACK && r->p.eot > 1) snprintf(src, sizeof src, "feedback (eot %d)", r->p.eot);
+        else snprintf(src, sizeof src, "%s", attack_grad_name(r->p.grad_source));
+        int k0 = i;
+        while (k0 > 0 && res[k0 - 1].p.stage > 0) k0--;
+        for (int k = k0; k < i; k++) {
+            size_t l = strlen(parts);
+            snprintf(parts + l, sizeof parts - l, "%s%s %ld/%ld", k > k0 ? ", " : "", attack_name(&res[k].p), broke[k], attacked[k]);
+        }
+        double n = r->c.n ? (double)r->c.n : 1;
+        printf("%s(%s) eps %s grad %s: clean %.2f%%  robust %.2f%%  (n %ld; broken by %s; %.1f s)\n", attack_name(&r->p),
+               attack_version_name(r->p.version), r->p.eps_text, src, 100 * r->c.n_clean_ok / n, 100 * r->c.n_robust_ok / n,
+               r->c.n, parts, r->c.seconds);
+    }
     rc = 0;
 done:
     if (rc) err_die();
@@ -426,6 +542,9 @@ done:
     if (hash && have_data) dataset_close(&hdb);
     free(db_codes);
     free(res);
+    free(broke);
+    free(attacked);
+    free(grid_row);
     free(o);
     return rc;
 }
