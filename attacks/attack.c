@@ -529,6 +529,7 @@ void evalrun_attack(EvalRun *r, const AttackParams *p, const long *idx, int n, i
         s->index0 = r->ib[0];
         ai->fn(r->crafter, r->wc, r->xb, r->yb, nb, p, r->x_adv, r->ex, s);
         const float *lg = model_forward(r->target, r->wt, r->x_adv, nb, FWD_INFER);
+        for (int j = 0; j < nb; j++) r->nonfinite += !rows_finite(lg + (size_t)j * K, 1, K);
         double mean = loss_softmax_ce(lg, r->yb, nb, K, 1.0f, NULL, r->loss_i, r->ok);
         if (sums) sums->loss += mean * nb;
         for (int j = 0; j < nb; j++) {
@@ -584,6 +585,15 @@ int attack_evaluate(Model *target, Model *crafter, const Dataset *d, int limit, 
     return attack_evaluate_ex(target, crafter, d, limit, p, hook, hook_ctx, keep, out, NULL, NULL);
 }
 
+int rows_finite(const float *v, long n, int K) {
+    for (long j = 0; j < n * K; j++)
+        if (!isfinite(v[j])) return 0;
+    return 1;
+}
+
+/* the attacked model, for messages */
+static const char *target_name(const Model *m) { return m->spec.arch; }
+
 int attack_evaluate_ex(Model *target, Model *crafter, const Dataset *d, int limit, const AttackParams *p,
                        AttackStepHook hook, void *hook_ctx, AttackKeep *keep, EvalCounts *out, AttackOutcome *per,
                        AttackStages *stages) {
@@ -629,6 +639,7 @@ int attack_evaluate_ex(Model *target, Model *crafter, const Dataset *d, int limi
     for (int b0 = 0; b0 < N; b0 += cap) {
         int nb = N - b0 < cap ? N - b0 : cap;
         const float *lg = model_forward(target, r.wt, d->x + (size_t)b0 * D, nb, FWD_INFER);
+        for (int j = 0; j < nb; j++) r.nonfinite += !rows_finite(lg + (size_t)j * K, 1, K);
         loss_softmax_ce(lg, d->y + b0, nb, K, 1.0f, NULL, r.loss_i, NULL);
         for (int j = 0; j < nb; j++) {
             AttackOutcome *o = &r.per[b0 + j];
@@ -650,6 +661,12 @@ int attack_evaluate_ex(Model *target, Model *crafter, const Dataset *d, int limi
         }
     }
 
+    int rc = 0;
+    if (r.nonfinite) { /* a diverged model: no attack number means anything */
+        rc = err_set("%s: the model's outputs are NaN/Inf on %ld of the first %d test examples before any attack: it "
+                     "diverged; retrain it (a lower --lr)", target_name(target), r.nonfinite, N);
+        goto done;
+    }
     if (p->kind == ATK_AUTOATTACK) {
         autoattack_run(&r, p, out, stages);
     } else {
@@ -668,7 +685,11 @@ int attack_evaluate_ex(Model *target, Model *crafter, const Dataset *d, int limi
         out->mean_loss = sm.loss / N;
     }
     out->seconds = now_seconds() - t0;
-
+    if (r.nonfinite)
+        rc = err_set("%s: the model's outputs became NaN/Inf on %ld adversarial example%s (%s, eps %s): the evaluation is not "
+                     "a number; nothing was recorded", target_name(target), r.nonfinite, r.nonfinite == 1 ? "" : "s",
+                     attack_name(p), p->eps_text);
+done:
     /* attacks never change the models: parameters and BN running statistics must be bit-identical.
      * The feedback draw counter is restored so every evaluation sees the same brSF draws. */
     CHECK(attack_model_hash(target) == h_target);
@@ -681,7 +702,7 @@ int attack_evaluate_ex(Model *target, Model *crafter, const Dataset *d, int limi
     attack_scratch_free(r.s);
     if (r.wc != r.wt) work_free(r.wc);
     work_free(r.wt);
-    return 0;
+    return rc;
 }
 
 /* ------------------------------------------------------------------ hashing evaluation */

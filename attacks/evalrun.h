@@ -20,7 +20,11 @@ typedef struct EvalRun {
     AttackExample *ex;        /* (cap) what the attack reported */
     AttackOutcome *per;       /* (N) per example, in split order */
     AttackKeep *keep;         /* may be NULL: the first keep->cap examples for a grid */
+    long nonfinite;           /* examples whose target outputs were NaN/Inf (clean or adversarial) */
 } EvalRun;
+
+/* 1 when every one of the n rows of K values is finite */
+int rows_finite(const float *v, long n, int K);
 
 /* Running sums of one attack pass, in the order the examples were attacked (attack_evaluate's counts
  * come from these, so they are the same bits as before per-example outcomes existed). */

@@ -281,3 +281,13 @@ int model_find_nonfinite(const Model *m, const Work *w) {
     }
     return -1;
 }
+
+const char *model_nonfinite_tensor(const Model *m) {
+    for (int i = 0; i < m->ntensors; i++) {
+        const Tensor *t = &m->tensors[i];
+        if (t->kind != TK_PARAM && t->kind != TK_BUFFER) continue;
+        for (long j = 0; j < t->n; j++)
+            if (!isfinite(t->data[j])) return t->name;
+    }
+    return NULL;
+}

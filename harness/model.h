@@ -201,5 +201,7 @@ int model_feedback_changes(const Model *m);
 /* non-finite detection: returns the index of the first layer whose output or parameters hold NaN/Inf,
  * or -1. */
 int model_find_nonfinite(const Model *m, const Work *w);
+/* The first parameter or buffer tensor (batch-norm statistics, normalisation) holding NaN/Inf, or NULL. */
+const char *model_nonfinite_tensor(const Model *m);
 
 #endif

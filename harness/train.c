@@ -294,9 +294,9 @@ int train_run(Model *m, const Dataset *train, const Dataset *val, const TrainOpt
             for (int i = 0; o->task == TASK_CLASSIFY && i < n; i++) correct += ok[i];
             seen += n;
         }
-        int bad = model_find_nonfinite(m, NULL);
-        if (bad >= 0) {
-            rc = err_set("training diverged: parameters of layer '%s' became NaN/Inf in epoch %d; lower --lr", m->L[bad].name, ep + 1);
+        const char *bad = model_nonfinite_tensor(m); /* parameters and statistics (BN running variance...) */
+        if (bad) {
+            rc = err_set("training diverged: %s became NaN/Inf in epoch %d; lower --lr", bad, ep + 1);
             goto done;
         }
         EpochStats st = {0};
@@ -311,6 +311,11 @@ int train_run(Model *m, const Dataset *train, const Dataset *val, const TrainOpt
         if (val && val->n) {
             if (o->task == TASK_HASH) st.val_acc = evaluate_map(m, val, train, 0, 0, NULL); /* val queries vs the training codes */
             else st.val_acc = evaluate(m, val, B, &st.val_loss);
+            if (o->task == TASK_CLASSIFY && !isfinite(st.val_loss)) {
+                rc = err_set("training diverged: the validation loss is %s after epoch %d (the outputs overflow in "
+                             "inference mode); lower --lr", isnan(st.val_loss) ? "NaN" : "Inf", ep + 1);
+                goto done;
+            }
         }
         if (probe) {
             if (refresh) model_refresh_feedback(m);

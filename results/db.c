@@ -31,6 +31,8 @@
 struct Db {
     sqlite3 *h;
     char path[1024];
+    int ro_immutable;      /* db_open_readonly needed immutable=1 (a read-only directory or mount) */
+    int in_memory;         /* db_open_readonly: an older schema, upgraded in a private in-memory copy */
 };
 
 enum { DB_RETRY = 1 };     /* a transaction body hit SQLITE_BUSY/LOCKED: roll back and run it again */
@@ -311,6 +313,51 @@ static int migrate_body(Db *db, void *ctx) {
     return 0;
 }
 
+/* What a file is, read without writing a byte: 0 when it is a Concord results database this build can
+ * use (*v its schema version; 0 = a new, empty file), -1 with err_set naming the file otherwise (tables
+ * of something else, such as a checkpoint; a newer schema; not SQLite; damaged). */
+static int identify(Db *db, int *v) {
+    int rc = read_version(db, v);
+    if (rc == DB_RETRY) return err_set("%s: database is locked (SQLITE_BUSY); stop the process holding it", db->path);
+    if (rc) return -1;
+    if (*v > DB_SCHEMA_VERSION)
+        return err_set("%s: schema version %d is newer than this build (%d); update concord", db->path, *v, DB_SCHEMA_VERSION);
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(db->h, "SELECT COUNT(*), SUM(name = 'meta') + SUM(name = 'tensor') FROM sqlite_master", -1, &st,
+                           NULL) != SQLITE_OK)
+        return err_set("%s: not a readable database (%s)", db->path, sqlite3_errmsg(db->h));
+    int n = -1, ckpt = 0;
+    if (sqlite3_step(st) == SQLITE_ROW) { n = sqlite3_column_int(st, 0); ckpt = sqlite3_column_int(st, 1) == 2; }
+    sqlite3_finalize(st);
+    if (n < 0) return err_set("%s: not a readable database (%s)", db->path, sqlite3_errmsg(db->h));
+    if (*v == 0 && n > 0)
+        return err_set("%s: %s; not a results database (pass the database the runs were recorded in)", db->path,
+                       ckpt ? "is a Concord checkpoint" : "has tables but no Concord schema version");
+    return 0;
+}
+
+/* PRAGMA quick_check: 0 when it says ok, else -1 naming the first problem (before anything is written). */
+static int quick_check(Db *db) {
+    sqlite3_stmt *st = NULL;
+    char first[300] = "";
+    int ok = 0;
+    if (sqlite3_prepare_v2(db->h, "PRAGMA quick_check(1)", -1, &st, NULL) == SQLITE_OK) {
+        if (sqlite3_step(st) == SQLITE_ROW) {
+            const char *t = (const char *)sqlite3_column_text(st, 0);
+            snprintf(first, sizeof first, "%s", t ? t : "");
+            ok = str_eq(first, "ok");
+        } else {
+            snprintf(first, sizeof first, "%s", sqlite3_errmsg(db->h));
+        }
+    } else {
+        snprintf(first, sizeof first, "%s", sqlite3_errmsg(db->h));
+    }
+    sqlite3_finalize(st);
+    if (ok) return 0;
+    return err_set("%s: the database is damaged (%s); nothing was written: restore it from a copy or use another --db "
+                   "(concord db check --db %s lists every problem)", db->path, first, db->path);
+}
+
 static int db_open_impl(const char *path, int create, Db **out) {
     *out = NULL;
     struct stat sb;
@@ -323,24 +370,32 @@ static int db_open_impl(const char *path, int create, Db **out) {
     }
     Db *db = xcalloc(1, sizeof *db);
     snprintf(db->path, sizeof db->path, "%s", path);
-    int flags = SQLITE_OPEN_READWRITE | (create ? SQLITE_OPEN_CREATE : 0);
+    int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_URI | (create ? SQLITE_OPEN_CREATE : 0);
     if (sqlite3_open_v2(path, &db->h, flags, NULL) != SQLITE_OK) {
         err_set("%s: cannot open database: %s", path, db->h ? sqlite3_errmsg(db->h) : "out of memory");
         db_close(db);
         return -1;
     }
     sqlite3_busy_timeout(db->h, DB_BUSY_MS);
-    int rc = 0;
+    /* before the first write (WAL, pragmas, migration): is it ours, and is it whole? */
+    int v = -1, rc = identify(db, &v);
+    if (rc == 0 && v > 0) rc = quick_check(db);
     /* journal_mode=WAL needs a moment of exclusive access on a brand-new file: retry while busy */
-    for (int attempt = 0; attempt < DB_MAX_ATTEMPTS; attempt++) {
+    for (int attempt = 0; rc == 0 && attempt < DB_MAX_ATTEMPTS; attempt++) {
         rc = db_exec(db, "PRAGMA journal_mode=WAL", "enabling WAL");
         if (rc != DB_RETRY) break;
         sleep_ms(50 + 25 * attempt);
     }
     if (rc == DB_RETRY) rc = err_set("%s: database is locked (SQLITE_BUSY) while enabling WAL; stop the process holding it", path);
     if (rc == 0) rc = db_exec(db, "PRAGMA foreign_keys=ON; PRAGMA synchronous=NORMAL", "setting pragmas");
+    /* crash tests (harness/core.h): $CONCORD_DB_MAX_PAGES caps the file as a full disk would (SQLITE_FULL) */
+    const char *cap = getenv("CONCORD_DB_MAX_PAGES");
+    if (rc == 0 && cap && *cap) {
+        char pragma[64];
+        snprintf(pragma, sizeof pragma, "PRAGMA max_page_count=%ld", atol(cap));
+        rc = db_exec(db, pragma, "capping the database");
+    }
     if (rc == 0) {
-        int v = -1;
         rc = read_version(db, &v);
         if (rc == 0 && v != DB_SCHEMA_VERSION) rc = db_write(db, migrate_body, NULL);
     }
@@ -351,6 +406,96 @@ static int db_open_impl(const char *path, int create, Db **out) {
     }
     *out = db;
     return 0;
+}
+
+/* "file:PATH?mode=ro[&immutable=1]" with the path URI-escaped */
+static void ro_uri(const char *path, int immutable, char *uri, size_t n) {
+    size_t k = (size_t)snprintf(uri, n, "file:");
+    for (const char *c = path; *c && k + 4 < n; c++)
+        k += (size_t)((*c == '?' || *c == '#' || *c == '%') ? snprintf(uri + k, n - k, "%%%02X", (unsigned char)*c)
+                                                            : snprintf(uri + k, n - k, "%c", *c));
+    snprintf(uri + k, n - k, "?mode=ro%s", immutable ? "&immutable=1" : "");
+}
+
+/* The file read-only: mode=ro (no WAL switch, no migration, no write of any kind); when its directory or
+ * file is read-only and a WAL database cannot get its -shm index, immutable=1 (no locking: nothing may
+ * be writing it). An older schema is copied into memory and migrated there, so old databases can be
+ * queried without being changed. */
+int db_open_readonly(const char *path, Db **out) {
+    *out = NULL;
+    struct stat sb;
+    if (stat(path, &sb) != 0) return err_set("%s: no such database; pass the --db the runs were recorded in", path);
+    if (S_ISDIR(sb.st_mode)) return err_set("%s: is a directory; --db wants a file path", path);
+    Db *db = xcalloc(1, sizeof *db);
+    snprintf(db->path, sizeof db->path, "%s", path);
+    int v = -1, rc = -1;
+    for (int immutable = 0; immutable < 2 && rc != 0; immutable++) {
+        char uri[2200];
+        ro_uri(path, immutable, uri, sizeof uri);
+        db->ro_immutable = immutable;
+        sqlite3_close(db->h);
+        db->h = NULL;
+        if (sqlite3_open_v2(uri, &db->h, SQLITE_OPEN_READONLY | SQLITE_OPEN_URI, NULL) != SQLITE_OK) continue;
+        sqlite3_busy_timeout(db->h, DB_BUSY_MS);
+        err_clear();
+        rc = identify(db, &v);
+        if (rc != 0 && (sqlite3_errcode(db->h) & 0xff) != SQLITE_CANTOPEN && (sqlite3_errcode(db->h) & 0xff) != SQLITE_READONLY)
+            break; /* a real answer (not ours, newer, damaged): no second try */
+    }
+    if (rc == 0 && v == 0) rc = err_set("%s: an empty database (no results recorded yet)", path);
+    if (rc == 0 && v < DB_SCHEMA_VERSION) { /* migrate a private in-memory copy */
+        sqlite3 *mem = NULL;
+        sqlite3_backup *b = NULL;
+        if (sqlite3_open(":memory:", &mem) != SQLITE_OK || !(b = sqlite3_backup_init(mem, "main", db->h, "main")) ||
+            sqlite3_backup_step(b, -1) != SQLITE_DONE) {
+            rc = err_set("%s: cannot read the database to upgrade schema version %d in memory: %s", path, v,
+                         sqlite3_errmsg(mem ? mem : db->h));
+        }
+        if (b) sqlite3_backup_finish(b);
+        sqlite3_close(db->h);
+        db->h = mem;
+        db->in_memory = 1;
+        if (rc == 0) rc = db_write(db, migrate_body, NULL) < 0 ? -1 : 0;
+    }
+    if (rc != 0) {
+        db_close(db);
+        return -1;
+    }
+    *out = db;
+    return 0;
+}
+
+int db_check(const char *path, FILE *f) {
+    struct stat sb;
+    if (stat(path, &sb) != 0 || S_ISDIR(sb.st_mode)) return err_set("%s: no such database file", path);
+    sqlite3 *h = NULL;
+    for (int immutable = 0; immutable < 2; immutable++) { /* as db_open_readonly: immutable on a read-only mount */
+        char uri[2200];
+        ro_uri(path, immutable, uri, sizeof uri);
+        sqlite3_close(h);
+        h = NULL;
+        if (sqlite3_open_v2(uri, &h, SQLITE_OPEN_READONLY | SQLITE_OPEN_URI, NULL) != SQLITE_OK) continue;
+        int rc = sqlite3_exec(h, "PRAGMA schema_version", NULL, NULL, NULL);
+        if ((rc & 0xff) != SQLITE_CANTOPEN && (rc & 0xff) != SQLITE_READONLY) break;
+    }
+    if (!h) return err_set("%s: cannot open it read-only", path);
+    sqlite3_stmt *st = NULL;
+    int bad = 0, rows = 0, rc;
+    if (sqlite3_prepare_v2(h, "PRAGMA integrity_check", -1, &st, NULL) != SQLITE_OK) {
+        fprintf(f, "%s: %s\n", path, sqlite3_errmsg(h));
+        sqlite3_close(h);
+        return 1;
+    }
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        const char *t = (const char *)sqlite3_column_text(st, 0);
+        rows++;
+        if (!str_eq(t, "ok")) { bad = 1; fprintf(f, "%s: %s\n", path, t ? t : "?"); }
+    }
+    if (rc != SQLITE_DONE) { bad = 1; fprintf(f, "%s: %s\n", path, sqlite3_errmsg(h)); }
+    sqlite3_finalize(st);
+    sqlite3_close(h);
+    if (!bad && rows) fprintf(f, "%s: ok (PRAGMA integrity_check)\n", path);
+    return bad || !rows;
 }
 
 int db_open(const char *path, Db **out) { return db_open_impl(path, 1, out); }
@@ -600,10 +745,6 @@ int db_runs_mark_interrupted(Db *db, const char *job_key, int *n) {
 
 /* ---- evals and artifacts ---- */
 
-typedef struct EvalCtx {
-    const DbEval *e; const AttackParams *p; const EvalCounts *c; const char *flags; int64_t id;
-} EvalCtx;
-
 /* The run behind a checkpoint: the given id when this database has it, else the newest run whose final
  * checkpoint has that content hash (or, without a hash, that path). 0 = unknown; DB_RETRY on busy. */
 static int resolve_run(Db *db, int64_t id, const char *hash, const char *path, int64_t *out) {
@@ -628,11 +769,8 @@ static int resolve_run(Db *db, int64_t id, const char *hash, const char *path, i
     return is_busy(rc) ? DB_RETRY : db_fail(db, "looking up a checkpoint's run");
 }
 
-static int eval_body(Db *db, void *vctx) {
-    EvalCtx *x = vctx;
-    const DbEval *e = x->e;
-    const AttackParams *p = x->p;
-    const EvalCounts *c = x->c;
+/* one eval row (upserted by job key); *id gets its row id */
+static int eval_insert(Db *db, const DbEval *e, const AttackParams *p, const EvalCounts *c, const char *flags, int64_t *id) {
     int64_t run_id = 0, transfer_run = 0;
     int rc = resolve_run(db, e->run_id, e->target_hash, e->target_ckpt, &run_id);
     if (rc == 0 && p->grad_source == GRAD_TRANSFER && p->kind != ATK_SQUARE)
@@ -698,7 +836,7 @@ static int eval_body(Db *db, void *vctx) {
     bind_real(st, i++, c->mean_loss);
     bind_real(st, i++, c->seconds);
     sqlite3_bind_int64(st, i++, c->queries_max);
-    bind_text(st, i++, x->flags ? x->flags : "");
+    bind_text(st, i++, flags ? flags : "");
     bind_text(st, i++, host_name(e->host, hostbuf, sizeof hostbuf));
     bind_text(st, i++, e->git_rev);
     const HashCounts *hc = e->hash;
@@ -714,25 +852,62 @@ static int eval_body(Db *db, void *vctx) {
     }
     CHECK(i == NCOL);
     rc = sqlite3_step(st);
-    if (rc == SQLITE_ROW) x->id = sqlite3_column_int64(st, 0);
+    if (rc == SQLITE_ROW) *id = sqlite3_column_int64(st, 0);
     int out = rc == SQLITE_ROW ? 0 : is_busy(rc) ? DB_RETRY : db_fail(db, "recording an eval");
     sqlite3_finalize(st);
     return out;
 }
 
-int db_eval_record(Db *db, const DbEval *e, const AttackParams *p, const EvalCounts *c, const char *flags,
-                   int64_t *eval_id) {
-    CHECK(db && e && p && c);
+typedef struct EvalsCtx { const DbEvalRec *r; int n; const char (*hash)[17]; } EvalsCtx;
+static int evals_body(Db *db, void *vctx) {
+    EvalsCtx *x = vctx;
+    for (int i = 0; i < x->n; i++) {
+        const DbEvalRec *r = &x->r[i];
+        int64_t id = 0;
+        int rc = eval_insert(db, &r->e, r->p, r->c, r->flags, &id);
+        if (rc) return rc;
+        if (r->eval_id) *r->eval_id = id;
+        if (r->grid) {
+            ArtCtx a = {0, id, "grid", r->grid, x->hash[i]};
+            if ((rc = artifact_body(db, &a))) return rc;
+        }
+    }
+    return 0;
+}
+
+static int eval_check(Db *db, const DbEvalRec *r) {
+    const DbEval *e = &r->e;
+    const AttackParams *p = r->p;
+    const EvalCounts *c = r->c;
     if ((e->hash != NULL) != (p->objective == OBJ_HASH))
         return err_set("%s: a %s attack recorded %s hashing scores; this is a caller bug", db->path,
                        p->objective == OBJ_HASH ? "hashing" : "classification", e->hash ? "with" : "without");
     if (c->n_robust_ok > c->n_clean_ok || c->n_clean_ok > c->n)
         return err_set("%s: inconsistent eval counts (n %ld, clean-correct %ld, robust-correct %ld); this is an "
                        "attack bug", db->path, c->n, c->n_clean_ok, c->n_robust_ok);
-    EvalCtx x = {e, p, c, flags, 0};
-    if (db_write(db, eval_body, &x) < 0) return -1;
-    if (eval_id) *eval_id = x.id;
     return 0;
+}
+
+int db_evals_record(Db *db, const DbEvalRec *recs, int n) {
+    CHECK(db && (recs || n == 0));
+    char (*hash)[17] = xcalloc((size_t)(n ? n : 1), sizeof *hash);
+    int rc = 0;
+    for (int i = 0; i < n && rc == 0; i++) {
+        CHECK(recs[i].p && recs[i].c);
+        rc = eval_check(db, &recs[i]);
+        if (rc == 0 && recs[i].grid) rc = file_sha_hex(recs[i].grid, hash[i]);
+    }
+    EvalsCtx x = {recs, n, (const char (*)[17])hash};
+    if (rc == 0) rc = db_write(db, evals_body, &x);
+    free(hash);
+    return rc < 0 ? -1 : 0;
+}
+
+int db_eval_record(Db *db, const DbEval *e, const AttackParams *p, const EvalCounts *c, const char *flags,
+                   int64_t *eval_id) {
+    CHECK(db && e && p && c);
+    DbEvalRec r = {*e, p, c, flags, NULL, eval_id};
+    return db_evals_record(db, &r, 1);
 }
 
 int db_artifact(Db *db, int64_t run_id, int64_t eval_id, const char *kind, const char *path, const char *hash) {
@@ -913,19 +1088,45 @@ int db_merge(Db *db, const char *shard_path, DbMergeStats *st) {
     CHECK(db && shard_path && st);
     memset(st, 0, sizeof *st);
     if (str_eq(shard_path, db->path)) return err_set("%s: cannot merge a database into itself", shard_path);
+    /* the shard is an input: opened read-only, never written (an older schema is upgraded in a private
+       copy, attached from a temporary file beside the target database) */
     Db *shard;
-    if (db_open_existing(shard_path, &shard) < 0) return -1; /* migrates it to this build's schema */
+    if (db_open_readonly(shard_path, &shard) < 0) return -1;
+    char uri[2200], tmp[1200] = "";
+    if (shard->in_memory) {
+        snprintf(tmp, sizeof tmp, "%s.merge.%ld.tmp", db->path, (long)getpid());
+        sqlite3 *f = NULL;
+        sqlite3_backup *b = NULL;
+        int ok = sqlite3_open(tmp, &f) == SQLITE_OK && (b = sqlite3_backup_init(f, "main", shard->h, "main")) &&
+                 sqlite3_backup_step(b, -1) == SQLITE_DONE;
+        if (b) sqlite3_backup_finish(b);
+        sqlite3_close(f);
+        if (!ok) {
+            unlink(tmp);
+            db_close(shard);
+            return err_set("%s: cannot write a temporary upgraded copy of %s (disk full?)", tmp, shard_path);
+        }
+        ro_uri(tmp, 0, uri, sizeof uri);
+    } else {
+        ro_uri(shard_path, shard->ro_immutable, uri, sizeof uri);
+    }
     db_close(shard);
     sqlite3_stmt *at = NULL;
-    if (sqlite3_prepare_v2(db->h, "ATTACH DATABASE ?1 AS s", -1, &at, NULL) != SQLITE_OK)
-        return err_set("%s: cannot attach %s: %s", db->path, shard_path, sqlite3_errmsg(db->h));
-    sqlite3_bind_text(at, 1, shard_path, -1, SQLITE_STATIC);
-    int rc = sqlite3_step(at);
+    int rc = SQLITE_ERROR;
+    if (sqlite3_prepare_v2(db->h, "ATTACH DATABASE ?1 AS s", -1, &at, NULL) == SQLITE_OK) {
+        sqlite3_bind_text(at, 1, uri, -1, SQLITE_STATIC);
+        rc = sqlite3_step(at);
+    }
     sqlite3_finalize(at);
-    if (rc != SQLITE_DONE) return err_set("%s: cannot attach %s: %s", db->path, shard_path, sqlite3_errmsg(db->h));
+    if (rc != SQLITE_DONE) {
+        err_set("%s: cannot attach %s: %s", db->path, shard_path, sqlite3_errmsg(db->h));
+        if (tmp[0]) unlink(tmp);
+        return -1;
+    }
     MergeCtx c = {st};
     rc = db_write(db, merge_body, &c);
     sqlite3_exec(db->h, "DETACH DATABASE s", NULL, NULL, NULL);
+    if (tmp[0]) unlink(tmp);
     if (rc < 0) {
         char msg[1200];
         snprintf(msg, sizeof msg, "%s", err_msg());

@@ -20,6 +20,7 @@
 #ifndef CONCORD_DB_H
 #define CONCORD_DB_H
 #include <stdint.h>
+#include <stdio.h>
 
 #include "attacks/attack.h"
 #include "harness/train.h"
@@ -76,8 +77,17 @@ const char *db_default_path(void);
 /* Opens (creating the file and its parent directory if needed) and migrates to DB_SCHEMA_VERSION.
  * A database newer than this build is refused. 0, or -1 with err_set naming the file. */
 int db_open(const char *path, Db **out);
-/* Same, but a missing file is an error ("no such database") instead of being created. */
+/* Same, but a missing file is an error ("no such database") instead of being created.
+ * Both refuse, before writing anything, a file that is not a results database (a checkpoint, another
+ * program's tables), a newer schema, and a database that fails PRAGMA quick_check. */
 int db_open_existing(const char *path, Db **out);
+/* For commands that only read (query, plot, db info/check, suite status): never writes the file (no WAL
+ * switch, no migration: an older schema is upgraded in a private in-memory copy) and works on a
+ * read-only file or mount. Refuses what db_open refuses, and an empty file. */
+int db_open_readonly(const char *path, Db **out);
+/* PRAGMA integrity_check on the file, read-only: prints every problem to f; 0 when it is ok, 1 when
+ * damaged, -1 with err_set when it cannot be checked. */
+int db_check(const char *path, FILE *f);
 void db_close(Db *db); /* NULL is fine */
 const char *db_path(const Db *db);
 struct sqlite3 *db_sqlite(Db *db); /* the raw connection, for read-only queries (query.c, plot.c) */
@@ -115,7 +125,7 @@ int db_runs_mark_interrupted(Db *db, const char *job_key, int *n);
  *   - ids are remapped: a run's parent, an eval's target and surrogate runs are looked up in db (by job
  *     key, checkpoint path and content hash), also for rows merged earlier whose parent arrived later.
  * Rows without a job key cannot be matched and are skipped (counted). Merging the same shard twice
- * changes nothing. The shard is migrated to this build's schema first (it is opened read-write). */
+ * changes nothing. The shard is only read (an older schema is upgraded in a temporary copy). */
 typedef struct DbMergeStats {
     int runs_added, runs_replaced, runs_kept; /* kept: db already had an equal or better row */
     int evals_added, evals_replaced, evals_kept;
@@ -134,6 +144,17 @@ int db_seal(const char *path);
  * replaced in place. *eval_id (may be NULL) gets the row id. */
 int db_eval_record(Db *db, const DbEval *e, const AttackParams *p, const EvalCounts *c, const char *flags,
                    int64_t *eval_id);
+/* Everything one attack command records, as ONE transaction: every eval row and its grid artifact, or
+ * nothing (a full disk, a lock that never clears, a kill: no half of a command's rows is ever left). */
+typedef struct DbEvalRec {
+    DbEval e;
+    const AttackParams *p;
+    const EvalCounts *c;
+    const char *flags;        /* masking flags, NULL or "" = none */
+    const char *grid;         /* an adversarial-example grid PNG to record as its artifact, or NULL */
+    int64_t *eval_id;         /* receives the row id (may be NULL) */
+} DbEvalRec;
+int db_evals_record(Db *db, const DbEvalRec *recs, int n);
 
 /* Records a file: kind "checkpoint" | "grid" | "figure" | "report"; run_id / eval_id 0 = none; hash
  * NULL = computed from the file now. One row per (kind, path): recording it again updates it. */

@@ -9,6 +9,7 @@
 #include "results/plot.h"
 
 #include <ctype.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
@@ -200,7 +201,6 @@ static int fig_finish(Figs *fs, Fig *f, const char *title) {
         snprintf(from, sizeof from, "%s/%s.%s", dir, tmpbase, ext[i]);
         snprintf(to, sizeof to, "%s/%s.%s", dir, f->name, ext[i]);
         if ((rc = file_commit(from, to)) < 0) goto done;
-        if ((rc = db_artifact(fs->db, 0, 0, "figure", to, NULL)) < 0) goto done;
         if (!fs->o->quiet) fprintf(stderr, "plot: wrote %s\n", to);
     }
     fs->drawn++;
@@ -517,7 +517,9 @@ int plot_all(Db *db, const PlotOpts *o, int *nfigures) {
 
 /* ---- markdown report ---- */
 
-int plot_report_md(Db *db, const char *path) {
+static int cmp_cstr(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+
+int plot_report_md(Db *db, const char *path, const char *figdir) {
     CHECK(db && path);
     char tmp[1200];
     tmp_path(path, tmp, sizeof tmp);
@@ -575,26 +577,32 @@ int plot_report_md(Db *db, const char *path) {
             sqlite3_finalize(st);
         }
     }
-    if (rc == 0) {
-        sqlite3_stmt *st = NULL;
-        if (sqlite3_prepare_v2(db_sqlite(db), "SELECT path FROM artifacts WHERE kind = 'figure' AND path LIKE '%.png'"
-                                              " ORDER BY path", -1, &st, NULL) == SQLITE_OK) {
-            int first = 1;
-            size_t dl = strlen(dir);
-            while (sqlite3_step(st) == SQLITE_ROW) {
-                const char *p = (const char *)sqlite3_column_text(st, 0);
-                if (access(p, R_OK) != 0) continue;
-                if (first) fputs("\n## Figures\n\n", f);
-                first = 0;
-                const char *rel = dl && strncmp(p, dir, dl) == 0 && p[dl] == '/' ? p + dl + 1 : p;
-                const char *base = strrchr(p, '/');
-                fprintf(f, "![%s](%s)\n\n", base ? base + 1 : p, rel);
-            }
-            sqlite3_finalize(st);
+    if (rc == 0 && figdir) { /* the figures of this plot call: every PNG in figdir, by name */
+        DIR *d = opendir(figdir);
+        int n = 0;
+        char **names = NULL;
+        for (struct dirent *e; d && (e = readdir(d));) {
+            size_t len = strlen(e->d_name);
+            if (len < 5 || strcmp(e->d_name + len - 4, ".png") != 0 || strstr(e->d_name, ".tmp.")) continue;
+            char **nn = realloc(names, sizeof *names * (size_t)(n + 1));
+            CHECK(nn);
+            names = nn;
+            names[n++] = xstrdup(e->d_name);
         }
+        if (d) closedir(d);
+        qsort(names, (size_t)n, sizeof *names, cmp_cstr);
+        if (n) fputs("\n## Figures\n\n", f);
+        size_t dl = strlen(dir);
+        for (int i = 0; i < n; i++) {
+            char p[2100];
+            snprintf(p, sizeof p, "%s/%s", figdir, names[i]);
+            const char *rel = dl && strncmp(p, dir, dl) == 0 && p[dl] == '/' ? p + dl + 1 : p;
+            fprintf(f, "![%s](%s)\n\n", names[i], rel);
+            free(names[i]);
+        }
+        free(names);
     }
     if (fclose(f) != 0 && rc == 0) rc = err_set("%s: write failed (disk full?)", tmp);
     if (rc < 0) { unlink(tmp); return -1; }
-    if (file_commit(tmp, path) < 0) return -1;
-    return db_artifact(db, 0, 0, "report", path, NULL);
+    return file_commit(tmp, path);
 }

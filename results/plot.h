@@ -31,16 +31,15 @@ typedef struct PlotOpts {
     int quiet;            /* 1: no "wrote ..." lines on stderr (skip notes are always printed) */
 } PlotOpts;
 
-/* Draws every figure whose data exists and records each PNG/PDF as an artifact (kind "figure").
+/* Draws every figure whose data exists (the database is only read: nothing is recorded).
  * *nfigures (may be NULL) gets how many figures were drawn. No gnuplot: -1 with
  * "gnuplot not found; install gnuplot-nox (scripts/deps.sh does)". */
 int plot_all(Db *db, const PlotOpts *o, int *nfigures);
 
 /* Writes a markdown report: the main table and the masking table (query.h, md format), the hashing table
  * (hash-table) when the database holds hashing runs or evals, a run summary, and links to the figure PNGs
- * recorded in the database. Temp-then-rename; recorded as an artifact
- * (kind "report"). */
-int plot_report_md(Db *db, const char *path);
+ * in figdir (NULL = none), relative to the report. Temp-then-rename; the database is only read. */
+int plot_report_md(Db *db, const char *path, const char *figdir);
 
 /* The fixed style of a rule: gnuplot linetype index 1..7 (7 = any rule not in the list). */
 int plot_rule_linetype(const char *rule);

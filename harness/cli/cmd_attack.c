@@ -417,6 +417,8 @@ int cmd_attack(int argc, char **argv) {
                    d.name, limit > 0 && limit < d.n ? limit : (long)d.n);
     }
     if (grid) attack_keep_init(&keep, 8, model_in_dim(m));
+    /* the database first: a damaged or foreign file is refused before minutes of attacking, not after */
+    if (!arg_flag(&a, "no-db") && db_open(arg_set(&a, "db") ? arg_str(&a, "db") : db_default_path(), &db) < 0) goto done;
 
     for (int i = 0; i < o->natk; i++)
         for (int e = 0; e < o->neps; e++) {
@@ -461,6 +463,7 @@ int cmd_attack(int argc, char **argv) {
                 char fl[128];
                 attack_flags_text(attack_flags(res, nres, nres - 1), fl, sizeof fl);
                 if (!arg_flag(&a, "quiet")) (hash ? print_hash_row : print_row)(nres, r, fl);
+                fault_point("eval");
             }
         }
 
@@ -480,35 +483,37 @@ int cmd_attack(int argc, char **argv) {
             (hash ? print_hash_row : print_row)(i + 1, &res[i], fl);
         }
     if (!nflagged) printf("masking flags: none\n");
-    if (!arg_flag(&a, "no-db")) {
-        const char *path = arg_set(&a, "db") ? arg_str(&a, "db") : db_default_path();
-        if (db_open(path, &db) < 0) goto done;
+    if (db) {
+        /* every row of this command in one transaction: all of them or none */
         const char *rid = meta_get(&meta, "run_id");
-        for (int i = 0; i < nres; i++) {
-            char fl[128], key[1024], th[17] = "";
+        DbEvalRec *recs = xcalloc((size_t)(nres ? nres : 1), sizeof *recs);
+        char (*fl)[128] = xcalloc((size_t)(nres ? nres : 1), sizeof *fl), (*key)[1024] = xcalloc((size_t)(nres ? nres : 1), sizeof *key);
+        char (*th)[17] = xcalloc((size_t)(nres ? nres : 1), sizeof *th), (*gp)[1100] = xcalloc((size_t)(nres ? nres : 1), sizeof *gp);
+        char abs_ckpt[4096];
+        const char *target = realpath(ckpt, abs_ckpt) ? abs_ckpt : ckpt;
+        int bad = 0;
+        for (int i = 0; i < nres && !bad; i++) {
             const char *jk = arg_str(&a, "job-key");
-            attack_flags_text(attack_flags(res, nres, i), fl, sizeof fl);
+            attack_flags_text(attack_flags(res, nres, i), fl[i], sizeof fl[i]);
             if (jk && nres > 1) {
                 char nm[700];
                 row_name(o, &res[i], nm, sizeof nm);
-                snprintf(key, sizeof key, "%s/%s", jk, nm);
-                jk = key;
+                snprintf(key[i], sizeof key[i], "%s/%s", jk, nm);
+                jk = key[i];
             }
             if (res[i].p.grad_source == GRAD_TRANSFER && res[i].p.kind != ATK_SQUARE &&
-                file_sha_hex(res[i].p.transfer_ckpt, th) < 0)
-                goto done;
-            char abs_ckpt[4096];
-            DbEval ev = {.job_key = jk, .run_id = rid ? atoll(rid) : 0, .target_ckpt = realpath(ckpt, abs_ckpt) ? abs_ckpt : ckpt, .target_hash = target_hash,
-                         .transfer_hash = *th ? th : NULL, .dataset = d.name, .split = hash ? "query" : "test",
-                         .hash = hash ? &res[i].h : NULL};
-            int64_t eval_id;
-            if (db_eval_record(db, &ev, &res[i].p, &res[i].c, fl, &eval_id) < 0) goto done;
-            if (grid && grid_row[i]) {
-                char gp[1100];
-                grid_path(grid, i + 1, nres > 1, gp, sizeof gp);
-                if (db_artifact(db, 0, eval_id, "grid", gp, NULL) < 0) goto done;
-            }
+                file_sha_hex(res[i].p.transfer_ckpt, th[i]) < 0)
+                bad = 1;
+            if (grid && grid_row[i]) grid_path(grid, i + 1, nres > 1, gp[i], sizeof gp[i]);
+            recs[i] = (DbEvalRec){
+                .e = {.job_key = jk, .run_id = rid ? atoll(rid) : 0, .target_ckpt = target, .target_hash = target_hash,
+                      .transfer_hash = *th[i] ? th[i] : NULL, .dataset = d.name, .split = hash ? "query" : "test",
+                      .hash = hash ? &res[i].h : NULL},
+                .p = &res[i].p, .c = &res[i].c, .flags = fl[i], .grid = gp[i][0] ? gp[i] : NULL};
         }
+        if (!bad && db_evals_record(db, recs, nres) < 0) bad = 1;
+        free(recs); free(fl); free(key); free(th); free(gp);
+        if (bad) goto done;
         printf("recorded %d evaluation%s in %s\n", nres, nres == 1 ? "" : "s", db_path(db));
     }
     if (grid) printf("grid%s: %s%s\n", nres > 1 ? "s" : "", grid, nres > 1 ? " (one file per row: -<row> before the extension)" : "");

@@ -1,5 +1,6 @@
-/* cmd_db.c -- `concord db init|info|merge`: create / migrate a results database, show what it holds, and
- * merge shard databases (one per Slurm array task) into it by job key (docs/slurm.md).
+/* cmd_db.c -- `concord db init|info|check|merge`: create / migrate a results database, show what it holds,
+ * check it for damage, and merge shard databases (one per Slurm array task) into it by job key
+ * (docs/slurm.md). info and check only read (the file is opened read-only).
  * Not for: reports (concord query) or figures (concord plot). */
 #include <dirent.h>
 #include <sqlite3.h>
@@ -14,9 +15,10 @@
 #include "harness/core.h"
 
 static const char k_usage[] =
-    "init|info [--db PATH] | merge --into DB SHARD...\n\n"
+    "init|info|check [--db PATH] | merge --into DB SHARD...\n\n"
     "  init   create the database (or migrate it to the current schema) and print its path and version\n"
-    "  info   schema version and row counts of every table, runs by status\n"
+    "  info   schema version and row counts of every table, runs by status (read-only)\n"
+    "  check  PRAGMA integrity_check: every problem, exit 1 when the file is damaged (read-only)\n"
     "  merge  copy the keyed rows of each SHARD (a database file, or a directory: every *.db in it) into DB,\n"
     "         matched by job key; running it again changes nothing (docs/slurm.md)\n"
     "  The schema is documented in docs/results.md.";
@@ -105,15 +107,21 @@ int cmd_db(int argc, char **argv) {
     if (rc == 1) return 0;
     if (rc < 0) return err_die();
     if (a.npos >= 1 && str_eq(a.pos[0], "merge")) return db_merge_cmd(&a) < 0 ? err_die() : 0;
-    if (a.npos != 1 || (!str_eq(a.pos[0], "init") && !str_eq(a.pos[0], "info"))) {
-        err_set("concord db: expected one subcommand, init or info (or merge --into DB SHARD...; see concord db --help)");
+    if (a.npos != 1 || (!str_eq(a.pos[0], "init") && !str_eq(a.pos[0], "info") && !str_eq(a.pos[0], "check"))) {
+        err_set("concord db: expected one subcommand, init, info or check (or merge --into DB SHARD...; see concord db --help)");
         return err_die();
     }
     const char *path = arg_str(&a, "db");
     if (!path) path = db_default_path();
+    if (str_eq(a.pos[0], "check")) {
+        int bad = db_check(path, stdout);
+        if (bad < 0) return err_die();
+        if (bad) { err_set("%s: the database is damaged (problems listed above); restore it from a copy", path); return err_die(); }
+        return 0;
+    }
     int init = str_eq(a.pos[0], "init");
     Db *db = NULL;
-    if ((init ? db_open(path, &db) : db_open_existing(path, &db)) < 0) return err_die();
+    if ((init ? db_open(path, &db) : db_open_readonly(path, &db)) < 0) return err_die();
     if (init) {
         printf("database %s ready (schema version %d)\n", db_path(db), db_schema_version(db));
         db_close(db);

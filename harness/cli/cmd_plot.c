@@ -50,7 +50,7 @@ int cmd_plot(int argc, char **argv) {
     const char *path = arg_str(&a, "db");
     if (!path) path = db_default_path();
     Db *db = NULL;
-    if (db_open_existing(path, &db) < 0) return err_die();
+    if (db_open_readonly(path, &db) < 0) return err_die();
     rc = 0;
     if (out) {
         PlotOpts o = {out, arg_str(&a, "gnuplot"), arg_flag(&a, "quiet")};
@@ -59,7 +59,7 @@ int cmd_plot(int argc, char **argv) {
         if (rc == 0) printf("%d figure%s in %s\n", n, n == 1 ? "" : "s", out);
     }
     if (rc == 0 && report) {
-        rc = plot_report_md(db, report);
+        rc = plot_report_md(db, report, out);
         if (rc == 0) printf("report: %s\n", report);
     }
     db_close(db);

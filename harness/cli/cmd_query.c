@@ -58,7 +58,7 @@ int cmd_query(int argc, char **argv) {
     const char *path = arg_str(&a, "db");
     if (!path) path = db_default_path();
     Db *db = NULL;
-    if (db_open_existing(path, &db) < 0) return err_die();
+    if (db_open_readonly(path, &db) < 0) return err_die();
     rc = sql ? query_sql(db, sql, fmt, stdout) : query_report(db, a.pos[0], fmt, stdout);
     db_close(db);
     if (fflush(stdout) != 0 && rc == 0) rc = err_set("concord query: cannot write the output");

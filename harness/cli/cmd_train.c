@@ -296,6 +296,12 @@ static int run(int argc, char **argv, int finetune) {
         meta_set(&s.meta, "queries_per_class", "%s", arg_str(&a, "queries-per-class")); /* concord attack rebuilds the split */
     } else {
         test_acc = evaluate(m, &test, 256, &test_loss);
+        if (!isfinite(test_loss)) { /* never a finished run: its numbers are not numbers */
+            err_set("training diverged: the test loss is %s (the outputs overflow in inference mode); lower --lr",
+                    isnan(test_loss) ? "NaN" : "Inf");
+            record_end(&s.rec, "failed", err_msg(), NULL, NAN);
+            goto done;
+        }
         meta_set(&s.meta, "test_loss", "%.6f", test_loss);
     }
     meta_set(&s.meta, "test_acc", "%.6f", test_acc);

@@ -24,7 +24,7 @@ static int runner_alive(const char *out_dir) {
 
 int suite_status(SuiteCtx *c, int verbose) {
     Db *db = NULL;
-    if (file_exists(c->p.db_path) && db_open_existing(c->p.db_path, &db) < 0) return -1;
+    if (file_exists(c->p.db_path) && db_open_readonly(c->p.db_path, &db) < 0) return -1;
     int alive = runner_alive(c->p.out_dir), queued = suite_slurm_active(&c->p);
     if (queued < 0) {
         fprintf(stderr, "concord: %s (Slurm jobs counted as not running)\n", err_msg());
