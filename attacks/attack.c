@@ -724,6 +724,12 @@ static void codes_from_out(const float *out, int n, int K, float *rows) {
 int attack_hash_evaluate(Model *target, Model *crafter, const Dataset *q, const Dataset *db, const uint64_t *db_codes,
                          int limit, int topk, const AttackParams *p, AttackStepHook hook, void *hook_ctx,
                          EvalCounts *c, HashCounts *h) {
+    return attack_hash_evaluate_ex(target, crafter, q, db, db_codes, limit, topk, p, hook, hook_ctx, c, h, NULL, NULL);
+}
+
+int attack_hash_evaluate_ex(Model *target, Model *crafter, const Dataset *q, const Dataset *db, const uint64_t *db_codes,
+                         int limit, int topk, const AttackParams *p, AttackStepHook hook, void *hook_ctx,
+                         EvalCounts *c, HashCounts *h, float *ap_clean, float *ap_adv) {
     if (!crafter) crafter = target;
     const AttackInfo *ai = attack_info(p);
     CHECK(ai && p->objective == OBJ_HASH && p->kind != ATK_SQUARE);
@@ -821,11 +827,11 @@ int attack_hash_evaluate(Model *target, Model *crafter, const Dataset *q, const 
     c->mean_l2 = sum_l2 / N;
     c->mean_loss = sum_loss / N;
     h->mean_hamming = sum_ham / N;
-    h->map_clean = hash_map(qc, q->y, N, db_codes, db->y, db->n, K, topk, HASH_PREC_N, &h->prec_clean);
-    h->map_adv = hash_map(qa, q->y, N, db_codes, db->y, db->n, K, topk, HASH_PREC_N, &h->prec_adv);
+    h->map_clean = hash_map(qc, q->y, N, db_codes, db->y, db->n, K, topk, HASH_PREC_N, &h->prec_clean, ap_clean);
+    h->map_adv = hash_map(qa, q->y, N, db_codes, db->y, db->n, K, topk, HASH_PREC_N, &h->prec_adv, ap_adv);
     if (p->targeted) {
-        h->tmap_clean = hash_map(qc, tcls, N, db_codes, db->y, db->n, K, topk, 0, NULL);
-        h->tmap_adv = hash_map(qa, tcls, N, db_codes, db->y, db->n, K, topk, 0, NULL);
+        h->tmap_clean = hash_map(qc, tcls, N, db_codes, db->y, db->n, K, topk, 0, NULL, NULL);
+        h->tmap_adv = hash_map(qa, tcls, N, db_codes, db->y, db->n, K, topk, 0, NULL, NULL);
     }
     c->seconds = now_seconds() - t0;
 

@@ -358,6 +358,11 @@ int autoattack_stages(const AttackParams *p, AttackParams *comp);
 int attack_hash_evaluate(Model *target, Model *crafter, const Dataset *q, const Dataset *db, const uint64_t *db_codes,
                          int limit, int topk, const AttackParams *p, AttackStepHook hook, void *hook_ctx,
                          EvalCounts *c, HashCounts *h);
+/* The same, plus each query's average precision, clean and attacked, into ap_clean / ap_adv (the queries
+ * evaluated; either may be NULL): the per-example outcomes of a hashing evaluation. */
+int attack_hash_evaluate_ex(Model *target, Model *crafter, const Dataset *q, const Dataset *db, const uint64_t *db_codes,
+                            int limit, int topk, const AttackParams *p, AttackStepHook hook, void *hook_ctx,
+                            EvalCounts *c, HashCounts *h, float *ap_clean, float *ap_adv);
 
 /* Writes an adversarial-example grid (rows: clean, perturbation amplified to the full grey range,
  * adversarial; "y<label> p<pred>" under clean images and "p<pred>" under adversarial ones, green when

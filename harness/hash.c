@@ -49,7 +49,7 @@ void hash_pack(const float *u, int n, int K, uint64_t *codes) {
 }
 
 double hash_map(const uint64_t *q, const int32_t *qy, int nq, const uint64_t *db, const int32_t *dy, int nd, int K,
-                int topk, int prec_n, double *prec) {
+                int topk, int prec_n, double *prec, float *ap_out) {
     if (topk <= 0 || topk > nd) topk = nd;
     int *order = xmalloc(sizeof(int) * (size_t)(nd ? nd : 1));
     uint8_t *dist = xmalloc((size_t)(nd ? nd : 1));
@@ -66,6 +66,7 @@ double hash_map(const uint64_t *q, const int32_t *qy, int nq, const uint64_t *db
         for (int r = 0; r < topk; r++)
             if (dy[order[r]] == qy[a]) { hits++; ap += hits / (r + 1); }
         sum_ap += hits > 0 ? ap / hits : 0;
+        if (ap_out) ap_out[a] = (float)(hits > 0 ? ap / hits : 0);
         if (prec && prec_n > 0) {
             int m = prec_n < nd ? prec_n : nd, rel = 0;
             for (int r = 0; r < m; r++) rel += dy[order[r]] == qy[a];

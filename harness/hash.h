@@ -26,9 +26,10 @@
 
 double dpsh_loss(const float *u /* (n, K) */, const int32_t *y, int n, int K, double eta, float *du /* (n, K) or NULL */);
 void hash_pack(const float *u /* (n, K) */, int n, int K, uint64_t *codes /* (n) */);
-/* mean AP over the queries; prec (may be NULL) gets mean precision@prec_n */
+/* mean AP over the queries; prec (may be NULL) gets mean precision@prec_n; ap_out (may be NULL; nq) each
+ * query's own AP */
 double hash_map(const uint64_t *q, const int32_t *qy, int nq, const uint64_t *db, const int32_t *dy, int nd, int K,
-                int topk, int prec_n, double *prec);
+                int topk, int prec_n, double *prec, float *ap_out);
 
 /* The retrieval protocol's splits, from one pool (train split then test split of a dataset):
  * `per_class` queries of every class chosen with the seed; the database is the rest of the pool; the

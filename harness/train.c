@@ -168,7 +168,7 @@ double evaluate_map(Model *m, const Dataset *q, const Dataset *db, int topk, int
     uint64_t *qc = xmalloc(sizeof(uint64_t) * (q->n + 1)), *dc = xmalloc(sizeof(uint64_t) * (db->n + 1));
     model_codes(m, q, 256, qc);
     model_codes(m, db, 256, dc);
-    double r = hash_map(qc, q->y, q->n, dc, db->y, db->n, model_out_dim(m), topk, prec_n, prec);
+    double r = hash_map(qc, q->y, q->n, dc, db->y, db->n, model_out_dim(m), topk, prec_n, prec, NULL);
     free(qc); free(dc);
     return r;
 }

@@ -177,8 +177,12 @@ static const char k_migrate_v2_v3[] =
     " CASE WHEN r.task = 'hash' THEN r.test_acc END AS test_map"
     " FROM runs r;";
 
+/* v4: per-example outcomes of every evaluation (results/outcomes.h); older rows keep NULL */
+static const char k_migrate_v3_v4[] = "ALTER TABLE evals ADD COLUMN outcomes BLOB;";
+
 typedef struct Migration { int from; const char *sql; } Migration;
-static const Migration k_migrations[] = {{0, k_schema_v1}, {1, k_migrate_v1_v2}, {2, k_migrate_v2_v3}};
+static const Migration k_migrations[] = {
+    {0, k_schema_v1}, {1, k_migrate_v1_v2}, {2, k_migrate_v2_v3}, {3, k_migrate_v3_v4}};
 _Static_assert(ARRAY_LEN(k_migrations) == DB_SCHEMA_VERSION, "one migration per schema version");
 
 /* ---- statement helpers: 0 ok, DB_RETRY on busy, -1 with err_set ---- */
@@ -782,7 +786,7 @@ static int eval_insert(Db *db, const DbEval *e, const AttackParams *p, const Eva
         "transfer_ckpt", "transfer_run", "transfer_hash", "eot", "queries", "p_init", "seed", "batch",
         "n", "n_clean_ok", "n_robust_ok", "n_flipped", "n_zero_grad", "mean_linf", "mean_l2", "mean_loss",
         "seconds", "queries_max", "flags", "host", "git_rev", "task", "bits", "topk", "n_db", "map_clean", "map_adv",
-        "prec_clean", "prec_adv", "tmap_clean", "tmap_adv", "mean_hamming", "created"};
+        "prec_clean", "prec_adv", "tmap_clean", "tmap_adv", "mean_hamming", "outcomes", "created"};
     enum { NCOL = (int)ARRAY_LEN(cols) };
     char sql[4096];
     int k = snprintf(sql, sizeof sql, "INSERT INTO evals(");
@@ -850,6 +854,8 @@ static int eval_insert(Db *db, const DbEval *e, const AttackParams *p, const Eva
     } else {
         for (int j = 0; j < 10; j++) sqlite3_bind_null(st, i++);
     }
+    if (e->outcomes && e->outcomes_bytes > 0) sqlite3_bind_blob64(st, i++, e->outcomes, (sqlite3_uint64)e->outcomes_bytes, SQLITE_STATIC);
+    else sqlite3_bind_null(st, i++);
     CHECK(i == NCOL);
     rc = sqlite3_step(st);
     if (rc == SQLITE_ROW) *id = sqlite3_column_int64(st, 0);

@@ -25,7 +25,7 @@
 #include "attacks/attack.h"
 #include "harness/train.h"
 
-#define DB_SCHEMA_VERSION 3
+#define DB_SCHEMA_VERSION 4
 
 typedef struct Db Db;
 struct sqlite3;
@@ -69,6 +69,8 @@ typedef struct DbEval {
     const char *host, *git_rev; /* host NULL = gethostname() */
     const HashCounts *hash;   /* hashing evals (AttackParams.objective == OBJ_HASH): the mAP scores; NULL
                                  for classification (a mismatch with the objective is refused) */
+    const void *outcomes;     /* the per-example BLOB (results/outcomes.h), or NULL */
+    long outcomes_bytes;
 } DbEval;
 
 /* The path used when --db is not given: $CONCORD_DB if set and non-empty, else "out/concord.db". */

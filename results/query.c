@@ -13,6 +13,7 @@
 
 #include "harness/core.h"
 #include "results/qtab.h"
+#include "results/worst.h"
 
 static const char *const k_formats[] = {"text", "csv", "md", "json"};
 _Static_assert(ARRAY_LEN(k_formats) == QF_COUNT, "one name per format");
@@ -412,6 +413,11 @@ static int report_masking(Db *db, int fmt, FILE *out) {
     int *cc = xcalloc((size_t)nsrc + 1, sizeof(int));
     for (int k = 0; k < nsrc; k++) cc[k] = qtab_stat_col(t, src[k]);
     int csq = have_square ? qtab_stat_col(t, "square") : -1;
+    /* the per-example worst case over every attack and source of the same models (worst.h) */
+    WorstRow *wr = NULL;
+    int nwr = 0;
+    if (worst_load(db, &wr, &nwr) < 0) { free(cc); free(src); free(cs.v); qtab_free(t); return -1; }
+    int cworst = nwr ? qtab_stat_col(t, "worst") : -1;
     int cflags = qtab_col(t, "flags", 0);
     /* one row per (group, rule, gradient attack, eps): cells are sorted so equal keys are adjacent
      * except for the source, which varies fastest after the attack; scan for first occurrences */
@@ -458,7 +464,12 @@ static int report_masking(Db *db, int fmt, FILE *out) {
             }
         }
         if (flags[0]) qtab_set_text(t, r, cflags, flags);
+        if (cworst >= 0) {
+            WorstStat ws = worst_stat(wr, nwr, c->dataset, c->model, c->kind, c->rule, c->eps_text, NULL);
+            if (ws.n) qtab_set_stat(t, r, cworst, (Stat){ws.mean, ws.sd, ws.n}, 1);
+        }
     }
+    worst_free(wr, nwr);
     if (!rows) fprintf(stderr, "query masking: no gradient-attack evals in %s\n", db_path(db));
     qtab_print(t, fmt, out);
     qtab_free(t);
@@ -537,9 +548,16 @@ typedef struct Report { const char *name; int (*fn)(Db *db, int fmt, FILE *out);
 static const Report k_reports[] = {
     {"table", report_table}, {"curve", report_curve}, {"masking", report_masking},
     {"alignment", report_alignment}, {"runs", report_runs}, {"hash-table", report_hash_table},
+    {"worst", worst_report},
 };
 
-const char *query_report_names(void) { return "table, curve, masking, alignment, runs, hash-table"; }
+const char *query_report_names(void) { return "table, curve, masking, alignment, runs, hash-table, worst"; }
+
+int query_report_known(const char *name) {
+    for (size_t i = 0; i < ARRAY_LEN(k_reports); i++)
+        if (str_eq(name, k_reports[i].name)) return 1;
+    return 0;
+}
 
 int query_report(Db *db, const char *report, int fmt, FILE *out) {
     CHECK(fmt >= 0 && fmt < QF_COUNT);

@@ -13,6 +13,9 @@
  *   hash-table the hashing task: rows (dataset, model, kind / bits, rule); clean mAP (the run's), then the
  *              mAP of the attacked queries against the clean database per attack × gradient source × eps
  *              (mAP in percent); laid out like `table`. The other reports cover classification only.
+ *   worst      per attacked model, eps and norm: the per-example worst case over every evaluation of that
+ *              model on the same examples (every attack, every gradient source, Square), with what broke
+ *              each example first (worst.h).
  * Not for: writing to the database (db.h) or drawing (plot.h).
  */
 #ifndef CONCORD_QUERY_H
@@ -27,6 +30,8 @@ enum { QF_TEXT, QF_CSV, QF_MD, QF_JSON, QF_COUNT };
 int query_format_parse(const char *name, int *fmt);
 /* "table, curve, masking, alignment, runs, hash-table" */
 const char *query_report_names(void);
+/* 1 when `name` is one of the reports above */
+int query_report_known(const char *name);
 /* Prints one report to out. Unknown report: -1 with err_set listing the reports. A report with no data
  * prints its header (text/md/csv) or [] (json) and a note on stderr. */
 int query_report(Db *db, const char *report, int fmt, FILE *out);

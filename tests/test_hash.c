@@ -41,7 +41,7 @@ TEST(hash_map_matches_brute_force_on_random_codes) {
     for (int i = 0; i < NQ; i++) { q[i] = rng_u64(&r) & ((1ULL << K) - 1); qy[i] = (int32_t)rng_below(&r, 5); }
     for (int i = 0; i < ND; i++) { db[i] = rng_u64(&r) & ((1ULL << K) - 1); dy[i] = (int32_t)rng_below(&r, 5); }
     for (int topk = 0; topk <= 100; topk += 50) {
-        double got = hash_map(q, qy, NQ, db, dy, ND, K, topk, 0, NULL), want = brute_map(q, qy, NQ, db, dy, ND, topk);
+        double got = hash_map(q, qy, NQ, db, dy, ND, K, topk, 0, NULL, NULL), want = brute_map(q, qy, NQ, db, dy, ND, topk);
         T_NEAR(got, want, 1e-12);
     }
 }
@@ -50,25 +50,25 @@ TEST(hash_map_hand_made_cases) {
     /* all relevant items first -> 1.0 */
     uint64_t q[1] = {0}, db[4] = {0, 0, 0xF, 0xF};
     int32_t qy[1] = {1}, dy[4] = {1, 1, 2, 2};
-    T_NEAR(hash_map(q, qy, 1, db, dy, 4, 4, 0, 0, NULL), 1.0, 1e-12);
+    T_NEAR(hash_map(q, qy, 1, db, dy, 4, 4, 0, 0, NULL, NULL), 1.0, 1e-12);
     /* ties keep database order: the irrelevant item at distance 0 comes first -> AP = (1/2 + 2/3)/2 */
     int32_t dy2[4] = {3, 1, 1, 2};
     uint64_t db2[4] = {0, 0, 0, 0xF};
-    T_NEAR(hash_map(q, qy, 1, db2, dy2, 4, 4, 0, 0, NULL), (0.5 + 2.0 / 3) / 2, 1e-12);
+    T_NEAR(hash_map(q, qy, 1, db2, dy2, 4, 4, 0, 0, NULL, NULL), (0.5 + 2.0 / 3) / 2, 1e-12);
     /* no relevant item: 0, and it still counts in the mean */
     uint64_t q2[2] = {0, 0};
     int32_t qy2[2] = {1, 7};
-    T_NEAR(hash_map(q2, qy2, 2, db, dy, 4, 4, 0, 0, NULL), 0.5, 1e-12);
+    T_NEAR(hash_map(q2, qy2, 2, db, dy, 4, 4, 0, 0, NULL, NULL), 0.5, 1e-12);
     /* precision@N */
     double p;
-    hash_map(q, qy, 1, db2, dy2, 4, 4, 0, 2, &p);
+    hash_map(q, qy, 1, db2, dy2, 4, 4, 0, 2, &p, NULL);
     T_NEAR(p, 0.5, 1e-12);
 }
 
 static void wrong_map(void) {
     uint64_t q[1] = {0}, db[2] = {0, 1};
     int32_t qy[1] = {1}, dy[2] = {2, 1};
-    T_NEAR(hash_map(q, qy, 1, db, dy, 2, 4, 0, 0, NULL), 1.0, 1e-12); /* the relevant item is second: AP 0.5 */
+    T_NEAR(hash_map(q, qy, 1, db, dy, 2, 4, 0, 0, NULL, NULL), 1.0, 1e-12); /* the relevant item is second: AP 0.5 */
 }
 TEST(hash_map_checker_canary) { T_ASSERT(test_expect_failure(wrong_map)); }
 

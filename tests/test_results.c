@@ -646,7 +646,7 @@ TEST(query_cli) {
     free(out); free(err);
     char *a2[] = {"bogus", "--db", path, NULL};
     T_EQ_INT(run_cmd(cmd_query, a2, &out, &err), 1);
-    T_CONTAINS(err, "concord: concord query: unknown report 'bogus'; use one of: table, curve, masking, alignment, runs");
+    T_CONTAINS(err, "concord: concord query: unknown report 'bogus'; use one of: table, curve, masking, alignment, runs, hash-table, worst");
     T_ASSERT(strchr(err, '\n') == err + strlen(err) - 1); /* one line */
     T_EQ_INT(strlen(out), 0);
     free(out); free(err);
@@ -670,7 +670,7 @@ TEST(query_cli) {
     free(out); free(err);
     char *a7[] = {"info", "--db", path, NULL};
     T_EQ_INT(run_cmd(cmd_db, a7, &out, &err), 0);
-    T_CONTAINS(out, "schema version  3");
+    T_CONTAINS(out, "schema version  4");
     T_CONTAINS(out, "evals           20 rows");
     T_CONTAINS(out, "finished 5");
     free(out); free(err);
@@ -678,7 +678,7 @@ TEST(query_cli) {
     tpath(fresh, sizeof fresh, "cli/fresh.db");
     char *a8[] = {"init", "--db", fresh, NULL};
     T_EQ_INT(run_cmd(cmd_db, a8, &out, &err), 0);
-    T_CONTAINS(out, "schema version 3");
+    T_CONTAINS(out, "schema version 4");
     free(out); free(err);
     char *a9[] = {"frobnicate", NULL};
     T_EQ_INT(run_cmd(cmd_db, a9, &out, &err), 1);
@@ -963,9 +963,11 @@ TEST(db_migrate_v2_v3) {
     Db *db = NULL;
     T_ASSERT(db_open(path, &db) == 0);
     if (!db) { fprintf(stderr, "    %s\n", err_msg()); return; }
-    T_EQ_INT(db_schema_version(db), 3);
+    T_EQ_INT(db_schema_version(db), DB_SCHEMA_VERSION); /* v2 -> v3 -> v4 */
     T_EQ_INT(db_count(db, "runs"), 2);
     T_EQ_INT(db_count(db, "evals"), 1);
+    /* v4: every older row kept, with no per-example outcomes (NULL, which reports say) */
+    T_EQ_INT(t_sql_long(path, "SELECT COUNT(*) FROM evals WHERE outcomes IS NULL AND job_key = 'e1' AND n_robust_ok = 30"), 1);
     /* a hashing eval on the hashing run, recorded twice under one key: one row, and the job is done */
     AttackParams p = atk(ATK_PGD, GRAD_TRUE, "8/255", 8 / 255.0);
     p.objective = OBJ_HASH;

@@ -13,6 +13,7 @@
 #include "attacks/attack.h"
 #include "attacks/flags.h"
 #include "results/db.h"
+#include "results/outcomes.h"
 #include "rules/build.h"
 #include "harness/checkpoint.h"
 #include "harness/hash.h"
@@ -335,6 +336,8 @@ int cmd_attack(int argc, char **argv) {
     AttackResult *res = xcalloc(MAX_ROWS, sizeof *res);
     long *broke = xcalloc(MAX_ROWS, sizeof *broke), *attacked = xcalloc(MAX_ROWS, sizeof *attacked);
     uint8_t *grid_row = xcalloc(MAX_ROWS, 1);
+    uint8_t **blob = xcalloc(MAX_ROWS, sizeof *blob); /* each row's per-example outcomes (results/outcomes.h) */
+    long *blob_n = xcalloc(MAX_ROWS, sizeof *blob_n);
     Model *m = NULL, *sur[MAX_LIST] = {0};
     Dataset d = {0}, hdb = {0};
     int have_data = 0, rc = 1, nres = 0, hash = 0;
@@ -427,21 +430,37 @@ int cmd_attack(int argc, char **argv) {
                 AttackResult *r = &res[nres];
                 if (build_params(o, o->atk[i], e, g, K, &r->p) < 0) goto done;
                 Model *crafter = r->p.grad_source == GRAD_TRANSFER ? sur[g] : m;
+                const long N = limit > 0 && limit < d.n ? limit : d.n;
                 if (hash) {
-                    if (attack_hash_evaluate(m, crafter, &d, &hdb, db_codes, (int)limit, (int)topk, &r->p, NULL, NULL, &r->c, &r->h) < 0)
-                        goto done;
+                    float *apc = xmalloc(sizeof(float) * (size_t)(N + 1)), *apa = xmalloc(sizeof(float) * (size_t)(N + 1));
+                    int hr = attack_hash_evaluate_ex(m, crafter, &d, &hdb, db_codes, (int)limit, (int)topk, &r->p, NULL, NULL,
+                                                     &r->c, &r->h, apc, apa);
+                    if (hr == 0) {
+                        blob_n[nres] = (long)outcomes_bytes(OUT_HASH, N);
+                        blob[nres] = xmalloc((size_t)blob_n[nres]);
+                        outcomes_encode_hash(apc, apa, N, blob[nres]);
+                    }
+                    free(apc);
+                    free(apa);
+                    if (hr < 0) goto done;
                 } else if (r->p.kind == ATK_AUTOATTACK) {
                     /* one row per component (counts after it), then the ensemble's */
                     AttackStages st;
                     EvalCounts ens;
-                    if (attack_evaluate_ex(m, crafter, &d, (int)limit, &r->p, NULL, NULL, grid ? &keep : NULL, &ens, NULL, &st) < 0)
+                    AttackOutcome *per = xmalloc(sizeof *per * (size_t)(N + 1));
+                    if (attack_evaluate_ex(m, crafter, &d, (int)limit, &r->p, NULL, NULL, grid ? &keep : NULL, &ens, per, &st) < 0) {
+                        free(per);
                         goto done;
+                    }
                     AttackParams ap = r->p;
                     for (int k = 0; k < st.n; k++) {
                         res[nres].p = st.p[k];
                         res[nres].c = st.c[k];
                         broke[nres] = st.broke[k];
                         attacked[nres] = st.attacked[k];
+                        blob_n[nres] = (long)outcomes_bytes(OUT_CLASSIFY, N);
+                        blob[nres] = xmalloc((size_t)blob_n[nres]);
+                        outcomes_encode_classify_stage(per, N, k + 1, blob[nres]); /* the ensemble after component k */
                         nres++;
                         char fl[128];
                         attack_flags_text(attack_flags(res, nres, nres - 1), fl, sizeof fl);
@@ -450,8 +469,20 @@ int cmd_attack(int argc, char **argv) {
                     r = &res[nres];
                     r->p = ap;
                     r->c = ens;
-                } else if (attack_evaluate(m, crafter, &d, (int)limit, &r->p, NULL, NULL, grid ? &keep : NULL, &r->c) < 0) {
-                    goto done;
+                    blob_n[nres] = (long)outcomes_bytes(OUT_CLASSIFY, N);
+                    blob[nres] = xmalloc((size_t)blob_n[nres]);
+                    outcomes_encode_classify(per, N, blob[nres]);
+                    free(per);
+                } else {
+                    AttackOutcome *per = xmalloc(sizeof *per * (size_t)(N + 1));
+                    int er = attack_evaluate_ex(m, crafter, &d, (int)limit, &r->p, NULL, NULL, grid ? &keep : NULL, &r->c, per, NULL);
+                    if (er == 0) {
+                        blob_n[nres] = (long)outcomes_bytes(OUT_CLASSIFY, N);
+                        blob[nres] = xmalloc((size_t)blob_n[nres]);
+                        outcomes_encode_classify(per, N, blob[nres]);
+                    }
+                    free(per);
+                    if (er < 0) goto done;
                 }
                 nres++;
                 if (grid) {
@@ -508,7 +539,7 @@ int cmd_attack(int argc, char **argv) {
             recs[i] = (DbEvalRec){
                 .e = {.job_key = jk, .run_id = rid ? atoll(rid) : 0, .target_ckpt = target, .target_hash = target_hash,
                       .transfer_hash = *th[i] ? th[i] : NULL, .dataset = d.name, .split = hash ? "query" : "test",
-                      .hash = hash ? &res[i].h : NULL},
+                      .hash = hash ? &res[i].h : NULL, .outcomes = blob[i], .outcomes_bytes = blob_n[i]},
                 .p = &res[i].p, .c = &res[i].c, .flags = fl[i], .grid = gp[i][0] ? gp[i] : NULL};
         }
         if (!bad && db_evals_record(db, recs, nres) < 0) bad = 1;
@@ -550,6 +581,9 @@ done:
     free(broke);
     free(attacked);
     free(grid_row);
+    for (int i = 0; i < MAX_ROWS; i++) free(blob[i]);
+    free(blob);
+    free(blob_n);
     free(o);
     return rc;
 }

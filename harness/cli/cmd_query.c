@@ -21,6 +21,8 @@ static const char k_usage[] =
     "  runs       one line per run with its status\n"
     "  hash-table hashing retrieval: rows rule; clean mAP and attacked-query mAP (against the clean database)\n"
     "             per attack x gradient source x eps, mean ± sd over seeds (classification reports exclude hashing)\n"
+    "  worst      per attacked model and eps: the per-example worst case over every attack and gradient source\n"
+    "             (an example is robust only if no evaluation of that model broke it), and what broke it first\n"
     "--sql runs one read-only statement over the tables and views of docs/results.md.";
 
 static const OptSpec k_opts[] = {
@@ -47,10 +49,7 @@ int cmd_query(int argc, char **argv) {
         return err_die();
     }
     if (!sql) { /* check the name before touching the database */
-        static const char *const names[] = {"table", "curve", "masking", "alignment", "runs", "hash-table"};
-        int ok = 0;
-        for (size_t i = 0; i < ARRAY_LEN(names); i++) ok |= str_eq(a.pos[0], names[i]);
-        if (!ok) {
+        if (!query_report_known(a.pos[0])) {
             err_set("concord query: unknown report '%s'; use one of: %s", a.pos[0], query_report_names());
             return err_die();
         }
