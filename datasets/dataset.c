@@ -305,6 +305,82 @@ void dataset_close(Dataset *d) {
 
 int dataset_dim(const Dataset *d) { return d->c * d->h * d->w; }
 
+/* ---- class subsets ---- */
+
+int dataset_classes_parse(const char *list, int classes, int *sel, int *nsel, char *canon, size_t ncanon) {
+    *nsel = 0;
+    if (!list || !*list) return err_set("--classes: empty list; give classes like 0-4 or 5,6,7,8,9");
+    char buf[512];
+    snprintf(buf, sizeof buf, "%s", list);
+    uint8_t seen[4096] = {0};
+    for (char *save = NULL, *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+        char *dash = strchr(tok, '-');
+        long a, b;
+        if (dash) *dash = 0;
+        if (parse_int(tok, 0, 4095, &a) < 0 || (dash && parse_int(dash + 1, 0, 4095, &b) < 0))
+            return err_set("--classes %s: '%s%s%s' is not a class or a range a-b of classes", list, tok, dash ? "-" : "",
+                           dash ? dash + 1 : "");
+        if (!dash) b = a;
+        if (b < a) return err_set("--classes %s: the range %ld-%ld runs backwards", list, a, b);
+        for (long c = a; c <= b; c++) {
+            if (classes > 0 && c >= classes)
+                return err_set("--classes %s: class %ld does not exist (the dataset has classes 0..%d)", list, c, classes - 1);
+            if (seen[c]) return err_set("--classes %s: class %ld is listed twice", list, c);
+            seen[c] = 1;
+            sel[(*nsel)++] = (int)c;
+        }
+    }
+    if (*nsel < 2) return err_set("--classes %s: a task needs at least 2 classes", list);
+    /* canonical text: runs of consecutive classes as a-b, in the order given */
+    size_t l = 0;
+    canon[0] = 0;
+    for (int i = 0; i < *nsel;) {
+        int j = i;
+        while (j + 1 < *nsel && sel[j + 1] == sel[j] + 1) j++;
+        if (j > i) l += (size_t)snprintf(canon + l, ncanon > l ? ncanon - l : 0, "%s%d-%d", i ? "," : "", sel[i], sel[j]);
+        else l += (size_t)snprintf(canon + l, ncanon > l ? ncanon - l : 0, "%s%d", i ? "," : "", sel[i]);
+        i = j + 1;
+    }
+    return 0;
+}
+
+int dataset_select_classes(Dataset *d, const char *list) {
+    int sel[4096], nsel;
+    char canon[256];
+    if (dataset_classes_parse(list, d->classes, sel, &nsel, canon, sizeof canon) < 0) return -1;
+    int map[4096];
+    for (int c = 0; c < 4096; c++) map[c] = -1;
+    for (int i = 0; i < nsel; i++) map[sel[i]] = i;
+    int D = dataset_dim(d), k = 0;
+    for (int i = 0; i < d->n; i++) { /* keep the order of the examples; relabel by position in the list */
+        int nl = d->y[i] >= 0 && d->y[i] < 4096 ? map[d->y[i]] : -1;
+        if (nl < 0) continue;
+        if (k != i) memmove(d->x + (size_t)k * D, d->x + (size_t)i * D, sizeof(float) * D);
+        d->y[k++] = nl;
+    }
+    if (k == 0) return err_set("%s: no example has a class in --classes %s", d->name, list);
+    char names[100][32];
+    memcpy(names, d->class_names, sizeof names);
+    memset(d->class_names, 0, sizeof d->class_names);
+    for (int i = 0; i < nsel && i < 100; i++)
+        if (sel[i] < 100) memcpy(d->class_names[i], names[sel[i]], sizeof d->class_names[i]);
+    d->n = k;
+    d->classes = nsel;
+    char base[64];
+    snprintf(base, sizeof base, "%s", d->name);
+    snprintf(d->name, sizeof d->name, "%.40s[%.20s]", base, canon);
+    return 0;
+}
+
+int dataset_open_classes(const char *name, const char *data_dir, const char *classes, int split, Dataset *out) {
+    if (dataset_open(name, data_dir, split, out) < 0) return -1;
+    if (classes && *classes && dataset_select_classes(out, classes) < 0) {
+        dataset_close(out);
+        return -1;
+    }
+    return 0;
+}
+
 /* ---- split and statistics ---- */
 static void dataset_take(const Dataset *src, const int *idx, int n, Dataset *dst) {
     dataset_alloc(dst, n, src->c, src->h, src->w, src->classes);

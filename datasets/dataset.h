@@ -8,6 +8,7 @@
 #ifndef CONCORD_DATASET_H
 #define CONCORD_DATASET_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 typedef struct Dataset {
@@ -33,6 +34,17 @@ enum { SPLIT_TRAIN = 0, SPLIT_TEST = 1 };
  *   channels (grey or grey+alpha -> 1, else 3) and the others are converted to it; alpha is dropped,
  *   16-bit scaled to 8, palettes expanded; all images must have the same size. */
 int dataset_open(const char *name, const char *data_dir, int split, Dataset *out);
+/* A class subset (the paper's protocol: pre-train on some classes, fine-tune on others). list: classes
+ * and ranges, "0-4", "5,6,7,8,9", "0-2,7", in the order that relabels them 0..k-1 (at least 2, each
+ * existing, none twice). Keeps the examples of those classes in their order, relabels them, keeps their
+ * class names, and names the dataset "NAME[CANON]" (CANON: the list with runs written a-b), so runs on
+ * a subset never group with runs on the whole set. -1 with err_set on a bad list. */
+int dataset_select_classes(Dataset *d, const char *list);
+/* dataset_open then, when classes is not NULL or "", dataset_select_classes. */
+int dataset_open_classes(const char *name, const char *data_dir, const char *classes, int split, Dataset *out);
+/* Parses a class list (as above) for a dataset of `classes` classes (0 = unknown: only syntax and
+ * duplicates are checked): sel gets the classes in order, canon the canonical text. 0 or -1 (err_set). */
+int dataset_classes_parse(const char *list, int classes, int *sel, int *nsel, char *canon, size_t ncanon);
 void dataset_close(Dataset *d);
 int dataset_dim(const Dataset *d); /* c*h*w */
 

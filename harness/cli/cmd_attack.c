@@ -47,6 +47,7 @@ static const OptSpec OPTS[] = {
     {"seed", "S", "attack seed (random starts, Square)", "0"},
     {"batch", "N", "examples per batch", "256"},
     {"dataset", "D", "test data (default: the checkpoint's dataset)", NULL},
+    {"classes", "LIST", "only these classes, relabelled 0..k-1 (default: the checkpoint's subset when --dataset is not given)", NULL},
     {"data-dir", "DIR", "where the dataset files are", NULL},
     {"limit", "N", "attack only the first N test examples (0 = all)", "0"},
     {"grid", "FILE.png", "adversarial-example grid (FILE-<row>.png per row when several)", NULL},
@@ -269,20 +270,22 @@ static void print_hash_row(int idx, const AttackResult *r, const char *flags) {
 }
 
 /* The retrieval split a hashing checkpoint was trained on: queries and database of hash_splits. */
-static int hash_data(const Args *a, const CkptMeta *meta, const char *dname, Dataset *q, Dataset *db) {
+static int hash_data(const Args *a, const CkptMeta *meta, const char *dname, const char *classes, Dataset *q, Dataset *db) {
     long per = 100;
     const char *mp = meta_get(meta, "queries_per_class"), *ms = meta_get(meta, "data_seed");
     if (mp) per = atol(mp);
     if (arg_set(a, "queries-per-class") && arg_int(a, "queries-per-class", 1, 100000, &per) < 0) return -1;
     uint64_t seed = ms ? strtoull(ms, NULL, 10) : 0;
     Dataset tr, te, training;
-    if (dataset_open(dname, arg_str(a, "data-dir"), SPLIT_TRAIN, &tr) < 0) return -1;
-    if (dataset_open(dname, arg_str(a, "data-dir"), SPLIT_TEST, &te) < 0) { dataset_close(&tr); return -1; }
+    if (dataset_open_classes(dname, arg_str(a, "data-dir"), classes, SPLIT_TRAIN, &tr) < 0) return -1;
+    if (dataset_open_classes(dname, arg_str(a, "data-dir"), classes, SPLIT_TEST, &te) < 0) { dataset_close(&tr); return -1; }
+    char name[64];
+    snprintf(name, sizeof name, "%s", tr.name);
     int rc = hash_splits(&tr, &te, (int)per, 1, seed, q, db, &training);
     dataset_close(&tr);
     dataset_close(&te);
     if (rc == 0) dataset_close(&training);
-    snprintf(q->name, sizeof q->name, "%s", dname);
+    snprintf(q->name, sizeof q->name, "%s", name);
     return rc;
 }
 
@@ -366,12 +369,13 @@ int cmd_attack(int argc, char **argv) {
     if (threads > 0) openblas_set_num_threads((int)threads);
     if (file_sha_hex(ckpt, target_hash) < 0) goto done;
     const char *dname = arg_set(&a, "dataset") ? arg_str(&a, "dataset") : meta_get(&meta, "dataset");
+    const char *classes = arg_set(&a, "classes") ? arg_str(&a, "classes") : arg_set(&a, "dataset") ? NULL : meta_get(&meta, "class_subset");
     if (!dname || !*dname) { err_set("%s: the checkpoint does not name its dataset; pass --dataset", ckpt); goto done; }
     if (hash) {
         if (meta_get(&meta, "topk")) topk = atol(meta_get(&meta, "topk"));
         if (arg_set(&a, "topk") && arg_int(&a, "topk", 0, 100000000, &topk) < 0) goto done;
-        if (hash_data(&a, &meta, dname, &d, &hdb) < 0) goto done;
-    } else if (dataset_open(dname, arg_str(&a, "data-dir"), SPLIT_TEST, &d) < 0) {
+        if (hash_data(&a, &meta, dname, classes, &d, &hdb) < 0) goto done;
+    } else if (dataset_open_classes(dname, arg_str(&a, "data-dir"), classes, SPLIT_TEST, &d) < 0) {
         goto done;
     }
     have_data = 1;

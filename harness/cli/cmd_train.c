@@ -20,7 +20,8 @@
 
 static const OptSpec TRAIN_OPTS[] = {
     {"model", "M", "architecture (concord models)", "lenet5"},
-    {"dataset", "D", "fashion-mnist | mnist | cifar10 | cifar100 | png:DIR | synthetic[:N[:CxHxW[:K]]]", "fashion-mnist"},
+    {"dataset", "D", "fashion-mnist | mnist | cifar10 | cifar100 | png:DIR | synthetic[:N[:CxHxW[:K]]] (finetune: default the parent's)", "fashion-mnist"},
+    {"classes", "LIST", "use only these classes, relabelled 0..k-1 in this order: 0-4, 5,6,7,8,9 (finetune: default the parent's subset when --dataset is not given)", NULL},
     {"data-dir", "DIR", "where the dataset files are (default: the dataset's standard place)", NULL},
     {"rule", "R", "learning rule (concord rules)", "bp"},
     {"epochs", "N", "training epochs", "10"},
@@ -112,22 +113,25 @@ static int parse_train_opts(const Args *a, TrainOpts *o) {
 /* Loads train/val/test. For the hash task the retrieval protocol applies (hash.h): queries per class
  * from train+test, the rest is the database (returned as *db), training sampled from it (--limit),
  * validation split off the training sample; *test holds the queries. */
-static int load_data(const Args *a, uint64_t seed, int task, Dataset *train, Dataset *val, Dataset *test, Dataset *db) {
+static int load_data(const Args *a, const char *name, const char *classes, uint64_t seed, int task, Dataset *train, Dataset *val,
+                     Dataset *test, Dataset *db) {
     Dataset full;
     memset(db, 0, sizeof *db);
-    const char *name = arg_str(a, "dataset"), *dir = arg_str(a, "data-dir");
+    const char *dir = arg_str(a, "data-dir");
     long nval, lim, tlim;
     if (arg_int(a, "val", 0, 10000000, &nval) < 0 || arg_int(a, "limit", 0, 100000000, &lim) < 0 ||
         arg_int(a, "test-limit", 0, 100000000, &tlim) < 0)
         return -1;
-    if (dataset_open(name, dir, SPLIT_TRAIN, &full) < 0) return -1;
+    if (dataset_open_classes(name, dir, classes, SPLIT_TRAIN, &full) < 0) return -1;
     if (task == TASK_HASH) {
         Dataset te, sample;
         long per;
-        if (arg_int(a, "queries-per-class", 1, 100000, &per) < 0 || dataset_open(name, dir, SPLIT_TEST, &te) < 0) {
+        if (arg_int(a, "queries-per-class", 1, 100000, &per) < 0 || dataset_open_classes(name, dir, classes, SPLIT_TEST, &te) < 0) {
             dataset_close(&full);
             return -1;
         }
+        char full_name[64];
+        snprintf(full_name, sizeof full_name, "%s", full.name);
         int rc = hash_splits(&full, &te, (int)per, lim > 0 ? (int)(lim + nval) : 0, seed, test, db, &sample);
         dataset_close(&full);
         dataset_close(&te);
@@ -135,7 +139,7 @@ static int load_data(const Args *a, uint64_t seed, int task, Dataset *train, Dat
         if (nval >= sample.n) nval = sample.n / 10;
         dataset_split(&sample, (int)nval, seed, train, val);
         dataset_close(&sample);
-        snprintf(train->name, sizeof train->name, "%s", name);
+        snprintf(train->name, sizeof train->name, "%s", full_name);
         return 0;
     }
     if (nval >= full.n) {
@@ -146,7 +150,7 @@ static int load_data(const Args *a, uint64_t seed, int task, Dataset *train, Dat
     dataset_split(&full, (int)nval, seed, train, val);
     dataset_close(&full);
     if (lim > 0 && lim < train->n) train->n = (int)lim;
-    if (dataset_open(name, dir, SPLIT_TEST, test) < 0) { dataset_close(train); dataset_close(val); return -1; }
+    if (dataset_open_classes(name, dir, classes, SPLIT_TEST, test) < 0) { dataset_close(train); dataset_close(val); return -1; }
     if (tlim > 0 && tlim < test->n) test->n = (int)tlim;
     return 0;
 }
@@ -207,8 +211,22 @@ static int run(int argc, char **argv, int finetune) {
     if (to.task == TASK_HASH && (arg_int(&a, "bits", 1, 64, &bits) < 0 || arg_double(&a, "hash-eta", 0, 100, &to.hash_eta) < 0))
         return err_die();
     if (arg_int(&a, "topk", 0, 100000000, &topk) < 0) return err_die();
+    /* the data: --dataset and --classes; a fine-tune takes both from its parent unless --dataset is given
+       (then --classes alone, or the whole dataset) */
+    const char *dname = arg_str(&a, "dataset"), *classes = arg_str(&a, "classes");
+    CkptMeta parent_meta;
+    if (finetune && !arg_set(&a, "dataset")) {
+        if (ckpt_read_meta(arg_str(&a, "from"), &parent_meta) < 0) return err_die();
+        if (meta_get(&parent_meta, "dataset")) dname = meta_get(&parent_meta, "dataset");
+        if (!classes) classes = meta_get(&parent_meta, "class_subset");
+    }
+    char canon[256] = "";
+    if (classes) {
+        int sel[4096], nsel;
+        if (dataset_classes_parse(classes, 0, sel, &nsel, canon, sizeof canon) < 0) return err_die();
+    }
     Dataset train, val, test, db;
-    if (load_data(&a, to.seed, to.task, &train, &val, &test, &db) < 0) return err_die();
+    if (load_data(&a, dname, classes, to.seed, to.task, &train, &val, &test, &db) < 0) return err_die();
     Model *m = NULL;
     int start_epoch = 0, rc = 1;
     char parent_hash[17] = "";
@@ -265,7 +283,8 @@ static int run(int argc, char **argv, int finetune) {
     }
     if (!arg_flag(&a, "resume") || start_epoch == 0) {
         meta_set(&s.meta, "kind", "%s", cmd);
-        meta_set(&s.meta, "dataset", "%s", train.name);
+        meta_set(&s.meta, "dataset", "%s", dname);          /* what dataset_open reads ... */
+        if (canon[0]) meta_set(&s.meta, "class_subset", "%s", canon); /* ... and the subset of its classes */
         meta_set(&s.meta, "data_seed", "%llu", (unsigned long long)to.seed);
         meta_set(&s.meta, "init_seed", "%llu", (unsigned long long)init_seed);
         meta_set(&s.meta, "epochs", "%d", to.epochs);

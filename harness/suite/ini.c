@@ -9,12 +9,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "datasets/dataset.h"
 #include "harness/core.h"
 #include "harness/model.h"
 #include "rules/rule.h"
 /* ---------------------------------------------------------------- option tables */
 
-enum { V_INT, V_NUM, V_BOOL, V_ENUM, V_TEXT };
+enum { V_INT, V_NUM, V_BOOL, V_ENUM, V_TEXT, V_CLASSES };
 typedef struct KeySpec { const char *key; int type; const char *choices; /* V_ENUM: "a|b|c" */ } KeySpec;
 
 /* [pretrain] / [finetune] keys passed on as `--key value` to concord train / finetune. */
@@ -25,7 +26,7 @@ static const KeySpec TRAIN_KEYS[] = {
     {"usf-scale", V_ENUM, "xavier|he-fanout|none|wstd|meanabs"}, {"magnitude", V_ENUM, "uniform|halfnormal"},
     {"brsf-resample", V_ENUM, "batch|forward"}, {"last-layer-bp", V_BOOL, NULL}, {"width", V_NUM, NULL},
     {"hidden", V_TEXT, NULL}, {"dropout", V_NUM, NULL}, {"val", V_INT, NULL}, {"limit", V_INT, NULL},
-    {"test-limit", V_INT, NULL}, {"augment", V_BOOL, NULL}, {"probe", V_INT, NULL},
+    {"test-limit", V_INT, NULL}, {"augment", V_BOOL, NULL}, {"probe", V_INT, NULL}, {"classes", V_CLASSES, NULL},
 };
 static const KeySpec FINETUNE_ONLY_KEYS[] = {{"new-head", V_BOOL, NULL}, {"freeze", V_INT, NULL}};
 /* [hash] keys besides TRAIN_KEYS and freeze (concord finetune --task hash). */
@@ -108,6 +109,11 @@ static int canon_value(const KeySpec *k, const char *v, char *out, size_t cap) {
         if (!enum_has(k->choices, v)) return -1;
         snprintf(out, cap, "%s", v);
         return 0;
+    case V_CLASSES: { /* the same parser train/finetune use; canonical text, so 0,1,2 and 0-2 key alike */
+        int sel[4096], nsel;
+        if (dataset_classes_parse(v, 0, sel, &nsel, out, cap) < 0) { err_clear(); return -1; }
+        return 0;
+    }
     default:
         if (!*v || strlen(v) >= cap) return -1;
         for (const char *c = v; *c; c++)
@@ -124,6 +130,7 @@ static const char *type_hint(const KeySpec *k) {
     case V_NUM: return "a non-negative number";
     case V_BOOL: return "true or false";
     case V_ENUM: snprintf(buf, sizeof buf, "one of %s", k->choices); return buf;
+    case V_CLASSES: return "classes like 0-4 or 5,6,7 (each once, at least 2)";
     default: return "one word without spaces";
     }
 }
