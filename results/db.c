@@ -177,8 +177,36 @@ static const char k_migrate_v2_v3[] =
     " CASE WHEN r.task = 'hash' THEN r.test_acc END AS test_map"
     " FROM runs r;";
 
-/* v4: per-example outcomes of every evaluation (results/outcomes.h); older rows keep NULL */
-static const char k_migrate_v3_v4[] = "ALTER TABLE evals ADD COLUMN outcomes BLOB;";
+/* v4: per-example outcomes of every evaluation (results/outcomes.h; older rows keep NULL); a transfer
+ * source is labelled by its surrogate's rule AND kind (transfer:bp-pretrain, transfer:bp-finetune: two
+ * surrogates are never merged), or its checkpoint hash when no run is known; Square's source is stored
+ * as black-box */
+static const char k_migrate_v3_v4[] =
+    "ALTER TABLE evals ADD COLUMN outcomes BLOB;"
+    "UPDATE evals SET grad_source = 'black-box' WHERE attack = 'square';"
+    "DROP VIEW eval_view;"
+    "CREATE VIEW eval_view AS SELECT"
+    " e.id AS eval_id, e.job_key, e.run_id, r.kind, coalesce(r.rule, '?') AS rule, coalesce(r.model, '?') AS model,"
+    " coalesce(r.dataset, e.dataset, '?') AS dataset, e.dataset AS eval_dataset, e.split, r.init_seed, r.data_seed, r.rule_seed,"
+    " e.target_ckpt, e.task, e.attack, e.norm, e.eps_text, e.eps, e.alpha_text, e.alpha, e.steps, e.restarts, e.eot,"
+    " e.queries, e.targeted, e.grad_source, e.transfer_run, s.rule AS source_rule, s.model AS source_model,"
+    " CASE WHEN e.task = 'hash' THEN 'hash-' || CASE WHEN e.targeted THEN 'targeted' ELSE 'untargeted' END"
+    "  || '-' || CASE WHEN e.attack = 'pgd' THEN 'pgd' || coalesce(e.steps, '') ELSE e.attack END"
+    "  ELSE CASE WHEN e.attack = 'pgd' THEN 'pgd' || coalesce(e.steps, '') ELSE e.attack END"
+    "  || CASE WHEN e.norm = 'l2' THEN '-l2' ELSE '' END"
+    "  || CASE WHEN e.targeted THEN '-targeted' ELSE '' END END AS attack_label,"
+    " CASE WHEN e.attack = 'square' THEN 'black-box'"
+    "  WHEN e.grad_source = 'transfer' THEN 'transfer:' || coalesce(s.rule || '-' || CASE s.kind WHEN 'train' THEN 'pretrain' ELSE s.kind END,"
+    "   'ckpt-' || substr(e.transfer_hash, 1, 8), '?')"
+    "  WHEN e.grad_source = 'feedback' AND e.eot > 1 THEN 'feedback-eot' || e.eot"
+    "  ELSE e.grad_source END AS source_label,"
+    " e.n, e.n_clean_ok, e.n_robust_ok, e.n_flipped, e.n_zero_grad, e.flags, e.seconds, e.created,"
+    " CASE WHEN e.n > 0 AND e.task = 'classify' THEN 1.0 * e.n_clean_ok / e.n END AS clean_acc,"
+    " CASE WHEN e.n > 0 AND e.task = 'classify' THEN 1.0 * e.n_robust_ok / e.n END AS robust_acc,"
+    " CASE WHEN e.n_clean_ok > 0 THEN 1.0 - 1.0 * e.n_robust_ok / e.n_clean_ok END AS attack_success_rate,"
+    " e.bits, e.topk, e.n_db, e.map_clean, e.map_adv, e.prec_clean, e.prec_adv, e.tmap_clean, e.tmap_adv, e.mean_hamming"
+    " FROM evals e LEFT JOIN runs r ON r.id = e.run_id LEFT JOIN runs s ON s.id = e.transfer_run;"
+    ;
 
 typedef struct Migration { int from; const char *sql; } Migration;
 static const Migration k_migrations[] = {
@@ -821,7 +849,7 @@ static int eval_insert(Db *db, const DbEval *e, const AttackParams *p, const Eva
     sqlite3_bind_int(st, i++, p->random_start);
     sqlite3_bind_int(st, i++, p->targeted);
     sqlite3_bind_int(st, i++, p->target);
-    bind_text(st, i++, db_grad_source_name(p->grad_source));
+    bind_text(st, i++, p->kind == ATK_SQUARE ? "black-box" : db_grad_source_name(p->grad_source)); /* Square uses no gradient */
     bind_text(st, i++, p->transfer_ckpt[0] ? p->transfer_ckpt : NULL);
     bind_id(st, i++, transfer_run);
     bind_text(st, i++, e->transfer_hash);

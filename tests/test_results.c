@@ -280,9 +280,9 @@ TEST(db_migrate_v1) {
     T_EQ_INT(t_sql_long(path, "SELECT COUNT(*) FROM sqlite_master WHERE name = 'eval_acc'"), 0);
     T_EQ_INT(t_sql_long(path, "SELECT transfer_run FROM evals WHERE grad_source = 'transfer'"), 1); /* linked by path */
     T_EQ_INT(t_sql_long(path, "SELECT eot FROM evals WHERE attack = 'fgsm'"), 1);
-    T_EQ_INT(t_sql_long(path, "SELECT COUNT(*) FROM eval_view WHERE source_label = 'transfer:bp' AND attack_label = 'pgd'"), 1); /* steps unknown in v1 */
+    T_EQ_INT(t_sql_long(path, "SELECT COUNT(*) FROM eval_view WHERE source_label = 'transfer:bp-pretrain' AND attack_label = 'pgd'"), 1); /* steps unknown in v1 */
     T_EQ_INT(t_sql_long(path, "SELECT round(1000 * attack_success_rate) FROM eval_view WHERE attack = 'fgsm'"), 750);
-    T_EQ_INT(t_sql_long(path, "SELECT COUNT(*) FROM eval_view WHERE source_label = 'transfer:bp'"), 1);
+    T_EQ_INT(t_sql_long(path, "SELECT COUNT(*) FROM eval_view WHERE source_label = 'transfer:bp-pretrain'"), 1);
     /* the migrated database takes v2 writes: an eval with a job key, twice */
     T_ASSERT(db_open(path, &db) == 0);
     if (!db) return;
@@ -391,7 +391,7 @@ TEST(db_eval_upsert) {
     T_EQ_INT(t_sql_long(path, "SELECT n_robust_ok FROM evals WHERE job_key = 'ft-usf-2/e0'"), 12);
     /* runs were found from the checkpoint hashes, the transfer surrogate from its hash */
     T_EQ_INT(t_sql_long(path, "SELECT COUNT(*) FROM evals WHERE run_id IS NULL"), 0);
-    T_EQ_INT(t_sql_long(path, "SELECT COUNT(*) FROM eval_view WHERE grad_source = 'transfer' AND source_label = 'transfer:bp'"), 4);
+    T_EQ_INT(t_sql_long(path, "SELECT COUNT(*) FROM eval_view WHERE grad_source = 'transfer' AND source_label = 'transfer:bp-finetune'"), 4);
     T_EQ_INT(t_sql_long(path, "SELECT COUNT(*) FROM eval_view WHERE attack = 'square' AND source_label = 'black-box'"), 4);
     T_EQ_INT(t_sql_long(path, "SELECT round(10000 * attack_success_rate) FROM eval_view WHERE job_key = 'ft-bp-1/e0'"),
              5455); /* 1 - 40/88 */
@@ -501,7 +501,7 @@ TEST(query_table) {
         T_CONTAINS(s, "62.0 ± 2.8");
         T_CONTAINS(s, "82.0 ± 2.8"); /* usf under its feedback gradient */
         T_CONTAINS(s, "76.0 ± 1.4"); /* usf under transfer from bp */
-        T_CONTAINS(s, "(transfer:bp gradient)");
+        T_CONTAINS(s, "(transfer:bp-finetune gradient)");
         T_CONTAINS(s, "eps=0.1");
         T_CONTAINS(s, "fashion-mnist / lenet5 / train: clean accuracy %"); /* the pretraining run */
         T_ASSERT(strstr(s, "eps=0 ") != NULL);
@@ -559,7 +559,7 @@ TEST(query_curve_masking_alignment_runs) {
     if (s) {
         T_CONTAINS(s, "true");
         T_CONTAINS(s, "feedback");
-        T_CONTAINS(s, "transfer:bp");
+        T_CONTAINS(s, "transfer:bp-finetune");
         T_CONTAINS(s, "square");
         T_CONTAINS(s, "feedback: feedback>true");
     }
@@ -777,7 +777,7 @@ TEST(plot_figures) {
         T_CONTAINS(b, "set linetype 4 lc rgb \"#009E73\" dt 4");
         T_CONTAINS(b, "$d1 << EOD");
         T_CONTAINS(b, "0.1 45 7.0710678");
-        T_CONTAINS(b, "title \"fgsm (transfer:bp)\"");
+        T_CONTAINS(b, "title \"fgsm (transfer:bp-finetune)\"");
         T_CONTAINS(b, "with yerrorlines lt 4 title \"usf\"");
     }
     free(b);
