@@ -89,7 +89,7 @@ static int run_slurm(SuiteCtx *c, const Args *a) {
 
 int cmd_suite(int argc, char **argv) {
     Args a;
-    int pr = args_parse(&a, "suite", SUITE_USAGE, SUITE_OPTS, argc, argv);
+    int pr = args_parse_pos(&a, "suite", SUITE_USAGE, SUITE_OPTS, 2, argc, argv);
     if (pr) return pr > 0 ? 0 : err_die();
     if (a.npos != 2 || (!str_eq(a.pos[0], "plan") && !str_eq(a.pos[0], "run") && !str_eq(a.pos[0], "status"))) {
         err_set("usage: concord suite %s (see concord suite --help and docs/suites.md)", SUITE_USAGE);
@@ -98,6 +98,7 @@ int cmd_suite(int argc, char **argv) {
     const char *sub = a.pos[0];
     SuiteCtx *c = xcalloc(1, sizeof *c);
     int rc = suite_ctx_load(c, a.pos[1], arg_str(&a, "out"), arg_str(&a, "db"), arg_str(&a, "data-dir"), !str_eq(sub, "status"));
+    if (rc == 0) rc = suite_plan_check(&c->s, &c->p, cmd_job_check); /* every option as its command checks it */
     if (rc == 0) {
         if (str_eq(sub, "plan")) rc = suite_cmd_plan(c);
         else if (str_eq(sub, "status")) rc = suite_status(c, arg_flag(&a, "verbose"));
