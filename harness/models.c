@@ -50,6 +50,7 @@ int model_arch_uses(const ArchInfo *arch, const char *opt) {
 
 int model_hidden_parse(const char *text, int *widths, int max) {
     int n = 0;
+    if (!*text || str_eq(text, "none")) return 0; /* a linear model: the input normalisation, then the head */
     for (const char *p = text;;) {
         const char *e = strchr(p, ',');
         size_t len = e ? (size_t)(e - p) : strlen(p);

@@ -41,7 +41,7 @@ static const OptSpec TRAIN_OPTS[] = {
     {"brsf-resample", "K", "brsf redraw: batch|forward", "batch"},
     {"last-layer-bp", NULL, "exact BP in the classifier layer", NULL},
     {"width", "X", "channel multiplier of conv nets", "1"},
-    {"hidden", "W,W", "mlp hidden widths", "256,256"},
+    {"hidden", "W,W", "mlp hidden widths (none: no hidden layer, a linear model)", "256,256"},
     {"dropout", "P", "alexnet/vgg16 classifier dropout", "0.5"},
     {"val", "N", "validation examples split off the training set", "5000"},
     {"limit", "N", "use only the first N training examples (after the split; 0 = all)", "0"},

@@ -486,12 +486,12 @@ void suite_plan_free(SuitePlan *p) {
     memset(p, 0, sizeof *p);
 }
 
-/* 1 when msg names option --name (not a longer option that starts with it). */
-static int msg_names(const char *msg, const char *name) {
+/* Where msg first names option --name (not a longer option that starts with it), or -1. */
+static long msg_names(const char *msg, const char *name) {
     size_t n = strlen(name);
     for (const char *p = msg; (p = strstr(p, "--")) != NULL; p += 2)
-        if (strncmp(p + 2, name, n) == 0 && !(p[2 + n] == '-' || (p[2 + n] >= 'a' && p[2 + n] <= 'z'))) return 1;
-    return 0;
+        if (strncmp(p + 2, name, n) == 0 && !(p[2 + n] == '-' || (p[2 + n] >= 'a' && p[2 + n] <= 'z'))) return p - msg;
+    return -1;
 }
 
 /* The job's value of --name, or NULL. */
@@ -501,51 +501,54 @@ static const char *job_value(const SuiteJob *j, const char *name) {
     return NULL;
 }
 
+/* The line of the option or list the message names first (it is about that one), else `line`. */
+typedef struct Blame { long pos; int line; } Blame;
+static void blame(Blame *b, const char *msg, const char *name, int line) {
+    long at = msg_names(msg, name);
+    if (at >= 0 && line > 0 && (b->pos < 0 || at < b->pos)) { b->pos = at; b->line = line; }
+}
+
 int suite_plan_check(const Suite *s, const SuitePlan *p, SuiteJobCheck check) {
     for (int i = 0; i < p->n; i++) {
         const SuiteJob *j = &p->jobs[i];
         err_clear();
         if (check(j->argc, (char **)j->argv) == 0) continue; /* the checkers only read it */
-        char msg[600], sec[80];
+        char msg[600], sec[80] = "?";
         snprintf(msg, sizeof msg, "%s", err_msg());
-        /* the section, its options and its lists, for the line the message is about */
         const SuiteOpts *o = NULL;
-        int line = 0, list_hit = 0;
+        Blame b = {-1, 0};
         if (j->section == SEC_PRETRAIN) {
             snprintf(sec, sizeof sec, "pretrain");
             o = &s->pre;
-            line = s->line_pretrain;
+            b.line = s->line_pretrain;
+            blame(&b, msg, "rule", s->pre_rules.line);
         } else if (j->section == SEC_FINETUNE) {
             snprintf(sec, sizeof sec, "finetune");
             o = &s->ft;
-            line = s->ft_rules.line;
+            b.line = s->ft_rules.line;
+            blame(&b, msg, "rule", s->ft_rules.line);
         } else if (j->section == SEC_HASH) {
             snprintf(sec, sizeof sec, "hash");
             o = &s->hash;
-            line = s->line_hash;
+            b.line = s->line_hash;
+            blame(&b, msg, "rule", s->hash_rules.line);
+            blame(&b, msg, "bits", s->hash_bits.line);
         } else if (j->section >= SEC_ATTACK && j->section - SEC_ATTACK < s->natk) {
             const SuiteAttack *a = &s->atk[j->section - SEC_ATTACK];
             snprintf(sec, sizeof sec, "%s %s", a->hash ? "hash-attack" : "attack", a->name);
             o = &a->opts;
-            line = a->line;
-            static const char *const names[] = {"eps", "attack", "grad"};
-            for (int k = 0; k < 3; k++)
-                if (msg_names(msg, names[k])) {
-                    const SuiteList *l = k == 0 ? &a->eps : k == 1 ? &a->kinds : &a->grads;
-                    if (l->line) line = l->line;
-                    list_hit = 1;
-                    break;
-                }
-        } else {
-            snprintf(sec, sizeof sec, "?");
+            b.line = a->line;
+            blame(&b, msg, "eps", a->eps.line);
+            blame(&b, msg, "attack", a->kinds.line);
+            blame(&b, msg, "grad", a->grads.line);
         }
-        for (int k = 0; o && !list_hit && k < o->n; k++) { /* the option line whose value this job got */
+        for (int k = 0; o && k < o->n; k++) { /* an option line whose value this job got */
             const SuiteOpt *op = &o->o[k];
             const char *v = job_value(j, op->key);
-            if (msg_names(msg, op->key) && (op->flag || (v && str_eq(v, op->val)))) { line = op->line; break; }
+            if (op->flag || (v && str_eq(v, op->val))) blame(&b, msg, op->key, op->line);
         }
         err_clear(); /* err_set keeps the first message: this one wraps it */
-        return err_set("%s:%d: [%s] %s", s->path, line, sec, msg);
+        return err_set("%s:%d: [%s] %s", s->path, b.line, sec, msg);
     }
     err_clear();
     return 0;

@@ -87,7 +87,9 @@ static int check_job_argv(const SuiteJob *j, char *why, size_t n) {
     }
     if (j->kind == JOB_ATTACK) {
         if (j->ckpt[0]) { snprintf(why, n, "attack job %s names a checkpoint it writes ('%s')", j->key, j->ckpt); return -1; }
-        if (!argv_opt(j, "ckpt")) { snprintf(why, n, "attack job %s has no --ckpt", j->key); return -1; }
+        static const char *const need[] = {"ckpt", "attack", "eps"}; /* suite_job_row_keys reads --attack and --eps */
+        for (size_t i = 0; i < ARRAY_LEN(need); i++)
+            if (!argv_opt(j, need[i])) { snprintf(why, n, "attack job %s has no --%s", j->key, need[i]); return -1; }
         return 0;
     }
     if (!j->ckpt[0]) { snprintf(why, n, "%s job %s names no checkpoint", kind, j->key); return -1; }

@@ -126,7 +126,8 @@ int suite_job_row_keys(const SuiteJob *j, char ***keys);
  * Written to a temporary file and renamed into place. suite_plan_read refuses, with "PLAN:LINE: ..." naming the
  * problem, another format version, a missing header, a line cut short (no newline, fewer than argc
  * arguments), a bad index / deps / kind, a job whose command lacks what its kind needs (--db, --job-key =
- * its key; train/finetune: --out = its ckpt; attack: --ckpt), and fewer or more jobs than the header says. */
+ * its key; train/finetune: --out = its ckpt; attack: --ckpt, --attack, --eps), and fewer or more jobs than
+ * the header says. */
 int suite_plan_write(const SuitePlan *p, const char *path);
 int suite_plan_read(const char *path, SuitePlan *p);
 
