@@ -356,6 +356,10 @@ TEST(inputs_suite_plan_checks_every_option) {
     snprintf(path, sizeof path, "%s/hex.ini", test_tmpdir());
     write_file(path, "[suite]\nname=t\n[finetune]\nrules=bp\nlr = 0x10\n");
     T_CLI_FAILS("hex.ini:5: [finetune] lr = 0x10: expected a non-negative number", "suite plan %s", path);
+    /* an option of another subcommand */
+    T_CLI_FAILS("concord suite plan: --jobs applies to concord suite run", "suite plan suites/tiny.ini --jobs 2 --out %s/o2", test_tmpdir());
+    T_CLI_FAILS("concord suite status: --engine applies to concord suite run", "suite status suites/tiny.ini --engine slurm --out %s/o2", test_tmpdir());
+    T_CLI_FAILS("concord suite run: --verbose applies to concord suite status", "suite run suites/tiny.ini --verbose --out %s/o2", test_tmpdir());
     /* misleading before: a directory, an unclosed section header, a line inih would cut in two */
     T_CLI_FAILS("is a directory, not a suite file", "suite plan %s", test_tmpdir());
     snprintf(path, sizeof path, "%s/unclosed.ini", test_tmpdir());

@@ -96,6 +96,18 @@ int cmd_suite(int argc, char **argv) {
         return err_die();
     }
     const char *sub = a.pos[0];
+    /* an option of another subcommand would be silently ignored */
+    static const char *const run_only[] = {"engine", "resume", "partition", "time", "mem", "cpus-per-task", "array-size", "jobs",
+                                           "threads", "stale"};
+    for (size_t i = 0; i < ARRAY_LEN(run_only); i++)
+        if (!str_eq(sub, "run") && arg_set(&a, run_only[i])) {
+            err_set("concord suite %s: --%s applies to concord suite run", sub, run_only[i]);
+            return err_die();
+        }
+    if (!str_eq(sub, "status") && arg_flag(&a, "verbose")) {
+        err_set("concord suite %s: --verbose applies to concord suite status", sub);
+        return err_die();
+    }
     SuiteCtx *c = xcalloc(1, sizeof *c);
     int rc = suite_ctx_load(c, a.pos[1], arg_str(&a, "out"), arg_str(&a, "db"), arg_str(&a, "data-dir"), !str_eq(sub, "status"));
     if (rc == 0) rc = suite_plan_check(&c->s, &c->p, cmd_job_check); /* every option as its command checks it */

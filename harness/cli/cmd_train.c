@@ -57,7 +57,7 @@ static const OptSpec TRAIN_OPTS[] = {
     {"job-key", "KEY", "suite job key recorded with the run", NULL},
     {"quiet", NULL, "only the final line", NULL},
     {"task", "classify|hash", "classification (softmax) or deep-hashing retrieval (DPSH, tanh code layer)", "classify"},
-    {"bits", "K", "hash: code length (16, 32, 48, 64)", "32"},
+    {"bits", "K", "hash: code length, 1..64 (the paper: 16, 32, 48, 64)", "32"},
     {"hash-eta", "X", "hash: DPSH quantisation weight", "0.1"},
     {"queries-per-class", "N", "hash: query examples per class (the rest of train+test is the database)", "100"},
     {"topk", "N", "hash: mAP@topk (0 = the whole database)", "0"},

@@ -171,6 +171,11 @@ static char *reader(char *str, int num, void *stream) {
             return NULL;
         }
         if (close == c + 1) { perr(ps, "'[]': a section needs a name, e.g. [finetune]"); return NULL; }
+        for (const char *k = c + 1; k < close; k++) /* a name goes into job descriptions and the tab-separated plan */
+            if ((unsigned char)*k < 0x20 || *k == 0x7f) {
+                perr(ps, "the section name [%.*s] contains a tab or control character; use letters, digits, - and _", (int)(close - c - 1), c + 1);
+                return NULL;
+            }
         if (*rest && *rest != ';' && *rest != '#' && *rest != '\r' && *rest != '\n') {
             perr(ps, "text after the section header [%.*s]; put it on its own line or after ;", (int)(close - c - 1), c + 1);
             return NULL;

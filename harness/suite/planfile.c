@@ -26,7 +26,11 @@ int suite_plan_write(const SuitePlan *p, const char *path) {
         fprintf(f, "%d\t%s\t%s\t", i, j->key, suite_job_kind_name(j->kind));
         if (!j->ndeps) fputc('-', f);
         for (int d = 0; d < j->ndeps; d++) fprintf(f, "%s%d", d ? "," : "", j->deps[d]);
-        fprintf(f, "\t%s\t%s\t%s\t%d", j->ckpt[0] ? j->ckpt : "-", j->dataset, j->desc, j->argc);
+        char desc[sizeof j->desc]; /* human text: a tab in it would shift every column after it */
+        snprintf(desc, sizeof desc, "%s", j->desc);
+        for (char *c = desc; *c; c++)
+            if (*c == '\t' || *c == '\n' || *c == '\r') *c = ' ';
+        fprintf(f, "\t%s\t%s\t%s\t%d", j->ckpt[0] ? j->ckpt : "-", j->dataset, desc, j->argc);
         for (int a = 0; a < j->argc; a++) fprintf(f, "\t%s", j->argv[a]);
         fputc('\n', f);
     }

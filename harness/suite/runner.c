@@ -145,6 +145,9 @@ int suite_ctx_load(SuiteCtx *c, const char *file, const char *out_arg, const cha
         snprintf(db, sizeof db, "%s/concord.db", abs_out);
     }
     if (strlen(db) >= sizeof c->p.db_path) return err_set("%s: the database path is too long", db);
+    /* both go into the tab-separated plan file, one line per job */
+    if (strpbrk(db, "\t\n\r")) return err_set("%s: the database path contains a tab or newline; pass another --db", db);
+    if (strpbrk(file, "\t\n\r")) return err_set("%s: the suite file's path contains a tab or newline; rename it", file);
     if (suite_plan(&c->s, abs_out, db, &c->p) < 0) return -1;
     snprintf(c->plan_path, sizeof c->plan_path, "%s/plan.tsv", abs_out);
     return 0;
