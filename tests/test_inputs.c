@@ -153,6 +153,9 @@ TEST(inputs_train_refuses_ignored_options) {
     T_CLI_FAILS("concord train: --nesterov applies to --optimizer sgd", "train --model mlp --optimizer adam --nesterov " DATA);
     T_CLI_FAILS("concord train: --db has no effect with --no-db", "train --model mlp --db x.db " DATA);
     T_CLI_FAILS("unknown model 'lenet9'", "train --model lenet9 " DATA);
+    /* an --out that cannot be written fails before the first epoch, not after it */
+    T_CLI_FAILS("is a directory, not a checkpoint file (--out wants a file path)", "train --model mlp --out %s " DATA, test_tmpdir());
+    T_CLI_FAILS("/no/such/dir/x.ckpt: cannot write the checkpoint: directory /no/such/dir", "train --model mlp --out /no/such/dir/x.ckpt " DATA);
     /* a linear model is written --hidden none (an empty value is refused like any other) */
     char cmd[1024], out[8192];
     snprintf(cmd, sizeof cmd, "%s train --model mlp --hidden none " DATA, test_exe());

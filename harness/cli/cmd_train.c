@@ -4,6 +4,7 @@
  * after every epoch (write-temp-then-rename, so a killed run resumes with --resume), the results
  * database, and the final test accuracy. */
 #include <cblas.h>
+#include <errno.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -127,6 +128,19 @@ static int same_file(const char *a, const char *b) {
     struct stat sa, sb;
     if (str_eq(a, b)) return 1;
     return stat(a, &sa) == 0 && stat(b, &sb) == 0 && sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
+}
+
+/* --out must be writable before the first epoch, not after it: a file path whose directory exists. */
+static int out_writable(const char *out) {
+    if (file_not_dir(out, "checkpoint file (--out wants a file path)") < 0) return -1;
+    char dir[1024];
+    snprintf(dir, sizeof dir, "%s", out);
+    char *slash = strrchr(dir, '/');
+    if (slash) *(slash == dir ? slash + 1 : slash) = 0;
+    else snprintf(dir, sizeof dir, ".");
+    if (access(dir, W_OK) != 0)
+        return err_set("%s: cannot write the checkpoint: directory %s: %s; create it or choose another --out", out, dir, strerror(errno));
+    return 0;
 }
 
 static int train_cfg(const Args *a, int finetune, TrainCfg *c) {
@@ -285,6 +299,7 @@ static int run(int argc, char **argv, int finetune) {
     if (threads > 0) openblas_set_num_threads((int)threads);
 
     Session s = {.a = &a, .out = arg_str(&a, "out")};
+    if (s.out && out_writable(s.out) < 0) return err_die();
     const char *task = arg_str(&a, "task");
     Dataset train, val, test, db;
     if (load_data(&a, to.seed, to.task, &train, &val, &test, &db) < 0) return err_die();
