@@ -47,8 +47,8 @@ double t_compare(const char *what, const float *a, const double *b, long n, doub
  * stderr, when it fails. */
 long t_sql_long(const char *db, const char *sql);
 /* Bad input: runs the binary under test with the printf-formatted arguments and expects a failure, a
- * non-zero exit and `want` in its output (stdout+stderr). Each call is one bad-input case; the runner
- * prints how many were checked. Returns the exit status. */
+ * non-zero exit and `want` in its output (stdout+stderr), and no sanitizer report (make asan). Each call is
+ * one bad-input case; the runner prints how many were checked. Returns the exit status. */
 int t_cli_fails_at(const char *file, int line, const char *want, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 #define T_CLI_FAILS(want, ...) t_cli_fails_at(__FILE__, __LINE__, want, __VA_ARGS__)
 
