@@ -91,6 +91,12 @@ static int list_classes(const char *root, Names *cls) {
         names_free(cls);
         return err_set("%s: no class folders; a PNG set is DIR/<class>/<file>.png (one sub-folder per class)", root);
     }
+    if (cls->n == 1) { /* every label 0: training "succeeds" at 100% and every attack flips nothing */
+        int rc = err_set("%s: only one class folder ('%s'); a classification set needs at least 2 (one sub-folder per class)",
+                         root, cls->v[0]);
+        names_free(cls);
+        return rc;
+    }
     if (cls->n > DATASET_MAX_CLASSES) {
         int n = cls->n;
         names_free(cls);

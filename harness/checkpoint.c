@@ -197,6 +197,23 @@ int ckpt_meta_spec(const CkptMeta *mt, const char *path, ModelSpec *s) {
     return 0;
 }
 
+/* Buffers a layer divides by: the input normalisation's std must be > 0 and a batch-norm running variance
+ * >= 0 (finite is checked for every tensor). A std of 0 would turn every input into Inf and surface later
+ * as a training divergence or a NaN far from its cause. t: a tensor just read into m. */
+static int check_buffer_values(const char *path, const Model *m, const Tensor *t) {
+    for (int i = 0; i < m->nl; i++) {
+        const Layer *L = &m->L[i];
+        int norm = L->kind == L_NORM && t->data == L->std, bn = L->kind == L_BN && t->data == L->run_var;
+        if (!norm && !bn) continue;
+        for (long j = 0; j < t->n; j++)
+            if (norm ? !(t->data[j] > 0) : !(t->data[j] >= 0))
+                return err_set("%s: tensor '%s' holds %g at channel %ld; %s (the file is damaged or was not written by Concord)",
+                               path, t->name, (double)t->data[j], j,
+                               norm ? "an input normalisation std must be positive" : "a batch-norm running variance cannot be negative");
+    }
+    return 0;
+}
+
 int ckpt_read_tensors(const char *path, Model *m, CkptSkipFn skip, void *ctx) {
     CHECK(little_endian());
     sqlite3_stmt *st = NULL;
@@ -232,6 +249,7 @@ int ckpt_read_tensors(const char *path, Model *m, CkptSkipFn skip, void *ctx) {
         memcpy(t->data, blob, (size_t)bytes);
         for (long j = 0; j < t->n; j++)
             if (!isfinite(t->data[j])) { err_set("%s: tensor '%s' holds NaN or Inf values", path, t->name); goto fail; }
+        if (check_buffer_values(path, m, t) < 0) goto fail;
         sqlite3_reset(st);
     }
     sqlite3_finalize(st);

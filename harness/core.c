@@ -124,8 +124,29 @@ int file_sha_hex(const char *path, char out[17]) {
     snprintf(out, 17, "%016llx", (unsigned long long)h);
     return 0;
 }
+/* Numbers on the command line, in suite files, plan files and checkpoint meta are plain decimal: an
+ * optional sign, digits, for a double an optional fraction and exponent. strtol/strtod alone would also
+ * take leading blanks, hex (0x10 = 16), "inf" and "nan"; those are refused here, once for every caller. */
+static int decimal_text(const char *s, int frac) {
+    const char *p = s;
+    if (*p == '-' || *p == '+') p++;
+    int digits = 0;
+    while (*p >= '0' && *p <= '9') p++, digits++;
+    if (frac && *p == '.') {
+        p++;
+        while (*p >= '0' && *p <= '9') p++, digits++;
+    }
+    if (!digits) return 0;
+    if (frac && (*p == 'e' || *p == 'E')) {
+        p++;
+        if (*p == '-' || *p == '+') p++;
+        if (!(*p >= '0' && *p <= '9')) return 0;
+        while (*p >= '0' && *p <= '9') p++;
+    }
+    return *p == 0;
+}
 int parse_int(const char *s, long lo, long hi, long *out) {
-    if (!s || !*s) return -1;
+    if (!s || !decimal_text(s, 0)) return -1;
     char *end;
     errno = 0;
     long v = strtol(s, &end, 10);
@@ -134,7 +155,7 @@ int parse_int(const char *s, long lo, long hi, long *out) {
     return 0;
 }
 int parse_double(const char *s, double *out) {
-    if (!s || !*s) return -1;
+    if (!s || !decimal_text(s, 1)) return -1;
     char *end;
     errno = 0;
     double v = strtod(s, &end);
@@ -157,6 +178,12 @@ int file_commit(const char *tmp, const char *path) {
 }
 
 int file_exists(const char *path) { return access(path, F_OK) == 0; }
+
+int file_not_dir(const char *path, const char *what) {
+    struct stat st;
+    if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) return err_set("%s: is a directory, not a %s", path, what);
+    return 0;
+}
 
 int dir_create(const char *path) {
     char buf[1024];

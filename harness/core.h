@@ -72,10 +72,15 @@ double now_seconds(void);                      /* monotonic */
 uint64_t fnv1a64(const void *p, size_t n, uint64_t h); /* content hash; start with h = FNV1A_INIT */
 #define FNV1A_INIT 0xcbf29ce484222325ULL
 int file_sha_hex(const char *path, char out[17]); /* fnv1a64 of a file's bytes as 16 hex chars */
-int parse_int(const char *s, long lo, long hi, long *out);     /* 0 or -1 (no message) */
-int parse_double(const char *s, double *out);                   /* 0 or -1, whole string must parse */
+/* Decimal only, the whole string: [+-]digits (parse_int), [+-]digits[.digits][e[+-]digits] (parse_double);
+ * no blanks, hex, inf or nan. 0, or -1 (no message: the caller names the option). */
+int parse_int(const char *s, long lo, long hi, long *out);
+int parse_double(const char *s, double *out);
 int str_eq(const char *a, const char *b);
 int file_exists(const char *path);
+/* -1 with err_set("PATH: is a directory, not a WHAT") when PATH is a directory, else 0 (a missing file is
+ * for the caller's open to report): a directory opens with fopen and then reads as an empty file. */
+int file_not_dir(const char *path, const char *what);
 /* mkdir -p PATH (0777 less the umask); 0, or -1 with err_set naming the directory that failed, also when
  * PATH exists and is not a directory. dir_create_parent: the same for the directory holding a file. */
 int dir_create(const char *path);

@@ -115,22 +115,25 @@ static void add_tensor(Model *m, const char *prefix, const char *suffix, float *
     t->kind = kind;
 }
 
+long model_graph_params(const Model *m) {
+    long np = 0;
+    for (int i = 0; i < m->nl; i++) {
+        const Layer *L = &m->L[i];
+        if (L->kind == L_LINEAR || L->kind == L_CONV) np += layer_w_n(L) + (L->bias ? L->c : 0);
+        else if (L->kind == L_BN) np += 2L * L->c;
+    }
+    return np;
+}
+
 void model_finalize(Model *m, uint64_t init_seed) {
     CHECK(m->arena == NULL && m->nl > 0);
     m->out = m->nl - 1;
     /* 1. sizes */
-    long np = 0, nbuf = 0, nrule = 0;
+    long np = model_graph_params(m), nbuf = 0, nrule = 0;
     for (int i = 0; i < m->nl; i++) {
         Layer *L = &m->L[i];
-        if (L->kind == L_LINEAR || L->kind == L_CONV) {
-            np += layer_w_n(L) + (L->bias ? L->c : 0);
-            nrule += L->rstate_n + L->fb_n;
-        } else if (L->kind == L_BN) {
-            np += 2L * L->c;
-            nbuf += 2L * L->c;
-        } else if (L->kind == L_NORM) {
-            nbuf += 2L * L->c;
-        }
+        if (L->kind == L_LINEAR || L->kind == L_CONV) nrule += L->rstate_n + L->fb_n;
+        else if (L->kind == L_BN || L->kind == L_NORM) nbuf += 2L * L->c;
     }
     m->n_params = np;
     m->n_arena = 4 * np + nbuf + nrule;

@@ -154,9 +154,21 @@ void model_free(Model *m);
  * model_finalize; rules/build.h model_create does all three). NULL with err_set on an unknown arch or an
  * impossible shape. */
 Model *model_build(const ModelSpec *spec);
-typedef struct ArchInfo { const char *name, *desc; } ArchInfo;
+long model_graph_params(const Model *m); /* parameters of a built graph (before model_finalize sizes the arena) */
+typedef struct ArchInfo {
+    const char *name, *desc;
+    const char *opts;        /* the ModelSpec options it reads besides shape and classes: "hidden", "width dropout" */
+} ArchInfo;
 extern const ArchInfo ARCHS[];
 extern const int N_ARCHS;
+const ArchInfo *model_arch_find(const char *name);          /* NULL if unknown */
+/* Model options ("hidden", "width", "dropout"): 1 when arch reads opt, 0 when it does not, -1 when opt is
+ * not a model option at all. */
+int model_arch_uses(const ArchInfo *arch, const char *opt);
+/* "256,256" -> widths (at most max); the count, or -1 with err_set (an empty, non-decimal or zero width).
+ * "none" (or "") is no hidden layer: a linear model. */
+#define MODEL_MAX_HIDDEN 32
+int model_hidden_parse(const char *text, int *widths, int max);
 void model_spec_default(ModelSpec *s, const char *arch, int c, int h, int w, int classes);
 
 long model_flops(const Model *m);  /* forward multiply-adds x 2, per sample */

@@ -10,12 +10,12 @@
 #include "harness/model.h"
 
 const ArchInfo ARCHS[] = {
-    {"mlp", "multi-layer perceptron, ReLU (--hidden 256,256)"},
-    {"lenet5", "LeNet-5: conv6 5x5 pad2, pool, conv16 5x5, pool, fc 120-84-K"},
-    {"alexnet", "CIFAR-style AlexNet: 5 conv (64-192-384-256-256), 3 pools, fc 512-512-K, dropout"},
-    {"vgg16", "VGG-16 with batch-norm (13 conv + fc), CIFAR-style"},
-    {"resnet18", "ResNet-18, CIFAR-style (3x3 stem, no max-pool), BasicBlocks [2,2,2,2]"},
-    {"resnet20", "ResNet-20 (He et al. 2016, CIFAR): 3 stages x 3 BasicBlocks, 16-32-64"},
+    {"mlp", "multi-layer perceptron, ReLU (--hidden 256,256)", "hidden"},
+    {"lenet5", "LeNet-5: conv6 5x5 pad2, pool, conv16 5x5, pool, fc 120-84-K", ""},
+    {"alexnet", "CIFAR-style AlexNet: 5 conv (64-192-384-256-256), 3 pools, fc 512-512-K, dropout", "width dropout"},
+    {"vgg16", "VGG-16 with batch-norm (13 conv + fc), CIFAR-style", "width dropout"},
+    {"resnet18", "ResNet-18, CIFAR-style (3x3 stem, no max-pool), BasicBlocks [2,2,2,2]", "width"},
+    {"resnet20", "ResNet-20 (He et al. 2016, CIFAR): 3 stages x 3 BasicBlocks, 16-32-64", "width"},
 };
 const int N_ARCHS = (int)ARRAY_LEN(ARCHS);
 
@@ -27,6 +27,46 @@ void model_spec_default(ModelSpec *s, const char *arch, int c, int h, int w, int
     snprintf(s->hidden, sizeof s->hidden, "256,256");
     s->dropout = 0.5f;
     snprintf(s->head, sizeof s->head, "softmax");
+}
+
+const ArchInfo *model_arch_find(const char *name) {
+    for (int a = 0; a < N_ARCHS; a++)
+        if (str_eq(ARCHS[a].name, name)) return &ARCHS[a];
+    return NULL;
+}
+
+/* 1 when the space-separated word list has w */
+static int has_word(const char *list, const char *w) {
+    size_t n = strlen(w);
+    for (const char *p = list; n && (p = strstr(p, w)) != NULL; p += n)
+        if ((p == list || p[-1] == ' ') && (p[n] == ' ' || p[n] == 0)) return 1;
+    return 0;
+}
+
+int model_arch_uses(const ArchInfo *arch, const char *opt) {
+    if (!has_word("hidden width dropout", opt)) return -1;
+    return has_word(arch->opts, opt);
+}
+
+int model_hidden_parse(const char *text, int *widths, int max) {
+    int n = 0;
+    if (!*text || str_eq(text, "none")) return 0; /* a linear model: the input normalisation, then the head */
+    for (const char *p = text;;) {
+        const char *e = strchr(p, ',');
+        size_t len = e ? (size_t)(e - p) : strlen(p);
+        char item[24];
+        long w;
+        if (len == 0 || len >= sizeof item) return err_set("--hidden %s: expected comma-separated positive widths such as 256,256", text);
+        memcpy(item, p, len);
+        item[len] = 0;
+        if (parse_int(item, 1, 1 << 20, &w) < 0)
+            return err_set("--hidden %s: '%s' is not a width from 1 to %d; expected comma-separated widths such as 256,256", text, item, 1 << 20);
+        if (n == max) return err_set("--hidden %s: at most %d hidden layers", text, max);
+        widths[n++] = (int)w;
+        if (!e) break;
+        p = e + 1;
+    }
+    return n;
 }
 
 static int ch(const ModelSpec *s, int c) {
@@ -43,14 +83,13 @@ static int head(Model *m, const char *name, int x) {
 static int build_mlp(Model *m) {
     int x = model_add(m, L_NORM, "norm", -1);
     x = model_add(m, L_FLATTEN, "", x);
-    char buf[64], name[16];
-    snprintf(buf, sizeof buf, "%s", m->spec.hidden);
+    char name[16];
+    int widths[MODEL_MAX_HIDDEN], nh = model_hidden_parse(m->spec.hidden, widths, MODEL_MAX_HIDDEN);
+    if (nh < 0) return -1;
     int k = 1;
-    for (char *save = NULL, *t = strtok_r(buf, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
-        long wdt;
-        if (parse_int(t, 1, 1 << 20, &wdt) < 0) return err_set("--hidden %s: expected comma-separated positive widths", m->spec.hidden);
+    for (int i = 0; i < nh; i++) {
         snprintf(name, sizeof name, "fc%d", k++);
-        x = model_add_linear(m, name, x, (int)wdt);
+        x = model_add_linear(m, name, x, widths[i]);
         x = model_add(m, L_RELU, "", x);
     }
     snprintf(name, sizeof name, "fc%d", k);

@@ -3,6 +3,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 Model *model_create(const ModelSpec *spec, const Rule *rule, const RuleOpts *ro, uint64_t init_seed) {
     Model *m = model_build(spec);
@@ -41,6 +42,18 @@ Model *ckpt_load_head(const char *path, const Rule *rule, const RuleOpts *ro, in
     CkptMeta mt;
     ModelSpec s;
     if (ckpt_read_meta(path, &mt) < 0 || ckpt_meta_spec(&mt, path, &s) < 0) return NULL;
+    /* every parameter of the stored model is in the file (4 bytes each): meta describing a bigger model is
+       damaged, and building it would first allocate and initialise all of it */
+    Model *g = model_build(&s);
+    struct stat st;
+    if (g && stat(path, &st) == 0 && model_graph_params(g) > (long long)st.st_size / 4) {
+        err_set("%s: the meta describes %s with %ld parameters (%.0f MB) but the file has %lld bytes; the file is damaged", path,
+                s.arch, model_graph_params(g), model_graph_params(g) * 4.0 / 1e6, (long long)st.st_size);
+        model_free(g);
+        return NULL;
+    }
+    model_free(g);
+    err_clear(); /* a graph that cannot be built is reported below, with the file named */
     int new_head = (new_classes > 0 && new_classes != s.classes) || (head && !str_eq(head, s.head));
     if (new_classes > 0) s.classes = new_classes;
     if (head) snprintf(s.head, sizeof s.head, "%s", head);

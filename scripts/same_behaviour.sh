@@ -24,7 +24,8 @@ run() { "$BIN" "$@" --no-db --quiet > /dev/null; }
 for th in 1 2; do
   for arch in mlp lenet5 alexnet vgg16 resnet18 resnet20; do
     case $arch in
-      mlp|lenet5) data=synthetic:160:1x28x28:4; extra="--hidden 32,16" ;;
+      mlp)        data=synthetic:160:1x28x28:4; extra="--hidden 32,16" ;;
+      lenet5)     data=synthetic:160:1x28x28:4; extra="" ;;   # --hidden is mlp's (lenet5 refuses it)
       *)          data=synthetic:96:3x32x32:4;  extra="--width 0.125" ;;
     esac
     for rule in bp fa dfa usf brsf frsf; do

@@ -122,6 +122,8 @@ int t_cli_fails_at(const char *file, int line, const char *want, const char *fmt
     g_bad_inputs++;
     if (rc == 0) test_fail_at(file, line, "expected a failure (non-zero exit) from: concord %s\n    output: %.300s", args, out);
     else if (!strstr(out, want)) test_fail_at(file, line, "concord %s: expected \"%s\" in: %.400s", args, want, out);
+    else if (strstr(out, "Sanitizer")) /* make asan: refusing must not leak or misbehave on the way out either */
+        test_fail_at(file, line, "concord %s: a sanitizer report: %.600s", args, strstr(out, "Sanitizer"));
     return rc;
 }
 

@@ -50,8 +50,8 @@ long t_sql_long(const char *db, const char *sql);
  * writes the row count to *rows when not NULL; 0 when the query fails (reason on stderr). */
 unsigned long long t_sql_digest(const char *db, const char *sql, long *rows);
 /* Bad input: runs the binary under test with the printf-formatted arguments and expects a failure, a
- * non-zero exit and `want` in its output (stdout+stderr). Each call is one bad-input case; the runner
- * prints how many were checked. Returns the exit status. */
+ * non-zero exit and `want` in its output (stdout+stderr), and no sanitizer report (make asan). Each call is
+ * one bad-input case; the runner prints how many were checked. Returns the exit status. */
 int t_cli_fails_at(const char *file, int line, const char *want, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 #define T_CLI_FAILS(want, ...) t_cli_fails_at(__FILE__, __LINE__, want, __VA_ARGS__)
 

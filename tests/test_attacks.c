@@ -618,9 +618,12 @@ TEST(attack_cli) {
     T_CLI_FAILS("--ckpt CKPT is required", "attack --attack fgsm --no-db");
     T_CLI_FAILS("--steps does not apply to --attack fgsm", "attack --ckpt %s --attack fgsm --steps 5 --no-db", ck);
     T_CLI_FAILS("use true, feedback or transfer:CKPT", "attack --ckpt %s --attack pgd --grad sideways --no-db", ck);
-    /* a working sweep: eps 0 and 8/255, true and feedback, transfer from the model itself */
-    snprintf(cmd, sizeof cmd, "%s attack --ckpt %s --attack fgsm,pgd --eps 0,8/255 --grad true,feedback,transfer:%s --no-db --grid %s/g.png",
-             test_exe(), ck, ck, test_tmpdir());
+    /* transfer from the model itself is --grad true under another name: refused unless labelled (a
+       transfer matrix's diagonal, what a suite's transfer:RULE gives the RULE model) */
+    T_CLI_FAILS("the surrogate is the attacked checkpoint itself", "attack --ckpt %s --attack fgsm --grad true,transfer:%s --no-db", ck, ck);
+    /* a working sweep: eps 0 and 8/255, true and feedback, transfer from the model itself (labelled) */
+    snprintf(cmd, sizeof cmd, "%s attack --ckpt %s --attack fgsm,pgd --eps 0,8/255 --grad true,feedback,transfer:%s --transfer-label self "
+             "--no-db --grid %s/g.png", test_exe(), ck, ck, test_tmpdir());
     rc = test_run(cmd, out, sizeof out);
     T_EQ_INT(rc, 0);
     T_CONTAINS(out, " 12 pgd    eps 8/255    grad transfer:");

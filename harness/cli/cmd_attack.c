@@ -56,7 +56,8 @@ static const OptSpec OPTS[] = {
     {"no-db", NULL, "do not record in the results database", NULL},
     {"job-key", "KEY", "suite job key (rows get KEY/<attack>/<eps>/<source> when several)", NULL},
     {"transfer-label", "L[,L]", "names of the transfer sources, in --grad order, for row keys (transfer:<L>); "
-     "default: the surrogate's content hash, so keys never depend on where the file is", NULL},
+     "default: the surrogate's content hash, so keys never depend on where the file is; a labelled source may be the "
+     "attacked checkpoint itself (a transfer matrix's diagonal), an unlabelled one may not", NULL},
     {"quiet", NULL, "no per-row lines, only the summary", NULL},
     {0},
 };
@@ -64,16 +65,9 @@ static const OptSpec OPTS[] = {
 #define MAX_LIST 32
 #define MAX_ROWS 512
 
-/* Splits a comma list into at most MAX_LIST items (copied into buf). */
+/* Splits a comma list into at most MAX_LIST items (copied into buf); empty and repeated items are errors. */
 static int split_list(const char *opt, const char *text, char *buf, size_t cap, char **items) {
-    snprintf(buf, cap, "%s", text);
-    int n = 0;
-    for (char *save = NULL, *t = strtok_r(buf, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
-        if (n == MAX_LIST) return err_set("--%s: at most %d comma-separated values", opt, MAX_LIST);
-        items[n++] = t;
-    }
-    if (!n) return err_set("--%s: empty list", opt);
-    return n;
+    return arg_list_text("attack", opt, text, buf, cap, items, MAX_LIST);
 }
 
 
@@ -121,6 +115,7 @@ typedef struct Opts {
     char *label[MAX_LIST];  /* per --grad item: the transfer source's label (NULL for true / feedback) */
     char hash_label[MAX_LIST][17];
     const char *alpha;
+    long limit, threads, topk, per; /* topk, per: -1 = not given (the checkpoint's) */
 } Opts;
 
 /* A row's name and, under --job-key, its key suffix: <attack>/<eps>/<source>. A transfer source is named
@@ -176,17 +171,23 @@ static int parse_opts(const Args *a, Opts *o, int hash) {
     }
     o->natk = n;
     if ((o->neps = split_list("eps", arg_str(a, "eps"), o->eps_buf, sizeof o->eps_buf, o->eps)) < 0) return -1;
+    double ev[MAX_LIST];
     for (int i = 0; i < o->neps; i++) {
         AttackParams t = *p;
         if (attack_set_eps(&t, o->eps[i]) < 0) return -1;
+        ev[i] = t.eps;
+        for (int k = 0; k < i; k++) /* 0.1 and 1/10: the same evaluation twice under two keys */
+            if (ev[k] == ev[i]) return err_set("--eps %s: %s and %s are the same budget; keep one", arg_str(a, "eps"), o->eps[k], o->eps[i]);
     }
     if ((o->ngrad = split_list("grad", arg_str(a, "grad"), o->grad_buf, sizeof o->grad_buf, o->grad)) < 0) return -1;
-    int ntransfer = 0;
+    int ntransfer = 0, nfeedback = 0;
     for (int i = 0; i < o->ngrad; i++) {
         AttackParams t = *p;
         if (attack_set_grad(&t, o->grad[i]) < 0) return -1;
         ntransfer += t.grad_source == GRAD_TRANSFER;
+        nfeedback += t.grad_source == GRAD_FEEDBACK;
     }
+    if (arg_set(a, "eot") && !nfeedback) return err_set("--eot applies to --grad feedback (it averages the rule's feedback draws)");
     if (arg_set(a, "transfer-label")) {
         char *labels[MAX_LIST];
         int nl = split_list("transfer-label", arg_str(a, "transfer-label"), o->label_buf, sizeof o->label_buf, labels);
@@ -248,7 +249,30 @@ static int parse_opts(const Args *a, Opts *o, int hash) {
     AttackParams t = *p;
     t.eps = 1;
     if (attack_set_alpha(&t, o->alpha) < 0) return -1;
+    if (!hash && (arg_set(a, "queries-per-class") || arg_set(a, "topk")))
+        return err_set("--queries-per-class and --topk apply to hashing checkpoints (--task hash)");
+    if (hash && arg_set(a, "grid")) return err_set("--grid applies to classifiers; hashing attacks write no grid");
+    if (arg_flag(a, "no-db") && (arg_set(a, "db") || arg_set(a, "job-key")))
+        return err_set("--%s has no effect with --no-db (nothing is recorded); drop one", arg_set(a, "db") ? "db" : "job-key");
+    o->topk = o->per = -1;
+    if (arg_int(a, "limit", 0, 100000000, &o->limit) < 0 || arg_int(a, "threads", 0, 256, &o->threads) < 0 ||
+        (arg_set(a, "topk") && arg_int(a, "topk", 0, 100000000, &o->topk) < 0) ||
+        (arg_set(a, "queries-per-class") && arg_int(a, "queries-per-class", 1, 100000, &o->per) < 0))
+        return -1;
     return 0;
+}
+
+int cmd_attack_check(int argc, char **argv) {
+    Args a;
+    int pr = args_parse(&a, "attack", "", OPTS, argc, argv);
+    if (pr) return pr > 0 ? err_set("concord attack: --help in a job's command line") : -1;
+    if (!arg_str(&a, "ckpt")) return err_set("concord attack: --ckpt CKPT is required");
+    const char *task = arg_str(&a, "task");
+    if (task && !str_eq(task, "classify") && !str_eq(task, "hash")) return err_set("--task %s: use classify or hash", task);
+    Opts *o = xcalloc(1, sizeof *o);
+    int rc = parse_opts(&a, o, str_eq(task, "hash"));
+    free(o);
+    return rc;
 }
 
 static void print_hash_row(int idx, const AttackResult *r, const char *flags) {
@@ -269,12 +293,12 @@ static void print_hash_row(int idx, const AttackResult *r, const char *flags) {
     fflush(stdout);
 }
 
-/* The retrieval split a hashing checkpoint was trained on: queries and database of hash_splits. */
-static int hash_data(const Args *a, const CkptMeta *meta, const char *dname, const char *classes, Dataset *q, Dataset *db) {
-    long per = 100;
+/* The retrieval split a hashing checkpoint was trained on: queries and database of hash_splits (per: the
+ * queries per class given on the command line, -1 = the checkpoint's; classes: its class subset or NULL). */
+static int hash_data(const Args *a, const CkptMeta *meta, const char *dname, const char *classes, long per, Dataset *q,
+                     Dataset *db) {
     const char *mp = meta_get(meta, "queries_per_class"), *ms = meta_get(meta, "data_seed");
-    if (mp) per = atol(mp);
-    if (arg_set(a, "queries-per-class") && arg_int(a, "queries-per-class", 1, 100000, &per) < 0) return -1;
+    if (per < 0) per = mp ? atol(mp) : 100;
     uint64_t seed = ms ? strtoull(ms, NULL, 10) : 0;
     Dataset tr, te, training;
     if (dataset_open_classes(dname, arg_str(a, "data-dir"), classes, SPLIT_TRAIN, &tr) < 0) return -1;
@@ -362,10 +386,8 @@ int cmd_attack(int argc, char **argv) {
         goto done;
     }
     if (parse_opts(&a, o, hash) < 0) goto done;
-    if (!hash && (arg_set(&a, "queries-per-class") || arg_set(&a, "topk")))
-        { err_set("--queries-per-class and --topk apply to hashing checkpoints (--task hash)"); goto done; }
-    if (hash && grid) { err_set("--grid applies to classifiers; hashing attacks write no grid"); goto done; }
-    if (arg_int(&a, "limit", 0, 100000000, &limit) < 0 || arg_int(&a, "threads", 0, 256, &threads) < 0) goto done;
+    limit = o->limit;
+    threads = o->threads;
     if (threads > 0) openblas_set_num_threads((int)threads);
     if (file_sha_hex(ckpt, target_hash) < 0) goto done;
     const char *dname = arg_set(&a, "dataset") ? arg_str(&a, "dataset") : meta_get(&meta, "dataset");
@@ -373,8 +395,8 @@ int cmd_attack(int argc, char **argv) {
     if (!dname || !*dname) { err_set("%s: the checkpoint does not name its dataset; pass --dataset", ckpt); goto done; }
     if (hash) {
         if (meta_get(&meta, "topk")) topk = atol(meta_get(&meta, "topk"));
-        if (arg_set(&a, "topk") && arg_int(&a, "topk", 0, 100000000, &topk) < 0) goto done;
-        if (hash_data(&a, &meta, dname, classes, &d, &hdb) < 0) goto done;
+        if (o->topk >= 0) topk = o->topk;
+        if (hash_data(&a, &meta, dname, classes, o->per, &d, &hdb) < 0) goto done;
     } else if (dataset_open_classes(dname, arg_str(&a, "data-dir"), classes, SPLIT_TEST, &d) < 0) {
         goto done;
     }
@@ -388,6 +410,13 @@ int cmd_attack(int argc, char **argv) {
         if (!(sur[g] = ckpt_load(t.transfer_ckpt, NULL, NULL, 0, 0, NULL))) goto done;
         if (!o->label[g]) {
             if (file_sha_hex(t.transfer_ckpt, o->hash_label[g]) < 0) goto done;
+            /* crafted on the attacked model itself, "transfer" is --grad true under another name; a suite's
+               transfer matrix keeps that diagonal on purpose and says so by labelling its sources */
+            if (str_eq(o->hash_label[g], target_hash)) {
+                err_set("--grad %s: the surrogate is the attacked checkpoint itself (same content), so its rows would repeat "
+                        "--grad true; name another model's checkpoint", o->grad[g]);
+                goto done;
+            }
             o->label[g] = o->hash_label[g];
         }
         if (model_in_dim(sur[g]) != model_in_dim(m) || model_out_dim(sur[g]) != model_out_dim(m) ||

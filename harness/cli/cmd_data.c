@@ -77,8 +77,8 @@ int cmd_data(int argc, char **argv) {
         return err_die();
     }
     Args a;
-    int rc = args_parse(&a, is_info ? "data info" : "data export", is_info ? "D" : "D --png DIR",
-                        is_info ? k_info_opts : k_export_opts, argc - 1, argv + 1);
+    int rc = args_parse_pos(&a, is_info ? "data info" : "data export", is_info ? "D" : "D --png DIR",
+                            is_info ? k_info_opts : k_export_opts, 1, argc - 1, argv + 1);
     if (rc == 1) return 0; /* --help printed */
     if (rc != 0) return err_die();
     if (a.npos != 1) {

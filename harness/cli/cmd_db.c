@@ -103,7 +103,7 @@ static int db_merge_cmd(const Args *a) {
 
 int cmd_db(int argc, char **argv) {
     Args a;
-    int rc = args_parse(&a, "db", k_usage, k_opts, argc, argv);
+    int rc = args_parse_pos(&a, "db", k_usage, k_opts, (int)ARRAY_LEN(a.pos), argc, argv);
     if (rc == 1) return 0;
     if (rc < 0) return err_die();
     if (a.npos >= 1 && str_eq(a.pos[0], "merge")) return db_merge_cmd(&a) < 0 ? err_die() : 0;

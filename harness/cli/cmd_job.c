@@ -31,6 +31,14 @@ int cmd_job(int argc, char **argv) {
         suite_plan_free(&p);
         return err_die();
     }
+    if (cmd_job_check(p.jobs[idx].argc, p.jobs[idx].argv) < 0) { /* an edited plan: refuse before any work */
+        char why[600];
+        snprintf(why, sizeof why, "%s", err_msg());
+        err_clear();
+        err_set("%s:%d: job %ld: %s; regenerate the plan with concord suite plan", arg_str(&a, "plan"), p.jobs[idx].line, idx, why);
+        suite_plan_free(&p);
+        return err_die();
+    }
     if (arg_str(&a, "shard-dir")) {
         int r = suite_job_run_sharded(&p, idx, arg_str(&a, "shard-dir"), threads, arg_flag(&a, "dry-run"));
         suite_plan_free(&p);
@@ -39,4 +47,12 @@ int cmd_job(int argc, char **argv) {
     int rc = suite_job_run(&p, idx, threads, arg_flag(&a, "dry-run"));
     suite_plan_free(&p);
     return rc < 0 ? err_die() : 0;
+}
+
+int cmd_job_check(int argc, char **argv) {
+    if (argc < 1) return err_set("a job with an empty command line");
+    if (str_eq(argv[0], "train")) return cmd_train_check(0, argc - 1, argv + 1);
+    if (str_eq(argv[0], "finetune")) return cmd_train_check(1, argc - 1, argv + 1);
+    if (str_eq(argv[0], "attack")) return cmd_attack_check(argc - 1, argv + 1);
+    return err_set("'%s' is not a job command (train, finetune or attack)", argv[0]);
 }

@@ -34,7 +34,7 @@ static const OptSpec k_opts[] = {
 
 int cmd_query(int argc, char **argv) {
     Args a;
-    int rc = args_parse(&a, "query", k_usage, k_opts, argc, argv);
+    int rc = args_parse_pos(&a, "query", k_usage, k_opts, 1, argc, argv);
     if (rc == 1) return 0;
     if (rc < 0) return err_die();
     int fmt;

@@ -89,15 +89,28 @@ static int run_slurm(SuiteCtx *c, const Args *a) {
 
 int cmd_suite(int argc, char **argv) {
     Args a;
-    int pr = args_parse(&a, "suite", SUITE_USAGE, SUITE_OPTS, argc, argv);
+    int pr = args_parse_pos(&a, "suite", SUITE_USAGE, SUITE_OPTS, 2, argc, argv);
     if (pr) return pr > 0 ? 0 : err_die();
     if (a.npos != 2 || (!str_eq(a.pos[0], "plan") && !str_eq(a.pos[0], "run") && !str_eq(a.pos[0], "status"))) {
         err_set("usage: concord suite %s (see concord suite --help and docs/suites.md)", SUITE_USAGE);
         return err_die();
     }
     const char *sub = a.pos[0];
+    /* an option of another subcommand would be silently ignored */
+    static const char *const run_only[] = {"engine", "resume", "partition", "time", "mem", "cpus-per-task", "array-size", "jobs",
+                                           "threads", "stale"};
+    for (size_t i = 0; i < ARRAY_LEN(run_only); i++)
+        if (!str_eq(sub, "run") && arg_set(&a, run_only[i])) {
+            err_set("concord suite %s: --%s applies to concord suite run", sub, run_only[i]);
+            return err_die();
+        }
+    if (!str_eq(sub, "status") && arg_flag(&a, "verbose")) {
+        err_set("concord suite %s: --verbose applies to concord suite status", sub);
+        return err_die();
+    }
     SuiteCtx *c = xcalloc(1, sizeof *c);
     int rc = suite_ctx_load(c, a.pos[1], arg_str(&a, "out"), arg_str(&a, "db"), arg_str(&a, "data-dir"), !str_eq(sub, "status"));
+    if (rc == 0) rc = suite_plan_check(&c->s, &c->p, cmd_job_check); /* every option as its command checks it */
     if (rc == 0) {
         if (str_eq(sub, "plan")) rc = suite_cmd_plan(c);
         else if (str_eq(sub, "status")) rc = suite_status(c, arg_flag(&a, "verbose"));

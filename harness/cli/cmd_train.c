@@ -4,6 +4,7 @@
  * after every epoch (write-temp-then-rename, so a killed run resumes with --resume), the results
  * database, and the final test accuracy. */
 #include <cblas.h>
+#include <errno.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -42,7 +43,7 @@ static const OptSpec TRAIN_OPTS[] = {
     {"brsf-resample", "K", "brsf redraw: batch|forward", "batch"},
     {"last-layer-bp", NULL, "exact BP in the classifier layer", NULL},
     {"width", "X", "channel multiplier of conv nets", "1"},
-    {"hidden", "W,W", "mlp hidden widths", "256,256"},
+    {"hidden", "W,W", "mlp hidden widths (none: no hidden layer, a linear model)", "256,256"},
     {"dropout", "P", "alexnet/vgg16 classifier dropout", "0.5"},
     {"val", "N", "validation examples split off the training set", "5000"},
     {"limit", "N", "use only the first N training examples (after the split; 0 = all)", "0"},
@@ -58,7 +59,7 @@ static const OptSpec TRAIN_OPTS[] = {
     {"job-key", "KEY", "suite job key recorded with the run", NULL},
     {"quiet", NULL, "only the final line", NULL},
     {"task", "classify|hash", "classification (softmax) or deep-hashing retrieval (DPSH, tanh code layer)", "classify"},
-    {"bits", "K", "hash: code length (16, 32, 48, 64)", "32"},
+    {"bits", "K", "hash: code length, 1..64 (the paper: 16, 32, 48, 64)", "32"},
     {"hash-eta", "X", "hash: DPSH quantisation weight", "0.1"},
     {"queries-per-class", "N", "hash: query examples per class (the rest of train+test is the database)", "100"},
     {"topk", "N", "hash: mAP@topk (0 = the whole database)", "0"},
@@ -108,6 +109,118 @@ static int parse_train_opts(const Args *a, TrainOpts *o) {
     o->quiet = arg_flag(a, "quiet");
     if (arg_double(a, "max-loss", 0, 1e300, &o->max_loss) < 0) return -1;
     return 0;
+}
+
+/* Everything a train/finetune command line says that can be checked without data or files: ranges and
+ * names, and every option the command would silently ignore (another task's, optimiser's or schedule's
+ * option; a model option the architecture does not read; model options on finetune, whose architecture is
+ * the parent's). run() starts with it, and the suite planner checks every job with it (cmd_train_check). */
+typedef struct TrainCfg {
+    const Rule *rule;
+    TrainOpts to;
+    RuleOpts ro;
+    uint64_t init_seed;
+    long threads, freeze, bits, topk;
+    double width, dropout;
+} TrainCfg;
+
+/* 1 when a and b name the same file (the same path, or both exist and are one inode). */
+static int same_file(const char *a, const char *b) {
+    struct stat sa, sb;
+    if (str_eq(a, b)) return 1;
+    return stat(a, &sa) == 0 && stat(b, &sb) == 0 && sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
+}
+
+/* --out must be writable before the first epoch, not after it: a file path whose directory exists. */
+static int out_writable(const char *out) {
+    if (file_not_dir(out, "checkpoint file (--out wants a file path)") < 0) return -1;
+    char dir[1024];
+    snprintf(dir, sizeof dir, "%s", out);
+    char *slash = strrchr(dir, '/');
+    if (slash) *(slash == dir ? slash + 1 : slash) = 0;
+    else snprintf(dir, sizeof dir, ".");
+    if (access(dir, W_OK) != 0)
+        return err_set("%s: cannot write the checkpoint: directory %s: %s; create it or choose another --out", out, dir, strerror(errno));
+    return 0;
+}
+
+static int train_cfg(const Args *a, int finetune, TrainCfg *c) {
+    const char *cmd = finetune ? "finetune" : "train";
+    memset(c, 0, sizeof *c);
+    if (finetune && !arg_str(a, "from")) return err_set("concord finetune: --from CKPT is required");
+    if (!finetune && (arg_set(a, "from") || arg_set(a, "new-head") || arg_set(a, "freeze")))
+        return err_set("concord train: --from/--new-head/--freeze belong to concord finetune");
+    if (!(c->rule = rule_find(arg_str(a, "rule")))) {
+        char all[128] = "";
+        for (int i = 0; i < N_RULES; i++) { strcat(all, RULES[i]->name); strcat(all, i + 1 < N_RULES ? ", " : ""); }
+        return err_set("unknown rule '%s'; available: %s (see concord rules)", arg_str(a, "rule"), all);
+    }
+    if (parse_train_opts(a, &c->to) < 0 || parse_rule_opts(a, &c->ro, c->to.seed) < 0) return -1;
+    c->init_seed = c->to.seed;
+    if (arg_set(a, "init-seed") && arg_u64(a, "init-seed", &c->init_seed) < 0) return -1;
+    if (arg_int(a, "threads", 0, 256, &c->threads) < 0 || arg_int(a, "freeze", 0, 1000, &c->freeze) < 0) return -1;
+    const char *task = arg_str(a, "task");
+    long per;
+    if (str_eq(task, "hash")) c->to.task = TASK_HASH;
+    else if (!str_eq(task, "classify")) return err_set("--task %s: use classify or hash", task);
+    if (c->to.task == TASK_HASH && (arg_int(a, "bits", 1, 64, &c->bits) < 0 || arg_double(a, "hash-eta", 0, 100, &c->to.hash_eta) < 0))
+        return -1;
+    if (arg_int(a, "topk", 0, 100000000, &c->topk) < 0 || arg_int(a, "queries-per-class", 1, 100000, &per) < 0) return -1;
+    /* options this command line would silently ignore */
+    static const char *const hash_only[] = {"bits", "hash-eta", "queries-per-class", "topk"};
+    for (size_t i = 0; i < ARRAY_LEN(hash_only); i++)
+        if (c->to.task != TASK_HASH && arg_set(a, hash_only[i])) return err_set("concord %s: --%s applies to --task hash", cmd, hash_only[i]);
+    if (c->to.task == TASK_HASH && arg_flag(a, "new-head"))
+        return err_set("concord finetune: --new-head does not apply to --task hash: the code layer is always new (--bits K)");
+    static const char *const sgd_only[] = {"momentum", "nesterov"}, *const step_only[] = {"step-size", "gamma"};
+    for (size_t i = 0; i < ARRAY_LEN(sgd_only); i++)
+        if (c->to.optimizer != OPT_SGD && arg_set(a, sgd_only[i])) return err_set("concord %s: --%s applies to --optimizer sgd", cmd, sgd_only[i]);
+    for (size_t i = 0; i < ARRAY_LEN(step_only); i++)
+        if (c->to.schedule != SCHED_STEP && arg_set(a, step_only[i])) return err_set("concord %s: --%s applies to --schedule step", cmd, step_only[i]);
+    if (arg_flag(a, "resume") && !arg_str(a, "out")) return err_set("concord %s: --resume needs --out CKPT (the checkpoint it continues)", cmd);
+    if (arg_flag(a, "no-db") && (arg_set(a, "db") || arg_set(a, "job-key")))
+        return err_set("concord %s: --%s has no effect with --no-db (nothing is recorded); drop one", cmd, arg_set(a, "db") ? "db" : "job-key");
+    if (finetune) {
+        static const char *const from_parent[] = {"model", "hidden", "width", "dropout", "init-seed"};
+        for (size_t i = 0; i < ARRAY_LEN(from_parent); i++)
+            if (arg_set(a, from_parent[i]))
+                return err_set("concord finetune: --%s does not apply: the model (architecture, widths, weights) is the --from "
+                               "checkpoint's%s", from_parent[i], str_eq(from_parent[i], "init-seed") ? " (a new head is drawn with a fixed seed)" : "");
+        if (arg_str(a, "out") && same_file(arg_str(a, "out"), arg_str(a, "from")))
+            return err_set("concord finetune: --out %s is the --from checkpoint itself; write the fine-tuned model to another file", arg_str(a, "out"));
+        return 0;
+    }
+    const char *model = arg_str(a, "model");
+    const ArchInfo *arch = model_arch_find(model);
+    if (!arch) {
+        char all[256] = "";
+        for (int i = 0; i < N_ARCHS; i++) { strcat(all, ARCHS[i].name); strcat(all, i + 1 < N_ARCHS ? ", " : ""); }
+        return err_set("unknown model '%s'; available: %s (see concord models)", model, all);
+    }
+    if (arg_double(a, "width", 1e-3, 64, &c->width) < 0 || arg_double(a, "dropout", 0, 0.99, &c->dropout) < 0) return -1;
+    for (int i = 0; i < a->nspec; i++) { /* a model option the architecture does not read */
+        const char *opt = a->spec[i].name;
+        if (!arg_set(a, opt) || model_arch_uses(arch, opt) != 0) continue;
+        char users[128] = "";
+        for (int k = 0; k < N_ARCHS; k++)
+            if (model_arch_uses(&ARCHS[k], opt) == 1) snprintf(users + strlen(users), sizeof users - strlen(users), "%s%s", users[0] ? ", " : "", ARCHS[k].name);
+        return err_set("concord train: --%s does not apply to --model %s (it applies to %s)", opt, model, users);
+    }
+    if (model_arch_uses(arch, "hidden") == 1) {
+        int w[MODEL_MAX_HIDDEN];
+        ModelSpec spec;
+        if (strlen(arg_str(a, "hidden")) >= sizeof spec.hidden) return err_set("--hidden %s: too long (at most %zu characters)", arg_str(a, "hidden"), sizeof spec.hidden - 1);
+        if (model_hidden_parse(arg_str(a, "hidden"), w, MODEL_MAX_HIDDEN) < 0) return -1;
+    }
+    return 0;
+}
+
+int cmd_train_check(int finetune, int argc, char **argv) {
+    Args a;
+    TrainCfg c;
+    int pr = args_parse(&a, finetune ? "finetune" : "train", "", TRAIN_OPTS, argc, argv);
+    if (pr) return pr > 0 ? err_set("concord %s: --help in a job's command line", finetune ? "finetune" : "train") : -1;
+    return train_cfg(&a, finetune, &c);
 }
 
 /* Loads train/val/test. For the hash task the retrieval protocol applies (hash.h): queries per class
@@ -181,36 +294,18 @@ static int run(int argc, char **argv, int finetune) {
     int pr = args_parse(&a, cmd, finetune ? "--from CKPT --rule R [--new-head] [--freeze N] [options]" : "--model M --dataset D --rule R [options]",
                         TRAIN_OPTS, argc, argv);
     if (pr) return pr > 0 ? 0 : err_die();
-    if (finetune && !arg_str(&a, "from")) { err_set("concord finetune: --from CKPT is required"); return err_die(); }
-    if (!finetune && (arg_set(&a, "from") || arg_set(&a, "new-head") || arg_set(&a, "freeze"))) {
-        err_set("concord train: --from/--new-head/--freeze belong to concord finetune");
-        return err_die();
-    }
-    TrainOpts to;
-    RuleOpts ro;
-    uint64_t init_seed;
-    long threads, freeze;
-    const Rule *rule = rule_find(arg_str(&a, "rule"));
-    if (!rule) {
-        char all[128] = "";
-        for (int i = 0; i < N_RULES; i++) { strcat(all, RULES[i]->name); strcat(all, i + 1 < N_RULES ? ", " : ""); }
-        err_set("unknown rule '%s'; available: %s (see concord rules)", arg_str(&a, "rule"), all);
-        return err_die();
-    }
-    if (parse_train_opts(&a, &to) < 0 || parse_rule_opts(&a, &ro, to.seed) < 0) return err_die();
-    init_seed = to.seed;
-    if (arg_set(&a, "init-seed") && arg_u64(&a, "init-seed", &init_seed) < 0) return err_die();
-    if (arg_int(&a, "threads", 0, 256, &threads) < 0 || arg_int(&a, "freeze", 0, 1000, &freeze) < 0) return err_die();
+    TrainCfg cfg;
+    if (train_cfg(&a, finetune, &cfg) < 0) return err_die();
+    TrainOpts to = cfg.to;
+    RuleOpts ro = cfg.ro;
+    const Rule *rule = cfg.rule;
+    uint64_t init_seed = cfg.init_seed;
+    long threads = cfg.threads, freeze = cfg.freeze, bits = cfg.bits, topk = cfg.topk;
     if (threads > 0) openblas_set_num_threads((int)threads);
 
     Session s = {.a = &a, .out = arg_str(&a, "out")};
+    if (s.out && out_writable(s.out) < 0) return err_die();
     const char *task = arg_str(&a, "task");
-    long bits = 0, topk;
-    if (str_eq(task, "hash")) to.task = TASK_HASH;
-    else if (!str_eq(task, "classify")) { err_set("--task %s: use classify or hash", task); return err_die(); }
-    if (to.task == TASK_HASH && (arg_int(&a, "bits", 1, 64, &bits) < 0 || arg_double(&a, "hash-eta", 0, 100, &to.hash_eta) < 0))
-        return err_die();
-    if (arg_int(&a, "topk", 0, 100000000, &topk) < 0) return err_die();
     /* the data: --dataset and --classes; a fine-tune takes both from its parent unless --dataset is given
        (then --classes alone, or the whole dataset) */
     const char *dname = arg_str(&a, "dataset"), *classes = arg_str(&a, "classes");
@@ -257,6 +352,11 @@ static int run(int argc, char **argv, int finetune) {
             err_set("%s: model has %d classes, %s has %d; pass --new-head", from, m->spec.classes, train.name, train.classes);
             goto done;
         }
+        if (freeze >= model_nparam_layers(m)) {
+            err_set("--freeze %ld: %s has %d linear/conv layers; freeze at most %d so that one still trains", freeze, from,
+                    model_nparam_layers(m), model_nparam_layers(m) - 1);
+            goto done;
+        }
         model_set_frozen(m, (int)freeze);
         m->step = 0;
         meta_set(&s.meta, "parent", "%s", from);
@@ -264,11 +364,9 @@ static int run(int argc, char **argv, int finetune) {
         meta_set(&s.meta, "parent_rule", "%s", meta_get(&pmeta, "rule") ? meta_get(&pmeta, "rule") : "");
     } else {
         ModelSpec spec;
-        double width, dropout;
         model_spec_default(&spec, arg_str(&a, "model"), train.c, train.h, train.w, train.classes);
-        if (arg_double(&a, "width", 1e-3, 64, &width) < 0 || arg_double(&a, "dropout", 0, 0.99, &dropout) < 0) goto done;
-        spec.width = (float)width;
-        spec.dropout = (float)dropout;
+        spec.width = (float)cfg.width;
+        spec.dropout = (float)cfg.dropout;
         snprintf(spec.hidden, sizeof spec.hidden, "%s", arg_str(&a, "hidden"));
         if (to.task == TASK_HASH) {
             snprintf(spec.head, sizeof spec.head, "hash");
@@ -347,29 +445,54 @@ done:
 int cmd_train(int argc, char **argv) { return run(argc, argv, 0); }
 int cmd_finetune(int argc, char **argv) { return run(argc, argv, 1); }
 
+/* "CxHxW", each part a positive decimal (C <= 4096, H, W <= 65536, the checkpoint limits); 0 or -1. */
+static int parse_shape(const char *text, long dim[3]) {
+    char buf[64];
+    if (strlen(text) >= sizeof buf) return -1;
+    snprintf(buf, sizeof buf, "%s", text);
+    char *p = buf;
+    for (int d = 0; d < 3; d++) {
+        char *x = strchr(p, 'x');
+        if ((d < 2) != (x != NULL)) return -1;
+        if (x) *x = 0;
+        if (parse_int(p, 1, d ? 65536 : 4096, &dim[d]) < 0) return -1;
+        p = x ? x + 1 : p;
+    }
+    return 0;
+}
+
 int cmd_models(int argc, char **argv) {
     static const OptSpec opts[] = {{"shape", "CxHxW", "input shape", NULL}, {"classes", "K", "classes", "10"}, {0}};
     Args a;
     int pr = args_parse(&a, "models", "[--shape CxHxW] [--classes K]", opts, argc, argv);
     if (pr) return pr > 0 ? 0 : err_die();
-    long k;
+    long k, dim[3] = {0, 0, 0};
     if (arg_int(&a, "classes", 1, 100000, &k) < 0) return err_die();
+    if (arg_set(&a, "shape") && parse_shape(arg_str(&a, "shape"), dim) < 0) {
+        err_set("--shape %s: expected CxHxW with C in 1..4096 and H, W in 1..65536, e.g. 3x32x32", arg_str(&a, "shape"));
+        return err_die();
+    }
+    int nbad = 0;
     printf("%-9s %-9s %12s %16s  %s\n", "model", "input", "parameters", "fwd FLOPs/sample", "description");
     for (int i = 0; i < N_ARCHS; i++) {
         int c = 1, h = 28, w = 28;
         if (arg_set(&a, "shape")) {
-            if (sscanf(arg_str(&a, "shape"), "%dx%dx%d", &c, &h, &w) != 3) { err_set("--shape %s: expected CxHxW", arg_str(&a, "shape")); return err_die(); }
+            c = (int)dim[0]; h = (int)dim[1]; w = (int)dim[2];
         } else if (i >= 2) {
             c = 3; h = w = 32;
         }
         ModelSpec s;
         model_spec_default(&s, ARCHS[i].name, c, h, w, (int)k);
         Model *m = model_create(&s, NULL, NULL, 0);
-        if (!m) { printf("%-9s %dx%dx%d: %s\n", ARCHS[i].name, c, h, w, err_msg()); err_clear(); continue; }
+        if (!m) { printf("%-9s %dx%dx%d: %s\n", ARCHS[i].name, c, h, w, err_msg()); err_clear(); nbad++; continue; }
         char in[32];
         snprintf(in, sizeof in, "%dx%dx%d", c, h, w);
         printf("%-9s %-9s %12ld %16ld  %s\n", ARCHS[i].name, in, m->n_params, model_flops(m), ARCHS[i].desc);
         model_free(m);
+    }
+    if (nbad) {
+        err_set("concord models: %d of %d architectures cannot be built for --shape %s (see above)", nbad, N_ARCHS, arg_str(&a, "shape"));
+        return err_die();
     }
     return 0;
 }

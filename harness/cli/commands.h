@@ -15,4 +15,10 @@ int cmd_suite(int argc, char **argv);
 int cmd_job(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 int cmd_import(int argc, char **argv);
+/* Checks a command line without running it or reading any file (ranges, names, options the command would
+ * ignore): 0, or -1 with err_set. The suite planner and `concord job` check every job with cmd_job_check,
+ * whose argv[0] is the command (train, finetune or attack). */
+int cmd_train_check(int finetune, int argc, char **argv);
+int cmd_attack_check(int argc, char **argv);
+int cmd_job_check(int argc, char **argv);
 #endif

@@ -31,13 +31,18 @@ static int usage(FILE *f) {
 int main(int argc, char **argv) {
     if (argc < 2) return usage(stderr);
     if (strcmp(argv[1], "help") == 0 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
-        if (argc > 2)
-            for (size_t i = 0; i < ARRAY_LEN(COMMANDS); i++)
-                if (strcmp(COMMANDS[i].name, argv[2]) == 0) {
-                    char *h[] = {"--help", NULL};
-                    return COMMANDS[i].fn(1, h);
-                }
-        return usage(stdout);
+        if (argc == 2) return usage(stdout);
+        if (argc > 3) {
+            fprintf(stderr, "concord help: unexpected argument '%s'; usage: concord help [COMMAND]\n", argv[3]);
+            return 2;
+        }
+        for (size_t i = 0; i < ARRAY_LEN(COMMANDS); i++)
+            if (strcmp(COMMANDS[i].name, argv[2]) == 0) {
+                char *h[] = {"--help", NULL};
+                return COMMANDS[i].fn(1, h);
+            }
+        fprintf(stderr, "concord help: unknown command '%s'; run concord help for the list\n", argv[2]);
+        return 2;
     }
     for (size_t i = 0; i < ARRAY_LEN(COMMANDS); i++)
         if (strcmp(COMMANDS[i].name, argv[1]) == 0) return COMMANDS[i].fn(argc - 2, argv + 2);

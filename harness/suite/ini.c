@@ -147,18 +147,49 @@ typedef struct Parser {
     char err[600];
 } Parser;
 
+static int perr(Parser *ps, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* inih's line reader. It also refuses what inih would misread: a line longer than inih's buffer (inih would
+ * cut it and read the rest as the next line) and a section header without its ']' (inih reports it only
+ * after the keys below it have gone to the previous section). Returning NULL ends the parse. */
 static char *reader(char *str, int num, void *stream) {
     Parser *ps = stream;
+    if (ps->err[0]) return NULL;
     char *r = fgets(str, num, ps->f);
     if (!r) return r;
     ps->line++;
+    size_t len = strlen(r);
+    if (len + 1 == (size_t)num && r[len - 1] != '\n' && !feof(ps->f)) {
+        perr(ps, "the line is longer than %d characters; shorten it (a long list can be split into fewer items)", num - 2);
+        return NULL;
+    }
     const char *c = r;
     while (*c == ' ' || *c == '\t') c++;
-    if (*c == '[') ps->section_line = ps->line; /* inih does not report section headers */
+    if (c == r && len >= 3 && (unsigned char)r[0] == 0xEF && (unsigned char)r[1] == 0xBB && (unsigned char)r[2] == 0xBF && ps->line == 1)
+        c += 3; /* a UTF-8 byte order mark, which inih skips */
+    if (*c == '[') {
+        ps->section_line = ps->line; /* inih does not report section headers */
+        const char *close = strchr(c, ']');
+        const char *rest = close ? close + 1 : NULL;
+        while (rest && (*rest == ' ' || *rest == '\t')) rest++;
+        if (!close) {
+            int n = (int)strcspn(c, "\r\n");
+            perr(ps, "'%.*s' is not a section header: the ']' is missing", n > 60 ? 60 : n, c);
+            return NULL;
+        }
+        if (close == c + 1) { perr(ps, "'[]': a section needs a name, e.g. [finetune]"); return NULL; }
+        for (const char *k = c + 1; k < close; k++) /* a name goes into job descriptions and the tab-separated plan */
+            if ((unsigned char)*k < 0x20 || *k == 0x7f) {
+                perr(ps, "the section name [%.*s] contains a tab or control character; use letters, digits, - and _", (int)(close - c - 1), c + 1);
+                return NULL;
+            }
+        if (*rest && *rest != ';' && *rest != '#' && *rest != '\r' && *rest != '\n') {
+            perr(ps, "text after the section header [%.*s]; put it on its own line or after ;", (int)(close - c - 1), c + 1);
+            return NULL;
+        }
+    }
     return r;
 }
-
-static int perr(Parser *ps, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static int perr(Parser *ps, const char *fmt, ...) {
     if (ps->err[0]) return 0;
     int k = snprintf(ps->err, sizeof ps->err, "%s:%d: ", ps->s->path, ps->line);
@@ -368,6 +399,7 @@ int suite_load(const char *path, Suite *s) {
     snprintf(s->path, sizeof s->path, "%s", path);
     snprintf(s->pre_seed, sizeof s->pre_seed, "each");
     Parser ps = {.s = s};
+    if (file_not_dir(path, "suite file") < 0) return -1;
     ps.f = fopen(path, "r");
     if (!ps.f) return err_set("%s: cannot open the suite file; check the path (suites/demo.ini is an example)", path);
     int rc = ini_parse_stream(reader, &ps, handler, &ps);
@@ -394,6 +426,28 @@ int suite_load(const char *path, Suite *s) {
             return fail_at(s, s->line_hash, "[hash] needs a [pretrain] section (hashing models are fine-tuned from the pretraining checkpoint)");
         if (!s->hash_rules.n) return fail_at(s, s->line_hash, "[hash] has no rules; add rules = bp, dfa (...)");
         if (!s->hash_bits.n) return fail_at(s, s->line_hash, "[hash] has no bits; add bits = 32 (or a list such as 16, 32)");
+    }
+    /* a model option (hidden, width, dropout) goes to the training jobs of the models that read it; one that
+       no model of the grid reads would change nothing */
+    for (int k = 0; k < 2; k++) {
+        const SuiteOpts *o = k == 0 ? &s->pre : &s->ft;
+        if (k == 1 && s->has_pretrain) continue; /* fine-tunes take their model from the pretraining */
+        for (int i = 0; i < o->n; i++) {
+            int used = 0, known = 0;
+            for (int m = 0; m < s->models.n; m++) {
+                const ArchInfo *ai = model_arch_find(s->models.v[m]);
+                int u = ai ? model_arch_uses(ai, o->o[i].key) : -1;
+                known |= u >= 0;
+                used |= u == 1;
+            }
+            if (!known || used) continue;
+            char users[128] = "";
+            for (int a = 0; a < N_ARCHS; a++)
+                if (model_arch_uses(&ARCHS[a], o->o[i].key) == 1)
+                    snprintf(users + strlen(users), sizeof users - strlen(users), "%s%s", users[0] ? ", " : "", ARCHS[a].name);
+            return fail_at(s, o->o[i].line, "[%s] %s: no model of [suite] models reads it (it applies to %s); remove it",
+                           k == 0 ? "pretrain" : "finetune", o->o[i].key, users);
+        }
     }
     /* a per-rule override must name a rule its section runs (a typo would silently change nothing) */
     const struct { const char *sec; const SuiteOpts *o; const SuiteList *rules; } osec[] = {

@@ -101,6 +101,7 @@ int suite_job_run_sharded(const SuitePlan *p, long idx, const char *shard_dir, l
     printf("\n");
     fflush(stdout);
     if (dry) return 0;
+    if (runner_job_dirs(p, j) < 0) return -1;
     /* the job's own output goes to logs/KEY.log, as with the local engine (appended per attempt) */
     int fd = runner_job_log_open(p, idx, tag, log, sizeof log);
     if (fd < 0) return -1;
@@ -193,6 +194,7 @@ int suite_job_run(const SuitePlan *p, long idx, long threads, int dry) {
     printf("\n");
     fflush(stdout);
     if (dry) { rc = 0; goto out; }
+    if (runner_job_dirs(p, j) < 0) goto out;
     execv("/proc/self/exe", args);
     err_set("cannot run /proc/self/exe: %s", strerror(errno));
 out:

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "harness/core.h"
+#include "harness/model.h"
 /* ---------------------------------------------------------------- planning */
 
 const char *suite_job_kind_name(int kind) {
@@ -79,11 +80,15 @@ static int has_override(const SuiteOpts *o, const char *key, const char *rule) {
 
 /* Options: hashed as written (canonical), passed on as --key value (booleans as flags, false omitted).
  * rule: the job's rule; its `key.rule` overrides replace the section's value, other rules' are ignored
- * (NULL: a section without overrides, [attack]). */
-static void add_opts(SuiteJob *j, Canon *c, const SuiteOpts *o, const char *rule) {
+ * (NULL: a section without overrides, [attack]). model: a training job's architecture, whose model
+ * options it does not read (hidden for lenet5) are left out, so one grid can hold mlp and lenet5 (NULL:
+ * finetune and attack jobs, which get every option; concord finetune refuses model options). */
+static void add_opts(SuiteJob *j, Canon *c, const SuiteOpts *o, const char *rule, const char *model) {
+    const ArchInfo *arch = model ? model_arch_find(model) : NULL;
     for (int i = 0; i < o->n; i++) {
         const SuiteOpt *op = &o->o[i];
         if (op->rule[0] ? !rule || !str_eq(op->rule, rule) : rule && has_override(o, op->key, rule)) continue;
+        if (arch && model_arch_uses(arch, op->key) == 0) continue;
         if (op->flag) {
             if (!op->val[0]) continue;
             canon_add(c, op->key, "1");
@@ -130,6 +135,7 @@ static void make_pretrain(const Suite *s, const SuitePlan *p, const char *ds, co
     const char *pds = s->pre_dataset[0] ? s->pre_dataset : ds;
     const char *pseed = str_eq(s->pre_seed, "each") ? seed : s->pre_seed;
     j->kind = JOB_TRAIN;
+    j->section = SEC_PRETRAIN;
     canon_add(&c, "kind", "train");
     canon_add(&c, "dataset", "%s", pds);
     canon_add(&c, "model", "%s", model);
@@ -139,7 +145,7 @@ static void make_pretrain(const Suite *s, const SuitePlan *p, const char *ds, co
     job_arg(j, "--model");
     job_arg(j, "%s", model);
     data_rule_seed_args(j, s, pds, rule, pseed);
-    add_opts(j, &c, &s->pre, rule);
+    add_opts(j, &c, &s->pre, rule, model);
     canon_key(&c, "t", j->key);
     snprintf(j->ckpt, sizeof j->ckpt, "%s/ckpt/%s.ckpt", p->out_dir, j->key);
     job_arg(j, "--out");
@@ -165,6 +171,7 @@ static void make_finetune(const Suite *s, const SuitePlan *p, const char *ds, co
     memset(j, 0, sizeof *j);
     Canon c = {0};
     j->kind = pre_rule ? JOB_FINETUNE : JOB_TRAIN;
+    j->section = SEC_FINETUNE;
     canon_add(&c, "kind", "%s", pre_rule ? "finetune" : "train");
     canon_add(&c, "dataset", "%s", ds);
     canon_add(&c, "model", "%s", model);
@@ -181,7 +188,7 @@ static void make_finetune(const Suite *s, const SuitePlan *p, const char *ds, co
         job_arg(j, "%s", model);
     }
     data_rule_seed_args(j, s, ds, rule, seed);
-    add_opts(j, &c, &s->ft, rule);
+    add_opts(j, &c, &s->ft, rule, pre_rule ? NULL : model);
     canon_key(&c, pre_rule ? "f" : "t", j->key);
     snprintf(j->ckpt, sizeof j->ckpt, "%s/ckpt/%s.ckpt", p->out_dir, j->key);
     job_arg(j, "--out");
@@ -207,6 +214,7 @@ static void make_hash(const Suite *s, const SuitePlan *p, const char *ds, const 
     memset(j, 0, sizeof *j);
     Canon c = {0};
     j->kind = JOB_FINETUNE;
+    j->section = SEC_HASH;
     canon_add(&c, "kind", "finetune");
     canon_add(&c, "task", "hash");
     canon_add(&c, "bits", "%s", bits);
@@ -223,7 +231,7 @@ static void make_hash(const Suite *s, const SuitePlan *p, const char *ds, const 
     job_arg(j, "hash");
     job_arg(j, "--bits");
     job_arg(j, "%s", bits);
-    add_opts(j, &c, &s->hash, rule);
+    add_opts(j, &c, &s->hash, rule, NULL);
     canon_key(&c, "h", j->key);
     snprintf(j->ckpt, sizeof j->ckpt, "%s/ckpt/%s.ckpt", p->out_dir, j->key);
     job_arg(j, "--out");
@@ -266,6 +274,7 @@ static void make_attack(const Suite *s, const SuitePlan *p, const SuiteAttack *a
     for (int k = 0; k < kinds.n; k++) any_grad |= kind_uses_grad(kinds.v[k]);
     memset(j, 0, sizeof *j);
     j->kind = JOB_ATTACK;
+    j->section = SEC_ATTACK + (int)(a - s->atk);
     j->deps[j->ndeps++] = tdep;
     char kl[SUITE_MAX_LIST * 66] = "", el[SUITE_MAX_LIST * 66] = "", gl[8192] = "", gc[SUITE_MAX_LIST * 24] = "",
          labels[SUITE_MAX_DEPS * SUITE_KEY_LEN] = "";
@@ -324,7 +333,7 @@ static void make_attack(const Suite *s, const SuitePlan *p, const SuiteAttack *a
     job_arg(j, "--seed");
     job_arg(j, "%s", seed);
     if (s->data_dir[0]) { job_arg(j, "--data-dir"); job_arg(j, "%s", s->data_dir); }
-    add_opts(j, &c, &a->opts, NULL);
+    add_opts(j, &c, &a->opts, NULL, NULL);
     canon_key(&c, "a", j->key);
     add_common(j, p);
     char gshort[200] = "";
@@ -475,4 +484,72 @@ void suite_plan_free(SuitePlan *p) {
     for (int i = 0; i < p->n; i++) job_free(&p->jobs[i]);
     free(p->jobs);
     memset(p, 0, sizeof *p);
+}
+
+/* Where msg first names option --name (not a longer option that starts with it), or -1. */
+static long msg_names(const char *msg, const char *name) {
+    size_t n = strlen(name);
+    for (const char *p = msg; (p = strstr(p, "--")) != NULL; p += 2)
+        if (strncmp(p + 2, name, n) == 0 && !(p[2 + n] == '-' || (p[2 + n] >= 'a' && p[2 + n] <= 'z'))) return p - msg;
+    return -1;
+}
+
+/* The job's value of --name, or NULL. */
+static const char *job_value(const SuiteJob *j, const char *name) {
+    for (int i = 0; i + 1 < j->argc; i++)
+        if (strncmp(j->argv[i], "--", 2) == 0 && str_eq(j->argv[i] + 2, name)) return j->argv[i + 1];
+    return NULL;
+}
+
+/* The line of the option or list the message names first (it is about that one), else `line`. */
+typedef struct Blame { long pos; int line; } Blame;
+static void blame(Blame *b, const char *msg, const char *name, int line) {
+    long at = msg_names(msg, name);
+    if (at >= 0 && line > 0 && (b->pos < 0 || at < b->pos)) { b->pos = at; b->line = line; }
+}
+
+int suite_plan_check(const Suite *s, const SuitePlan *p, SuiteJobCheck check) {
+    for (int i = 0; i < p->n; i++) {
+        const SuiteJob *j = &p->jobs[i];
+        err_clear();
+        if (check(j->argc, (char **)j->argv) == 0) continue; /* the checkers only read it */
+        char msg[600], sec[80] = "?";
+        snprintf(msg, sizeof msg, "%s", err_msg());
+        const SuiteOpts *o = NULL;
+        Blame b = {-1, 0};
+        if (j->section == SEC_PRETRAIN) {
+            snprintf(sec, sizeof sec, "pretrain");
+            o = &s->pre;
+            b.line = s->line_pretrain;
+            blame(&b, msg, "rule", s->pre_rules.line);
+        } else if (j->section == SEC_FINETUNE) {
+            snprintf(sec, sizeof sec, "finetune");
+            o = &s->ft;
+            b.line = s->ft_rules.line;
+            blame(&b, msg, "rule", s->ft_rules.line);
+        } else if (j->section == SEC_HASH) {
+            snprintf(sec, sizeof sec, "hash");
+            o = &s->hash;
+            b.line = s->line_hash;
+            blame(&b, msg, "rule", s->hash_rules.line);
+            blame(&b, msg, "bits", s->hash_bits.line);
+        } else if (j->section >= SEC_ATTACK && j->section - SEC_ATTACK < s->natk) {
+            const SuiteAttack *a = &s->atk[j->section - SEC_ATTACK];
+            snprintf(sec, sizeof sec, "%s %s", a->hash ? "hash-attack" : "attack", a->name);
+            o = &a->opts;
+            b.line = a->line;
+            blame(&b, msg, "eps", a->eps.line);
+            blame(&b, msg, "attack", a->kinds.line);
+            blame(&b, msg, "grad", a->grads.line);
+        }
+        for (int k = 0; o && k < o->n; k++) { /* an option line whose value this job got */
+            const SuiteOpt *op = &o->o[k];
+            const char *v = job_value(j, op->key);
+            if (op->flag || (v && str_eq(v, op->val))) blame(&b, msg, op->key, op->line);
+        }
+        err_clear(); /* err_set keeps the first message: this one wraps it */
+        return err_set("%s:%d: [%s] %s", s->path, b.line, sec, msg);
+    }
+    err_clear();
+    return 0;
 }

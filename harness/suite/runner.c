@@ -36,6 +36,13 @@ void runner_fmt_dur(double s, char *out, size_t n) {
 
 void runner_shard_dir(const SuitePlan *p, char *out, size_t n) { snprintf(out, n, "%s/shards", p->out_dir); }
 
+int runner_job_dirs(const SuitePlan *p, const SuiteJob *j) {
+    char logs[600];
+    snprintf(logs, sizeof logs, "%s/logs", p->out_dir);
+    if (dir_create(logs) < 0) return -1;
+    return j->ckpt[0] ? dir_create_parent(j->ckpt) : 0;
+}
+
 int runner_job_done(Db *db, const SuiteJob *j) {
     if (!db) return 0;
     char **keys;
@@ -112,6 +119,13 @@ int suite_ctx_load(SuiteCtx *c, const char *file, const char *out_arg, const cha
     if (out_arg) snprintf(out, sizeof out, "%s", out_arg);
     else snprintf(out, sizeof out, "out/%s", c->s.name);
     if (create && dir_create(out) < 0) return -1;
+    if (create) { /* what the jobs write into: a job run alone (concord job) does not create them */
+        char sub[600];
+        snprintf(sub, sizeof sub, "%s/ckpt", out);
+        if (dir_create(sub) < 0) return -1;
+        snprintf(sub, sizeof sub, "%s/logs", out);
+        if (dir_create(sub) < 0) return -1;
+    }
     if (!realpath(out, abs_out)) {
         /* status/plan without the directory: make it absolute by hand */
         char cwd[PATH_MAX];
@@ -131,6 +145,9 @@ int suite_ctx_load(SuiteCtx *c, const char *file, const char *out_arg, const cha
         snprintf(db, sizeof db, "%s/concord.db", abs_out);
     }
     if (strlen(db) >= sizeof c->p.db_path) return err_set("%s: the database path is too long", db);
+    /* both go into the tab-separated plan file, one line per job */
+    if (strpbrk(db, "\t\n\r")) return err_set("%s: the database path contains a tab or newline; pass another --db", db);
+    if (strpbrk(file, "\t\n\r")) return err_set("%s: the suite file's path contains a tab or newline; rename it", file);
     if (suite_plan(&c->s, abs_out, db, &c->p) < 0) return -1;
     snprintf(c->plan_path, sizeof c->plan_path, "%s/plan.tsv", abs_out);
     return 0;

@@ -41,7 +41,8 @@ typedef struct SuiteCtx {
     char plan_path[600];
 } SuiteCtx;
 
-/* Parses FILE, resolves the output directory (absolute; created when `create`; NULL = out/<suite name>)
+/* Parses FILE, resolves the output directory (absolute; created with its ckpt/ and logs/ when `create`;
+ * NULL = out/<suite name>)
  * and the database (NULL = <out>/concord.db), data_dir (NULL = the suite's), and plans. */
 int suite_ctx_load(SuiteCtx *c, const char *file, const char *out, const char *db, const char *data_dir, int create);
 
@@ -79,6 +80,9 @@ void runner_marker_path(const SuitePlan *p, const SuiteJob *j, const char *ext, 
 void runner_marker_write(const SuitePlan *p, const SuiteJob *j, const char *ext, const char *text);
 void runner_fmt_dur(double s, char *out, size_t n);   /* "42s", "3m05s", "1h02m" */
 void runner_shard_dir(const SuitePlan *p, char *out, size_t n);
+/* Creates what job j writes into: <out>/logs and its checkpoint's directory (suite plan made them; a plan
+ * copied elsewhere or a cleaned output directory may lack them). 0, or -1 with err_set. */
+int runner_job_dirs(const SuitePlan *p, const SuiteJob *j);
 /* Done = recorded as done in the database (db may be NULL: nothing is done); a train/finetune job also
  * needs its checkpoint on disk. 1 done, 0 not, -1 error (a finished run whose checkpoint vanished). */
 int runner_job_done(Db *db, const SuiteJob *j);

@@ -69,6 +69,9 @@ typedef struct Suite {
 } Suite;
 
 enum { JOB_TRAIN, JOB_FINETUNE, JOB_ATTACK, JOB_KIND_COUNT };
+/* The suite section a planned job comes from (SuiteJob.section): [pretrain], [finetune] (also the
+ * from-scratch training jobs), [hash], or the i-th [attack NAME] / [hash-attack NAME] (SEC_ATTACK + i). */
+enum { SEC_NONE = -1, SEC_PRETRAIN, SEC_FINETUNE, SEC_HASH, SEC_ATTACK };
 
 typedef struct SuiteJob {
     char key[SUITE_KEY_LEN];
@@ -79,6 +82,8 @@ typedef struct SuiteJob {
     char dataset[64], data_dir[512]; /* what the job reads (for the fail-fast check) */
     int argc;
     char *argv[SUITE_MAX_ARGS]; /* "train" "--model" "lenet5" ... (owned) */
+    int section;                /* SEC_*: where a planned job comes from (SEC_NONE when read from a plan file) */
+    int line;                   /* read from a plan file: its line there (0 when planned) */
 } SuiteJob;
 
 typedef struct SuitePlan {
@@ -98,6 +103,12 @@ int suite_load(const char *path, Suite *s);
  * database every job records into. Paths are stored as given (callers pass absolute ones). */
 int suite_plan(const Suite *s, const char *out_dir, const char *db_path, SuitePlan *p);
 void suite_plan_free(SuitePlan *p);
+/* Checks every job's command line with `check` (the commands' own option checks, harness/cli: the suite
+ * floor cannot include them), so a bad option value fails at planning, not in the middle of a run. 0, or -1
+ * with err_set("FILE:LINE: [section] <the command's message>"), LINE being the option's line when the
+ * message names it (--eps -> eps = ...), else the section's. */
+typedef int (*SuiteJobCheck)(int argc, char **argv);
+int suite_plan_check(const Suite *s, const SuitePlan *p, SuiteJobCheck check);
 /* Appends j (the plan takes its argv) unless a job with its key is there already (then j is freed).
  * Returns the job's index. */
 int suite_plan_add(SuitePlan *p, SuiteJob *j);
@@ -110,9 +121,13 @@ const char *suite_job_kind_name(int kind);               /* "train" | "finetune"
  * every one of its keys is recorded. */
 int suite_job_row_keys(const SuiteJob *j, char ***keys);
 
-/* Plan file: TSV with a header (format, suite, out, db) and one line per job:
- *   index  key  kind  deps(comma list of indices, "-")  ckpt("-")  desc  argv...(one per column)
- * Written to a temporary file and renamed into place. */
+/* Plan file (format 2): TSV with a header (format, suite, out, db, job count) and one line per job:
+ *   index  key  kind  deps(comma list of indices, "-")  ckpt("-")  dataset  desc  argc  argv...(one per column)
+ * Written to a temporary file and renamed into place. suite_plan_read refuses, with "PLAN:LINE: ..." naming the
+ * problem, another format version, a missing header, a line cut short (no newline, fewer than argc
+ * arguments), a bad index / deps / kind, a job whose command lacks what its kind needs (--db, --job-key =
+ * its key; train/finetune: --out = its ckpt; attack: --ckpt, --attack, --eps), and fewer or more jobs than
+ * the header says. */
 int suite_plan_write(const SuitePlan *p, const char *path);
 int suite_plan_read(const char *path, SuitePlan *p);
 
