@@ -24,7 +24,7 @@ B        := build/release
 LIBOBJ   := $(LIBSRC:%.c=$(B)/%.o)
 TESTOBJ  := $(TESTSRC:%.c=$(B)/%.o)
 
-.PHONY: all deps-build test asan demo bench fuzz clean fixtures
+.PHONY: all deps-build test asan demo bench fuzz clean fixtures FORCE
 all: deps-build concord
 
 deps-build:
@@ -39,6 +39,12 @@ $(B)/concord_test: $(LIBOBJ) $(TESTOBJ)
 $(B)/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(ALLCFLAGS) -c -o $@ $<
+
+# the git revision recorded with every run and evaluation: this one object is rebuilt on every build
+GIT_REV := $(shell git describe --always --dirty --abbrev=12 2>/dev/null || echo unknown)
+$(B)/harness/cli/version.o: CPPFLAGS += -DCONCORD_GIT_REV='"$(GIT_REV)"'
+$(B)/harness/cli/version.o: FORCE
+FORCE:
 
 # Tests run single-threaded BLAS so results are reproducible and two test runs do not fight for cores.
 test: deps-build

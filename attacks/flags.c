@@ -32,7 +32,20 @@ static int same_aa_run(const AttackResult *a, const AttackResult *b) {
            a->c.n == b->c.n && a->c.n_clean_ok == b->c.n_clean_ok;
 }
 
-unsigned attack_flags(const AttackResult *r, int n, int i) {
+unsigned attack_flags(const AttackResult *r, int n, int i) { return attack_flags_paired(r, n, i, NULL); }
+
+/* the feedback gap of r[i] (feedback) over r[j] (true) is significant on their paired outcomes */
+static int gap_significant(const AttackResult *fb, const AttackResult *tr, double (*paired_p)(long, long)) {
+    if (!paired_p || !fb->robust || !tr->robust || fb->c.n != tr->c.n) return 1; /* counts only: the gap decides */
+    long only_fb = 0, only_tr = 0;
+    for (long k = 0; k < fb->c.n; k++) {
+        only_fb += fb->robust[k] && !tr->robust[k];
+        only_tr += tr->robust[k] && !fb->robust[k];
+    }
+    return paired_p(only_fb, only_tr) < MASK_FEEDBACK_P;
+}
+
+unsigned attack_flags_paired(const AttackResult *r, int n, int i, double (*paired_p)(long only_a, long only_b)) {
     CHECK(i >= 0 && i < n);
     const AttackParams *p = &r[i].p;
     const double acc = robust_pts(&r[i]);
@@ -55,7 +68,7 @@ unsigned attack_flags(const AttackResult *r, int n, int i) {
         const AttackParams *q = &r[j].p;
         const double other = robust_pts(&r[j]);
         if (p->grad_source == GRAD_FEEDBACK && q->grad_source == GRAD_TRUE && same_config(p, q) &&
-            acc > other + MASK_FEEDBACK_POINTS)
+            acc > other + MASK_FEEDBACK_POINTS && gap_significant(&r[i], &r[j], paired_p))
             f |= MASK_FEEDBACK_GAP;
         if (black_box(p) && white_box(q) && p->norm == q->norm && same_eps(p, q) && p->targeted == q->targeted &&
             acc < other - MASK_BLACKBOX_POINTS) {

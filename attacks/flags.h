@@ -6,7 +6,8 @@
  *   MASK_FEEDBACK_GAP       a feedback-source result whose robust accuracy is more than
  *                           MASK_FEEDBACK_POINTS above the true-source result of the same attack
  *                           (kind, norm, eps, steps, restarts, targeted, loss, AutoAttack stage and
- *                           version, targets, queries);
+ *                           version, targets, queries) and, with per-example outcomes, significantly so
+ *                           (paired exact McNemar p < MASK_FEEDBACK_P: attack_flags_paired);
  *   MASK_BLACKBOX_STRONGER  a standalone Square or transfer result whose robust accuracy is more than
  *                           MASK_BLACKBOX_POINTS below the strongest standalone white-box (true or
  *                           feedback gradient, same norm, same eps, same targeting) result in the list;
@@ -38,10 +39,21 @@
 
 enum { MASK_FEEDBACK_GAP = 1, MASK_BLACKBOX_STRONGER = 2, MASK_EPS_RISE = 4, MASK_ZERO_GRAD = 8, MASK_EPS0 = 16 };
 
-typedef struct AttackResult { AttackParams p; EvalCounts c; HashCounts h; /* h: hashing results only */ } AttackResult;
+typedef struct AttackResult {
+    AttackParams p;
+    EvalCounts c;
+    HashCounts h;             /* hashing results only */
+    const uint8_t *robust;    /* (c.n) per example: robust-correct, in split order; NULL = counts only */
+} AttackResult;
 
 /* Flags (MASK_* bits) of results[i] given every result of the comparison. */
 unsigned attack_flags(const AttackResult *results, int n, int i);
+/* The same, with MASK_FEEDBACK_GAP as a paired test when both results carry per-example outcomes on the
+ * same examples: flagged only when the gap exceeds MASK_FEEDBACK_POINTS AND paired_p(only_feedback,
+ * only_true) < MASK_FEEDBACK_P (the exact McNemar of results/stats.h, passed in by the caller; attacks/
+ * computes no statistics). Without outcomes it falls back to the gap alone. */
+#define MASK_FEEDBACK_P 0.01
+unsigned attack_flags_paired(const AttackResult *results, int n, int i, double (*paired_p)(long only_a, long only_b));
 /* "feedback-gap,blackbox-stronger,eps-rise,zero-grad,eps0-mismatch" subset; "" when none. */
 void attack_flags_text(unsigned flags, char *out, size_t cap);
 #endif

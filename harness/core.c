@@ -227,3 +227,24 @@ void fault_point(const char *name) {
         kill(getpid(), SIGKILL);
     }
 }
+
+const char *cpu_describe(void) {
+    static char out[160];
+    if (out[0]) return out;
+    char model[96] = "unknown", line[4096];
+    int avx2 = 0, avx512 = 0, fma = 0;
+    FILE *f = fopen("/proc/cpuinfo", "r");
+    while (f && fgets(line, sizeof line, f)) {
+        if (strncmp(line, "model name", 10) == 0 && strchr(line, ':') && str_eq(model, "unknown")) {
+            snprintf(model, sizeof model, "%s", strchr(line, ':') + 2);
+            model[strcspn(model, "\n")] = 0;
+        } else if (strncmp(line, "flags", 5) == 0) {
+            avx2 |= strstr(line, " avx2") != NULL;
+            avx512 |= strstr(line, " avx512f") != NULL;
+            fma |= strstr(line, " fma") != NULL;
+        }
+    }
+    if (f) fclose(f);
+    snprintf(out, sizeof out, "%s (%s%s%s)", model, avx512 ? "avx512f " : "", avx2 ? "avx2" : "no avx2", fma ? " fma" : "");
+    return out;
+}

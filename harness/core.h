@@ -68,6 +68,9 @@ void install_interrupt_handlers(void);
 void fault_point(const char *name);
 
 /* ---- misc ---- */
+/* The CPU this runs on, for the record: its model name and the vector extensions that decide kernels
+ * ("AMD EPYC (avx2 avx512f)"); "unknown" when /proc/cpuinfo cannot be read. */
+const char *cpu_describe(void);
 double now_seconds(void);                      /* monotonic */
 uint64_t fnv1a64(const void *p, size_t n, uint64_t h); /* content hash; start with h = FNV1A_INIT */
 #define FNV1A_INIT 0xcbf29ce484222325ULL

@@ -183,6 +183,7 @@ static const char k_migrate_v2_v3[] =
  * as black-box */
 static const char k_migrate_v3_v4[] =
     "ALTER TABLE evals ADD COLUMN outcomes BLOB;"
+    "ALTER TABLE runs ADD COLUMN cpu TEXT;"
     "UPDATE evals SET grad_source = 'black-box' WHERE attack = 'square';"
     "DROP VIEW eval_view;"
     "CREATE VIEW eval_view AS SELECT"
@@ -609,10 +610,10 @@ static int run_begin_body(Db *db, void *vctx) {
     static const char cols[] =
         "job_key, kind, parent_run, rule, rule_opts, model, model_opts, dataset, data_seed, init_seed, rule_seed,"
         " config_json, config_hash, status, heartbeat, host, git_rev, blas_core, blas_threads, started, finished,"
-        " ckpt_path, ckpt_hash, test_acc, val_acc, error, task";
+        " ckpt_path, ckpt_hash, test_acc, val_acc, error, task, cpu";
     static const char vals[] =
         "?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, 'running', datetime('now'), ?14, ?15, ?16, ?17,"
-        " datetime('now'), NULL, NULL, NULL, NULL, ?20, NULL, ?19";
+        " datetime('now'), NULL, NULL, NULL, NULL, ?20, NULL, ?19, ?21";
     char sql[1024];
     if (existing) snprintf(sql, sizeof sql, "UPDATE runs SET (%s) = (%s) WHERE id = ?18", cols, vals);
     else snprintf(sql, sizeof sql, "INSERT INTO runs(%s) VALUES(%s)", cols, vals);
@@ -636,6 +637,7 @@ static int run_begin_body(Db *db, void *vctx) {
     sqlite3_bind_int(st, 17, r->blas_threads);
     if (existing) sqlite3_bind_int64(st, 18, existing);
     bind_text(st, 19, run_task(r));
+    bind_text(st, 21, r->cpu);
     /* val_acc: a resumed run keeps the latest one its recorded epochs hold (as if never stopped) */
     if (existing && r->resume) {
         sqlite3_stmt *q = NULL;

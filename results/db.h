@@ -47,6 +47,7 @@ typedef struct DbRun {
     const char *host;         /* NULL = gethostname() */
     const char *git_rev;
     const char *blas_core;    /* OpenBLAS core name (openblas_get_corename) */
+    const char *cpu;          /* cpu_describe(): model name and vector extensions */
     int blas_threads;
     int resume;               /* 1: when an unfinished row with this job_key exists, keep its epoch and
                                  alignment rows (training resumes from a checkpoint); 0: clear them */

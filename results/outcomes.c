@@ -61,6 +61,10 @@ void outcomes_encode_hash(const float *ap_clean, const float *ap_adv, long n, ui
     }
 }
 
+void outcomes_robust(const uint8_t *blob, long n, uint8_t *robust) {
+    for (long i = 0; i < n; i++) robust[i] = (blob[OUT_HEADER + (size_t)i * OUT_REC_CLASSIFY + 16] >> 1) & 1;
+}
+
 void outcomes_free(Outcomes *o) {
     free(o->index); free(o->y); free(o->pred_clean); free(o->pred_adv);
     free(o->clean_ok); free(o->robust_ok); free(o->zero_grad); free(o->stage);

@@ -35,6 +35,9 @@ void outcomes_encode_classify_stage(const AttackOutcome *o, long n, int k, uint8
 /* Writes the BLOB of n hashing outcomes: query i is index i. */
 void outcomes_encode_hash(const float *ap_clean, const float *ap_adv, long n, uint8_t *out);
 
+/* The robust-correct bit of each of the n records of a classification BLOB into robust (n). */
+void outcomes_robust(const uint8_t *blob, long n, uint8_t *robust);
+
 /* A decoded BLOB: arrays of n (owned; outcomes_free). Classification fills index, y, pred_clean,
  * pred_adv, clean_ok, robust_ok, zero_grad, stage; hashing fills index, ap_clean, ap_adv. */
 typedef struct Outcomes {

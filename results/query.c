@@ -13,6 +13,7 @@
 
 #include "harness/core.h"
 #include "results/qtab.h"
+#include "results/verdict.h"
 #include "results/worst.h"
 
 static const char *const k_formats[] = {"text", "csv", "md", "json"};
@@ -45,11 +46,19 @@ typedef struct Cell {
     double eps;
     int square;
     Stat robust, asr;
+    long n_min, n_max;        /* examples attacked per model (equal unless the models' sets differ) */
 } Cell;
 typedef struct Cells { Cell *v; int n, cap; } Cells;
 
 /* The kind column of hashing rows carries the code length: "finetune / 32 bits". */
 #define HASH_KIND(kind, bits) "coalesce(" kind ", '?') || ' / ' || coalesce(" bits ", '?') || ' bits'"
+
+/* One evaluation per trained model and (attack, source, eps, norm): the latest on the largest example
+ * set. A model evaluated twice (say on 500 and then on 300 examples) is one replicate, never two seeds. */
+#define ONE_PER_MODEL(task) \
+    "(SELECT * FROM (SELECT v.*, row_number() OVER (PARTITION BY coalesce(v.run_id, v.target_ckpt), v.attack_label," \
+    " v.source_label, v.eps_text, v.norm ORDER BY v.n DESC, v.eval_id DESC) AS one FROM eval_view v WHERE v.task = " task ")" \
+    " WHERE one = 1)"
 
 /* Cells of one task: classification (robust accuracy %) or hashing (attacked mAP %). */
 static int cells_load(Db *db, Cells *cs, int hash) {
@@ -57,15 +66,16 @@ static int cells_load(Db *db, Cells *cs, int hash) {
         "SELECT dataset, model, coalesce(kind, '?'), rule, attack_label, source_label, eps_text, eps,"
         " avg(100.0 * robust_acc), sum(100.0 * robust_acc * 100.0 * robust_acc), count(robust_acc),"
         " avg(100.0 * attack_success_rate), sum(100.0 * attack_success_rate * 100.0 * attack_success_rate),"
-        " count(attack_success_rate), coalesce(group_concat(DISTINCT nullif(flags, '')), ''), attack = 'square'"
-        " FROM eval_view WHERE task = 'classify' GROUP BY 1, 2, 3, 4, 5, 6, 7"
+        " count(attack_success_rate), coalesce(group_concat(DISTINCT nullif(flags, '')), ''), attack = 'square',"
+        " min(n), max(n)"
+        " FROM " ONE_PER_MODEL("'classify'") " GROUP BY 1, 2, 3, 4, 5, 6, 7"
         " ORDER BY 1, 2, 3, " RULE_RANK("rule") ", 4, " ATTACK_RANK ", 5, " SOURCE_RANK ", 6, 8";
     static const char sql_hash[] =
         "SELECT dataset, model, " HASH_KIND("kind", "bits") ", rule, attack_label, source_label, eps_text, eps,"
         " avg(100.0 * map_adv), sum(100.0 * map_adv * 100.0 * map_adv), count(map_adv),"
         " avg(100.0 * attack_success_rate), sum(100.0 * attack_success_rate * 100.0 * attack_success_rate),"
-        " count(attack_success_rate), coalesce(group_concat(DISTINCT nullif(flags, '')), ''), 0"
-        " FROM eval_view WHERE task = 'hash' GROUP BY 1, 2, 3, 4, 5, 6, 7"
+        " count(attack_success_rate), coalesce(group_concat(DISTINCT nullif(flags, '')), ''), 0, min(n), max(n)"
+        " FROM " ONE_PER_MODEL("'hash'") " GROUP BY 1, 2, 3, 4, 5, 6, 7"
         " ORDER BY 1, 2, 3, " RULE_RANK("rule") ", 4, 5, " SOURCE_RANK ", 6, 8";
     const char *sql = hash ? sql_hash : sql_classify;
     sqlite3_stmt *st = NULL;
@@ -91,6 +101,8 @@ static int cells_load(Db *db, Cells *cs, int hash) {
         c->asr = stat_from(sqlite3_column_double(st, 11), sqlite3_column_double(st, 12), sqlite3_column_int64(st, 13));
         snprintf(c->flags, sizeof c->flags, "%s", col_text(st, 14));
         c->square = sqlite3_column_int(st, 15);
+        c->n_min = sqlite3_column_int64(st, 16);
+        c->n_max = sqlite3_column_int64(st, 17);
     }
     sqlite3_finalize(st);
     if (rc != SQLITE_DONE) return sql_fail(db, "reading evals");
@@ -269,7 +281,8 @@ static int table_block(const TableSpec *ts, const Layout *l, const Cells *cs, in
     else
         snprintf(t->title, sizeof t->title, "%s / %s / %s: %s %%", gr->dataset, gr->model, gr->kind, ts->clean);
     qtab_col(t, "rule", 0);
-    qtab_col(t, "runs", 1);
+    qtab_col(t, "seeds", 1);
+    int cn = j0 < j1 ? qtab_col(t, "n", 1) : -1; /* examples attacked per model */
     int cclean = qtab_stat_col(t, "clean");
     int c0 = t->ncol;
     for (int j = j0; j < j1; j++) {
@@ -283,9 +296,17 @@ static int table_block(const TableSpec *ts, const Layout *l, const Cells *cs, in
         qtab_set_text(t, row, 0, r->rule);
         qtab_set(t, row, 1, "%ld", r->clean.n);
         qtab_set_stat(t, row, cclean, r->clean, ts->decimals);
+        long nlo = 0, nhi = 0;
         for (int j = j0; j < j1; j++) {
             const Cell *c = cell_find(cs, r, l->cols[j].attack, l->cols[j].source, l->cols[j].eps_text);
-            if (c) qtab_set_stat(t, row, c0 + (j - j0), c->robust, ts->decimals);
+            if (!c) continue;
+            qtab_set_stat(t, row, c0 + (j - j0), c->robust, ts->decimals);
+            if (!nlo || c->n_min < nlo) nlo = c->n_min;
+            if (c->n_max > nhi) nhi = c->n_max;
+        }
+        if (cn >= 0 && nhi) {
+            if (nlo == nhi) qtab_set(t, row, cn, "%ld", nhi);
+            else qtab_set(t, row, cn, "%ld-%ld", nlo, nhi);
         }
     }
     if (nth && fmt == QF_TEXT) fputc('\n', out);
@@ -548,10 +569,10 @@ typedef struct Report { const char *name; int (*fn)(Db *db, int fmt, FILE *out);
 static const Report k_reports[] = {
     {"table", report_table}, {"curve", report_curve}, {"masking", report_masking},
     {"alignment", report_alignment}, {"runs", report_runs}, {"hash-table", report_hash_table},
-    {"worst", worst_report},
+    {"worst", worst_report}, {"verdict", verdict_report},
 };
 
-const char *query_report_names(void) { return "table, curve, masking, alignment, runs, hash-table, worst"; }
+const char *query_report_names(void) { return "table, curve, masking, alignment, runs, hash-table, worst, verdict"; }
 
 int query_report_known(const char *name) {
     for (size_t i = 0; i < ARRAY_LEN(k_reports); i++)

@@ -511,8 +511,8 @@ TEST(query_table) {
     free(s);
     report_str(path, "table", QF_MD, &s);
     if (s) {
-        T_CONTAINS(s, "| rule | runs | clean | eps=0 | eps=0.1 |");
-        T_CONTAINS(s, "| usf | 2 | 86.5 ± 0.7 | 86.5 ± 0.7 | 62.0 ± 2.8 |");
+        T_CONTAINS(s, "| rule | seeds | n | clean | eps=0 | eps=0.1 |");
+        T_CONTAINS(s, "| usf | 2 | 100 | 86.5 ± 0.7 | 86.5 ± 0.7 | 62.0 ± 2.8 |");
         T_CONTAINS(s, "| bp | 1 | 90.0 |"); /* one seed: no sd */
     }
     free(s);
@@ -646,7 +646,7 @@ TEST(query_cli) {
     free(out); free(err);
     char *a2[] = {"bogus", "--db", path, NULL};
     T_EQ_INT(run_cmd(cmd_query, a2, &out, &err), 1);
-    T_CONTAINS(err, "concord: concord query: unknown report 'bogus'; use one of: table, curve, masking, alignment, runs, hash-table, worst");
+    T_CONTAINS(err, "concord: concord query: unknown report 'bogus'; use one of: table, curve, masking, alignment, runs, hash-table, worst, verdict");
     T_ASSERT(strchr(err, '\n') == err + strlen(err) - 1); /* one line */
     T_EQ_INT(strlen(out), 0);
     free(out); free(err);
@@ -895,7 +895,7 @@ TEST(plot_report_md) {
     T_ASSERT(b != NULL);
     if (b) {
         T_CONTAINS(b, "## Clean and robust accuracy");
-        T_CONTAINS(b, "| bp | 2 | 89.0 ± 1.4 | 89.0 ± 1.4 | 45.0 ± 7.1 |");
+        T_CONTAINS(b, "| bp | 2 | 100 | 89.0 ± 1.4 | 89.0 ± 1.4 | 45.0 ± 7.1 |");
         T_CONTAINS(b, "## Gradient masking");
         T_CONTAINS(b, "| usf | fgsm | 0.1 | 62.0 ± 2.8 | 82.0 ± 2.8 | 76.0 ± 1.4 | 67.0 ± 1.4 | feedback: feedback>true |");
         T_CONTAINS(b, "| finetune | finished | 4 |");
@@ -1079,8 +1079,8 @@ TEST(query_hash_table) {
     free(s);
     report_str(path, "hash-table", QF_MD, &s);
     if (s) {
-        T_CONTAINS(s, "| rule | runs | clean | eps=0 | eps=8/255 |");
-        T_CONTAINS(s, "| usf | 2 | 58.50 ± 0.71 | 58.50 ± 0.71 | 41.00 ± 1.41 |");
+        T_CONTAINS(s, "| rule | seeds | n | clean | eps=0 | eps=8/255 |");
+        T_CONTAINS(s, "| usf | 2 | 100 | 58.50 ± 0.71 | 58.50 ± 0.71 | 41.00 ± 1.41 |");
     }
     free(s);
     report_str(path, "hash-table", QF_CSV, &s);
@@ -1115,7 +1115,7 @@ TEST(query_hash_table) {
     char *out, *err;
     char *a[] = {"hash-table", "--db", path, "--format", "md", NULL};
     T_EQ_INT(run_cmd(cmd_query, a, &out, &err), 0);
-    T_CONTAINS(out, "| bp | 2 | 61.00 ± 1.41 |");
+    T_CONTAINS(out, "| bp | 2 | 100 | 61.00 ± 1.41 |");
     free(out); free(err);
 }
 
@@ -1152,8 +1152,8 @@ TEST(plot_hash_figure_and_report) {
     T_ASSERT(b != NULL);
     if (b) {
         T_CONTAINS(b, "## Hashing retrieval: mAP under attack");
-        T_CONTAINS(b, "| usf | 2 | 58.50 ± 0.71 | 56.00 ± 1.41 |"); /* the feedback block: eps 8/255 only */
-        T_CONTAINS(b, "| bp | 2 | 89.0 ± 1.4 | 89.0 ± 1.4 | 45.0 ± 7.1 |"); /* the classification table unchanged */
+        T_CONTAINS(b, "| usf | 2 | 100 | 58.50 ± 0.71 | 56.00 ± 1.41 |"); /* the feedback block: eps 8/255 only */
+        T_CONTAINS(b, "| bp | 2 | 100 | 89.0 ± 1.4 | 89.0 ± 1.4 | 45.0 ± 7.1 |"); /* the classification table unchanged */
         T_CONTAINS(b, "![hash_map_eps.png](figures/hash_map_eps.png)");
     }
     free(b);

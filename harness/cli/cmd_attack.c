@@ -12,8 +12,10 @@
 
 #include "attacks/attack.h"
 #include "attacks/flags.h"
+#include "harness/cli/version.h"
 #include "results/db.h"
 #include "results/outcomes.h"
+#include "results/stats.h"
 #include "rules/build.h"
 #include "harness/checkpoint.h"
 #include "harness/hash.h"
@@ -313,6 +315,16 @@ static int hash_data(const Args *a, const CkptMeta *meta, const char *dname, con
     return rc;
 }
 
+/* row r's per-example robust bits, from its outcomes BLOB (owned by r until the command ends) */
+static void set_robust(AttackResult *r, const uint8_t *blob, long n) {
+    uint8_t *v = xmalloc((size_t)(n ? n : 1));
+    outcomes_robust(blob, n, v);
+    r->robust = v;
+}
+
+/* The masking flags of row i; the feedback gap as a paired test on the rows' per-example outcomes. */
+static unsigned flags_of(const AttackResult *res, int n, int i) { return attack_flags_paired(res, n, i, stats_mcnemar_exact); }
+
 /* The parameters of one evaluation: attack ai at eps item e through gradient item g, on a model with K
  * classes (the options not given take that attack's defaults: attack.c's table). 0, or -1 with err_set. */
 static int build_params(const Opts *o, const AttackInfo *ai, int e, int g, int K, AttackParams *p) {
@@ -494,9 +506,10 @@ int cmd_attack(int argc, char **argv) {
                         blob_n[nres] = (long)outcomes_bytes(OUT_CLASSIFY, N);
                         blob[nres] = xmalloc((size_t)blob_n[nres]);
                         outcomes_encode_classify_stage(per, N, k + 1, blob[nres]); /* the ensemble after component k */
+                        set_robust(&res[nres], blob[nres], N);
                         nres++;
                         char fl[128];
-                        attack_flags_text(attack_flags(res, nres, nres - 1), fl, sizeof fl);
+                        attack_flags_text(flags_of(res, nres, nres - 1), fl, sizeof fl);
                         if (!arg_flag(&a, "quiet")) print_row(nres, &res[nres - 1], fl);
                     }
                     r = &res[nres];
@@ -505,6 +518,7 @@ int cmd_attack(int argc, char **argv) {
                     blob_n[nres] = (long)outcomes_bytes(OUT_CLASSIFY, N);
                     blob[nres] = xmalloc((size_t)blob_n[nres]);
                     outcomes_encode_classify(per, N, blob[nres]);
+                    set_robust(&res[nres], blob[nres], N);
                     free(per);
                 } else {
                     AttackOutcome *per = xmalloc(sizeof *per * (size_t)(N + 1));
@@ -513,6 +527,7 @@ int cmd_attack(int argc, char **argv) {
                         blob_n[nres] = (long)outcomes_bytes(OUT_CLASSIFY, N);
                         blob[nres] = xmalloc((size_t)blob_n[nres]);
                         outcomes_encode_classify(per, N, blob[nres]);
+                        set_robust(&res[nres], blob[nres], N);
                     }
                     free(per);
                     if (er < 0) goto done;
@@ -525,7 +540,7 @@ int cmd_attack(int argc, char **argv) {
                     if (attack_grid_png(gp, &keep, m->spec.in_c, m->spec.in_h, m->spec.in_w, r->p.eps) < 0) goto done;
                 }
                 char fl[128];
-                attack_flags_text(attack_flags(res, nres, nres - 1), fl, sizeof fl);
+                attack_flags_text(flags_of(res, nres, nres - 1), fl, sizeof fl);
                 if (!arg_flag(&a, "quiet")) (hash ? print_hash_row : print_row)(nres, r, fl);
                 fault_point("eval");
             }
@@ -535,7 +550,7 @@ int cmd_attack(int argc, char **argv) {
     int nflagged = 0;
     for (int i = 0; i < nres; i++) {
         char fl[128], nm[700];
-        attack_flags_text(attack_flags(res, nres, i), fl, sizeof fl);
+        attack_flags_text(flags_of(res, nres, i), fl, sizeof fl);
         if (!*fl) continue;
         row_name(o, &res[i], nm, sizeof nm);
         printf("%smasking flag  row %d %s: %s\n", nflagged++ ? "" : "\n", i + 1, nm, fl);
@@ -543,7 +558,7 @@ int cmd_attack(int argc, char **argv) {
     if (arg_flag(&a, "quiet"))
         for (int i = 0; i < nres; i++) {
             char fl[128];
-            attack_flags_text(attack_flags(res, nres, i), fl, sizeof fl);
+            attack_flags_text(flags_of(res, nres, i), fl, sizeof fl);
             (hash ? print_hash_row : print_row)(i + 1, &res[i], fl);
         }
     if (!nflagged) printf("masking flags: none\n");
@@ -558,7 +573,7 @@ int cmd_attack(int argc, char **argv) {
         int bad = 0;
         for (int i = 0; i < nres && !bad; i++) {
             const char *jk = arg_str(&a, "job-key");
-            attack_flags_text(attack_flags(res, nres, i), fl[i], sizeof fl[i]);
+            attack_flags_text(flags_of(res, nres, i), fl[i], sizeof fl[i]);
             if (jk && nres > 1) {
                 char nm[700];
                 row_name(o, &res[i], nm, sizeof nm);
@@ -572,7 +587,8 @@ int cmd_attack(int argc, char **argv) {
             recs[i] = (DbEvalRec){
                 .e = {.job_key = jk, .run_id = rid ? atoll(rid) : 0, .target_ckpt = target, .target_hash = target_hash,
                       .transfer_hash = *th[i] ? th[i] : NULL, .dataset = d.name, .split = hash ? "query" : "test",
-                      .hash = hash ? &res[i].h : NULL, .outcomes = blob[i], .outcomes_bytes = blob_n[i]},
+                      .hash = hash ? &res[i].h : NULL, .outcomes = blob[i], .outcomes_bytes = blob_n[i],
+                      .git_rev = concord_git_rev()},
                 .p = &res[i].p, .c = &res[i].c, .flags = fl[i], .grid = gp[i][0] ? gp[i] : NULL};
         }
         if (!bad && db_evals_record(db, recs, nres) < 0) bad = 1;
@@ -610,11 +626,11 @@ done:
     if (have_data) dataset_close(&d);
     if (hash && have_data) dataset_close(&hdb);
     free(db_codes);
+    for (int i = 0; i < MAX_ROWS; i++) { free(blob[i]); free((void *)res[i].robust); }
     free(res);
     free(broke);
     free(attacked);
     free(grid_row);
-    for (int i = 0; i < MAX_ROWS; i++) free(blob[i]);
     free(blob);
     free(blob_n);
     free(o);

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "harness/cli/version.h"
 #include "results/db.h"
 #include "rules/rule.h"
 #include "harness/gemm.h"
@@ -75,8 +76,9 @@ int record_begin(Recorder *r, const Args *a, const char *kind, const Model *m, c
         .init_seed = meta_get(meta, "init_seed") ? atoll(meta_get(meta, "init_seed")) : (int64_t)o->seed,
         .rule_seed = (int64_t)m->rule_seed,
         .config_json = cfg,
-        .git_rev = getenv("CONCORD_GIT_REV"),
+        .git_rev = getenv("CONCORD_GIT_REV") ? getenv("CONCORD_GIT_REV") : concord_git_rev(),
         .blas_core = blas_core(),
+        .cpu = cpu_describe(),
         .blas_threads = blas_threads(),
         .resume = arg_flag(a, "resume") && ep && atoi(ep) > 0,
     };
