@@ -23,6 +23,7 @@
 
 #include "harness/core.h"
 #include "results/query.h"
+#include "results/verdict.h"
 
 /* ---- rule styles: Okabe & Ito (2008) colour-blind-safe palette, one colour + dash per rule ---- */
 
@@ -535,8 +536,16 @@ int plot_report_md(Db *db, const char *path, const char *figdir) {
     strftime(when, sizeof when, "%Y-%m-%d %H:%M:%S UTC", gmtime(&now));
     fprintf(f, "# Concord results\n\nDatabase `%s`, report written %s.\n"
                "Accuracies in percent, mean ± sd over seeds (sd omitted for a single seed).\n\n", db_path(db), when);
-    fputs("## Clean and robust accuracy\n\n", f);
-    int rc = query_report(db, "table", QF_MD, f);
+    fputs("## Verdict: does the rule make the network more robust than BP?\n\n"
+          "Each rule's fine-tuned models against BP's of the same seed, on the same test examples. `d_X` is the "
+          "difference in robust accuracy (points, rule minus BP) under gradient source X with its 95% bootstrap "
+          "interval over seeds and examples, `p_X` the exact paired test; `worst` is the per-example worst case "
+          "over every attack and source. A label needs the interval to exclude 0 and p < 0.05; it holds for the "
+          "rule only when the seed-level test agrees (at least 6 seeds). Method: docs/statistics.md.\n\n", f);
+    int rc = query_report(db, "verdict", QF_MD, f);
+    if (rc == 0) rc = verdict_methods(db, f);
+    if (rc == 0) fputs("\n## Clean and robust accuracy\n\n", f);
+    if (rc == 0) rc = query_report(db, "table", QF_MD, f);
     if (rc == 0) {
         fputs("## Gradient masking: gradient sources side by side\n\n"
               "Robust accuracy when the attack follows the true gradient, the rule's feedback path, or a surrogate "

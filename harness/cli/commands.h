@@ -7,6 +7,7 @@ int cmd_rules(int argc, char **argv);
 int cmd_train(int argc, char **argv);
 int cmd_finetune(int argc, char **argv);
 int cmd_attack(int argc, char **argv);
+int cmd_audit(int argc, char **argv);
 int cmd_data(int argc, char **argv);
 int cmd_query(int argc, char **argv);
 int cmd_plot(int argc, char **argv);

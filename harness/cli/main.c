@@ -12,6 +12,7 @@ static const Command COMMANDS[] = {
     {"train", cmd_train, "train a model from scratch with any rule"},
     {"finetune", cmd_finetune, "fine-tune a checkpoint with any rule"},
     {"import", cmd_import, "turn a PyTorch state_dict (.pt) into a checkpoint, feedback matrices included"},
+    {"audit", cmd_audit, "audit one checkpoint: AutoAttack through every gradient source, the sanity checks, the worst case"},
     {"attack", cmd_attack, "attack a checkpoint (FGSM, PGD, Square; true/feedback/transfer gradients)"},
     {"data", cmd_data, "dataset info and PNG export"},
     {"suite", cmd_suite, "plan, run and follow a comparison suite"},
