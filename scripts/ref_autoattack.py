@@ -1097,10 +1097,13 @@ attacks (--attack, comma list):
   square      Square, --square-queries model evaluations (initial one included), p_init --square-p-init
   Several names run independently on all clean-correct examples, unless --cascade chains them.
 
-output: one line per component (robust %, counts, adversarials rejected by the check, seconds) and the
-ensemble; --json FILE writes {"config", "runs": [{"eps", "norm", "summary", "examples"}]}, one example
-per test index: index, label, clean_pred, clean_correct, robust{component: bool}, adv_pred,
-adv_pred_by{component: pred}, and in cascade mode broken_by and dist (norm of the adversarial).
+output: one line per component (robust %, counts, adversarials rejected by the check, wall and CPU
+seconds) and the ensemble; --json FILE writes {"config", "runs": [{"eps", "norm", "summary",
+"examples"}]}, one example per test index: index, label, clean_pred, clean_correct,
+robust{component: bool}, adv_pred, adv_pred_by{component: pred}; in cascade mode also broken_by
+(the component that broke it, or null) and dist (norm of that adversarial), otherwise
+dist_by{component: norm or null}. Examples misclassified clean count as not robust everywhere.
+Exit status: 0, or 1 when --selftest fails.
 
 An adversarial example counts only if finite, in [0,1], within eps (+1e-6 Linf, +1e-5 L2) and
 misclassified when classified again. Results are deterministic for a given --seed, --batch and dtype.
@@ -1137,16 +1140,19 @@ def main(argv=None):
     ap.add_argument("--mkldnn", action="store_true", help="let torch use oneDNN convolutions (default off: "
                     "im2col + BLAS, faster for small convnets on one thread)")
     ap.add_argument("--json", default=None, help="write per-example outcomes to FILE")
-    ap.add_argument("--apgd-iters", type=int, default=100)
+    ap.add_argument("--apgd-iters", type=int, default=100, help="APGD iterations per run (default 100)")
     ap.add_argument("--apgd-restarts", type=int, default=1, help="apgd-ce / apgd-dlr runs (default 1)")
     ap.add_argument("--n-targets", type=int, default=9, help="apgd-t / fab-t target classes (default 9)")
-    ap.add_argument("--fab-iters", type=int, default=100)
-    ap.add_argument("--fab-restarts", type=int, default=1)
-    ap.add_argument("--fab-alpha-max", type=float, default=0.1)
-    ap.add_argument("--fab-eta", type=float, default=1.05)
-    ap.add_argument("--fab-beta", type=float, default=0.9)
-    ap.add_argument("--square-queries", type=int, default=5000)
-    ap.add_argument("--square-p-init", type=float, default=0.8)
+    ap.add_argument("--fab-iters", type=int, default=100, help="FAB iterations per target (default 100)")
+    ap.add_argument("--fab-restarts", type=int, default=1, help="FAB runs per target; the first starts at x "
+                    "(default 1)")
+    ap.add_argument("--fab-alpha-max", type=float, default=0.1, help="FAB alpha_max (default 0.1)")
+    ap.add_argument("--fab-eta", type=float, default=1.05, help="FAB overshoot eta (default 1.05)")
+    ap.add_argument("--fab-beta", type=float, default=0.9, help="FAB backward step beta (default 0.9)")
+    ap.add_argument("--square-queries", type=int, default=5000, help="Square model evaluations per example, "
+                    "the initial one included (default 5000)")
+    ap.add_argument("--square-p-init", type=float, default=0.8, help="Square initial fraction of pixels per "
+                    "square (default 0.8)")
     ap.add_argument("--quiet", action="store_true", help="print only the per-eps summary lines")
     ap.add_argument("--selftest", action="store_true", help="run the self-checks and exit (0 = all passed)")
     args = ap.parse_args(argv)
