@@ -598,7 +598,8 @@ def evaluate(fwd, x, y, eps, norm, attacks, cascade, cfg, seed, batch, log=print
             e["broken_by"] = broken_by[i]
             e["dist"] = float(final_dist[i]) if broken_by[i] else None
         else:
-            e["adv_pred"] = int(adv_pred_by[attacks[-1]][i])
+            first = next((n for n in attacks if correct[i] and not robust_after[n][i]), None)
+            e["adv_pred"] = int(adv_pred_by[first][i]) if first else int(clean_pred[i])
             e["dist_by"] = {n: (float(dist_by[n][i]) if correct[i] and not robust_after[n][i] else None)
                             for n in attacks}
         examples.append(e)
@@ -1100,8 +1101,9 @@ attacks (--attack, comma list):
 output: one line per component (robust %, counts, adversarials rejected by the check, wall and CPU
 seconds) and the ensemble; --json FILE writes {"config", "runs": [{"eps", "norm", "summary",
 "examples"}]}, one example per test index: index, label, clean_pred, clean_correct,
-robust{component: bool}, adv_pred, adv_pred_by{component: pred}; in cascade mode also broken_by
-(the component that broke it, or null) and dist (norm of that adversarial), otherwise
+robust{component: bool}, adv_pred (class of the adversarial of the first component, in the listed
+order, that broke it; else the clean prediction), adv_pred_by{component: pred}; in cascade mode also
+broken_by (the component that broke it, or null) and dist (norm of that adversarial), otherwise
 dist_by{component: norm or null}. Examples misclassified clean count as not robust everywhere.
 Exit status: 0, or 1 when --selftest fails.
 
