@@ -14,16 +14,16 @@ start=$(date +%s)
 # 1. the suite: pretrain, fine-tune with every rule, attack (jobs x OpenBLAS threads = cores)
 ./concord suite run suites/demo.ini --jobs "$JOBS" --out "$OUT" --db "$DB"
 
-# 2. figures (PNG + PDF + re-renderable .gp) and the report (main table, masking table, runs)
+# 2. figures (PNG + PDF + re-renderable .gp) and the report (verdict, methods, tables, runs)
 ./concord plot --db "$DB" --out "$OUT/figures" --report "$OUT/report.md"
 
-# 3. the main table on the terminal too
-./concord query table --db "$DB" --format text || true
+# 3. the verdict on the terminal too
+./concord query verdict --db "$DB" --format text || true
 
 end=$(date +%s)
 echo
 echo "demo finished in $((end - start)) s (suite + figures + report)"
 echo "  report:   $OUT/report.md"
 echo "  figures:  $OUT/figures/"
-echo "  database: $DB   (try: ./concord query masking --db $DB)"
+echo "  database: $DB   (try: ./concord query worst --db $DB)"
 echo "  logs:     $OUT/logs/   checkpoints: $OUT/ckpt/   plan: $OUT/plan.tsv"

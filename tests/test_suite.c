@@ -597,3 +597,16 @@ TEST(suite_resume_sigkill) {
     }
     suite_plan_free(&p);
 }
+
+/* the attack names a suite accepts are exactly concord attack's classification table */
+#include "attacks/attack.h"
+TEST(suite_attack_names_match_the_table) {
+    int n = 0;
+    for (int i = 0; i < N_ATTACKS; i++) {
+        if (ATTACKS[i].objective != OBJ_CE) continue;
+        n++;
+        T_ASSERT_MSG(suite_attack_known(ATTACKS[i].name), "concord attack knows '%s', suites do not", ATTACKS[i].name);
+    }
+    T_ASSERT(n >= 15);
+    T_ASSERT(!suite_attack_known("cw") && !suite_attack_known("hash-targeted"));
+}

@@ -40,7 +40,7 @@ static const KeySpec HASH_ATTACK_KEYS[] = {
 static const KeySpec ATTACK_KEYS[] = {
     {"steps", V_INT, NULL}, {"alpha", V_TEXT, NULL}, {"restarts", V_INT, NULL}, {"norm", V_ENUM, "linf|l2"},
     {"eot", V_INT, NULL}, {"queries", V_INT, NULL}, {"p-init", V_NUM, NULL}, {"batch", V_INT, NULL},
-    {"limit", V_INT, NULL},
+    {"limit", V_INT, NULL}, {"targets", V_INT, NULL}, {"version", V_ENUM, "standard|rand"},
 };
 
 static const KeySpec *keyspec_find(const KeySpec *t, size_t n, const char *key) {
@@ -133,6 +133,18 @@ static const char *type_hint(const KeySpec *k) {
     case V_CLASSES: return "classes like 0-4 or 5,6,7 (each once, at least 2)";
     default: return "one word without spaces";
     }
+}
+
+/* The classification attacks a suite may run: concord attack's table (attacks/attack.c ATTACKS), which the
+ * suite runner does not include; test suite_attack_names_match_the_table keeps the two equal. */
+static const char *const SUITE_ATTACKS[] = {"fgsm", "pgd", "pgd-l2", "square", "square-l2", "apgd-ce", "apgd-ce-l2", "apgd-dlr",
+                                            "apgd-dlr-l2", "apgd-t", "apgd-t-l2", "fab-t", "fab-t-l2", "autoattack", "autoattack-l2"};
+#define SUITE_ATTACK_LIST "fgsm, pgd, pgd-l2, square, square-l2, apgd-ce, apgd-dlr, apgd-t, fab-t, autoattack (each -l2 too)"
+
+int suite_attack_known(const char *name) {
+    for (size_t a = 0; a < ARRAY_LEN(SUITE_ATTACKS); a++)
+        if (str_eq(name, SUITE_ATTACKS[a])) return 1;
+    return 0;
 }
 
 /* ---------------------------------------------------------------- parsing */
@@ -257,8 +269,11 @@ static int check_items(Parser *ps, const char *sec, const char *key, SuiteList *
             if (parse_int(v, 0, 2147483647L, &sd) < 0) return perr(ps, "[%s] %s: seed '%s' is not a non-negative integer", sec, key, v);
             snprintf(l->v[i], sizeof l->v[i], "%ld", sd);
         }
-        if (what == 'k' && !str_eq(v, "fgsm") && !str_eq(v, "pgd") && !str_eq(v, "pgd-l2") && !str_eq(v, "square"))
-            return perr(ps, "[%s] %s: unknown attack '%s'; use fgsm, pgd, pgd-l2 or square", sec, key, v);
+        if (what == 'k') {
+            int ok = 0;
+            for (size_t a = 0; a < ARRAY_LEN(SUITE_ATTACKS); a++) ok |= str_eq(v, SUITE_ATTACKS[a]);
+            if (!ok) return perr(ps, "[%s] %s: unknown attack '%s'; use %s", sec, key, v, SUITE_ATTACK_LIST);
+        }
         if (what == 'K' && !str_eq(v, "hash-untargeted") && !str_eq(v, "hash-targeted"))
             return perr(ps, "[%s] %s: unknown hashing attack '%s'; use hash-untargeted or hash-targeted", sec, key, v);
         if (what == 'b') {
@@ -466,7 +481,7 @@ int suite_load(const char *path, Suite *s) {
             return fail_at(s, a->line, "[hash-attack %s] needs a [hash] section (the hashing models it attacks)", a->name);
         if (!a->kinds.n)
             return fail_at(s, a->line, "[%s %s] has no attacks; add attacks = %s", sec, a->name,
-                           a->hash ? "hash-untargeted, hash-targeted" : "fgsm, pgd or square");
+                           a->hash ? "hash-untargeted, hash-targeted" : "fgsm, pgd, autoattack or square");
         if (!a->eps.n) return fail_at(s, a->line, "[%s %s] has no eps; add eps = 0, 0.1 (or fractions such as 8/255)", sec, a->name);
         if (!a->grads.n) {
             a->grads.n = 1;

@@ -254,7 +254,7 @@ static int cmp_eps(const void *a, const void *b) {
     return dx < dy ? -1 : dx > dy ? 1 : strcmp(x, y);
 }
 
-static int kind_uses_grad(const char *kind) { return !str_eq(kind, "square"); }
+static int kind_uses_grad(const char *kind) { return !str_eq(kind, "square") && !str_eq(kind, "square-l2"); }
 
 /* One `concord attack` invocation per (target model, [attack] section): it sweeps the section's attacks x
  * eps x gradient sources, so the masking flags compare them. Lists are sorted (eps numerically) so the
@@ -411,7 +411,24 @@ int suite_job_row_keys(const SuiteJob *j, char ***keys) {
                 n++;
             }
         }
-    if (n == 1) { /* a single evaluation is recorded under the bare key */
+    /* AutoAttack records a row per component besides the ensemble's: never a single evaluation; its rows
+       are keyed autoattack[-rand] (concord attack's row names), the ensemble's row standing for the job */
+    int aa = 0;
+    for (int k = 0; k < nk; k++) aa |= strncmp(kinds[k], "autoattack", 10) == 0;
+    const char *ver = job_opt(j, "version");
+    if (aa && ver && str_eq(ver, "rand"))
+        for (int i = 0; i < n; i++) {
+            char *slash = strstr(out[i] + strlen(j->key), "/autoattack");
+            if (!slash) continue;
+            char *rest = slash + strlen("/autoattack");
+            if (strncmp(rest, "-l2", 3) == 0) rest += 3;
+            size_t len = strlen(out[i]) + 8;
+            char *nk2 = xmalloc(len);
+            snprintf(nk2, len, "%.*s-rand%s", (int)(rest - out[i]), out[i], rest);
+            free(out[i]);
+            out[i] = nk2;
+        }
+    if (n == 1 && !aa) { /* a single evaluation is recorded under the bare key */
         free(out[0]);
         out[0] = xstrdup(j->key);
     }

@@ -97,6 +97,8 @@ typedef struct SuitePlan {
 #define SUITE_STAGES 3
 int suite_job_stage(const SuiteJob *j);
 
+/* 1 when a suite's [attack] section may name this classification attack (concord attack's table). */
+int suite_attack_known(const char *name);
 /* Parses and validates FILE. 0, or -1 with err_set("FILE:LINE: problem; fix"). */
 int suite_load(const char *path, Suite *s);
 /* Expands the grid. out_dir: where checkpoints go (<out_dir>/ckpt/KEY.ckpt); db_path: the results
