@@ -53,6 +53,14 @@ typedef struct Cells { Cell *v; int n, cap; } Cells;
 /* The kind column of hashing rows carries the code length: "finetune / 32 bits". */
 #define HASH_KIND(kind, bits) "coalesce(" kind ", '?') || ' / ' || coalesce(" bits ", '?') || ' bits'"
 
+/* The pre-trained model as a baseline row of its fine-tunes' tables: a pre-training (kind train) whose
+ * dataset and model also have fine-tunes is shown in their group, its rule marked "(pretrained)". */
+#define PRETRAIN_IN_GROUP(kind, ds, model) \
+    "(" kind " = 'train' AND EXISTS(SELECT 1 FROM runs f WHERE f.kind = 'finetune' AND f.dataset = " ds \
+    " AND f.model = " model "))"
+#define BASE_KIND(kind, ds, model) "CASE WHEN " PRETRAIN_IN_GROUP(kind, ds, model) " THEN 'finetune' ELSE coalesce(" kind ", '?') END"
+#define BASE_RULE(kind, rule, ds, model) "CASE WHEN " PRETRAIN_IN_GROUP(kind, ds, model) " THEN " rule " || ' (pretrained)' ELSE " rule " END"
+
 /* One evaluation per trained model and (attack, source, eps, norm): the latest on the largest example
  * set. A model evaluated twice (say on 500 and then on 300 examples) is one replicate, never two seeds. */
 #define ONE_PER_MODEL(task) \
@@ -63,7 +71,8 @@ typedef struct Cells { Cell *v; int n, cap; } Cells;
 /* Cells of one task: classification (robust accuracy %) or hashing (attacked mAP %). */
 static int cells_load(Db *db, Cells *cs, int hash) {
     static const char sql_classify[] =
-        "SELECT dataset, model, coalesce(kind, '?'), rule, attack_label, source_label, eps_text, eps,"
+        "SELECT dataset, model, " BASE_KIND("kind", "dataset", "model") ", " BASE_RULE("kind", "rule", "dataset", "model") ","
+        " attack_label, source_label, eps_text, eps,"
         " avg(100.0 * robust_acc), sum(100.0 * robust_acc * 100.0 * robust_acc), count(robust_acc),"
         " avg(100.0 * attack_success_rate), sum(100.0 * attack_success_rate * 100.0 * attack_success_rate),"
         " count(attack_success_rate), coalesce(group_concat(DISTINCT nullif(flags, '')), ''), attack = 'square',"
@@ -116,7 +125,8 @@ typedef struct Clean { char dataset[64], model[64], kind[48], rule[32]; Stat s; 
 static int clean_load(Db *db, Clean **out, int *n, int hash) {
     static const char sql_classify[] =
         "SELECT dataset, model, kind, rule, avg(a), sum(a * a), count(a) FROM ("
-        " SELECT r.dataset, r.model, r.kind, r.rule, 100.0 * coalesce(r.test_acc,"
+        " SELECT r.dataset, r.model, " BASE_KIND("r.kind", "r.dataset", "r.model") " AS kind,"
+        " " BASE_RULE("r.kind", "r.rule", "r.dataset", "r.model") " AS rule, 100.0 * coalesce(r.test_acc,"
         "  (SELECT avg(clean_acc) FROM eval_view v WHERE v.run_id = r.id)) AS a"
         " FROM runs r WHERE r.task = 'classify' AND (r.status = 'finished' OR EXISTS(SELECT 1 FROM evals e WHERE e.run_id = r.id)))"
         " GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, " RULE_RANK("rule") ", 4";
@@ -154,6 +164,7 @@ static int clean_load(Db *db, Clean **out, int *n, int hash) {
 }
 
 static int rule_rank(const char *r) {
+    if (strstr(r, "(pretrained)")) return -1; /* the pre-trained baseline first */
     static const char *const order[] = {"bp", "fa", "dfa", "usf", "brsf", "frsf"};
     for (size_t i = 0; i < ARRAY_LEN(order); i++)
         if (str_eq(r, order[i])) return (int)i;

@@ -503,7 +503,10 @@ TEST(query_table) {
         T_CONTAINS(s, "76.0 ± 1.4"); /* usf under transfer from bp */
         T_CONTAINS(s, "(transfer:bp-finetune gradient)");
         T_CONTAINS(s, "eps=0.1");
-        T_CONTAINS(s, "fashion-mnist / lenet5 / train: clean accuracy %"); /* the pretraining run */
+        /* the pre-training run is the baseline row of its fine-tunes' table, first */
+        T_CONTAINS(s, "bp (pretrained)      1    -        90.0           -           -");
+        T_ASSERT(strstr(s, "bp (pretrained)") < strstr(s, "\nbp  "));
+        T_ASSERT(strstr(s, "/ train: clean accuracy %") == NULL);
         T_ASSERT(strstr(s, "eps=0 ") != NULL);
         /* rows in rule order: bp before usf */
         T_ASSERT(strstr(s, "bp ") && strstr(s, "usf ") && strstr(s, "bp ") < strstr(s, "usf "));
@@ -513,14 +516,14 @@ TEST(query_table) {
     if (s) {
         T_CONTAINS(s, "| rule | seeds | n | clean | eps=0 | eps=0.1 |");
         T_CONTAINS(s, "| usf | 2 | 100 | 86.5 ± 0.7 | 86.5 ± 0.7 | 62.0 ± 2.8 |");
-        T_CONTAINS(s, "| bp | 1 | 90.0 |"); /* one seed: no sd */
+        T_CONTAINS(s, "| bp (pretrained) | 1 | - | 90.0 | - | - |"); /* one seed: no sd; not attacked */
     }
     free(s);
     report_str(path, "table", QF_CSV, &s);
     if (s) {
         T_CONTAINS(s, "dataset,model,kind,rule,runs,clean,clean_sd,fgsm/true/0,fgsm/true/0_sd,fgsm/true/0.1,fgsm/true/0.1_sd");
         T_CONTAINS(s, "fashion-mnist,lenet5,finetune,bp,2,89.000,1.414,89.000,1.414,45.000,7.071");
-        T_CONTAINS(s, "fashion-mnist,lenet5,train,bp,1,90.000,,"); /* sd empty for one seed */
+        T_CONTAINS(s, "fashion-mnist,lenet5,finetune,bp (pretrained),1,90.000,,"); /* sd empty for one seed */
     }
     free(s);
     report_str(path, "table", QF_JSON, &s);
