@@ -27,7 +27,7 @@ def fnv1a64_hex(path):
     with open(path, "rb") as f:
         for b in f.read():
             h = ((h ^ b) * 0x100000001b3) & 0xFFFFFFFFFFFFFFFF
-    return "%016llx" % h if False else format(h, "016x")
+    return format(h, "016x")
 
 
 def robust_bits(blob):

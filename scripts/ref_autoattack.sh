@@ -4,7 +4,9 @@
 #   2. the reference AutoAttack (scripts/ref_autoattack.py, standard version) on the first N test
 #      examples at Linf eps 0.1 and 8/255, per model;
 #   3. independent cross-checks: the reference APGD-CE and Square run alone, next to Concord's own
-#      PGD (100 steps, 5 restarts) and Square (5,000 queries, p_init 0.8) on the same examples.
+#      PGD (100 steps, 5 restarts) and Square (5,000 queries, p_init 0.8) on the same examples;
+#   4. Concord's own AutoAttack and APGD-CE on the same examples, compared per example with the reference
+#      (scripts/autoattack_check.py; exits non-zero when Concord misses the acceptance criteria).
 # usage: sh scripts/ref_autoattack.sh [OUTDIR (default out/ref_autoattack)] [N (default 1000)]
 # Everything runs niced on one thread; logs and JSON files go to OUTDIR.
 set -eu
@@ -35,4 +37,12 @@ for m in bp usf; do
         --threads 1 --no-db 2>&1 | tee "$OUT/concord_pgd_$m.log"
     t nice ./concord attack --ckpt "$ck" --attack square --queries 5000 --p-init 0.8 --eps 0.1,8/255 \
         --limit "$N" --threads 1 --no-db 2>&1 | tee "$OUT/concord_square_$m.log"
+done
+
+for m in bp usf; do
+    ck="$OUT/lenet5_$m.ckpt"
+    echo "== $m: Concord AutoAttack and APGD-CE, compared with the reference"
+    t nice ./concord attack --ckpt "$ck" --attack autoattack,apgd-ce --eps 0.1,8/255 --limit "$N" --threads 1 \
+        --db "$OUT/concord_aa.db" --quiet 2>&1 | tee "$OUT/concord_aa_$m.log"
+    $PY scripts/autoattack_check.py --ref "$OUT/aa_$m.json" --db "$OUT/concord_aa.db" --ckpt "$ck"
 done
