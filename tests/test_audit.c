@@ -22,6 +22,10 @@ TEST(audit_quick_with_surrogate) {
     T_CONTAINS(out, "square/black-box");
     T_CONTAINS(out, "worst-case robust");
     T_CONTAINS(out, "verdict: at eps 0.1");
+    /* the feedback path paired with the true gradient, per eps > 0: two lines, each with its McNemar p */
+    T_CONTAINS(out, "feedback path vs true gradient (paired)      eps 0.05    apgd-ce: feedback ");
+    T_CONTAINS(out, "eps 0.1     apgd-ce: feedback ");
+    T_ASSERT(strstr(out, "McNemar p = ") && strstr(strstr(out, "McNemar p = ") + 1, "McNemar p = "));
     /* recorded: per eps (0, 0.05, 0.1) APGD-CE true, Square, APGD-CE feedback, APGD-CE transfer */
     T_EQ_INT(t_sql_long(db, "SELECT COUNT(*) FROM evals WHERE outcomes IS NOT NULL"), 12);
     T_EQ_INT(t_sql_long(db, "SELECT COUNT(DISTINCT grad_source) FROM evals"), 4); /* true, black-box, feedback, transfer */

@@ -8,7 +8,8 @@
  *   4. transfer from the surrogate when given (APGD-CE on the surrogate, evaluated on the target);
  *   5. the checks AutoAttack's authors run: deterministic outputs (two forward passes agree) and a random
  *      gradient named, zero gradients, Square or transfer stronger than the white-box attacks, robust
- *      accuracy rising with eps, eps 0 reproducing clean accuracy;
+ *      accuracy rising with eps, eps 0 reproducing clean accuracy; and the feedback path against the true
+ *      gradient on the same examples (paired exact McNemar: the gap that is gradient masking);
  *   6. the per-example worst case over all of it (results/worst.h), and a verdict paragraph naming the
  *      decisive attack and source.
  * The attacks are `concord attack` itself (cmd_attack, in this process), so the rows and their masking
@@ -22,7 +23,10 @@
 #include "harness/cli/cli.h"
 #include "harness/cli/commands.h"
 #include "harness/core.h"
+#include "attacks/flags.h"
 #include "results/db.h"
+#include "results/outcomes.h"
+#include "results/stats.h"
 #include "results/worst.h"
 #include "rules/build.h"
 
@@ -108,6 +112,64 @@ static int outputs_deterministic(const Args *o, Model *m, const char *dname, con
     work_free(w);
     dataset_close(&d);
     return same;
+}
+
+/* The feedback path against the true gradient, paired per example: for each eps, every feedback row of
+ * this audit against the true-gradient row of the same attack on the same examples. A gap above
+ * MASK_FEEDBACK_POINTS with exact McNemar p < MASK_FEEDBACK_P is gradient masking (attacks/flags.h).
+ * Prints one line per pair; returns how many pairs were masked (the largest gap in *gap_out, its eps in
+ * eps_out), or -1 with err_set. */
+static int feedback_vs_true(Db *h, long first_id, const char *target_hash, double *gap_out, char *eps_out, size_t cap) {
+    char q[1024];
+    snprintf(q, sizeof q,
+             "SELECT t.eps_text, t.attack, t.id, t.outcomes, f.id, f.outcomes FROM evals t JOIN evals f"
+             " ON f.target_hash = t.target_hash AND f.attack = t.attack AND f.norm = t.norm AND f.eps = t.eps AND f.n = t.n"
+             " WHERE t.id > %ld AND f.id > %ld AND t.target_hash = '%s' AND t.grad_source = 'true'"
+             " AND f.grad_source = 'feedback' AND t.eps > 0 AND t.outcomes IS NOT NULL AND f.outcomes IS NOT NULL"
+             " ORDER BY t.eps, t.id",
+             first_id, first_id, target_hash);
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(db_sqlite(h), q, -1, &st, NULL) != SQLITE_OK)
+        return err_set("audit: %s", sqlite3_errmsg(db_sqlite(h)));
+    int masked = 0, rc = 0, pairs = 0;
+    *gap_out = 0;
+    while (rc == 0 && sqlite3_step(st) == SQLITE_ROW) {
+        Outcomes t = {0}, f = {0};
+        if (outcomes_decode(sqlite3_column_blob(st, 3), sqlite3_column_bytes(st, 3), sqlite3_column_int64(st, 2), &t) < 0 ||
+            outcomes_decode(sqlite3_column_blob(st, 5), sqlite3_column_bytes(st, 5), sqlite3_column_int64(st, 4), &f) < 0) {
+            outcomes_free(&t);
+            rc = -1;
+            break;
+        }
+        long only_f = 0, only_t = 0, rt = 0, rf = 0, same = t.n == f.n;
+        for (long i = 0; same && i < t.n; i++) {
+            if (t.index[i] != f.index[i]) { same = 0; break; }
+            rt += t.robust_ok[i];
+            rf += f.robust_ok[i];
+            only_f += f.robust_ok[i] && !t.robust_ok[i];
+            only_t += t.robust_ok[i] && !f.robust_ok[i];
+        }
+        if (same && t.n > 0) {
+            double gap = 100.0 * (double)(rf - rt) / (double)t.n, pv = stats_mcnemar_exact(only_f, only_t);
+            int m = gap > MASK_FEEDBACK_POINTS && pv < MASK_FEEDBACK_P;
+            printf("  %-44s eps %-7s %s: feedback %.1f %% vs true %.1f %% (%+.1f points; robust only through feedback %ld, "
+                   "only through true %ld; McNemar p = %.2g)%s\n",
+                   pairs++ ? "" : "feedback path vs true gradient (paired)", (const char *)sqlite3_column_text(st, 0),
+                   (const char *)sqlite3_column_text(st, 1), 100.0 * rf / t.n, 100.0 * rt / t.n, gap, only_f, only_t, pv,
+                   m ? "  MASKING" : "");
+            if (m) {
+                masked++;
+                if (gap > *gap_out) {
+                    *gap_out = gap;
+                    snprintf(eps_out, cap, "%s", (const char *)sqlite3_column_text(st, 0));
+                }
+            }
+        }
+        outcomes_free(&t);
+        outcomes_free(&f);
+    }
+    sqlite3_finalize(st);
+    return rc < 0 ? -1 : masked;
 }
 
 int cmd_audit(int argc, char **argv) {
@@ -244,6 +306,10 @@ int cmd_audit(int argc, char **argv) {
     printf("  %-44s %s\n", "Square or transfer stronger than white-box", bb ? "YES (a sign of gradient masking)" : "no");
     printf("  %-44s %s\n", "robust accuracy rising with eps", rise ? "YES (the attack is failing)" : "no");
     printf("  %-44s %s\n", "deterministic outputs", det ? "yes" : "NO");
+    double fb_gap = 0;
+    char fb_eps[32] = "";
+    int fb_masked = str_eq(rule, "bp") ? 0 : feedback_vs_true(h, first_id, target_hash, &fb_gap, fb_eps, sizeof fb_eps);
+    if (fb_masked < 0) { db_close(h); return err_die(); }
     /* the worst case per eps, over everything this checkpoint has ever been evaluated with on these examples */
     WorstRow *w = NULL;
     int nw = 0;
@@ -280,6 +346,10 @@ int cmd_audit(int argc, char **argv) {
                    det ? "" : "random outputs");
         else if (!str_eq(rule, "bp"))
             printf(" The worst case includes the true gradient, so it does not rely on the %s feedback path.", rule);
+        if (fb_masked > 0)
+            printf(" Attacked through its own %s feedback path the model looks up to %.1f points more robust (eps %s, "
+                   "paired McNemar p < %g): that extra robustness is gradient masking, not robustness.",
+                   rule, fb_gap, fb_eps, MASK_FEEDBACK_P);
         printf("\n");
     }
     printf("recorded in %s (%d evaluation rows; concord query worst --db %s)\n", db, rows, db);

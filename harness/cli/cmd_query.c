@@ -23,6 +23,9 @@ static const char k_usage[] =
     "             per attack x gradient source x eps, mean ± sd over seeds (classification reports exclude hashing)\n"
     "  worst      per attacked model and eps: the per-example worst case over every attack and gradient source\n"
     "             (an example is robust only if no evaluation of that model broke it), and what broke it first\n"
+    "  verdict    per rule against BP on the same examples: clean and robust accuracy differences under each\n"
+    "             gradient source and the worst case, 95% intervals, paired tests, one label (robust gain, no\n"
+    "             gain, masking, worse) and its evidence; then the methods block (docs/verdict.md)\n"
     "--sql runs one read-only statement over the tables and views of docs/results.md.";
 
 static const OptSpec k_opts[] = {
