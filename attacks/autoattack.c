@@ -70,10 +70,10 @@ int autoattack_stages(const AttackParams *p, AttackParams *comp) {
 void autoattack_run(EvalRun *r, const AttackParams *p, EvalCounts *out, AttackStages *st) {
     AttackParams comp[AA_MAX_STAGES];
     const int n = autoattack_stages(p, comp);
-    long *todo = xmalloc(sizeof(long) * (size_t)r->N);
-    int ntodo = 0;
+    long *left = xmalloc(sizeof(long) * (size_t)r->N);
+    int nleft = 0;
     for (int i = 0; i < r->N; i++)
-        if (r->per[i].clean_ok) todo[ntodo++] = i;
+        if (r->per[i].clean_ok) left[nleft++] = i;
     if (st) {
         memset(st, 0, sizeof *st);
         st->n = n;
@@ -82,12 +82,12 @@ void autoattack_run(EvalRun *r, const AttackParams *p, EvalCounts *out, AttackSt
     for (int k = 0; k < n; k++) {
         double t0 = now_seconds();
         EvalSums sm = {0};
-        const int attacked = ntodo;
-        if (ntodo > 0) evalrun_attack(r, &comp[k], todo, ntodo, k + 1, &sm);
+        const int attacked = nleft;
+        if (nleft > 0) evalrun_attack(r, &comp[k], left, nleft, k + 1, &sm);
         int keep = 0;
-        for (int j = 0; j < ntodo; j++)
-            if (r->per[todo[j]].robust_ok) todo[keep++] = todo[j];
-        ntodo = keep;
+        for (int j = 0; j < nleft; j++)
+            if (r->per[left[j]].robust_ok) left[keep++] = left[j];
+        nleft = keep;
         if (sm.queries_max > qmax) qmax = sm.queries_max;
         if (st) {
             st->p[k] = comp[k];
@@ -95,10 +95,10 @@ void autoattack_run(EvalRun *r, const AttackParams *p, EvalCounts *out, AttackSt
             st->c[k].seconds = now_seconds() - t0;
             st->c[k].queries_max = sm.queries_max;
             st->attacked[k] = attacked;
-            st->broke[k] = attacked - ntodo;
+            st->broke[k] = attacked - nleft;
         }
     }
     evalrun_counts(r, out);
     out->queries_max = qmax;
-    free(todo);
+    free(left);
 }
