@@ -180,7 +180,7 @@ static int settle(AttackScratch *s, int na, float *x_adv, AttackExample *ex, uin
 }
 
 /* classes other than y by decreasing clean logit (ties: lower index first) into order (K-1) */
-static void rank_others(const float *z, int K, int y, int32_t *order) {
+void attack_rank_targets(const float *z, int K, int y, int32_t *order) {
     int n = 0;
     for (int k = 0; k < K; k++) {
         if (k == y) continue;
@@ -225,7 +225,7 @@ int attack_apgd(Model *m, Work *w, const float *x, const int32_t *y, int n, cons
         ex[i] = (AttackExample){.loss = -INFINITY, .zero_grad = 0, .queries = 0, .success = done[i]};
         s->best_loss[i] = -INFINITY;
         memcpy(x_adv + (size_t)i * D, x + (size_t)i * D, sizeof(float) * D);
-        if (p->loss == LOSS_DLR_T) rank_others(z, K, y[i], s->order + (size_t)i * K);
+        if (p->loss == LOSS_DLR_T) attack_rank_targets(z, K, y[i], s->order + (size_t)i * K);
     }
 
     for (int ti = 0; ti < T; ti++)

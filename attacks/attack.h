@@ -226,6 +226,9 @@ double attack_dlr(const float *z, int K, int y, int t, float *dz);
 int apgd_checkpoints(int steps, int *w, int cap);
 /* Square's p at iteration it (0-based, the init not counted): AutoAttack's piecewise schedule. */
 double square_p_schedule(double p_init, int it);
+/* The K-1 classes other than y by decreasing logit z (ties: the lower index first) into order (K-1):
+ * the targets of APGD-T and FAB-T, in AutoAttack's order. */
+void attack_rank_targets(const float *z, int K, int y, int32_t *order);
 /* A random start on the sphere of radius eps around x (Linf: u uniform in [-1,1]^D scaled to max |u| = 1;
  * L2: a Gaussian direction), clipped to [0,1] (clipping only shortens the perturbation). */
 void attack_sphere_start(const float *x, float *cur, int D, int norm, double eps, Rng *r);

@@ -123,15 +123,7 @@ int attack_fab(Model *m, Work *w, const float *x, const int32_t *y, int n, const
         done[i] = argmax_row(z, K) != y[i];
         ex[i] = (AttackExample){.loss = INFINITY, .zero_grad = 0, .queries = 0, .success = done[i]};
         memcpy(x_adv + (size_t)i * D, x + (size_t)i * D, sizeof(float) * D);
-        /* targets: classes other than y by decreasing clean logit */
-        int32_t *o = s->order + (size_t)i * K;
-        int no = 0;
-        for (int k = 0; k < K; k++) {
-            if (k == y[i]) continue;
-            int at = no++;
-            while (at > 0 && z[k] > z[o[at - 1]]) { o[at] = o[at - 1]; at--; }
-            o[at] = k;
-        }
+        attack_rank_targets(z, K, y[i], s->order + (size_t)i * K); /* targets by decreasing clean logit */
     }
 
     for (int ti = 0; ti < T; ti++)
