@@ -464,7 +464,7 @@ static int line_figure(Figs *fs, const char *name, const char *title, Pans *ps, 
         for (int k = 0; k < p->ns; k++) {
             const Ser *s = &p->s[k];
             int b = fig_block(&f), has_band = 0;
-            fprintf(f.data, "# %s | %s: x y lo hi\n", p->title, s->label);
+            fprintf(f.data, "# %s | %s: x y lo hi%s\n", p->title, s->label, onex ? " (x spread sideways around the one eps)" : "");
             for (int m = 0; m < s->n; m++) {
                 const SPt *t = &s->v[m];
                 has_band |= isfinite(t->lo) && isfinite(t->hi);
