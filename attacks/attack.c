@@ -512,6 +512,17 @@ static void add_perturbation_norms(const float *x, const float *xa, int D, doubl
     *sum_l2 += sqrt(l2);
 }
 
+/* the progress display of this process (attack_progress_set) */
+static AttackProgressFn g_progress;
+static void *g_progress_ctx;
+void attack_progress_set(AttackProgressFn fn, void *ctx) {
+    g_progress = fn;
+    g_progress_ctx = ctx;
+}
+static void progress(const AttackParams *p, long done, long total) {
+    if (g_progress) g_progress(g_progress_ctx, p, done, total);
+}
+
 void evalrun_attack(EvalRun *r, const AttackParams *p, const long *idx, int n, int stage, EvalSums *sums) {
     const AttackInfo *ai = attack_info(p);
     CHECK(ai && ai->fn && p->objective == OBJ_CE);
@@ -559,6 +570,7 @@ void evalrun_attack(EvalRun *r, const AttackParams *p, const long *idx, int n, i
                 k->pred_adv[r->ib[j]] = o->pred_adv;
             }
         }
+        progress(p, b0 + nb, n);
     }
     s->index = NULL;
 }
@@ -819,6 +831,7 @@ int attack_hash_evaluate_ex(Model *target, Model *crafter, const Dataset *q, con
             const float *xi = x + (size_t)i * D, *xa = x_adv + (size_t)i * D;
             add_perturbation_norms(xi, xa, D, &sum_linf, &sum_l2);
         }
+        progress(p, b0 + nb, N);
     }
     c->n = N;
     c->n_clean_ok = N;

@@ -364,6 +364,13 @@ int attack_hash_evaluate_ex(Model *target, Model *crafter, const Dataset *q, con
                             int limit, int topk, const AttackParams *p, AttackStepHook hook, void *hook_ctx,
                             EvalCounts *c, HashCounts *h, float *ap_clean, float *ap_adv);
 
+/* Progress of the evaluations run in this process, for a command line's display (NULL = none): fn is called
+ * after every attacked batch with the attack and the examples done out of the current pass's total (an
+ * AutoAttack component attacks only the examples still robust: one pass per component). It never changes a
+ * result. */
+typedef void (*AttackProgressFn)(void *ctx, const AttackParams *p, long done, long total);
+void attack_progress_set(AttackProgressFn fn, void *ctx);
+
 /* Writes an adversarial-example grid (rows: clean, perturbation amplified to the full grey range,
  * adversarial; "y<label> p<pred>" under clean images and "p<pred>" under adversarial ones, green when
  * correct, red when wrong) with png_write. 0, or -1 with err_set. */

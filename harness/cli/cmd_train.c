@@ -16,6 +16,7 @@
 #include "harness/cli/cli.h"
 #include "harness/hash.h"
 #include "harness/cli/commands.h"
+#include "harness/cli/progress.h"
 #include "harness/cli/record.h"
 #include "harness/train.h"
 
@@ -57,7 +58,7 @@ static const OptSpec TRAIN_OPTS[] = {
     {"db", "PATH", "results database (default out/concord.db or $CONCORD_DB)", NULL},
     {"no-db", NULL, "do not record in the results database", NULL},
     {"job-key", "KEY", "suite job key recorded with the run", NULL},
-    {"quiet", NULL, "only the final line", NULL},
+    {"quiet", NULL, "only the final line (test accuracy and checkpoint); no progress bar", NULL},
     {"task", "classify|hash", "classification (softmax) or deep-hashing retrieval (DPSH, tanh code layer)", "classify"},
     {"bits", "K", "hash: code length, 1..64 (the paper: 16, 32, 48, 64)", "32"},
     {"hash-eta", "X", "hash: DPSH quantisation weight", "0.1"},
@@ -288,6 +289,16 @@ static int on_epoch(void *ctx, Model *m, const EpochStats *st) {
     return 0;
 }
 
+/* the batch progress of a training run: one bar over every epoch still to train */
+typedef struct TrainBar { Progress p; const char *cmd; int start, epochs; } TrainBar;
+static void on_batch(void *ctx, int epoch, long done, long nbatches) {
+    TrainBar *b = ctx;
+    char label[64];
+    snprintf(label, sizeof label, "%s epoch %d/%d", b->cmd, epoch + 1, b->epochs);
+    progress_draw(&b->p, label, (long)(epoch - b->start) * nbatches + done, (long)(b->epochs - b->start) * nbatches, "batches");
+    if (done == nbatches) progress_clear(&b->p); /* the epoch's own line comes next */
+}
+
 static int run(int argc, char **argv, int finetune) {
     const char *cmd = finetune ? "finetune" : "train";
     Args a;
@@ -335,7 +346,7 @@ static int run(int argc, char **argv, int finetune) {
             err_set("%s: --resume: the checkpoint was trained with rule %s, not %s", s.out, meta_get(&s.meta, "rule"), rule->name);
             goto done;
         }
-        printf("resuming %s at epoch %d of %d\n", s.out, start_epoch, to.epochs);
+        if (!to.quiet) printf("resuming %s at epoch %d of %d\n", s.out, start_epoch, to.epochs);
     } else if (finetune) {
         const char *from = arg_str(&a, "from");
         if (file_sha_hex(from, parent_hash) < 0) goto done;
@@ -397,8 +408,16 @@ static int run(int argc, char **argv, int finetune) {
         goto done;
     }
     install_interrupt_handlers();
-    printf("%s %s with %s on %s: %ld parameters, %d train / %d val / %d test examples, %d epochs\n", cmd, m->spec.arch,
-           rule->name, train.name, m->n_params, train.n, val.n, test.n, to.epochs);
+    if (!to.quiet)
+        printf("%s %s with %s on %s: %ld parameters, %d train / %d val / %d test examples, %d epochs\n", cmd, m->spec.arch,
+               rule->name, train.name, m->n_params, train.n, val.n, test.n, to.epochs);
+    TrainBar bar = {.cmd = cmd, .start = start_epoch, .epochs = to.epochs};
+    progress_init(&bar.p, progress_enabled(to.quiet));
+    if (bar.p.on) {
+        to.on_batch = on_batch;
+        to.batch_ctx = &bar;
+    }
+    fflush(stdout);
     if (train_run(m, &train, val.n ? &val : NULL, &to, start_epoch, on_epoch, &s) < 0) {
         record_end(&s.rec, g_interrupted ? "interrupted" : "failed", err_msg(), NULL, NAN);
         goto done;
