@@ -518,7 +518,7 @@ TEST(query_table) {
     free(s);
     report_str(path, "table", QF_CSV, &s);
     if (s) {
-        T_CONTAINS(s, "dataset,model,kind,rule,runs,clean,clean_sd,fgsm/true/0,fgsm/true/0_sd,fgsm/true/0.1,fgsm/true/0.1_sd");
+        T_CONTAINS(s, "dataset,model,kind,rule,runs,clean,clean_sd,fgsm|true|0,fgsm|true|0_sd,fgsm|true|0.1,fgsm|true|0.1_sd");
         T_CONTAINS(s, "fashion-mnist,lenet5,finetune,bp,2,89.000,1.414,89.000,1.414,45.000,7.071");
         T_CONTAINS(s, "fashion-mnist,lenet5,train,bp,1,90.000,,"); /* sd empty for one seed */
     }
@@ -526,7 +526,7 @@ TEST(query_table) {
     report_str(path, "table", QF_JSON, &s);
     if (s) {
         T_CONTAINS(s, "\"rule\": \"usf\"");
-        T_CONTAINS(s, "\"fgsm/true/0.1\": 62.000, \"fgsm/true/0.1_sd\": 2.828");
+        T_CONTAINS(s, "\"fgsm|true|0.1\": 62.000, \"fgsm|true|0.1_sd\": 2.828");
         T_CONTAINS(s, "\"square/black-box/0.1\": 67.000");
         T_CONTAINS(s, "\"clean_sd\": null");
         T_ASSERT_MSG(python_json_ok(s), "table json does not parse: %.300s", s);
@@ -1095,7 +1095,7 @@ TEST(query_hash_table) {
     free(s);
     report_str(path, "hash-table", QF_CSV, &s);
     if (s) {
-        T_CONTAINS(s, "dataset,model,kind,rule,runs,clean,clean_sd,hash-untargeted-pgd100/true/0,");
+        T_CONTAINS(s, "dataset,model,kind,rule,runs,clean,clean_sd,hash-untargeted-pgd100|true|0,");
         T_CONTAINS(s, "fashion-mnist,lenet5,finetune / 32 bits,bp,2,61.0000,1.4142,61.0000,1.4142,32.0000,2.8284");
     }
     free(s);

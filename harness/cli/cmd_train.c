@@ -22,7 +22,7 @@
 
 static const OptSpec TRAIN_OPTS[] = {
     {"model", "M", "architecture (concord models)", "lenet5"},
-    {"dataset", "D", "fashion-mnist | mnist | cifar10 | cifar100 | png:DIR | synthetic[:N[:CxHxW[:K]]] (finetune: default the parent's)", "fashion-mnist"},
+    {"dataset", "D", DATASET_NAMES " (finetune: default the parent's)", "fashion-mnist"},
     {"classes", "LIST", "use only these classes, relabelled 0..k-1 in this order: 0-4, 5,6,7,8,9 (finetune: default the parent's subset when --dataset is not given)", NULL},
     {"data-dir", "DIR", "where the dataset files are (default: the dataset's standard place)", NULL},
     {"rule", "R", "learning rule (concord rules)", "bp"},
@@ -299,11 +299,30 @@ static void on_batch(void *ctx, int epoch, long done, long nbatches) {
     if (done == nbatches) progress_clear(&b->p); /* the epoch's own line comes next */
 }
 
+/* --help: only the options of this command (train has no --from, finetune no architecture options) */
+static int train_help(int finetune, const char *usage) {
+    static const char *const ft_only[] = {"from", "new-head", "freeze"};
+    static const char *const train_only[] = {"model", "hidden", "width", "dropout", "init-seed"};
+    OptSpec keep[ARRAY_LEN(TRAIN_OPTS)];
+    int n = 0;
+    for (const OptSpec *o = TRAIN_OPTS; o->name; o++) {
+        int drop = 0;
+        for (size_t i = 0; i < ARRAY_LEN(ft_only) && !finetune; i++) drop |= str_eq(o->name, ft_only[i]);
+        for (size_t i = 0; i < ARRAY_LEN(train_only) && finetune; i++) drop |= str_eq(o->name, train_only[i]);
+        if (!drop) keep[n++] = *o;
+    }
+    keep[n] = (OptSpec){0};
+    args_usage(finetune ? "finetune" : "train", usage, keep);
+    return 0;
+}
+
 static int run(int argc, char **argv, int finetune) {
     const char *cmd = finetune ? "finetune" : "train";
+    const char *usage = finetune ? "--from CKPT --rule R [--new-head] [--freeze N] [options]" : "--model M --dataset D --rule R [options]";
+    for (int i = 0; i < argc; i++)
+        if (str_eq(argv[i], "--help") || str_eq(argv[i], "-h")) return train_help(finetune, usage);
     Args a;
-    int pr = args_parse(&a, cmd, finetune ? "--from CKPT --rule R [--new-head] [--freeze N] [options]" : "--model M --dataset D --rule R [options]",
-                        TRAIN_OPTS, argc, argv);
+    int pr = args_parse(&a, cmd, usage, TRAIN_OPTS, argc, argv);
     if (pr) return pr > 0 ? 0 : err_die();
     TrainCfg cfg;
     if (train_cfg(&a, finetune, &cfg) < 0) return err_die();
@@ -519,7 +538,9 @@ int cmd_models(int argc, char **argv) {
 int cmd_rules(int argc, char **argv) {
     static const OptSpec opts[] = {{0}};
     Args a;
-    int pr = args_parse(&a, "rules", "", opts, argc, argv);
+    int pr = args_parse(&a, "rules", "\n\nLists the learning rules: each one's feedback path and state. It takes no options; the\n"
+                        "rules' own options (--usf-scale, --magnitude, --brsf-resample, --last-layer-bp, --rule-seed) belong to\n"
+                        "concord train and concord finetune.", opts, argc, argv);
     if (pr) return pr > 0 ? 0 : err_die();
     printf("%-6s %-84s %s\n", "rule", "feedback", "state");
     for (int i = 0; i < N_RULES; i++) printf("%-6s %-84s %s\n", RULES[i]->name, RULES[i]->desc, RULES[i]->state);
