@@ -203,3 +203,56 @@ TEST(data_export_names_read_back) {
         dataset_close(&d);
     }
 }
+
+/* ---- adversarial-example grids ---- */
+
+#include "attacks/attack.h"
+#include "datasets/formats.h"
+
+/* pixels brighter than 150 (text, not the dark background) in rows [y0, y1) of a grey or RGB image */
+static long bright(const PngImage *im, int y0, int y1, int x0, int x1) {
+    long n = 0;
+    for (int y = y0; y < y1 && y < im->h; y++)
+        for (int x = x0; x < x1 && x < im->w; x++) n += im->pix[((size_t)y * im->w + x) * im->channels] > 150;
+    return n;
+}
+
+TEST(grid_labels_names_caption) {
+    /* two 8x8 examples of classes 7 and 2, the second broken by the attack */
+    AttackKeep k;
+    attack_keep_init(&k, 2, 64);
+    k.n = 2;
+    for (int i = 0; i < 128; i++) { k.x[i] = 0.2f; k.x_adv[i] = 0.2f + (i % 3 ? 0.03f : -0.03f); }
+    k.y[0] = 7; k.pred_clean[0] = 7; k.pred_adv[0] = 7;
+    k.y[1] = 2; k.pred_clean[1] = 2; k.pred_adv[1] = 4;
+    static char names[100][32];
+    snprintf(names[2], 32, "Pullover");
+    snprintf(names[4], 32, "Coat");
+    snprintf(names[7], 32, "Sneaker");
+    char a[600], b[600], c[600];
+    snprintf(a, sizeof a, "%s/grid-names.png", test_tmpdir());
+    snprintf(b, sizeof b, "%s/grid-numbers.png", test_tmpdir());
+    snprintf(c, sizeof c, "%s/grid-nocaption.png", test_tmpdir());
+    T_EQ_INT(attack_grid_png(a, &k, 1, 8, 8, 8.0 / 255, (const char (*)[32])names, "pgd10  eps 8/255  gradient true"), 0);
+    T_EQ_INT(attack_grid_png(b, &k, 1, 8, 8, 8.0 / 255, NULL, "pgd10  eps 8/255  gradient true"), 0);
+    T_EQ_INT(attack_grid_png(c, &k, 1, 8, 8, 8.0 / 255, (const char (*)[32])names, NULL), 0);
+    attack_keep_free(&k);
+    PngImage ia, ib, ic;
+    memset(&ia, 0, sizeof ia); memset(&ib, 0, sizeof ib); memset(&ic, 0, sizeof ic);
+    T_EQ_INT(png_read_file(a, &ia), 0);
+    T_EQ_INT(png_read_file(b, &ib), 0);
+    T_EQ_INT(png_read_file(c, &ic), 0);
+    if (ia.pix && ib.pix && ic.pix) {
+        /* the caption is a band of text on top: the grid without one is shorter by it */
+        T_ASSERT(ia.h > ic.h);
+        int cap = ia.h - ic.h + 6;
+        T_ASSERT(bright(&ia, 0, cap, 0, ia.w) > 100);
+        /* row labels left of the images: "clean", "perturbation x16" (1 / (2 * 8/255) = 15.9), "adversarial" */
+        T_ASSERT(bright(&ia, cap, ia.h, 0, 60) > 100);
+        /* names instead of numbers under the images: the same size, other pixels, more ink */
+        T_EQ_INT(ia.w, ib.w);
+        T_EQ_INT(ia.h, ib.h);
+        T_ASSERT(bright(&ia, cap, ia.h, 100, ia.w) > bright(&ib, cap, ib.h, 100, ib.w));
+    }
+    free(ia.pix); free(ib.pix); free(ic.pix);
+}

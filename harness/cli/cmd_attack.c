@@ -558,7 +558,16 @@ int cmd_attack(int argc, char **argv) {
                     char gp[1100];
                     grid_row[nres - 1] = 1;
                     grid_path(grid, nres, ngrid_rows > 1, gp, sizeof gp);
-                    if (attack_grid_png(gp, &keep, m->spec.in_c, m->spec.in_h, m->spec.in_w, r->p.eps) < 0) goto done;
+                    char cap[600], an[64], src[200];
+                    row_label(&r->p, an, sizeof an);
+                    if (r->p.kind == ATK_SQUARE && r->p.stage == 0) snprintf(src, sizeof src, "black-box");
+                    else if (r->p.grad_source == GRAD_TRANSFER) snprintf(src, sizeof src, "transfer:%s", o->label[g] ? o->label[g] : "?");
+                    else snprintf(src, sizeof src, "%s", attack_grad_name(r->p.grad_source));
+                    snprintf(cap, sizeof cap, "%s  eps %s  gradient %s  (%s %s, %s)", an, r->p.eps_text, src, m->rule_name,
+                             m->spec.arch, d.name);
+                    if (attack_grid_png(gp, &keep, m->spec.in_c, m->spec.in_h, m->spec.in_w, r->p.eps, hash ? NULL : d.class_names,
+                                        cap) < 0)
+                        goto done;
                 }
                 char fl[128];
                 attack_flags_text(flags_of(res, nres, nres - 1), fl, sizeof fl);
