@@ -256,3 +256,81 @@ TEST(grid_labels_names_caption) {
     }
     free(ia.pix); free(ib.pix); free(ic.pix);
 }
+
+/* ---- the grid's 5x7 font, read back from a rendered caption ---- */
+
+/* The 5x7 cells of the caption's first character: the caption is drawn at (6, 6), each font pixel 2x2. */
+static int glyph_read(char ch, char cells[36]) {
+    AttackKeep k;
+    attack_keep_init(&k, 1, 64);
+    k.n = 1;
+    for (int i = 0; i < 64; i++) { k.x[i] = 0; k.x_adv[i] = 0; }
+    k.y[0] = 0; k.pred_clean[0] = 0; k.pred_adv[0] = 0;
+    char path[600], cap[2] = {ch, 0};
+    snprintf(path, sizeof path, "%s/glyph.png", test_tmpdir());
+    int rc = attack_grid_png(path, &k, 1, 8, 8, 8.0 / 255, NULL, cap);
+    attack_keep_free(&k);
+    PngImage im;
+    memset(&im, 0, sizeof im);
+    if (rc != 0 || png_read_file(path, &im) != 0) { free(im.pix); return -1; }
+    for (int r = 0; r < 7; r++)
+        for (int c = 0; c < 5; c++) cells[r * 5 + c] = bright(&im, 6 + 2 * r, 7 + 2 * r, 6 + 2 * c, 7 + 2 * c) ? '#' : '.';
+    cells[35] = 0;
+    free(im.pix);
+    return 0;
+}
+
+static int glyph_mirrored(const char *g) {
+    for (int r = 0; r < 7; r++)
+        for (int c = 0; c < 5; c++)
+            if (g[r * 5 + c] != g[r * 5 + 4 - c]) return 0;
+    return 1;
+}
+
+/* 8-connected components of ink */
+static int glyph_parts(const char *g) {
+    char seen[35] = {0};
+    int parts = 0, stack[35];
+    for (int s = 0; s < 35; s++) {
+        if (g[s] != '#' || seen[s]) continue;
+        parts++;
+        int top = 0;
+        stack[top++] = s;
+        seen[s] = 1;
+        while (top) {
+            int p = stack[--top], r = p / 5, c = p % 5;
+            for (int dr = -1; dr <= 1; dr++)
+                for (int dc = -1; dc <= 1; dc++) {
+                    int rr = r + dr, cc = c + dc, q = rr * 5 + cc;
+                    if (rr < 0 || rr >= 7 || cc < 0 || cc >= 5 || g[q] != '#' || seen[q]) continue;
+                    seen[q] = 1;
+                    stack[top++] = q;
+                }
+        }
+    }
+    return parts;
+}
+
+static void canary_glyph_plus(void) { T_ASSERT(glyph_mirrored("......#....#..#####..#....#........")); }
+static void canary_glyph_comma(void) { T_EQ_INT(glyph_parts(".........................#...#...#."), 1); }
+
+TEST(grid_font_glyphs_are_whole) {
+    /* the checkers fail on the glyphs this font once had: a '+' with its bar off-centre, a ',' in pieces */
+    T_ASSERT_MSG(test_expect_failure(canary_glyph_plus), "canary: an off-centre '+' passed the mirror check");
+    T_ASSERT_MSG(test_expect_failure(canary_glyph_comma), "canary: a comma in two pieces passed the one-piece check");
+    char g[36];
+    /* characters that are their own mirror image */
+    for (const char *s = "AHIMOTUVWXY+-=*'"; *s; s++) {
+        T_ASSERT(glyph_read(*s, g) == 0);
+        T_ASSERT_MSG(strchr(g, '#') != NULL, "'%c' draws nothing", *s);
+        T_ASSERT_MSG(glyph_mirrored(g), "'%c' is not symmetric: %s", *s, g);
+    }
+    /* characters drawn in one stroke: one 8-connected piece of ink */
+    for (const char *s = "ABCDEFGHJKLMNOPRSTUVWXYZ123456789,./()-_+[]"; *s; s++) {
+        T_ASSERT(glyph_read(*s, g) == 0);
+        T_ASSERT_MSG(glyph_parts(g) == 1, "'%c' is in %d pieces: %s", *s, glyph_parts(g), g);
+    }
+    /* a comma sits low, like a full stop */
+    T_ASSERT(glyph_read(',', g) == 0);
+    T_ASSERT_MSG(strchr(g, '#') - g >= 15, "',' has ink in its top half: %s", g);
+}
