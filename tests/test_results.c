@@ -527,7 +527,7 @@ TEST(query_table) {
     if (s) {
         T_CONTAINS(s, "\"rule\": \"usf\"");
         T_CONTAINS(s, "\"fgsm|true|0.1\": 62.000, \"fgsm|true|0.1_sd\": 2.828");
-        T_CONTAINS(s, "\"square/black-box/0.1\": 67.000");
+        T_CONTAINS(s, "\"square|black-box|0.1\": 67.000");
         T_CONTAINS(s, "\"clean_sd\": null");
         T_ASSERT_MSG(python_json_ok(s), "table json does not parse: %.300s", s);
     }
@@ -1101,7 +1101,7 @@ TEST(query_hash_table) {
     free(s);
     report_str(path, "hash-table", QF_JSON, &s);
     if (s) {
-        T_CONTAINS(s, "\"hash-untargeted-pgd100/feedback/8/255\": 56.0000");
+        T_CONTAINS(s, "\"hash-untargeted-pgd100|feedback|8/255\": 56.0000");
         T_ASSERT_MSG(python_json_ok(s), "hash-table json does not parse: %.300s", s);
     }
     free(s);
