@@ -883,7 +883,9 @@ static int fig_verdict(Figs *fs) {
         Fig f;
         char name[256];
         fig_name(fs, "verdict", group, name, sizeof name);
-        fig_begin(&f, name, npan + 1, npan < 4 ? npan + 1 : 3, 470, 120 + 46 * max_rules, 2);
+        /* eps panels and the legend in one row up to three, else two or three wide (not a strip) */
+        int cells = npan + 1;
+        fig_begin(&f, name, cells, cells <= 3 ? cells : cells == 4 ? 2 : 3, 470, 130 + 62 * max_rules, 2);
         for (int k = 0; k < npan; k++) {
             const VerdictRow *r0 = &vs.rows[pan_row[k]];
             /* the rows of this panel, in verdict order (rule order) */

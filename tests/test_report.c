@@ -228,6 +228,8 @@ TEST(report_verdict_figure_matches_verdict) {
     T_ASSERT(strstr(b, "set title \"eps 0\"") == NULL); /* eps 0 is clean accuracy, not a verdict panel */
     T_CONTAINS(b, "set arrow from 0, graph 0 to 0, graph 1 nohead"); /* the zero line */
     T_CONTAINS(b, "title \"worst case (every attack and source)\"");
+    /* two eps panels and the legend: one row (three or more panels wrap two or three wide, not a strip) */
+    T_CONTAINS(b, "set multiplot layout 1,3 ");
     /* every rule's worst-case marker is verdict_compute's delta and interval */
     int checked = 0;
     for (int i = 0; i < vs.n; i++) {
