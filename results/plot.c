@@ -201,6 +201,14 @@ static void fig_name(const Figs *fs, const char *base, const char *g, char *out,
 static int fig_finish(Figs *fs, Fig *f, const char *title) {
     fclose(f->data);
     fclose(f->body);
+    /* wide enough for the title's longest line (about 7 px a character at the title's 10 pt): a one-panel
+     * figure would otherwise clip it */
+    int line = 0, longest = 0;
+    for (const char *c = title; *c; c++) {
+        if (*c == '\n') line = 0;
+        else if (((unsigned char)*c & 0xC0) != 0x80 && ++line > longest) longest = line;
+    }
+    if (f->width < 7 * longest + 40) f->width = 7 * longest + 40;
     const char *dir = fs->o->out_dir;
     char path[1400], tmp[1500];
     snprintf(path, sizeof path, "%s/%s.gp", dir, f->name);

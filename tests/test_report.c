@@ -59,8 +59,10 @@ static int64_t run(Db *db, const char *key, const char *kind, const char *rule, 
     return id;
 }
 
-/* one evaluation: the first k of NEX examples robust, every example clean-correct */
-static void eval(Db *db, int64_t run_id, const char *key, int kind, int src, const char *eps_text, double eps, int k) {
+/* one evaluation: the first k of NEX examples robust, every example clean-correct; surrogate: the run of a
+ * transfer evaluation's surrogate (src GRAD_TRANSFER), else 0 */
+static void eval_from(Db *db, int64_t run_id, const char *key, int kind, int src, int64_t surrogate, const char *eps_text,
+                      double eps, int k) {
     AttackOutcome *o = xcalloc(NEX, sizeof *o);
     EvalCounts c = {.n = NEX};
     for (int i = 0; i < NEX; i++) {
@@ -84,11 +86,15 @@ static void eval(Db *db, int64_t run_id, const char *key, int kind, int src, con
     size_t bytes = outcomes_bytes(OUT_CLASSIFY, NEX);
     uint8_t *blob = xmalloc(bytes);
     outcomes_encode_classify(o, NEX, blob);
-    DbEval e = {.job_key = key, .run_id = run_id, .target_ckpt = key, .dataset = "fmnist[5-9]", .outcomes = blob,
-                .outcomes_bytes = (long)bytes};
+    DbEval e = {.job_key = key, .run_id = run_id, .target_ckpt = key, .transfer_run = surrogate, .dataset = "fmnist[5-9]",
+                .outcomes = blob, .outcomes_bytes = (long)bytes};
     CHECK(db_eval_record(db, &e, &p, &c, "", NULL) == 0);
     free(blob);
     free(o);
+}
+
+static void eval(Db *db, int64_t run_id, const char *key, int kind, int src, const char *eps_text, double eps, int k) {
+    eval_from(db, run_id, key, kind, src, 0, eps_text, eps, k);
 }
 
 /* BP pre-trained on fmnist[0-4] (attacked through the true gradient), fine-tuned on fmnist[5-9] with bp and usf
@@ -291,6 +297,62 @@ TEST(report_alignment_training_names) {
         T_CONTAINS(b, "set yrange [84.6:90.4]");
     }
     free(b);
+}
+
+/* Transfer: a heatmap (surrogate rule x attacked rule) with two or more surrogates; with one, no heatmap (the
+ * report's transfer table holds it). bp, usf and frsf fine-tuned; PGD at 8/255 crafted on bp's model, and in the
+ * second database also on usf's. */
+TEST(report_transfer_heatmap_only_with_two_surrogates) {
+    for (int two = 0; two <= 1; two++) {
+        char path[512], dir[512], gp[600], cmd[1400], out[8192];
+        snprintf(path, sizeof path, "%s/rep-transfer%d.db", test_tmpdir(), two);
+        snprintf(dir, sizeof dir, "%s/rep-transfer%d-figs", test_tmpdir(), two);
+        unlink(path);
+        Db *db = NULL;
+        T_ASSERT(db_open(path, &db) == 0);
+        if (!db) return;
+        const char *rules[] = {"bp", "usf", "frsf"};
+        int64_t id[3];
+        for (int r = 0; r < 3; r++) {
+            char key[64];
+            snprintf(key, sizeof key, "ft-%s", rules[r]);
+            id[r] = run(db, key, "finetune", rules[r], "fmnist[5-9]", 0);
+        }
+        for (int r = 0; r < 3; r++)
+            for (int s = 0; s <= two; s++) {
+                if (r == s) continue; /* a model is not its own surrogate */
+                char ek[96];
+                snprintf(ek, sizeof ek, "ft-%s/pgd/8/transfer-%s", rules[r], rules[s]);
+                eval_from(db, id[r], ek, ATK_PGD, GRAD_TRANSFER, id[s], "8/255", 8.0 / 255, 100 + 20 * r + 10 * s);
+            }
+        db_close(db);
+        snprintf(cmd, sizeof cmd, "%s plot --db %s --out %s", test_exe(), path, dir);
+        T_EQ_INT(test_run(cmd, out, sizeof out), 0);
+        snprintf(gp, sizeof gp, "%s/transfer.gp", dir);
+        char *b = slurp(gp);
+        if (!two) {
+            T_ASSERT_MSG(b == NULL, "one surrogate drew a transfer heatmap");
+            T_CONTAINS(out, "one transfer surrogate (bp)");
+        } else {
+            T_ASSERT_MSG(b != NULL, "two surrogates drew no transfer heatmap: %s", out);
+            if (b) {
+                T_CONTAINS(b, "set ytics (\"bp\" 0, \"usf\" 1)");
+                T_CONTAINS(b, "set xtics (\"bp\" 0, \"usf\" 1, \"frsf\" 2)");
+                T_CONTAINS(b, "set title \"pgd10, eps 8/255\"");
+                /* one panel: the figure is as wide as its title (at least 6 px a character at 10 pt), not clipped */
+                int w = 0;
+                const char *sz = strstr(b, "pngcairo noenhanced size ");
+                const char *t = strstr(b, "set multiplot layout 1,1 title \"");
+                T_ASSERT(sz && sscanf(sz, "pngcairo noenhanced size %d,", &w) == 1 && t);
+                if (t) {
+                    t += strlen("set multiplot layout 1,1 title \"");
+                    int len = (int)(strchr(t, '"') - t);
+                    T_ASSERT_MSG(len > 60 && w >= 6 * len, "transfer figure %d px wide for a %d-character title", w, len);
+                }
+            }
+        }
+        free(b);
+    }
 }
 
 /* ---- the HTML report in a real browser ---- */
