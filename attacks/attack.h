@@ -367,9 +367,19 @@ int attack_hash_evaluate_ex(Model *target, Model *crafter, const Dataset *q, con
                             int limit, int topk, const AttackParams *p, AttackStepHook hook, void *hook_ctx,
                             EvalCounts *c, HashCounts *h, float *ap_clean, float *ap_adv);
 
-/* Writes an adversarial-example grid (rows: clean, perturbation amplified to the full grey range,
- * adversarial; "y<label> p<pred>" under clean images and "p<pred>" under adversarial ones, green when
- * correct, red when wrong) with png_write. 0, or -1 with err_set. */
-int attack_grid_png(const char *path, const AttackKeep *k, int c, int h, int w, double eps);
+/* Progress of the evaluations run in this process, for a command line's display (NULL = none): fn is called
+ * after every attacked batch with the attack and the examples done out of the current pass's total (an
+ * AutoAttack component attacks only the examples still robust: one pass per component). It never changes a
+ * result. */
+typedef void (*AttackProgressFn)(void *ctx, const AttackParams *p, long done, long total);
+void attack_progress_set(AttackProgressFn fn, void *ctx);
+
+/* Writes an adversarial-example grid with png_write: a caption line on top (NULL = none; e.g. the attack,
+ * eps and gradient source), then labelled rows clean / perturbation xK (amplified to the full grey range,
+ * K = 1/(2 eps)) / adversarial; "Y <class>" and "P <class>" under clean images and "P <class>" under
+ * adversarial ones, green when correct, red when wrong, with the dataset's class names (class_names NULL or
+ * an empty name: the class number). 0, or -1 with err_set. */
+int attack_grid_png(const char *path, const AttackKeep *k, int c, int h, int w, double eps, const char (*class_names)[32],
+                    const char *caption);
 
 #endif

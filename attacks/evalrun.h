@@ -23,6 +23,8 @@ typedef struct EvalRun {
     long nonfinite;           /* examples whose target outputs were NaN/Inf (clean or adversarial) */
 } EvalRun;
 
+/* Tells the display set by attack_progress_set that `done` of `total` examples of this pass are attacked. */
+void attack_progress(const AttackParams *p, long done, long total);
 /* adds the Linf and L2 norms of xa - x (D floats) to the sums */
 void add_perturbation_norms(const float *x, const float *xa, int D, double *sum_linf, double *sum_l2);
 /* 1 when every one of the n rows of K values is finite */

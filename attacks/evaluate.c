@@ -51,6 +51,17 @@ void add_perturbation_norms(const float *x, const float *xa, int D, double *sum_
     *sum_l2 += sqrt(l2);
 }
 
+/* the progress display of this process (attack_progress_set) */
+static AttackProgressFn g_progress;
+static void *g_progress_ctx;
+void attack_progress_set(AttackProgressFn fn, void *ctx) {
+    g_progress = fn;
+    g_progress_ctx = ctx;
+}
+void attack_progress(const AttackParams *p, long done, long total) {
+    if (g_progress) g_progress(g_progress_ctx, p, done, total);
+}
+
 void evalrun_attack(EvalRun *r, const AttackParams *p, const long *idx, int n, int stage, EvalSums *sums) {
     const AttackInfo *ai = attack_info(p);
     CHECK(ai && ai->fn && p->objective == OBJ_CE);
@@ -98,6 +109,7 @@ void evalrun_attack(EvalRun *r, const AttackParams *p, const long *idx, int n, i
                 k->pred_adv[r->ib[j]] = o->pred_adv;
             }
         }
+        attack_progress(p, b0 + nb, n);
     }
     s->index = NULL;
 }

@@ -123,6 +123,7 @@ int attack_hash_evaluate_ex(Model *target, Model *crafter, const Dataset *q, con
             const float *xi = x + (size_t)i * D, *xa = x_adv + (size_t)i * D;
             add_perturbation_norms(xi, xa, D, &sum_linf, &sum_l2);
         }
+        attack_progress(p, b0 + nb, N);
     }
     c->n = N;
     c->n_clean_ok = N;

@@ -34,6 +34,10 @@ enum { SPLIT_TRAIN = 0, SPLIT_TEST = 1 };
  *   channels (grey or grey+alpha -> 1, else 3) and the others are converted to it; alpha is dropped,
  *   16-bit scaled to 8, palettes expanded; all images must have the same size. */
 int dataset_open(const char *name, const char *data_dir, int split, Dataset *out);
+/* Every dataset name dataset_open knows, as the commands' --help lists them. */
+#define DATASET_NAMES "fashion-mnist | mnist | kmnist | emnist-balanced | emnist-byclass | emnist-bymerge | emnist-digits | " \
+                      "emnist-letters | emnist-mnist | cifar10 | cifar100 | cifar100-coarse | png:DIR | synthetic[:N[:CxHxW[:K]]]"
+
 /* A class subset (the paper's protocol: pre-train on some classes, fine-tune on others). list: classes
  * and ranges, "0-4", "5,6,7,8,9", "0-2,7", in the order that relabels them 0..k-1 (at least 2, each
  * existing, none twice). Keeps the examples of those classes in their order, relabels them, keeps their

@@ -211,7 +211,16 @@ int pngdir_open(const char *dir, int split, Dataset *out) {
             im.pix = NULL;
         }
     }
-    for (int k = 0; k < ncls; k++) snprintf(out->class_names[k], 32, "%s", cls.v[k]);
+    /* the folders `concord data export` writes are "<label>_<name>" (0_T-shirt-top ... 9_Ankle-boot): when
+       every folder is the label in order then '_', the class name is what follows (the order is the labels') */
+    int exported = ncls > 0;
+    for (int k = 0; k < ncls && exported; k++) {
+        char *end = NULL;
+        long lab = strtol(cls.v[k], &end, 10);
+        exported = end != cls.v[k] && *end == '_' && end[1] && lab == k;
+    }
+    for (int k = 0; k < ncls; k++)
+        snprintf(out->class_names[k], 32, "%s", exported ? strchr(cls.v[k], '_') + 1 : cls.v[k]);
     snprintf(out->source, sizeof out->source, "%.511s", root);
     rc = 0;
 done:

@@ -293,6 +293,7 @@ int train_run(Model *m, const Dataset *train, const Dataset *val, const TrainOpt
             tl += l * n;
             for (int i = 0; o->task == TASK_CLASSIFY && i < n; i++) correct += ok[i];
             seen += n;
+            if (o->on_batch) o->on_batch(o->batch_ctx, ep, bi + 1, (train->n + B - 1) / B);
         }
         const char *bad = model_nonfinite_tensor(m); /* parameters and statistics (BN running variance...) */
         if (bad) {

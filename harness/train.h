@@ -25,6 +25,10 @@ typedef struct TrainOpts {
     int task;                           /* TASK_* */
     double hash_eta;                    /* DPSH quantisation weight */
     double max_loss;                    /* a batch loss above this is divergence (0 = only NaN/Inf) */
+    /* progress display (the command line's; NULL = none): called after every batch with the epoch (0-based),
+       the batches done in it and its batch count. Never changes what is trained. */
+    void (*on_batch)(void *ctx, int epoch, long done, long nbatches);
+    void *batch_ctx;
 } TrainOpts;
 void train_opts_default(TrainOpts *o);
 

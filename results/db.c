@@ -149,7 +149,19 @@ static int migrate_body(Db *db, void *ctx) {
 /* What a file is, read without writing a byte: 0 when it is a Concord results database this build can
  * use (*v its schema version; 0 = a new, empty file), -1 with err_set naming the file otherwise (tables
  * of something else, such as a checkpoint; a newer schema; not SQLite; damaged). */
+static int identify_read(Db *db, int *v);
 static int identify(Db *db, int *v) {
+    /* one read transaction: the version and the table count from the same snapshot (two statements
+     * could straddle another process's migration commit: version 0, then its tables) */
+    if (sqlite3_exec(db->h, "BEGIN", NULL, NULL, NULL) != SQLITE_OK)
+        return err_set("%s: cannot begin reading (%s)", db->path, sqlite3_errmsg(db->h));
+    int rc = identify_read(db, v);
+    /* on failure the callers read sqlite3_errcode (read-only: retry immutable?) and close the handle, which
+     * ends the transaction: a COMMIT here would overwrite that code */
+    if (rc == 0) sqlite3_exec(db->h, "COMMIT", NULL, NULL, NULL);
+    return rc;
+}
+static int identify_read(Db *db, int *v) {
     int rc = read_version(db, v);
     if (rc == DB_RETRY) return err_set("%s: database is locked (SQLITE_BUSY); stop the process holding it", db->path);
     if (rc) return -1;
@@ -214,9 +226,10 @@ static int db_open_impl(const char *path, int create, Db **out) {
     int v = -1, rc = identify(db, &v);
     if (rc == 0 && v > 0) rc = quick_check(db);
     /* journal_mode=WAL needs a moment of exclusive access on a brand-new file: retry while busy */
-    for (int attempt = 0; rc == 0 && attempt < DB_MAX_ATTEMPTS; attempt++) {
+    for (int attempt = 0; rc == 0; attempt++) {
         rc = db_exec(db, "PRAGMA journal_mode=WAL", "enabling WAL");
-        if (rc != DB_RETRY) break;
+        if (rc != DB_RETRY || attempt + 1 == DB_MAX_ATTEMPTS) break;
+        rc = 0; /* (SQLite answers busy at once here, without the busy handler, while another opener holds the file) */
         sleep_ms(50 + 25 * attempt);
     }
     if (rc == DB_RETRY) rc = err_set("%s: database is locked (SQLITE_BUSY) while enabling WAL; stop the process holding it", path);

@@ -1,25 +1,40 @@
-/* plot.h -- figures from the results database, drawn by gnuplot (a child process), and the markdown report.
+/* plot.h -- figures from the results database, drawn by gnuplot (a child process).
  *
  * Every figure is three files in the output directory: NAME.png (pngcairo), NAME.pdf (pdfcairo) and
  * NAME.gp, a self-contained gnuplot script with the data inline (`$d1 << EOD`), so `gnuplot NAME.gp`
  * run in that directory re-renders both images without the database. Files are written under temporary
  * names and renamed when complete. Each rule keeps one colour (Okabe–Ito palette) and one dash type in
  * every figure: bp black solid, fa orange dashed, dfa sky-blue dotted, usf green dash-dot, brsf blue
- * dash-dot-dot, frsf vermillion long-dash; other rules reddish purple.
+ * dash-dot-dot, frsf vermillion long-dash; other rules reddish purple; a pre-trained model grey dashed.
+ * Every line figure ends with a legend panel: no key covers data.
  *
- * Figures (NAME gets "-DATASET-MODEL-KIND" appended when the database holds more than one such group):
- *   robust_eps   robust accuracy vs eps, one line per rule (± sd over seeds), a panel per attack × source
- *   training     train and validation accuracy vs epoch per rule (mean over seeds)
- *   alignment    angle(B,W) and the angle to the BP gradient vs epoch per rule, a panel per layer
- *                (mean over layers when there are more than 6)
- *   transfer     transfer matrix: surrogate (source) rule × attacked (target) rule, robust accuracy,
- *                a panel per attack × eps
- *   hash_map_eps hashing: mAP of the attacked queries vs eps, one line per rule (± sd over seeds), a panel
- *                per attack × source; the group carries the code length ("... / 32 bits")
- * Hashing runs form their own groups in training and alignment (kind "finetune (hash)"; their validation
- * panel is the validation mAP); robust_eps and transfer cover classification evals only.
+ * Groups: figures are per (dataset family, model), the family being the dataset without its class subset
+ * (a model pre-trained on fashion-mnist[0-4] and fine-tuned on fashion-mnist[5-9] is one group). One
+ * naming scheme per call: NAME when the database holds one group, NAME-FAMILY_MODEL for every figure
+ * when it holds several.
+ *
+ * Figures:
+ *   verdict      per rule, rule minus BP in robust accuracy (points) with its 95% bootstrap interval, one
+ *                marker per gradient source and one for the per-example worst case, a zero line; a panel
+ *                per eps > 0 (verdict_compute: the same numbers as `concord query verdict`)
+ *   robust_eps   robust accuracy vs eps, one line per rule with a 95% band (bootstrap over seeds and
+ *                examples of the per-example outcomes; Wilson with one seed), a panel per attack × source
+ *                plus the per-example worst case (worst.h); BP's fine-tunes (and a pre-trained model, when
+ *                attacked) in every panel (BP's feedback gradient is its true gradient: a source BP was not
+ *                attacked through shows BP's true-gradient curve); x tics at the eps grid as it was
+ *                written (8/255), each panel's x range fitted to its grid; a caption line per panel
+ *                (n, steps, step size, restarts or queries). AutoAttack's component rows are left out.
+ *   training     train and validation accuracy vs epoch per rule (mean over seeds), a panel per phase
+ *                (pre-training, fine-tuning, hashing), y fitted to the data
+ *   alignment    angle(B,W) and the angle to the BP error vs epoch per rule other than BP, a panel per
+ *                layer (mean over layers when there are more than 6), one y range per quantity; panels
+ *                that are 0 throughout (the classifier's error) are named in the title, not drawn
+ *   transfer     surrogate rule × attacked rule heatmap, a panel per attack × eps, only with two or more
+ *                surrogates (one surrogate: the report's transfer table)
+ *   hash_map_eps hashing: mAP of the attacked queries vs eps, one line per rule (± sd band), a panel per
+ *                attack × source × code length
  * A figure whose data is absent is skipped with a note on stderr.
- * Not for: adversarial-example grids (PNG files written by the attack command).
+ * Not for: the report (report.h) or adversarial-example grids (the attack command writes those).
  */
 #ifndef CONCORD_PLOT_H
 #define CONCORD_PLOT_H
@@ -35,11 +50,6 @@ typedef struct PlotOpts {
  * *nfigures (may be NULL) gets how many figures were drawn. No gnuplot: -1 with
  * "gnuplot not found; install gnuplot-nox (scripts/deps.sh does)". */
 int plot_all(Db *db, const PlotOpts *o, int *nfigures);
-
-/* Writes a markdown report: the main table and the masking table (query.h, md format), the hashing table
- * (hash-table) when the database holds hashing runs or evals, a run summary, and links to the figure PNGs
- * in figdir (NULL = none), relative to the report. Temp-then-rename; the database is only read. */
-int plot_report_md(Db *db, const char *path, const char *figdir);
 
 /* The fixed style of a rule: gnuplot linetype index 1..7 (7 = any rule not in the list). */
 int plot_rule_linetype(const char *rule);

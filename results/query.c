@@ -347,7 +347,8 @@ static int table_report(const TableSpec *ts, Db *db, int fmt, FILE *out) {
         int *cc = xcalloc((size_t)l.ncols + 1, sizeof(int));
         for (int j = 0; j < l.ncols; j++) {
             char name[200];
-            snprintf(name, sizeof name, "%s/%s/%s", l.cols[j].attack, l.cols[j].source, l.cols[j].eps_text);
+            /* '|' between the parts: an eps written as 8/255 holds a '/', a source transfer:x a ':' */
+            snprintf(name, sizeof name, "%s|%s|%s", l.cols[j].attack, l.cols[j].source, l.cols[j].eps_text);
             cc[j] = qtab_stat_col(t, name);
         }
         for (int i = 0; i < l.nrows; i++) {

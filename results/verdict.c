@@ -12,7 +12,7 @@
 #include "results/qtab.h"
 #include "results/stats.h"
 
-#define MAX_SRC 16
+#define MAX_SRC VERDICT_MAX_SRC
 #define ALPHA 0.05
 #define MASK_GAP 0.05  /* masking: feedback leaves > 5 points more examples robust ... */
 #define MASK_ALPHA 0.01 /* ... with McNemar p < 0.01 */
@@ -175,17 +175,8 @@ static int load(Db *db, ME **out, int *nout) {
 
 /* ---- comparisons ---- */
 
-typedef struct Cmp {
-    int S;                    /* paired seeds */
-    long n;                   /* examples per seed (the first seed's; "n" column) */
-    double acc_a, acc_b;      /* mean robust accuracy (%) of R and of BP over the seeds */
-    StatsInterval d;          /* delta in points, 95% interval */
-    double p, p_seeds;
-    int shown, rule_level;    /* interval excludes 0 and p < ALPHA; and p_seeds < ALPHA */
-} Cmp;
-
-static Cmp compare(const StatsSeed *sd, int S) {
-    Cmp c;
+static VerdictDelta compare(const StatsSeed *sd, int S) {
+    VerdictDelta c;
     memset(&c, 0, sizeof c);
     c.S = S;
     if (!S) return c;
@@ -198,51 +189,18 @@ static Cmp compare(const StatsSeed *sd, int S) {
         sa += sd[s].n ? 100.0 * k.robust_a / sd[s].n : 0;
         sb += sd[s].n ? 100.0 * k.robust_b / sd[s].n : 0;
     }
-    c.acc_a = sa / S;
-    c.acc_b = sb / S;
+    c.acc_rule = sa / S;
+    c.acc_bp = sb / S;
     StatsBootOpts o = {.reps = 2000, .level = 0.95, .seed = 1, .design = crossed ? STATS_CROSSED : STATS_NESTED};
-    c.d = stats_bootstrap_diff(sd, S, &o);
-    c.d.est *= 100;
-    c.d.lo *= 100;
-    c.d.hi *= 100;
+    StatsInterval iv = stats_bootstrap_diff(sd, S, &o);
+    c.d = 100 * iv.est;
+    c.lo = 100 * iv.lo;
+    c.hi = 100 * iv.hi;
     c.p = crossed ? stats_signflip_examples(sd, S) : stats_mh_exact(sd, S);
     c.p_seeds = stats_signflip_seeds(sd, S);
-    c.shown = (c.d.lo > 0 || c.d.hi < 0) && c.p < ALPHA;
+    c.shown = (c.lo > 0 || c.hi < 0) && c.p < ALPHA;
     c.rule_level = c.shown && c.p_seeds < ALPHA;
     return c;
-}
-
-/* a "+1.2 [-0.3, +2.7]" cell */
-static void set_delta(QTab *t, int r, int col, const Cmp *c, int fmt) {
-    if (!c->S) return;
-    if (fmt == QF_TEXT || fmt == QF_MD) {
-        qtab_set(t, r, col, "%+.1f [%+.1f, %+.1f]", c->d.est, c->d.lo, c->d.hi);
-        qtab_set(t, r, col + 1, "%.2g", c->p);
-    } else {
-        qtab_set(t, r, col, "%.3f", c->d.est);
-        qtab_set(t, r, col + 1, "%.3f", c->d.lo);
-        qtab_set(t, r, col + 2, "%.3f", c->d.hi);
-        qtab_set(t, r, col + 3, "%.4g", c->p);
-    }
-}
-static int delta_cols(QTab *t, const char *name, int fmt) {
-    char h[96];
-    int c0;
-    if (fmt == QF_TEXT || fmt == QF_MD) {
-        snprintf(h, sizeof h, "d_%s", name);
-        c0 = qtab_col(t, h, 1);
-        snprintf(h, sizeof h, "p_%s", name);
-        qtab_col(t, h, 1);
-        return c0;
-    }
-    static const char *const suf[] = {"", "_lo", "_hi", "_p"};
-    c0 = -1;
-    for (int k = 0; k < 4; k++) {
-        snprintf(h, sizeof h, "d_%s%s", name, suf[k]);
-        int c = qtab_col(t, h, 1);
-        if (k == 0) c0 = c;
-    }
-    return c0;
 }
 
 static int rule_rank(const char *r) {
@@ -272,27 +230,174 @@ static int same_examples(const ME *a, const ME *b) {
     return a->n == b->n && memcmp(a->index, b->index, sizeof(int32_t) * (size_t)a->n) == 0;
 }
 
-int verdict_report(Db *db, int fmt, FILE *out) {
+/* One verdict row from the models m[i..j) of one rule in the group m[g0..g1). */
+static void verdict_row(const ME *m, int g0, int g1, int i, int j, const VerdictSet *vs, StatsSeed *sd, VerdictRow *row,
+                        long *unpaired) {
+    const ME *r0 = &m[i];
+    memset(row, 0, sizeof *row);
+    int is_bp_ft = str_eq(r0->rule, "bp") && str_eq(r0->kind, "finetune");
+    snprintf(row->dataset, sizeof row->dataset, "%s", r0->dataset);
+    snprintf(row->model, sizeof row->model, "%s", r0->model);
+    snprintf(row->norm, sizeof row->norm, "%s", r0->norm);
+    snprintf(row->eps_text, sizeof row->eps_text, "%s", r0->eps_text);
+    snprintf(row->rule, sizeof row->rule, "%s", r0->rule);
+    snprintf(row->kind, sizeof row->kind, "%s", r0->kind);
+    snprintf(row->label, sizeof row->label, "%s%s", r0->rule,
+             str_eq(r0->kind, "train") ? " (pretrained)" : is_bp_ft ? " (fine-tuned, baseline)" : "");
+    row->eps = r0->eps;
+    /* absolute numbers of these models: mean over seeds */
+    double sc = 0, sw = 0;
+    for (int k = i; k < j; k++) {
+        long c = 0, w = 0;
+        for (long e = 0; e < m[k].n; e++) { c += m[k].clean[e]; w += m[k].worst[e]; }
+        sc += m[k].n ? 100.0 * c / m[k].n : 0;
+        sw += m[k].n ? 100.0 * w / m[k].n : 0;
+    }
+    row->seeds = j - i;
+    row->n = r0->n;
+    row->clean = sc / (j - i);
+    row->worst = sw / (j - i);
+    if (is_bp_ft || str_eq(r0->kind, "train")) {
+        row->baseline = 1;
+        snprintf(row->verdict, sizeof row->verdict, "baseline");
+        return;
+    }
+    /* pair each seed with BP's fine-tune of the same seed on the same examples */
+    const ME *bp[1024], *rm[1024];
+    int S = 0;
+    for (int k = i; k < j && S < 1024; k++) {
+        const ME *b = NULL;
+        for (int q = g0; q < g1 && !b; q++)
+            if (str_eq(m[q].rule, "bp") && str_eq(m[q].kind, "finetune") && m[q].seed == m[k].seed && same_examples(&m[q], &m[k]))
+                b = &m[q];
+        if (!b) { (*unpaired)++; continue; }
+        rm[S] = &m[k];
+        bp[S++] = b;
+    }
+    if (!S) { snprintf(row->verdict, sizeof row->verdict, "no BP pair"); return; }
+    row->paired = 1;
+    for (int s = 0; s < S; s++) sd[s] = (StatsSeed){rm[s]->clean, bp[s]->clean, rm[s]->n};
+    row->clean_d = compare(sd, S);
+    int masking_any = 0, mask_rule = 0;
+    for (int k = 0; k < vs->nsrc; k++) {
+        int Sk = 0;
+        for (int s = 0; s < S; s++) {
+            const uint8_t *a = me_src(rm[s], vs->src[k]), *b = me_src(bp[s], vs->src[k]);
+            if (!b) b = me_src(bp[s], "true");
+            if (a && b) sd[Sk++] = (StatsSeed){a, b, rm[s]->n};
+        }
+        row->by_src[k] = compare(sd, Sk);
+        const VerdictDelta *d = &row->by_src[k];
+        if (src_rank(vs->src[k]) != 0 && d->shown && d->d > 0) {
+            masking_any = 1;
+            mask_rule |= d->rule_level;
+        }
+    }
+    for (int s = 0; s < S; s++) sd[s] = (StatsSeed){rm[s]->worst, bp[s]->worst, rm[s]->n};
+    const VerdictDelta w = row->worst_d = compare(sd, S);
+    /* masking per model: feedback vs true on the same model */
+    int Sm = 0;
+    for (int s = 0; s < S; s++) {
+        const uint8_t *fb = NULL, *tr = me_src(rm[s], "true");
+        for (int k = 0; k < rm[s]->nsrc && !fb; k++)
+            if (strncmp(rm[s]->src[k], "feedback", 8) == 0) fb = rm[s]->by_src[k];
+        if (fb && tr) sd[Sm++] = (StatsSeed){fb, tr, rm[s]->n};
+    }
+    row->mask_n = Sm;
+    if (Sm) row->mask_k = stats_masking_seeds(sd, Sm, +1, MASK_GAP, MASK_ALPHA);
+    const char *lab;
+    int rule_level;
+    if (w.shown && w.d > 0) { lab = "robust gain"; rule_level = w.rule_level; }
+    else if (w.shown && w.d < 0) { lab = "worse"; rule_level = w.rule_level; }
+    else if (masking_any) { lab = "masking"; rule_level = mask_rule; }
+    else { lab = "no gain"; rule_level = 0; }
+    snprintf(row->verdict, sizeof row->verdict, "%s", lab);
+    if (str_eq(lab, "no gain")) snprintf(row->evidence, sizeof row->evidence, "no difference shown (%d seed%s)", S, S == 1 ? "" : "s");
+    else if (rule_level) snprintf(row->evidence, sizeof row->evidence, "for the rule (%d seeds)", S);
+    else snprintf(row->evidence, sizeof row->evidence, "for these models (%d seed%s; the rule needs >= 6)", S, S == 1 ? "" : "s");
+}
+
+int verdict_compute(Db *db, VerdictSet *vs) {
+    memset(vs, 0, sizeof *vs);
     ME *m = NULL;
     int n = 0;
     if (load(db, &m, &n) < 0) return -1;
     qsort(m, (size_t)n, sizeof *m, me_cmp);
-    /* the columns: every source seen on a fine-tuned model */
-    char srcs[MAX_SRC][64];
-    int ns = 0;
+    /* the sources: every source seen on a model */
     for (int i = 0; i < n; i++)
         for (int k = 0; k < m[i].nsrc; k++) {
             int seen = 0;
-            for (int j = 0; j < ns && !seen; j++) seen = str_eq(srcs[j], m[i].src[k]);
-            if (!seen && ns < MAX_SRC) snprintf(srcs[ns++], sizeof srcs[0], "%s", m[i].src[k]);
+            for (int j = 0; j < vs->nsrc && !seen; j++) seen = str_eq(vs->src[j], m[i].src[k]);
+            if (!seen && vs->nsrc < VERDICT_MAX_SRC) snprintf(vs->src[vs->nsrc++], sizeof vs->src[0], "%s", m[i].src[k]);
         }
-    for (int a = 1; a < ns; a++)
-        for (int b = a; b > 0 && src_cmp(srcs[b], srcs[b - 1]) < 0; b--) {
+    for (int a = 1; a < vs->nsrc; a++)
+        for (int b = a; b > 0 && src_cmp(vs->src[b], vs->src[b - 1]) < 0; b--) {
             char tmp[64];
-            memcpy(tmp, srcs[b], 64);
-            memcpy(srcs[b], srcs[b - 1], 64);
-            memcpy(srcs[b - 1], tmp, 64);
+            memcpy(tmp, vs->src[b], 64);
+            memcpy(vs->src[b], vs->src[b - 1], 64);
+            memcpy(vs->src[b - 1], tmp, 64);
         }
+    vs->rows = xcalloc((size_t)(n + 1), sizeof *vs->rows);
+    StatsSeed *sd = xcalloc((size_t)(n + 1), sizeof *sd);
+    for (int g0 = 0; g0 < n;) {
+        int g1 = g0;
+        while (g1 < n && same_group(&m[g0], &m[g1])) g1++;
+        for (int i = g0; i < g1; i++) vs->other_sets += m[i].other_sets;
+        for (int i = g0; i < g1;) {
+            int j = i;
+            while (j < g1 && str_eq(m[j].rule, m[i].rule) && str_eq(m[j].kind, m[i].kind)) j++;
+            verdict_row(m, g0, g1, i, j, vs, sd, &vs->rows[vs->n++], &vs->unpaired);
+            i = j;
+        }
+        g0 = g1;
+    }
+    free(sd);
+    for (int i = 0; i < n; i++) me_free(&m[i]);
+    free(m);
+    return 0;
+}
+
+void verdict_set_free(VerdictSet *v) {
+    free(v->rows);
+    memset(v, 0, sizeof *v);
+}
+
+/* a "+1.2 [-0.3, +2.7]" cell */
+static void set_delta(QTab *t, int r, int col, const VerdictDelta *c, int fmt) {
+    if (!c->S) return;
+    if (fmt == QF_TEXT || fmt == QF_MD) {
+        qtab_set(t, r, col, "%+.1f [%+.1f, %+.1f]", c->d, c->lo, c->hi);
+        qtab_set(t, r, col + 1, "%.2g", c->p);
+    } else {
+        qtab_set(t, r, col, "%.3f", c->d);
+        qtab_set(t, r, col + 1, "%.3f", c->lo);
+        qtab_set(t, r, col + 2, "%.3f", c->hi);
+        qtab_set(t, r, col + 3, "%.4g", c->p);
+    }
+}
+static int delta_cols(QTab *t, const char *name, int fmt) {
+    char h[96];
+    int c0;
+    if (fmt == QF_TEXT || fmt == QF_MD) {
+        snprintf(h, sizeof h, "d_%s", name);
+        c0 = qtab_col(t, h, 1);
+        snprintf(h, sizeof h, "p_%s", name);
+        qtab_col(t, h, 1);
+        return c0;
+    }
+    static const char *const suf[] = {"", "_lo", "_hi", "_p"};
+    c0 = -1;
+    for (int k = 0; k < 4; k++) {
+        snprintf(h, sizeof h, "d_%s%s", name, suf[k]);
+        int c = qtab_col(t, h, 1);
+        if (k == 0) c0 = c;
+    }
+    return c0;
+}
+
+int verdict_report(Db *db, int fmt, FILE *out) {
+    VerdictSet vs;
+    if (verdict_compute(db, &vs) < 0) return -1;
     QTab *t = qtab_new(fmt);
     snprintf(t->title, sizeof t->title, "verdict: each rule's fine-tuned models vs BP's, paired by seed on the same examples "
              "(d = rule - BP in points, 95%% bootstrap interval over seeds and examples; p = exact paired test)");
@@ -301,124 +406,41 @@ int verdict_report(Db *db, int fmt, FILE *out) {
     int cseeds = qtab_col(t, "seeds", 1), cn = qtab_col(t, "n", 1), cclean = qtab_col(t, "clean", 1);
     int cworst = qtab_col(t, "worst", 1);
     int cdclean = delta_cols(t, "clean", fmt);
-    int csrc[MAX_SRC];
-    for (int k = 0; k < ns; k++) csrc[k] = delta_cols(t, srcs[k], fmt);
+    int csrc[VERDICT_MAX_SRC];
+    for (int k = 0; k < vs.nsrc; k++) csrc[k] = delta_cols(t, vs.src[k], fmt);
     int cdworst = delta_cols(t, "worst", fmt);
     int cpseeds = qtab_col(t, "p_seeds_worst", 1), cmask = qtab_col(t, "masking_seeds", 0);
     int clabel = qtab_col(t, "verdict", 0), cevid = qtab_col(t, "evidence", 0);
-    long unpaired = 0, other_sets = 0;
-    int rows = 0;
-    StatsSeed *sd = xcalloc((size_t)(n + 1), sizeof *sd);
-    for (int g0 = 0; g0 < n;) {
-        int g1 = g0;
-        while (g1 < n && same_group(&m[g0], &m[g1])) g1++;
-        for (int i = g0; i < g1; i++) other_sets += m[i].other_sets;
-        /* the BP fine-tunes of this group, by seed */
-        for (int i = g0; i < g1;) {
-            int j = i;
-            while (j < g1 && str_eq(m[j].rule, m[i].rule) && str_eq(m[j].kind, m[i].kind)) j++;
-            const ME *r0 = &m[i];
-            int is_bp_ft = str_eq(r0->rule, "bp") && str_eq(r0->kind, "finetune");
-            int row = qtab_row(t);
-            rows++;
-            char label[64];
-            snprintf(label, sizeof label, "%s%s", r0->rule,
-                     str_eq(r0->kind, "train") ? " (pretrained)" : is_bp_ft ? " (fine-tuned, baseline)" : "");
-            const char *vals[] = {r0->dataset, r0->model, r0->norm, r0->eps_text, label};
-            for (size_t k = 0; k < ARRAY_LEN(vals); k++) qtab_set_text(t, row, (int)k, vals[k]);
-            /* absolute numbers of these models: mean over seeds */
-            double sc = 0, sw = 0;
-            for (int k = i; k < j; k++) {
-                long c = 0, w = 0;
-                for (long e = 0; e < m[k].n; e++) { c += m[k].clean[e]; w += m[k].worst[e]; }
-                sc += m[k].n ? 100.0 * c / m[k].n : 0;
-                sw += m[k].n ? 100.0 * w / m[k].n : 0;
-            }
-            qtab_set(t, row, cseeds, "%d", j - i);
-            qtab_set(t, row, cn, "%ld", r0->n);
-            qtab_set(t, row, cclean, "%.1f", sc / (j - i));
-            qtab_set(t, row, cworst, "%.1f", sw / (j - i));
-            if (is_bp_ft || str_eq(r0->kind, "train")) {
-                qtab_set_text(t, row, clabel, "baseline");
-                i = j;
-                continue;
-            }
-            /* pair each seed with BP's fine-tune of the same seed on the same examples */
-            const ME *bp[1024], *rm[1024];
-            int S = 0;
-            for (int k = i; k < j && S < 1024; k++) {
-                const ME *b = NULL;
-                for (int q = g0; q < g1 && !b; q++)
-                    if (str_eq(m[q].rule, "bp") && str_eq(m[q].kind, "finetune") && m[q].seed == m[k].seed &&
-                        same_examples(&m[q], &m[k]))
-                        b = &m[q];
-                if (!b) { unpaired++; continue; }
-                rm[S] = &m[k];
-                bp[S++] = b;
-            }
-            if (!S) { qtab_set_text(t, row, clabel, "no BP pair"); i = j; continue; }
-            for (int s = 0; s < S; s++) sd[s] = (StatsSeed){rm[s]->clean, bp[s]->clean, rm[s]->n};
-            Cmp cclean_c = compare(sd, S);
-            set_delta(t, row, cdclean, &cclean_c, fmt);
-            Cmp by[MAX_SRC];
-            int masking_any = 0, mask_rule = 0;
-            for (int k = 0; k < ns; k++) {
-                int Sk = 0;
-                for (int s = 0; s < S; s++) {
-                    const uint8_t *a = me_src(rm[s], srcs[k]), *b = me_src(bp[s], srcs[k]);
-                    if (!b) b = me_src(bp[s], "true");
-                    if (a && b) sd[Sk++] = (StatsSeed){a, b, rm[s]->n};
-                }
-                by[k] = compare(sd, Sk);
-                set_delta(t, row, csrc[k], &by[k], fmt);
-                if (src_rank(srcs[k]) != 0 && by[k].shown && by[k].d.est > 0) {
-                    masking_any = 1;
-                    mask_rule |= by[k].rule_level;
-                }
-            }
-            for (int s = 0; s < S; s++) sd[s] = (StatsSeed){rm[s]->worst, bp[s]->worst, rm[s]->n};
-            Cmp w = compare(sd, S);
-            set_delta(t, row, cdworst, &w, fmt);
-            qtab_set(t, row, cpseeds, "%.2g", w.p_seeds);
-            /* masking per model: feedback vs true on the same model */
-            int Sm = 0;
-            for (int s = 0; s < S; s++) {
-                const uint8_t *fb = NULL, *tr = me_src(rm[s], "true");
-                for (int k = 0; k < rm[s]->nsrc && !fb; k++)
-                    if (strncmp(rm[s]->src[k], "feedback", 8) == 0) fb = rm[s]->by_src[k];
-                if (fb && tr) sd[Sm++] = (StatsSeed){fb, tr, rm[s]->n};
-            }
-            if (Sm) qtab_set(t, row, cmask, "%d/%d", stats_masking_seeds(sd, Sm, +1, MASK_GAP, MASK_ALPHA), Sm);
-            const char *lab;
-            int rule_level;
-            if (w.shown && w.d.est > 0) { lab = "robust gain"; rule_level = w.rule_level; }
-            else if (w.shown && w.d.est < 0) { lab = "worse"; rule_level = w.rule_level; }
-            else if (masking_any) { lab = "masking"; rule_level = mask_rule; }
-            else { lab = "no gain"; rule_level = 0; }
-            qtab_set_text(t, row, clabel, lab);
-            char ev[96];
-            if (str_eq(lab, "no gain")) snprintf(ev, sizeof ev, "no difference shown (%d seed%s)", S, S == 1 ? "" : "s");
-            else if (rule_level) snprintf(ev, sizeof ev, "for the rule (%d seeds)", S);
-            else snprintf(ev, sizeof ev, "for these models (%d seed%s; the rule needs >= 6)", S, S == 1 ? "" : "s");
-            qtab_set_text(t, row, cevid, ev);
-            i = j;
-        }
-        g0 = g1;
+    for (int i = 0; i < vs.n; i++) {
+        const VerdictRow *v = &vs.rows[i];
+        int row = qtab_row(t);
+        const char *vals[] = {v->dataset, v->model, v->norm, v->eps_text, v->label};
+        for (size_t k = 0; k < ARRAY_LEN(vals); k++) qtab_set_text(t, row, (int)k, vals[k]);
+        qtab_set(t, row, cseeds, "%d", v->seeds);
+        qtab_set(t, row, cn, "%ld", v->n);
+        qtab_set(t, row, cclean, "%.1f", v->clean);
+        qtab_set(t, row, cworst, "%.1f", v->worst);
+        qtab_set_text(t, row, clabel, v->verdict);
+        if (v->baseline || !v->paired) continue;
+        set_delta(t, row, cdclean, &v->clean_d, fmt);
+        for (int k = 0; k < vs.nsrc; k++) set_delta(t, row, csrc[k], &v->by_src[k], fmt);
+        set_delta(t, row, cdworst, &v->worst_d, fmt);
+        qtab_set(t, row, cpseeds, "%.2g", v->worst_d.p_seeds);
+        if (v->mask_n) qtab_set(t, row, cmask, "%d/%d", v->mask_k, v->mask_n);
+        qtab_set_text(t, row, cevid, v->evidence);
     }
-    free(sd);
     qtab_print(t, fmt, out);
     qtab_free(t);
-    if (!rows)
+    if (!vs.n)
         fprintf(stderr, "query verdict: no finished run with per-example outcomes in %s (record attacks with this build)\n",
                 db_path(db));
-    if (unpaired)
+    if (vs.unpaired)
         fprintf(stderr, "note: %ld model%s without a BP fine-tune of the same seed on the same examples left out of the comparison\n",
-                unpaired, unpaired == 1 ? "" : "s");
-    if (other_sets)
+                vs.unpaired, vs.unpaired == 1 ? "" : "s");
+    if (vs.other_sets)
         fprintf(stderr, "note: %ld evaluation%s on a smaller (or earlier) example set of the same model left out: each model "
-                        "counts once, on its largest set\n", other_sets, other_sets == 1 ? "" : "s");
-    for (int i = 0; i < n; i++) me_free(&m[i]);
-    free(m);
+                        "counts once, on its largest set\n", vs.other_sets, vs.other_sets == 1 ? "" : "s");
+    verdict_set_free(&vs);
     return 0;
 }
 

@@ -28,13 +28,56 @@
  *   masking      not above BP in the worst case, but shown > 0 through the feedback gradient (or
  *                another non-true source);
  *   no gain      otherwise.
- * Not for: drawing (plot.h) or single-model reports (worst.h).
+ * Not for: drawing (plot.h draws verdict_compute's numbers) or single-model reports (worst.h).
  */
 #ifndef CONCORD_VERDICT_H
 #define CONCORD_VERDICT_H
 #include <stdio.h>
 
 #include "results/db.h"
+
+/* One comparison of a rule's models with BP's (points; see Statistics above). S = 0: none made. */
+typedef struct VerdictDelta {
+    int S;                     /* paired seeds */
+    long n;                    /* examples per seed (the first seed's) */
+    double acc_rule, acc_bp;   /* mean robust accuracy (%) over the seeds */
+    double d, lo, hi;          /* delta = rule - BP and its 95% bootstrap interval */
+    double p, p_seeds;         /* exact example-level paired test; sign-flip test over seeds */
+    int shown, rule_level;     /* interval excludes 0 and p < 0.05; and p_seeds < 0.05 */
+} VerdictDelta;
+
+#define VERDICT_MAX_SRC 16
+/* One row of the verdict: one (dataset, model, norm, eps, rule, kind). */
+typedef struct VerdictRow {
+    char dataset[64], model[64], norm[8], eps_text[32], rule[32], kind[16];
+    char label[64];            /* the rule as shown: "usf", "bp (fine-tuned, baseline)", "bp (pretrained)" */
+    double eps;
+    int baseline;              /* BP's fine-tunes or a pretrained model: absolute numbers only */
+    int seeds;                 /* models of this rule */
+    long n;                    /* examples of the first model */
+    double clean, worst;       /* mean over the models (%): clean accuracy, worst-case robust accuracy */
+    int paired;                /* 0: no BP fine-tune of the same seed on the same examples ("no BP pair") */
+    VerdictDelta clean_d, worst_d;
+    VerdictDelta by_src[VERDICT_MAX_SRC]; /* per source of VerdictSet.src (S = 0 where absent) */
+    int mask_k, mask_n;        /* masking: seeds flagged / seeds with both feedback and true (mask_n = 0: none) */
+    char verdict[16];          /* "robust gain", "worse", "masking", "no gain", "baseline", "no BP pair" */
+    char evidence[96];         /* "for the rule (6 seeds)", "for these models (...)", ... ("" for baselines) */
+} VerdictRow;
+
+/* Every row of the verdict, in report order, with the sources seen (true, feedback..., transfer...,
+ * black-box, in that order). */
+typedef struct VerdictSet {
+    VerdictRow *rows;
+    int n;
+    int nsrc;
+    char src[VERDICT_MAX_SRC][64];
+    long unpaired;             /* models left out: no BP fine-tune of the same seed on the same examples */
+    long other_sets;           /* evaluations on a smaller (or earlier) example set of the same model, left out */
+} VerdictSet;
+
+/* Computes the verdict (what verdict_report prints; plot.h draws it). 0, or -1 with err_set. */
+int verdict_compute(Db *db, VerdictSet *out);
+void verdict_set_free(VerdictSet *v);
 
 /* Prints the verdict table (query.h formats); notes (what was left out and why) go to stderr.
  * 0, or -1 with err_set. */

@@ -5,6 +5,8 @@
 #   scripts/deps.sh torch   : + python3-torch (fixtures, benchmark reference, ckpt_to_torch.py)
 #   scripts/deps.sh fuzz    : + clang (libFuzzer)
 #   scripts/deps.sh slurm   : + slurm-wlm munge
+#   scripts/deps.sh browser : + chromium (the HTML report test opens the report in headless Chromium; the test
+#                             runs this when chromium is missing and is skipped only when it cannot install)
 set -e
 want="gcc make pkg-config libopenblas-dev libpng-dev libsqlite3-dev zlib1g-dev libinih-dev gnuplot-nox dataset-fashion-mnist sqlite3 python3 python3-numpy"
 case "${1:-build}" in
@@ -12,7 +14,8 @@ case "${1:-build}" in
   torch) want="$want python3-torch" ;;
   fuzz)  want="$want clang" ;;
   slurm) want="$want slurm-wlm munge" ;;
-  *) echo "deps.sh: unknown set '$1' (build|torch|fuzz|slurm)" >&2; exit 2 ;;
+  browser) want="$want chromium" ;;
+  *) echo "deps.sh: unknown set '$1' (build|torch|fuzz|slurm|browser)" >&2; exit 2 ;;
 esac
 missing=""
 for p in $want; do

@@ -111,6 +111,13 @@ unsigned long long t_sql_digest(const char *db, const char *sql, long *rows) {
 }
 
 static int g_bad_inputs;
+static int g_skipped_now; /* the current test called test_skip */
+
+void test_skip(const char *why) {
+    g_skipped_now = 1;
+    printf("SKIP %s\n", why);
+    fflush(stdout);
+}
 int t_cli_fails_at(const char *file, int line, const char *want, const char *fmt, ...) {
     char args[6000], cmd[8192], out[16384];
     va_list ap;
@@ -169,24 +176,27 @@ int main(int argc, char **argv) {
     char cmd[600];
     snprintf(cmd, sizeof cmd, "rm -rf %s && mkdir -p %s", g_tmp, g_tmp);
     if (system(cmd) != 0) { fprintf(stderr, "cannot create %s\n", g_tmp); return 1; }
-    int passed = 0, failed = 0;
+    int passed = 0, failed = 0, skipped = 0;
     for (int i = 0; i < g_ntests; i++) {
         int want = argc <= 1;
         for (int a = 1; a < argc; a++)
             if (strncmp(g_tests[i].name, argv[a], strlen(argv[a])) == 0) want = 1;
         if (!want) continue;
         g_cur_failures = 0;
+        g_skipped_now = 0;
         err_clear();
         double t0 = now_seconds();
         g_tests[i].fn();
         double dt = now_seconds() - t0;
         if (g_cur_failures) { failed++; printf("FAIL %s (%.2fs)\n", g_tests[i].name, dt); }
+        else if (g_skipped_now) { skipped++; printf("skip %s (%.2fs)\n", g_tests[i].name, dt); }
         else { passed++; printf("ok   %s (%.2fs)\n", g_tests[i].name, dt); }
         fflush(stdout);
     }
     if (!failed) { snprintf(cmd, sizeof cmd, "rm -rf %s", g_tmp); if (system(cmd)) {} }
     else printf("test files kept in %s\n", g_tmp);
     if (g_bad_inputs) printf("%d bad-input cases checked (each: non-zero exit and its message)\n", g_bad_inputs);
-    printf("%d passed, %d failed\n", passed, failed);
+    if (skipped) printf("%d passed, %d failed, %d skipped\n", passed, failed, skipped);
+    else printf("%d passed, %d failed\n", passed, failed);
     return failed ? 1 : 0;
 }

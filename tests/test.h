@@ -55,6 +55,10 @@ unsigned long long t_sql_digest(const char *db, const char *sql, long *rows);
 int t_cli_fails_at(const char *file, int line, const char *want, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 #define T_CLI_FAILS(want, ...) t_cli_fails_at(__FILE__, __LINE__, want, __VA_ARGS__)
 
+/* Marks the current test skipped, with a one-line reason printed as "SKIP <why>": only for a missing tool
+ * that the test set-up could not install. Counted apart: the last line becomes "N passed, N failed, N skipped". */
+void test_skip(const char *why);
+
 /* Canary support: run fn and report whether it recorded failures, without counting them. */
 int test_expect_failure(TestFn fn);
 

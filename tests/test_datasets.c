@@ -218,7 +218,7 @@ TEST(dataset_fashion_png_roundtrip) {
     if (rc == 0) {
         T_EQ_INT(back.n, 300);
         T_EQ_INT(back.c, 1); T_EQ_INT(back.h, 28); T_EQ_INT(back.w, 28); T_EQ_INT(back.classes, 10);
-        T_ASSERT(strcmp(back.class_names[0], "0_T-shirt-top") == 0);
+        T_ASSERT(strcmp(back.class_names[0], "T-shirt-top") == 0); /* the folder is 0_T-shirt-top: the label prefix is dropped */
         /* The PNG loader orders samples class by class, then by file name (= original index): the
          * expected order is the first 300 originals stably sorted by label. */
         int order[300], at = 0;

@@ -521,7 +521,7 @@ TEST(query_table) {
     free(s);
     report_str(path, "table", QF_CSV, &s);
     if (s) {
-        T_CONTAINS(s, "dataset,model,kind,rule,runs,clean,clean_sd,fgsm/true/0,fgsm/true/0_sd,fgsm/true/0.1,fgsm/true/0.1_sd");
+        T_CONTAINS(s, "dataset,model,kind,rule,runs,clean,clean_sd,fgsm|true|0,fgsm|true|0_sd,fgsm|true|0.1,fgsm|true|0.1_sd");
         T_CONTAINS(s, "fashion-mnist,lenet5,finetune,bp,2,89.000,1.414,89.000,1.414,45.000,7.071");
         T_CONTAINS(s, "fashion-mnist,lenet5,finetune,bp (pretrained),1,90.000,,"); /* sd empty for one seed */
     }
@@ -529,8 +529,8 @@ TEST(query_table) {
     report_str(path, "table", QF_JSON, &s);
     if (s) {
         T_CONTAINS(s, "\"rule\": \"usf\"");
-        T_CONTAINS(s, "\"fgsm/true/0.1\": 62.000, \"fgsm/true/0.1_sd\": 2.828");
-        T_CONTAINS(s, "\"square/black-box/0.1\": 67.000");
+        T_CONTAINS(s, "\"fgsm|true|0.1\": 62.000, \"fgsm|true|0.1_sd\": 2.828");
+        T_CONTAINS(s, "\"square|black-box|0.1\": 67.000");
         T_CONTAINS(s, "\"clean_sd\": null");
         T_ASSERT_MSG(python_json_ok(s), "table json does not parse: %.300s", s);
     }
@@ -764,13 +764,14 @@ TEST(plot_figures) {
     long arts = db_count(db, "artifacts");
     int rc = plot_all(db, &o, &n);
     T_ASSERT_MSG(rc == 0, "plot_all: %s", err_msg());
-    /* robust_eps has one group (the finetunes); training and alignment too (the pretraining has no
-     * epochs); transfer exists */
-    T_EQ_INT(n, 4);
-    static const char *const figs[] = {"robust_eps", "training", "alignment", "transfer"};
+    /* one (dataset family, model) group: robust_eps, training, alignment (usf; BP is not drawn); the one
+     * transfer surrogate is a table in the report, not a heatmap; no per-example outcomes: no verdict */
+    T_EQ_INT(n, 3);
+    static const char *const figs[] = {"robust_eps", "training", "alignment"};
     for (size_t i = 0; i < ARRAY_LEN(figs); i++) check_figure(dir, figs[i]);
     T_EQ_INT(db_count(db, "artifacts"), arts); /* plotting only reads */
-    /* the robust_eps script: 4 panels (fgsm true, feedback, transfer:bp; square) in 2 rows of 3, a fixed style per rule */
+    /* the robust_eps script: 4 panels (fgsm true, feedback, transfer:bp; square) and the legend panel in 2 rows of 3,
+     * a fixed style per rule; evaluations without per-example outcomes have no interval (NaN NaN) */
     char gp[700];
     snprintf(gp, sizeof gp, "%s/robust_eps.gp", dir);
     char *b = slurp(gp, NULL);
@@ -779,9 +780,12 @@ TEST(plot_figures) {
         T_CONTAINS(b, "set linetype 1 lc rgb \"#000000\" dt 1");
         T_CONTAINS(b, "set linetype 4 lc rgb \"#009E73\" dt 4");
         T_CONTAINS(b, "$d1 << EOD");
-        T_CONTAINS(b, "0.1 45 7.0710678");
+        T_CONTAINS(b, "0.1 45 NaN NaN");
         T_CONTAINS(b, "title \"fgsm (transfer:bp-finetune)\"");
-        T_CONTAINS(b, "with yerrorlines lt 4 title \"usf\"");
+        T_CONTAINS(b, "using 1:2 with linespoints lt 4 title \"usf\"");
+        T_CONTAINS(b, "NaN with linespoints lt 4 title \"usf\""); /* the legend panel */
+        T_ASSERT(strstr(b, "errorlines") == NULL);
+        T_ASSERT(strstr(b, "± sd") == NULL);
     }
     free(b);
     /* the script alone re-renders the figure (no database): remove the images, run gnuplot in dir */
@@ -827,11 +831,15 @@ TEST(plot_multi_group_and_skips) {
     int n = 0;
     T_ASSERT(plot_all(db, &o, &n) == 0);
     T_EQ_INT(n, 4); /* robust_eps, training x 2 groups, alignment */
-    check_figure(dir, "training-cifar10_resnet20_train");
-    check_figure(dir, "training-fashion-mnist_lenet5_finetune");
-    check_figure(dir, "robust_eps");
+    /* two groups: every figure is named by its group, also those only one group has (one scheme per call) */
+    check_figure(dir, "training-cifar10_resnet20");
+    check_figure(dir, "training-fashion-mnist_lenet5");
+    check_figure(dir, "robust_eps-fashion-mnist_lenet5");
+    check_figure(dir, "alignment-fashion-mnist_lenet5");
     char p[700];
-    snprintf(p, sizeof p, "%s/transfer.png", dir);
+    snprintf(p, sizeof p, "%s/transfer-fashion-mnist_lenet5.png", dir);
+    T_ASSERT(access(p, F_OK) != 0);
+    snprintf(p, sizeof p, "%s/robust_eps.png", dir);
     T_ASSERT(access(p, F_OK) != 0);
     db_close(db);
     /* an empty database draws nothing and succeeds */
@@ -891,7 +899,7 @@ TEST(plot_report_md) {
     T_EQ_INT(run_cmd(cmd_plot, a, &out, &err), 0);
     CHECK(file_sha_hex(path, after) == 0);
     T_ASSERT_MSG(str_eq(before, after), "concord plot changed the database file");
-    T_CONTAINS(out, "4 figures in");
+    T_CONTAINS(out, "3 figures in");
     T_CONTAINS(out, "report: ");
     free(out); free(err);
     char *b = slurp(rep, NULL);
@@ -902,6 +910,8 @@ TEST(plot_report_md) {
         T_CONTAINS(b, "## Gradient masking");
         T_CONTAINS(b, "| usf | fgsm | 0.1 | 62.0 ± 2.8 | 82.0 ± 2.8 | 76.0 ± 1.4 | 67.0 ± 1.4 | feedback: feedback>true |");
         T_CONTAINS(b, "| finetune | finished | 4 |");
+        T_CONTAINS(b, "## Transfer attacks"); /* one surrogate: a table, not a heatmap */
+        T_CONTAINS(b, "| usf | 76.0 ± 1.4 |");
         T_CONTAINS(b, "![robust_eps.png](figures/robust_eps.png)"); /* relative to the report */
     }
     free(b);
@@ -1088,13 +1098,13 @@ TEST(query_hash_table) {
     free(s);
     report_str(path, "hash-table", QF_CSV, &s);
     if (s) {
-        T_CONTAINS(s, "dataset,model,kind,rule,runs,clean,clean_sd,hash-untargeted-pgd100/true/0,");
+        T_CONTAINS(s, "dataset,model,kind,rule,runs,clean,clean_sd,hash-untargeted-pgd100|true|0,");
         T_CONTAINS(s, "fashion-mnist,lenet5,finetune / 32 bits,bp,2,61.0000,1.4142,61.0000,1.4142,32.0000,2.8284");
     }
     free(s);
     report_str(path, "hash-table", QF_JSON, &s);
     if (s) {
-        T_CONTAINS(s, "\"hash-untargeted-pgd100/feedback/8/255\": 56.0000");
+        T_CONTAINS(s, "\"hash-untargeted-pgd100|feedback|8/255\": 56.0000");
         T_ASSERT_MSG(python_json_ok(s), "hash-table json does not parse: %.300s", s);
     }
     free(s);
@@ -1136,18 +1146,20 @@ TEST(plot_hash_figure_and_report) {
     T_EQ_INT(run_cmd(cmd_plot, a, &out, &err), 0);
     CHECK(file_sha_hex(path, after) == 0);
     T_ASSERT_MSG(str_eq(before, after), "concord plot changed the database file");
-    /* robust_eps, transfer, alignment, training x 2 (classification and hashing fine-tunes apart), hash_map_eps */
-    T_CONTAINS(out, "6 figures in");
+    /* robust_eps, alignment, training (classification and hashing fine-tunes as panels of one figure),
+     * hash_map_eps; one transfer surrogate: a table */
+    T_CONTAINS(out, "4 figures in");
     free(out); free(err);
     check_figure(dir, "hash_map_eps");
-    check_figure(dir, "training-fashion-mnist_lenet5_finetune_hash_");
+    check_figure(dir, "training");
     char gp[700];
     snprintf(gp, sizeof gp, "%s/hash_map_eps.gp", dir);
     char *b = slurp(gp, NULL);
     if (b) {
-        T_CONTAINS(b, "title \"hash-untargeted-pgd100 (feedback)\"");
-        T_CONTAINS(b, "0.031372549 56 1.41421356");
-        T_CONTAINS(b, "with yerrorlines lt 4 title \"usf\"");
+        T_CONTAINS(b, "title \"hash-untargeted-pgd100 (feedback), 32 bits\"");
+        T_CONTAINS(b, " 56 54.5857864 57.4142136"); /* mean 56, sd 1.41 over two seeds: the band */
+        T_CONTAINS(b, "using 1:2 with linespoints lt 4 title \"usf\"");
+        T_CONTAINS(b, "set xtics (\"0\" 0, \"8/255\" 0.031372549)"); /* the grid as it was written */
         T_CONTAINS(b, "set ylabel \"mAP (%)\"");
     }
     free(b);

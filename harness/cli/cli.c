@@ -6,7 +6,7 @@
 #include "harness/core.h"
 
 void args_usage(const char *cmd, const char *usage, const OptSpec *spec) {
-    printf("usage: concord %s %s\n\noptions:\n", cmd, usage);
+    printf("usage: concord %s %s\n\noptions:%s\n", cmd, usage, spec && spec->name ? "" : " none");
     for (const OptSpec *o = spec; o && o->name; o++) {
         char lhs[64];
         snprintf(lhs, sizeof lhs, "--%s%s%s", o->name, o->arg ? " " : "", o->arg ? o->arg : "");

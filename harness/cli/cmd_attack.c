@@ -22,6 +22,7 @@
 #include "harness/train.h"
 #include "harness/cli/cli.h"
 #include "harness/cli/commands.h"
+#include "harness/cli/progress.h"
 
 static const OptSpec OPTS[] = {
     {"ckpt", "CKPT", "checkpoint to attack (required)", NULL},
@@ -60,7 +61,8 @@ static const OptSpec OPTS[] = {
     {"transfer-label", "L[,L]", "names of the transfer sources, in --grad order, for row keys (transfer:<L>); "
      "default: the surrogate's content hash, so keys never depend on where the file is; a labelled source may be the "
      "attacked checkpoint itself (a transfer matrix's diagonal), an unlabelled one may not", NULL},
-    {"quiet", NULL, "no per-row lines, only the summary", NULL},
+    {"quiet", NULL, "no header, no progress bar and no line per evaluation while it runs: every row once at the end, "
+     "then the masking flags and where they were recorded", NULL},
     {0},
 };
 
@@ -364,6 +366,21 @@ static int build_params(const Opts *o, const AttackInfo *ai, int e, int g, int K
     return p->objective == OBJ_CE ? attack_check(p, K) : 0;
 }
 
+/* the progress of one evaluation pass (attacks/attack.h attack_progress_set): examples attacked so far */
+typedef struct AtkBar { Progress p; long prev_done, prev_total; } AtkBar;
+static void on_attack_progress(void *ctx, const AttackParams *p, long done, long total) {
+    AtkBar *b = ctx;
+    if (done <= b->prev_done || total != b->prev_total) progress_start(&b->p, 0); /* a new pass */
+    b->prev_done = done;
+    b->prev_total = total;
+    char label[160], name[64];
+    row_label(p, name, sizeof name);
+    snprintf(label, sizeof label, "attack %s eps %s %s", name[0] == ' ' ? name + 2 : name, p->eps_text,
+             p->kind == ATK_SQUARE && p->stage == 0 ? "black-box" : attack_grad_name(p->grad_source));
+    progress_draw(&b->p, label, done, total, "examples");
+    if (done == total) { progress_clear(&b->p); b->prev_done = 0; b->prev_total = 0; }
+}
+
 int cmd_attack(int argc, char **argv) {
     Args a;
     int pr = args_parse(&a, "attack", "--ckpt CKPT --attack fgsm|pgd|square|apgd-ce|apgd-dlr|apgd-t|fab-t|autoattack[-l2]|hash-untargeted|hash-targeted --eps 8/255[,E...] [--grad true|feedback|transfer:CKPT[,...]] [options]",
@@ -385,6 +402,7 @@ int cmd_attack(int argc, char **argv) {
     Db *db = NULL;
     CkptMeta meta;
     AttackKeep keep = {0};
+    AtkBar bar = {0}; /* progress_init below; {0} draws nothing if we fail before it */
     const char *grid = arg_str(&a, "grid");
     char target_hash[17] = "";
 
@@ -465,6 +483,9 @@ int cmd_attack(int argc, char **argv) {
                    d.name, limit > 0 && limit < d.n ? limit : (long)d.n);
     }
     if (grid) attack_keep_init(&keep, 8, model_in_dim(m));
+    progress_init(&bar.p, progress_enabled(arg_flag(&a, "quiet")));
+    if (bar.p.on) attack_progress_set(on_attack_progress, &bar);
+    fflush(stdout);
     /* the database first: a damaged or foreign file is refused before minutes of attacking, not after */
     if (!arg_flag(&a, "no-db") && db_open(arg_set(&a, "db") ? arg_str(&a, "db") : db_default_path(), &db) < 0) goto done;
 
@@ -537,7 +558,16 @@ int cmd_attack(int argc, char **argv) {
                     char gp[1100];
                     grid_row[nres - 1] = 1;
                     grid_path(grid, nres, ngrid_rows > 1, gp, sizeof gp);
-                    if (attack_grid_png(gp, &keep, m->spec.in_c, m->spec.in_h, m->spec.in_w, r->p.eps) < 0) goto done;
+                    char cap[600], an[64], src[200];
+                    row_label(&r->p, an, sizeof an);
+                    if (r->p.kind == ATK_SQUARE && r->p.stage == 0) snprintf(src, sizeof src, "black-box");
+                    else if (r->p.grad_source == GRAD_TRANSFER) snprintf(src, sizeof src, "transfer:%s", o->label[g] ? o->label[g] : "?");
+                    else snprintf(src, sizeof src, "%s", attack_grad_name(r->p.grad_source));
+                    snprintf(cap, sizeof cap, "%s  eps %s  gradient %s  (%s %s, %s)", an, r->p.eps_text, src, m->rule_name,
+                             m->spec.arch, d.name);
+                    if (attack_grid_png(gp, &keep, m->spec.in_c, m->spec.in_h, m->spec.in_w, r->p.eps, hash ? NULL : d.class_names,
+                                        cap) < 0)
+                        goto done;
                 }
                 char fl[128];
                 attack_flags_text(flags_of(res, nres, nres - 1), fl, sizeof fl);
@@ -618,6 +648,8 @@ int cmd_attack(int argc, char **argv) {
     }
     rc = 0;
 done:
+    attack_progress_set(NULL, NULL);
+    progress_clear(&bar.p);
     if (rc) err_die();
     db_close(db);
     attack_keep_free(&keep);

@@ -16,12 +16,13 @@ static const char k_usage[] =
     "       concord data export D --png DIR [--data-dir DIR] [--split train|test] [--limit N]\n"
     "\n"
     "  info    counts, image shape, class balance and per-channel mean/std of one split (default train)\n"
-    "  export  writes DIR/<split>/<NN_class>/<index>.png, read back by --dataset png:DIR; without --split\n"
+    "  export  writes DIR/<split>/<L>_<class>/<I>.png (L the label, I the example's index, each zero-padded to one\n"
+    "          width: test/7_Sneaker/00019.png), read back by --dataset png:DIR with the same labels and class names\n"
+    "          (the L_ prefix is dropped when read back); without --split\n"
     "          both splits are exported; --limit N keeps the first N samples of each split. Each split is\n"
     "          written into a temporary folder and renamed when complete; an existing DIR/<split> is an error.\n"
     "\n"
-    "  D: fashion-mnist | mnist | kmnist | emnist-<balanced|byclass|bymerge|digits|letters|mnist> |\n"
-    "     cifar10 | cifar100 | cifar100-coarse | png:DIR | synthetic[:N[:CxHxW[:K]]]\n"
+    "  D: " DATASET_NAMES "\n"
     "  --data-dir DIR  where the dataset's files are (default /usr/share/datasets/<name>)\n";
 
 static void data_info_print(const Dataset *d, const char *split) {
@@ -54,7 +55,7 @@ static const OptSpec k_info_opts[] = {
     {"split", "train|test", "which split", "train"},
     {0}};
 static const OptSpec k_export_opts[] = {
-    {"png", "DIR", "where to write DIR/<split>/<NN_class>/<index>.png (required)", NULL},
+    {"png", "DIR", "where to write DIR/<split>/<L>_<class>/<I>.png, e.g. DIR/test/7_Sneaker/00019.png (required)", NULL},
     {"data-dir", "DIR", "where the dataset's files are (default /usr/share/datasets/<name>)", NULL},
     {"split", "train|test", "export only this split (default: both)", NULL},
     {"limit", "N", "export only the first N samples of each split (default: all)", NULL},

@@ -107,6 +107,10 @@ int cmd_db(int argc, char **argv) {
     if (rc == 1) return 0;
     if (rc < 0) return err_die();
     if (a.npos >= 1 && str_eq(a.pos[0], "merge")) return db_merge_cmd(&a) < 0 ? err_die() : 0;
+    if (arg_flag(&a, "quiet") || arg_set(&a, "into")) { /* merge's options: elsewhere they would be ignored */
+        err_set("concord db: --%s applies to db merge", arg_flag(&a, "quiet") ? "quiet" : "into");
+        return err_die();
+    }
     if (a.npos != 1 || (!str_eq(a.pos[0], "init") && !str_eq(a.pos[0], "info") && !str_eq(a.pos[0], "check"))) {
         err_set("concord db: expected one subcommand, init, info or check (or merge --into DB SHARD...; see concord db --help)");
         return err_die();

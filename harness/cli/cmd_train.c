@@ -16,12 +16,13 @@
 #include "harness/cli/cli.h"
 #include "harness/hash.h"
 #include "harness/cli/commands.h"
+#include "harness/cli/progress.h"
 #include "harness/cli/record.h"
 #include "harness/train.h"
 
 static const OptSpec TRAIN_OPTS[] = {
     {"model", "M", "architecture (concord models)", "lenet5"},
-    {"dataset", "D", "fashion-mnist | mnist | cifar10 | cifar100 | png:DIR | synthetic[:N[:CxHxW[:K]]] (finetune: default the parent's)", "fashion-mnist"},
+    {"dataset", "D", DATASET_NAMES " (finetune: default the parent's)", "fashion-mnist"},
     {"classes", "LIST", "use only these classes, relabelled 0..k-1 in this order: 0-4, 5,6,7,8,9 (finetune: default the parent's subset when --dataset is not given)", NULL},
     {"data-dir", "DIR", "where the dataset files are (default: the dataset's standard place)", NULL},
     {"rule", "R", "learning rule (concord rules)", "bp"},
@@ -57,7 +58,7 @@ static const OptSpec TRAIN_OPTS[] = {
     {"db", "PATH", "results database (default out/concord.db or $CONCORD_DB)", NULL},
     {"no-db", NULL, "do not record in the results database", NULL},
     {"job-key", "KEY", "suite job key recorded with the run", NULL},
-    {"quiet", NULL, "only the final line", NULL},
+    {"quiet", NULL, "only the final line (test accuracy and checkpoint); no progress bar", NULL},
     {"task", "classify|hash", "classification (softmax) or deep-hashing retrieval (DPSH, tanh code layer)", "classify"},
     {"bits", "K", "hash: code length, 1..64 (the paper: 16, 32, 48, 64)", "32"},
     {"hash-eta", "X", "hash: DPSH quantisation weight", "0.1"},
@@ -288,11 +289,40 @@ static int on_epoch(void *ctx, Model *m, const EpochStats *st) {
     return 0;
 }
 
+/* the batch progress of a training run: one bar over every epoch still to train */
+typedef struct TrainBar { Progress p; const char *cmd; int start, epochs; } TrainBar;
+static void on_batch(void *ctx, int epoch, long done, long nbatches) {
+    TrainBar *b = ctx;
+    char label[64];
+    snprintf(label, sizeof label, "%s epoch %d/%d", b->cmd, epoch + 1, b->epochs);
+    progress_draw(&b->p, label, (long)(epoch - b->start) * nbatches + done, (long)(b->epochs - b->start) * nbatches, "batches");
+    if (done == nbatches) progress_clear(&b->p); /* the epoch's own line comes next */
+}
+
+/* --help: only the options of this command (train has no --from, finetune no architecture options) */
+static int train_help(int finetune, const char *usage) {
+    static const char *const ft_only[] = {"from", "new-head", "freeze"};
+    static const char *const train_only[] = {"model", "hidden", "width", "dropout", "init-seed"};
+    OptSpec keep[ARRAY_LEN(TRAIN_OPTS)];
+    int n = 0;
+    for (const OptSpec *o = TRAIN_OPTS; o->name; o++) {
+        int drop = 0;
+        for (size_t i = 0; i < ARRAY_LEN(ft_only) && !finetune; i++) drop |= str_eq(o->name, ft_only[i]);
+        for (size_t i = 0; i < ARRAY_LEN(train_only) && finetune; i++) drop |= str_eq(o->name, train_only[i]);
+        if (!drop) keep[n++] = *o;
+    }
+    keep[n] = (OptSpec){0};
+    args_usage(finetune ? "finetune" : "train", usage, keep);
+    return 0;
+}
+
 static int run(int argc, char **argv, int finetune) {
     const char *cmd = finetune ? "finetune" : "train";
+    const char *usage = finetune ? "--from CKPT --rule R [--new-head] [--freeze N] [options]" : "--model M --dataset D --rule R [options]";
+    for (int i = 0; i < argc; i++)
+        if (str_eq(argv[i], "--help") || str_eq(argv[i], "-h")) return train_help(finetune, usage);
     Args a;
-    int pr = args_parse(&a, cmd, finetune ? "--from CKPT --rule R [--new-head] [--freeze N] [options]" : "--model M --dataset D --rule R [options]",
-                        TRAIN_OPTS, argc, argv);
+    int pr = args_parse(&a, cmd, usage, TRAIN_OPTS, argc, argv);
     if (pr) return pr > 0 ? 0 : err_die();
     TrainCfg cfg;
     if (train_cfg(&a, finetune, &cfg) < 0) return err_die();
@@ -335,7 +365,7 @@ static int run(int argc, char **argv, int finetune) {
             err_set("%s: --resume: the checkpoint was trained with rule %s, not %s", s.out, meta_get(&s.meta, "rule"), rule->name);
             goto done;
         }
-        printf("resuming %s at epoch %d of %d\n", s.out, start_epoch, to.epochs);
+        if (!to.quiet) printf("resuming %s at epoch %d of %d\n", s.out, start_epoch, to.epochs);
     } else if (finetune) {
         const char *from = arg_str(&a, "from");
         if (file_sha_hex(from, parent_hash) < 0) goto done;
@@ -397,8 +427,16 @@ static int run(int argc, char **argv, int finetune) {
         goto done;
     }
     install_interrupt_handlers();
-    printf("%s %s with %s on %s: %ld parameters, %d train / %d val / %d test examples, %d epochs\n", cmd, m->spec.arch,
-           rule->name, train.name, m->n_params, train.n, val.n, test.n, to.epochs);
+    if (!to.quiet)
+        printf("%s %s with %s on %s: %ld parameters, %d train / %d val / %d test examples, %d epochs\n", cmd, m->spec.arch,
+               rule->name, train.name, m->n_params, train.n, val.n, test.n, to.epochs);
+    TrainBar bar = {.cmd = cmd, .start = start_epoch, .epochs = to.epochs};
+    progress_init(&bar.p, progress_enabled(to.quiet));
+    if (bar.p.on) {
+        to.on_batch = on_batch;
+        to.batch_ctx = &bar;
+    }
+    fflush(stdout);
     if (train_run(m, &train, val.n ? &val : NULL, &to, start_epoch, on_epoch, &s) < 0) {
         record_end(&s.rec, g_interrupted ? "interrupted" : "failed", err_msg(), NULL, NAN);
         goto done;
@@ -500,7 +538,9 @@ int cmd_models(int argc, char **argv) {
 int cmd_rules(int argc, char **argv) {
     static const OptSpec opts[] = {{0}};
     Args a;
-    int pr = args_parse(&a, "rules", "", opts, argc, argv);
+    int pr = args_parse(&a, "rules", "\n\nLists the learning rules: each one's feedback path and state. It takes no options; the\n"
+                        "rules' own options (--usf-scale, --magnitude, --brsf-resample, --last-layer-bp, --rule-seed) belong to\n"
+                        "concord train and concord finetune.", opts, argc, argv);
     if (pr) return pr > 0 ? 0 : err_die();
     printf("%-6s %-84s %s\n", "rule", "feedback", "state");
     for (int i = 0; i < N_RULES; i++) printf("%-6s %-84s %s\n", RULES[i]->name, RULES[i]->desc, RULES[i]->state);

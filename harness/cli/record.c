@@ -49,6 +49,7 @@ static int64_t run_of_ckpt(Db *db, const char *h) {
 int record_begin(Recorder *r, const Args *a, const char *kind, const Model *m, const Dataset *train,
                  const TrainOpts *o, const CkptMeta *meta) {
     memset(r, 0, sizeof *r);
+    r->quiet = o->quiet;
     if (arg_flag(a, "no-db")) return 0;
     const char *path = arg_str(a, "db");
     snprintf(r->path, sizeof r->path, "%s", path ? path : db_default_path());
@@ -100,7 +101,7 @@ int record_end(Recorder *r, const char *status, const char *error, const char *c
     char saved[1024];
     snprintf(saved, sizeof saved, "%s", error ? error : "");
     int rc = db_run_end(r->db, r->run_id, status, error ? saved : NULL, ckpt, ckpt ? h : NULL, test_acc);
-    if (rc == 0 && !str_eq(status, "failed")) printf("results recorded in %s (run %lld)\n", r->path, r->run_id);
+    if (rc == 0 && !str_eq(status, "failed") && !r->quiet) printf("results recorded in %s (run %lld)\n", r->path, r->run_id);
     return rc;
 }
 

@@ -12,6 +12,7 @@ typedef struct Recorder {
     void *db;          /* Db*, NULL when recording is off */
     long long run_id;
     char path[512];
+    int quiet;         /* 1: no "results recorded" line (--quiet) */
 } Recorder;
 
 /* 0, -1 with err_set, or 1 when --job-key names a run that already finished (nothing to do). */

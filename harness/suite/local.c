@@ -27,6 +27,10 @@ typedef struct Pool {
     SuiteCtx *c;
     Db *db;
     int jobs, threads, tty;
+    int out_tty;                  /* stdout is a terminal too: the bar stands for the "done" lines */
+    double kind_sum[JOB_KIND_COUNT]; /* seconds of the jobs of each kind finished by this runner */
+    int kind_n[JOB_KIND_COUNT];
+    double eta, eta_at;           /* the smoothed ETA shown, and when it was computed (0: none yet) */
     int *st;
     pid_t *pid;
     double *t0, start;
@@ -38,28 +42,60 @@ static void pool_line_clear(Pool *P) {
     if (P->tty) fputs("\r\033[K", stderr);
 }
 
+/* Seconds of work left over the pool's slots: every job not finished at the mean duration of the jobs of
+ * its kind (training, fine-tuning, attack) finished by this runner (the mean over all kinds where a kind has
+ * none yet), less what the running ones have already spent. Jobs skipped as already done count for nothing,
+ * so a resumed suite is estimated from its own jobs. -1 before the first job ends. */
+static double pool_eta(const Pool *P, double now) {
+    double all = 0;
+    int alln = 0;
+    for (int k = 0; k < JOB_KIND_COUNT; k++) { all += P->kind_sum[k]; alln += P->kind_n[k]; }
+    if (!alln) return -1;
+    double left = 0;
+    for (int i = 0; i < P->c->p.n; i++) {
+        if (P->st[i] != ST_PENDING && P->st[i] != ST_RUNNING) continue;
+        int k = P->c->p.jobs[i].kind;
+        double mean = P->kind_n[k] ? P->kind_sum[k] / P->kind_n[k] : all / alln;
+        double rest = P->st[i] == ST_RUNNING ? mean - (now - P->t0[i]) : mean;
+        left += rest > 0 ? rest : 0;
+    }
+    return left / (P->jobs > 0 ? P->jobs : 1);
+}
+
 static void pool_draw(Pool *P) {
     if (!P->tty) return;
     int n = P->c->p.n, fin = P->ndone + P->nskip + P->nfail + P->nblock, w = 30, k = n ? fin * w / n : w;
     char bar[64], el[32], eta[48] = "";
     for (int i = 0; i < w; i++) bar[i] = i < k ? '#' : '.';
     bar[w] = 0;
-    double e = now_seconds() - P->start;
+    double now = now_seconds(), e = now - P->start;
     runner_fmt_dur(e, el, sizeof el);
-    if (P->ndone > 0 && fin < n) {
+    double raw = pool_eta(P, now);
+    if (raw >= 0 && fin < n) {
+        /* smoothed: the previous estimate counted down, pulled a fifth of the way towards the new one each draw,
+           so one quick or slow job (the first attacks after a resume of finished training) does not swing it */
+        if (P->eta_at > 0) {
+            double prev = P->eta - (now - P->eta_at);
+            P->eta = 0.8 * (prev > 0 ? prev : 0) + 0.2 * raw;
+        } else {
+            P->eta = raw;
+        }
+        P->eta_at = now;
         char t[32];
-        runner_fmt_dur(e / P->ndone * (n - fin), t, sizeof t);
+        runner_fmt_dur(P->eta, t, sizeof t);
         snprintf(eta, sizeof eta, "  eta %s", t);
     }
     fprintf(stderr, "\r\033[K[%s] %d/%d  run %d  fail %d  %s%s  %.40s", bar, fin, n, P->nrun, P->nfail, el, eta, P->bar_text);
     fflush(stderr);
 }
 
-/* One finished-job line (plain mode: every job; terminal: failures only, above the bar). */
+/* One finished-job line: failures always (on stderr, above the bar); "done" lines on stdout, except when
+ * stdout and stderr are both the terminal (the bar counts them there). Redirect stdout while stderr is a
+ * terminal and the file gets every line, the terminal the bar. */
 static void pool_report(Pool *P, int i, const char *what, const char *extra) {
     const SuiteJob *j = &P->c->p.jobs[i];
     int fin = P->ndone + P->nskip + P->nfail + P->nblock;
-    if (P->tty && str_eq(what, "done")) return;
+    if (P->tty && P->out_tty && str_eq(what, "done")) return;
     pool_line_clear(P);
     FILE *f = str_eq(what, "done") ? stdout : stderr;
     fprintf(f, "[%d/%d] %-7s %s %s%s%s\n", fin, P->c->p.n, what, j->key, j->desc, extra ? "  " : "", extra ? extra : "");
@@ -134,6 +170,8 @@ static void pool_finished(Pool *P, int i, int status) {
     if (ok) {
         P->st[i] = ST_DONE;
         P->ndone++;
+        P->kind_sum[j->kind] += now_seconds() - P->t0[i];
+        P->kind_n[j->kind]++;
         pool_report(P, i, "done", dur);
         return;
     }
@@ -184,7 +222,7 @@ int suite_run_local(SuiteCtx *c, int jobs, int threads, long stale) {
     }
     if (suite_plan_write(&c->p, c->plan_path) < 0) { close(lock); return -1; }
 
-    Pool P = {.c = c, .jobs = jobs, .threads = threads, .tty = isatty(2)};
+    Pool P = {.c = c, .jobs = jobs, .threads = threads, .tty = isatty(2), .out_tty = isatty(1)};
     int n = c->p.n, rc = -1, reaped = 0;
     P.st = xcalloc((size_t)(n ? n : 1), sizeof *P.st);
     P.pid = xcalloc((size_t)(n ? n : 1), sizeof *P.pid);
