@@ -30,9 +30,33 @@ static int batch_forward(const Layer *L, int mode) {
     const LayerOps *ops = LAYER_OPS[L->kind];
     return ops->batch_forward && ops->batch_forward(L, mode);
 }
-static int grouped(const Layer *L, int cap, int backward) {
+static int grouped(const Model *m, const Layer *L, int cap, int backward, int flags) {
     const LayerOps *ops = LAYER_OPS[L->kind];
-    return !ops->grouped || ops->grouped(L, cap, backward);
+    return !ops->grouped || ops->grouped(m, L, cap, backward, flags);
+}
+/* layer L's backward runs over the whole batch (backward_batch) in this mode */
+static int batch_backward(const Layer *L, int train, int flags) {
+    const LayerOps *ops = LAYER_OPS[L->kind];
+    return ops->backward_batch && (!ops->batch_backward || ops->batch_backward(L, train, flags));
+}
+
+/* ------------------------------------------------------------------ prepare */
+
+/* every layer's prepare op, the layers dealt round-robin to the threads */
+static void task_prepare(void *arg, int t, int T) {
+    Task *k = arg;
+    for (int i = 0, j = 0; i < k->m->nl; i++) {
+        const LayerOps *ops = LAYER_OPS[k->m->L[i].kind];
+        if (!ops->prepare) continue;
+        if (j++ % T == t) ops->prepare(k->m, k->w, i, k->mode, k->flags, t);
+    }
+}
+static void prepare(Model *m, Work *w, int backward, int flags) {
+    int any = 0;
+    for (int i = 0; i < m->nl && !any; i++) any = LAYER_OPS[m->L[i].kind]->prepare != NULL;
+    if (!any) return;
+    Task k = {m, w, 0, m->nl, backward, flags, NULL, NULL};
+    pool_run(w->pool, task_prepare, &k);
 }
 
 /* ------------------------------------------------------------------ forward */
@@ -43,7 +67,7 @@ static void task_fwd_local(void *arg, int t, int T) {
     split_range(k->w->n, t, T, &b0, &b1);
     for (int i = k->i0; i < k->i1;) {
         int j = i;
-        while (j < k->i1 && grouped(&k->m->L[j], k->w->cap, 0)) j++;
+        while (j < k->i1 && grouped(k->m, &k->m->L[j], k->w->cap, 0, 0)) j++;
         if (j - i < 2) { LAYER_OPS[k->m->L[i].kind]->forward(k->m, k->w, i, b0, b1, t); i++; continue; }
         for (long g = b0; g < b1; g += PASS_GROUP)
             for (int l = i; l < j; l++)
@@ -73,6 +97,7 @@ float *model_forward(Model *m, Work *w, const float *x, int n, int mode) {
     w->train = mode;
     if (x != w->x) memcpy(w->x, x, sizeof(float) * (size_t)n * model_in_dim(m));
     int bt = blas_single_begin(w);
+    prepare(m, w, 0, 0);
     for (int i = 0; i < m->nl;) {
         Task k = {m, w, i, i + 1, mode, 0, NULL, NULL};
         if (batch_forward(&m->L[i], mode)) {
@@ -128,7 +153,7 @@ static void task_bwd_local(void *arg, int t, int T) {
     split_range(k->w->n, t, T, &b0, &b1);
     for (int i = k->i1 - 1; i >= k->i0;) {
         int j = i;
-        while (j >= k->i0 && grouped(&k->m->L[j], k->w->cap, 1)) j--;
+        while (j >= k->i0 && grouped(k->m, &k->m->L[j], k->w->cap, 1, k->flags)) j--;
         if (i - j < 2) {
             backward_local(k->m, k->w, i, k->dout, k->flags, k->asg[i] & ASG_IN, b0, b1, b0, t);
             i--;
@@ -145,7 +170,7 @@ static void task_bwd_local(void *arg, int t, int T) {
 }
 static void task_bwd_batch(void *arg, int t, int T) {
     Task *k = arg;
-    LAYER_OPS[k->m->L[k->i0].kind]->backward_batch(k->m, k->w, k->i0, k->flags, t, T);
+    LAYER_OPS[k->m->L[k->i0].kind]->backward_batch(k->m, k->w, k->i0, k->flags, k->asg[k->i0] & ASG_IN, t, T);
 }
 /* m->grads += the other threads' partial weight gradients, each layer's range split across threads */
 static void task_reduce(void *arg, int t, int T) {
@@ -174,14 +199,15 @@ static int grad_buf(const Model *m, int i) {
  * (backward_local); asg[b] & ASG_ZERO: buffer b (a node, or MAX_LAYERS = w->dx) is zeroed up front
  * because its first writer cannot start it (a whole-batch kind, or the residual add, which writes two
  * buffers) or nothing writes it (kept zero, as before). */
-static void bwd_plan(const Model *m, int flags, unsigned char *asg) {
+static void bwd_plan(const Model *m, int flags, int train, unsigned char *asg) {
     unsigned char seen[MAX_LAYERS + 1];
     memset(seen, 0, sizeof seen);
     for (int b = 0; b <= MAX_LAYERS; b++) asg[b] = 0;
     for (int i = m->nl - 1; i >= 0; i--) {
         const Layer *L = &m->L[i];
         if (L->kind == L_FLATTEN) continue;
-        const int can_start = LAYER_OPS[L->kind]->backward != NULL && L->kind != L_ADD;
+        const LayerOps *ops = LAYER_OPS[L->kind];
+        const int can_start = L->kind != L_ADD && (batch_backward(L, train, flags) ? ops->stores_dx : ops->backward != NULL);
         int bufs[2] = {-1, -1};
         if (need_dx_of(m, L, flags)) bufs[0] = grad_buf(m, L->in);
         if (L->kind == L_ADD && add_need_dx2(m, L, flags)) bufs[1] = grad_buf(m, L->in2); /* the only two-input node */
@@ -199,20 +225,21 @@ static void bwd_plan(const Model *m, int flags, unsigned char *asg) {
 
 void model_backward(Model *m, Work *w, const float *dout, int flags) {
     int bt = blas_single_begin(w);
+    prepare(m, w, 1, flags);
     unsigned char asg[MAX_LAYERS + 1];
-    bwd_plan(m, flags, asg);
+    bwd_plan(m, flags, w->train, asg);
     Task k = {m, w, 0, 0, w->train, flags, dout, asg};
     pool_run(w->pool, task_bwd_init, &k);
     for (int i = m->nl - 1; i >= 0;) {
         k.i1 = i + 1;
-        if (LAYER_OPS[m->L[i].kind]->backward_batch) {
+        if (batch_backward(&m->L[i], w->train, flags)) {
             k.i0 = i;
             pool_run(w->pool, task_bwd_batch, &k);
             i--;
             continue;
         }
         k.i0 = i;
-        while (k.i0 > 0 && !LAYER_OPS[m->L[k.i0 - 1].kind]->backward_batch) k.i0--;
+        while (k.i0 > 0 && !batch_backward(&m->L[k.i0 - 1], w->train, flags)) k.i0--;
         pool_run(w->pool, task_bwd_local, &k);
         i = k.i0 - 1;
     }

@@ -33,7 +33,8 @@ Work *work_create(const Model *m, int cap) {
     w->col_n = col;
     w->tmp_n = tmp;
     nf += T * (col + tmp) + (long)(T - 1) * m->n_params;
-    w->mem = xcalloc((size_t)nf, sizeof(float));
+    w->mem_n = (size_t)nf * sizeof(float);
+    w->mem = big_alloc(w->mem_n);
     w->imem = xcalloc((size_t)(ni ? ni : 1), sizeof(int32_t));
     float *p = w->mem;
     int32_t *q = w->imem;
@@ -61,13 +62,21 @@ Work *work_create(const Model *m, int cap) {
     w->dw_split = core && (strcasecmp(core, "cooperlake") == 0 || strcasecmp(core, "skylakex") == 0 ||
                            strcasecmp(core, "sapphirerapids") == 0);
     w->pool = T > 1 ? pool_create(T) : NULL;
+    for (int i = 0; i < m->nl; i++)
+        if (LAYER_OPS[m->L[i].kind]->work_init) {
+            w->lx_kind[i] = m->L[i].kind;
+            LAYER_OPS[m->L[i].kind]->work_init(m, w, i);
+        }
     return w;
 }
 
 void work_free(Work *w) {
     if (!w) return;
+    for (int i = 0; i < MAX_LAYERS; i++)
+        if (w->lx[i]) LAYER_OPS[w->lx_kind[i]]->work_fini(w, i);
+    conv_dnnl_work_free(w);
     pool_free(w->pool);
-    free(w->mem);
+    big_free(w->mem, w->mem_n);
     free(w->imem);
     free(w);
 }

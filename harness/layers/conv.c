@@ -1,7 +1,10 @@
-/* conv.c -- L_CONV: 2-d convolution, any kernel / stride / padding, as im2col + gemm (im2col.h). The
- * rule seam as for linear layers (linear.c): the input gradient goes through B (col2im(B^T dy)), or D e
- * for a direct rule; weight and bias gradients are exact.
+/* conv.c -- L_CONV: 2-d convolution, any kernel / stride / padding. Two paths, chosen per model by its
+ * layout (layout.c): a layer whose output is channel-blocked runs oneDNN's direct kernels
+ * (conv_dnnl.c, the default); an NCHW one runs im2col + gemm, here (the reference path, and what a model
+ * takes when it cannot be blocked). The rule seam as for linear layers (linear.c): the input gradient
+ * goes through B (col2im(B^T dy)), or D e for a direct rule; weight and bias gradients are exact.
  *
+ * The im2col path:
  * Convolutions run one sample at a time: the sample's column matrix stays in the L2 cache (no
  * (KC, N*P) matrix travels through memory), and the product (OC, P) is already NCHW, so neither the
  * output nor the incoming gradient is reshuffled. Only layers with tiny outputs (P < 64 pixels, e.g.
@@ -13,6 +16,7 @@
 #include <string.h>
 
 #include "harness/gemm.h"
+#include "harness/layers/conv_dnnl.h"
 #include "harness/layers/im2col.h"
 #include "harness/layers/kernels.h"
 #include "harness/layers/layer.h"
@@ -30,7 +34,7 @@ static long im2col_pad_n(const Layer *L) {
     return L->stride == 1 && L->pad > 0 ? (long)L->ic * (L->ih + 2 * L->pad) * (L->iw + 2 * L->pad) : 0;
 }
 
-static void conv_work_need(const Layer *L, int cap, WorkNeed *n) {
+static void im2col_work_need(const Layer *L, int cap, WorkNeed *n) {
     long S = conv_chunk(L, cap), P = (long)L->h * L->w;
     n->col = (long)L->ic * L->k * L->k * S * P;
     n->tmp = (long)L->c * S * P;
@@ -38,7 +42,7 @@ static void conv_work_need(const Layer *L, int cap, WorkNeed *n) {
     if ((long)L->c * L->ic * L->k * L->k > n->tmp) n->tmp = (long)L->c * L->ic * L->k * L->k; /* a dW term */
 }
 
-static void conv_forward(Model *m, Work *w, int i, long b0, long b1, int t) {
+static void im2col_forward(Model *m, Work *w, int i, long b0, long b1, int t) {
     Span sp = span_of(m, w, i, b0, b1);
     const Layer *L = sp.L;
     if (sp.nb <= 0) return;
@@ -70,8 +74,8 @@ static void conv_forward(Model *m, Work *w, int i, long b0, long b1, int t) {
     }
 }
 
-static void conv_backward(Model *m, Work *w, int i, const float *dout, int flags, int assign, long b0, long b1,
-                          long bstart, int t) {
+static void im2col_backward(Model *m, Work *w, int i, const float *dout, int flags, int assign, long b0, long b1,
+                            long bstart, int t) {
     Span sp = span_of(m, w, i, b0, b1);
     const Layer *L = sp.L;
     const int need_dx = need_dx_of(m, L, flags), want_params = (flags & BW_PARAMS) && L->trainable && !L->frozen;
@@ -122,8 +126,33 @@ static void conv_backward(Model *m, Work *w, int i, const float *dout, int flags
 
 /* one sample per product runs in sample groups; chunked products, and a direct rule's projection (one
  * product over the slice), need the whole slice */
-static int conv_grouped(const Layer *L, int cap, int backward) {
+static int im2col_grouped(const Layer *L, int cap, int backward, int flags) {
     return conv_chunk(L, cap) == 1 && !(backward && L->fb_direct);
+}
+
+/* ---- the kind: each op goes to the layer's path ---- */
+
+static void conv_forward(Model *m, Work *w, int i, long b0, long b1, int t) {
+    if (m->L[i].blk) conv_dnnl_forward(m, w, i, b0, b1, t);
+    else im2col_forward(m, w, i, b0, b1, t);
+}
+static void conv_backward(Model *m, Work *w, int i, const float *dout, int flags, int assign, long b0, long b1,
+                          long bstart, int t) {
+    if (m->L[i].blk) conv_dnnl_backward(m, w, i, dout, flags, assign, b0, b1, bstart, t);
+    else im2col_backward(m, w, i, dout, flags, assign, b0, b1, bstart, t);
+}
+static int conv_grouped(const Model *m, const Layer *L, int cap, int backward, int flags) {
+    return L->blk ? conv_dnnl_grouped(m, L, cap, backward, flags) : im2col_grouped(L, cap, backward, flags);
+}
+static void conv_work_need(const Layer *L, int cap, WorkNeed *n) {
+    if (L->blk) conv_dnnl_work_need(L, cap, n);
+    else im2col_work_need(L, cap, n);
+}
+static void conv_work_init(const Model *m, Work *w, int i) {
+    if (m->L[i].blk) conv_dnnl_init(m, w, i);
+}
+static void conv_prepare(Model *m, Work *w, int i, int backward, int flags, int t) {
+    if (m->L[i].blk) conv_dnnl_prepare(m, w, i, backward, flags, t);
 }
 
 const LayerOps LAYER_CONV = {
@@ -133,4 +162,7 @@ const LayerOps LAYER_CONV = {
     .stores_dx = 1,
     .grouped = conv_grouped,
     .work_need = conv_work_need,
+    .work_init = conv_work_init,
+    .work_fini = conv_dnnl_fini,
+    .prepare = conv_prepare,
 };

@@ -1,5 +1,9 @@
 /* pool.c -- L_MAXPOOL (k x k, stride s; the winner's index kept per output for the backward pass),
- * L_AVGPOOL (k x k, stride s) and L_GAP (global average to (C, 1, 1)). No parameters. */
+ * L_AVGPOOL (k x k, stride s) and L_GAP (global average to (C, 1, 1)). No parameters.
+ * NCHW or channel-blocked (layout.c); a pool may read blocked and write NCHW (it converts, when what
+ * reads it needs NCHW), GAP always writes NCHW. The winner index is the input offset within the sample,
+ * in the input's layout (NCHW to NCHW: within the channel plane). Channels are looped to the stored count (cp): a blocked output's padding
+ * lanes pool the input's zero padding lanes, so they stay zero. */
 #include <math.h>
 #include <string.h>
 
@@ -17,11 +21,73 @@ static int pool2_tiles(const Layer *L) {
 
 static void maxpool_work_need(const Layer *L, int cap, WorkNeed *n) { n->iaux = out_n(L) * cap; /* winners */ }
 
+/* 2x2 stride 2 on blocked input and output: one vector of V channels per pixel; the tournament of the
+ * NCHW code, lane by lane */
+static inline __attribute__((always_inline)) void maxpool2_blocked(const Layer *L, const float *x, float *y,
+                                                                    int32_t *am, long nb, const int V) {
+    const int IW = L->iw, OW = L->w;
+    const long ihw = (long)L->ih * IW, ohw = (long)L->h * OW, inn = in_n(L), on = out_n(L);
+    for (long b = 0; b < nb; b++)
+        for (int k = 0; k < L->cp / V; k++) {
+            const long xo = (long)k * ihw * V;
+            const float *xp = x + b * inn + xo;
+            float *yp = y + b * on + (long)k * ohw * V;
+            int32_t *ap = am + b * on + (long)k * ohw * V;
+            for (int oy = 0; oy < L->h; oy++)
+                for (int ox = 0; ox < OW; ox++) {
+                    const int p0 = (2 * oy * IW + 2 * ox) * V, p2 = p0 + IW * V;
+                    float *yo = yp + ((long)oy * OW + ox) * V;
+                    int32_t *ao = ap + ((long)oy * OW + ox) * V;
+                    for (int v = 0; v < V; v++) {
+                        float v0 = xp[p0 + v], v1 = xp[p0 + V + v], v2 = xp[p2 + v], v3 = xp[p2 + V + v];
+                        int t1 = (v1 > v0) | ((v1 != v1) & (v0 == v0)), t3 = (v3 > v2) | ((v3 != v3) & (v2 == v2));
+                        float a = t1 ? v1 : v0, c = t3 ? v3 : v2;
+                        int ia = p0 + (t1 ? V : 0) + v, ic = p2 + (t3 ? V : 0) + v;
+                        int tc = (c > a) | ((c != c) & (a == a));
+                        yo[v] = tc ? c : a;
+                        ao[v] = (int32_t)xo + (tc ? ic : ia);
+                    }
+                }
+        }
+}
+
+/* any window, any layouts in and out (pools that convert to NCHW, odd windows) */
+static void maxpool_generic(const Layer *L, const float *x, float *y, int32_t *am, long nb) {
+    const int IW = L->iw, OW = L->w, nc = L->blk ? L->cp : L->c;
+    const long ihw = (long)L->ih * IW, ohw = (long)L->h * OW, inn = in_n(L), on = out_n(L);
+    for (long b = 0; b < nb; b++)
+        for (int c = 0; c < nc; c++)
+            for (int oy = 0; oy < L->h; oy++)
+                for (int ox = 0; ox < OW; ox++) {
+                    int y0 = oy * L->stride, x0 = ox * L->stride;
+                    int best = (int)blk_off(L->iblk, ihw, c, (long)y0 * IW + x0);
+                    float bv = x[b * inn + best];
+                    for (int ky = 0; ky < L->k; ky++)
+                        for (int kx = 0; kx < L->k; kx++) {
+                            int j = (int)blk_off(L->iblk, ihw, c, (long)(y0 + ky) * IW + x0 + kx);
+                            float v = x[b * inn + j];
+                            int take = (v > bv) | (isnan(v) & !isnan(bv));
+                            bv = take ? v : bv;
+                            best = take ? j : best;
+                        }
+                    long o = b * on + blk_off(L->blk, ohw, c, (long)oy * OW + ox);
+                    y[o] = bv;
+                    am[o] = best;
+                }
+}
+
 static void maxpool_forward(Model *m, Work *w, int i, long b0, long b1, int t) {
     Span s = span_of(m, w, i, b0, b1);
     const Layer *L = s.L;
     if (s.nb <= 0) return;
     int32_t *am = w->iaux[i] + b0 * s.on;
+    if (L->iblk || L->blk) {
+        if (L->iblk == L->blk && L->k == 2 && L->stride == 2) {
+            if (L->blk == 16) maxpool2_blocked(L, s.x, s.y, am, s.nb, 16);
+            else maxpool2_blocked(L, s.x, s.y, am, s.nb, 8);
+        } else maxpool_generic(L, s.x, s.y, am, s.nb);
+        return;
+    }
     const int IW = L->iw, OW = L->w;
     for (long bc = 0; bc < s.nb * L->c; bc++) {
         const float *xp = s.x + bc * L->ih * IW;
@@ -79,7 +145,30 @@ static void maxpool_backward(Model *m, Work *w, int i, const float *dout, int fl
     if (!need_dx_of(m, L, flags)) return;
     const int32_t *am = w->iaux[i] + b0 * s.on;
     long ihw = (long)L->ih * L->iw, ohw = (long)L->h * L->w;
-    if (assign && !pool2_tiles(L)) { memset(s.dx, 0, sizeof(float) * s.nb * s.inn); assign = 0; }
+    if (assign && !(pool2_tiles(L) && L->blk == L->iblk)) { memset(s.dx, 0, sizeof(float) * s.nb * s.inn); assign = 0; }
+    if (assign && L->blk) { /* blocked tiles: each window's 4 vectors get 0 + dy at the winner, 0 elsewhere */
+        const int IW = L->iw, V = L->blk;
+        for (long b = 0; b < s.nb; b++) {
+            float *xp = s.dx + b * s.inn;
+            const float *gp = s.dy + b * s.on;
+            const int32_t *ap = am + b * s.on;
+            for (int k = 0; k < L->cp / V; k++)
+                for (int oy = 0; oy < L->h; oy++)
+                    for (int ox = 0; ox < L->w; ox++) {
+                        const long oo = ((long)k * ohw + (long)oy * L->w + ox) * V;
+                        const long p0 = ((long)k * ihw + 2L * oy * IW + 2 * ox) * V, p2 = p0 + (long)IW * V;
+                        for (int v = 0; v < V; v++) {
+                            const long win = ap[oo + v];
+                            const float g = 0.0f + gp[oo + v];
+                            xp[p0 + v] = win == p0 + v ? g : 0.0f;
+                            xp[p0 + V + v] = win == p0 + V + v ? g : 0.0f;
+                            xp[p2 + v] = win == p2 + v ? g : 0.0f;
+                            xp[p2 + V + v] = win == p2 + V + v ? g : 0.0f;
+                        }
+                    }
+        }
+        return;
+    }
     if (assign) { /* 2x2 windows tile the input: each window stores 0 + dy at its winner, 0 elsewhere */
         const int IW = L->iw, OW = L->w;
         for (long bc = 0; bc < s.nb * L->c; bc++) {
@@ -101,28 +190,33 @@ static void maxpool_backward(Model *m, Work *w, int i, const float *dout, int fl
         }
         return;
     }
-    for (long bc = 0; bc < s.nb * L->c; bc++)
-        for (long j = 0; j < ohw; j++) s.dx[bc * ihw + am[bc * ohw + j]] += s.dy[bc * ohw + j];
+    if (!L->iblk && !L->blk) { /* NCHW: winners are offsets within the channel plane */
+        for (long bc = 0; bc < s.nb * L->c; bc++)
+            for (long j = 0; j < ohw; j++) s.dx[bc * ihw + am[bc * ohw + j]] += s.dy[bc * ohw + j];
+        return;
+    }
+    for (long b = 0; b < s.nb; b++) /* blocked: offsets within the sample; dy in the output's layout */
+        for (long j = 0; j < s.on; j++) s.dx[b * s.inn + am[b * s.on + j]] += s.dy[b * s.on + j];
 }
 
 static void avgpool_forward(Model *m, Work *w, int i, long b0, long b1, int t) {
     Span s = span_of(m, w, i, b0, b1);
     const Layer *L = s.L;
     if (s.nb <= 0) return;
-    const int IW = L->iw, OW = L->w;
+    const int IW = L->iw, OW = L->w, nc = L->blk ? L->cp : L->c;
+    const long ihw = (long)L->ih * IW, ohw = (long)L->h * OW;
     float inv = 1.0f / (float)(L->k * L->k);
-    for (long bc = 0; bc < s.nb * L->c; bc++) {
-        const float *xp = s.x + bc * L->ih * IW;
-        long ob = bc * L->h * OW;
-        for (int oy = 0; oy < L->h; oy++)
-            for (int ox = 0; ox < OW; ox++) {
-                int y0 = oy * L->stride, x0 = ox * L->stride;
-                float sum = 0;
-                for (int ky = 0; ky < L->k; ky++)
-                    for (int kx = 0; kx < L->k; kx++) sum += xp[(y0 + ky) * IW + x0 + kx];
-                s.y[ob + oy * OW + ox] = sum * inv;
-            }
-    }
+    for (long b = 0; b < s.nb; b++)
+        for (int c = 0; c < nc; c++)
+            for (int oy = 0; oy < L->h; oy++)
+                for (int ox = 0; ox < OW; ox++) {
+                    int y0 = oy * L->stride, x0 = ox * L->stride;
+                    float sum = 0;
+                    for (int ky = 0; ky < L->k; ky++)
+                        for (int kx = 0; kx < L->k; kx++)
+                            sum += s.x[b * s.inn + blk_off(L->iblk, ihw, c, (long)(y0 + ky) * IW + x0 + kx)];
+                    s.y[b * s.on + blk_off(L->blk, ohw, c, (long)oy * OW + ox)] = sum * inv;
+                }
 }
 
 static void avgpool_backward(Model *m, Work *w, int i, const float *dout, int flags, int assign, long b0, long b1,
@@ -130,29 +224,35 @@ static void avgpool_backward(Model *m, Work *w, int i, const float *dout, int fl
     Span s = span_of(m, w, i, b0, b1);
     const Layer *L = s.L;
     if (!need_dx_of(m, L, flags)) return;
+    const int IW = L->iw, OW = L->w;
+    const long ihw = (long)L->ih * IW, ohw = (long)L->h * OW;
     float inv = 1.0f / (float)(L->k * L->k);
-    for (long bc = 0; bc < s.nb * L->c; bc++) {
-        float *xp = s.dx + bc * L->ih * L->iw;
-        const float *yp = s.dy + bc * L->h * L->w;
-        for (int oy = 0; oy < L->h; oy++)
-            for (int ox = 0; ox < L->w; ox++) {
-                float g = yp[oy * L->w + ox] * inv;
-                for (int ky = 0; ky < L->k; ky++)
-                    for (int kx = 0; kx < L->k; kx++) xp[(oy * L->stride + ky) * L->iw + ox * L->stride + kx] += g;
-            }
-    }
+    for (long b = 0; b < s.nb; b++)
+        for (int c = 0; c < L->c; c++)
+            for (int oy = 0; oy < L->h; oy++)
+                for (int ox = 0; ox < OW; ox++) {
+                    float g = s.dy[b * s.on + blk_off(L->blk, ohw, c, (long)oy * OW + ox)] * inv;
+                    for (int ky = 0; ky < L->k; ky++)
+                        for (int kx = 0; kx < L->k; kx++)
+                            s.dx[b * s.inn + blk_off(L->iblk, ihw, c, (long)(oy * L->stride + ky) * IW + ox * L->stride + kx)] += g;
+                }
 }
 
+/* GAP reads NCHW or blocked and writes NCHW (C, 1, 1); sums in double, pixel by pixel */
 static void gap_forward(Model *m, Work *w, int i, long b0, long b1, int t) {
     Span s = span_of(m, w, i, b0, b1);
     const Layer *L = s.L;
     if (s.nb <= 0) return;
-    long hw = (long)L->ih * L->iw;
-    for (long j = 0; j < s.nb * L->c; j++) {
-        double sum = 0;
-        for (long q = 0; q < hw; q++) sum += s.x[j * hw + q];
-        s.y[j] = (float)(sum / hw);
-    }
+    const long hw = (long)L->ih * L->iw;
+    const int V = L->iblk ? L->iblk : 1;
+    for (long b = 0; b < s.nb; b++)
+        for (int k = 0; k < L->icp / V; k++) {
+            const float *xp = s.x + b * s.inn + (long)k * hw * V;
+            double sum[16] = {0};
+            for (long q = 0; q < hw; q++)
+                for (int v = 0; v < V; v++) sum[v] += xp[q * V + v];
+            for (int v = 0; v < V && k * V + v < L->c; v++) s.y[b * s.on + k * V + v] = (float)(sum[v] / hw);
+        }
 }
 
 static void gap_backward(Model *m, Work *w, int i, const float *dout, int flags, int assign, long b0, long b1,
@@ -160,11 +260,16 @@ static void gap_backward(Model *m, Work *w, int i, const float *dout, int flags,
     Span s = span_of(m, w, i, b0, b1);
     const Layer *L = s.L;
     if (!need_dx_of(m, L, flags)) return;
-    long hw = (long)L->ih * L->iw;
-    for (long j = 0; j < s.nb * L->c; j++) {
-        float g = s.dy[j] / (float)hw;
-        for (long q = 0; q < hw; q++) s.dx[j * hw + q] += g;
-    }
+    const long hw = (long)L->ih * L->iw;
+    const int V = L->iblk ? L->iblk : 1;
+    for (long b = 0; b < s.nb; b++)
+        for (int k = 0; k < L->icp / V; k++) {
+            float *xp = s.dx + b * s.inn + (long)k * hw * V;
+            float g[16];
+            for (int v = 0; v < V; v++) g[v] = k * V + v < L->c ? s.dy[b * s.on + k * V + v] / (float)hw : 0.0f;
+            for (long q = 0; q < hw; q++)
+                for (int v = 0; v < V; v++) xp[q * V + v] += g[v];
+        }
 }
 
 const LayerOps LAYER_MAXPOOL = {
