@@ -1,7 +1,7 @@
 # Concord -- plain Makefile. `make` builds ./concord; `make test` installs what is missing, builds and runs
 # every test; `make asan` runs the tests under AddressSanitizer + UBSan; `make demo` runs suites/demo.ini.
 # No -ffast-math anywhere: NaN/Inf detection must survive optimisation.
-PKGS    := openblas libpng sqlite3 zlib inih
+PKGS    := libxsmm openblas libpng sqlite3 zlib inih
 CC      ?= cc
 # OPT is what configurations change (make asan sets it); the language, warning and dependency flags
 # always apply. Extra flags: make CFLAGS=...

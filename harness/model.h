@@ -141,7 +141,6 @@ typedef struct Work {
     int threads;             /* blas_threads() at work_create, clamped to [1, 16] and to cap */
     long col_n, tmp_n;       /* per-thread conv scratch: w->col + t*col_n, w->tmp + t*tmp_n */
     float *gpart;            /* (threads-1, n_params) weight-gradient partials of threads 1.. */
-    int dw_split;            /* form per-sample conv weight-gradient terms with beta 0 (layers/conv.c) */
     void *lx[MAX_LAYERS];    /* a layer kind's own state in this Work (a convolution's oneDNN primitives) */
     int lx_kind[MAX_LAYERS]; /* the kind that made lx[i] (work_free calls its work_fini) */
     void *dnnl;              /* per-thread oneDNN streams and scratchpads (layers/conv_dnnl.c); NULL: unused */

@@ -3,7 +3,6 @@
  * thread pool the passes split batches over (threads.h). Forward and backward never allocate. */
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 
 #include "harness/gemm.h"
 #include "harness/layers/layer.h"
@@ -57,10 +56,6 @@ Work *work_create(const Model *m, int cap) {
         if (need[i].aux) { w->aux[i] = p; p += need[i].aux; }
     }
     CHECK(p == w->mem + nf);
-    /* OpenBLAS 0.3.21 builds its small-matrix sgemm kernels for these cores only */
-    const char *core = blas_core();
-    w->dw_split = core && (strcasecmp(core, "cooperlake") == 0 || strcasecmp(core, "skylakex") == 0 ||
-                           strcasecmp(core, "sapphirerapids") == 0);
     w->pool = T > 1 ? pool_create(T) : NULL;
     for (int i = 0; i < m->nl; i++)
         if (LAYER_OPS[m->L[i].kind]->work_init) {

@@ -34,12 +34,15 @@ static long im2col_pad_n(const Layer *L) {
     return L->stride == 1 && L->pad > 0 ? (long)L->ic * (L->ih + 2 * L->pad) * (L->iw + 2 * L->pad) : 0;
 }
 
+/* per-thread scratch: col (KC, S*P); tmp = [xpad or a chunk's dy (C, S*P)] [dy^T (S*P, C)] [dW^T (KC, C)] */
+static long im2col_tmp_head(const Layer *L, int cap) {
+    long S = conv_chunk(L, cap), P = (long)L->h * L->w, n = (long)L->c * S * P;
+    return im2col_pad_n(L) > n ? im2col_pad_n(L) : n;
+}
 static void im2col_work_need(const Layer *L, int cap, WorkNeed *n) {
-    long S = conv_chunk(L, cap), P = (long)L->h * L->w;
-    n->col = (long)L->ic * L->k * L->k * S * P;
-    n->tmp = (long)L->c * S * P;
-    if (im2col_pad_n(L) > n->tmp) n->tmp = im2col_pad_n(L); /* im2col_s1's buffer (one-sample chunks) */
-    if ((long)L->c * L->ic * L->k * L->k > n->tmp) n->tmp = (long)L->c * L->ic * L->k * L->k; /* a dW term */
+    long S = conv_chunk(L, cap), P = (long)L->h * L->w, KC = (long)L->ic * L->k * L->k;
+    n->col = KC * S * P;
+    n->tmp = im2col_tmp_head(L, cap) + (long)L->c * S * P + KC * L->c;
 }
 
 static void im2col_forward(Model *m, Work *w, int i, long b0, long b1, int t) {
@@ -86,6 +89,7 @@ static void im2col_backward(Model *m, Work *w, int i, const float *dout, int fla
     if (sp.nb == 0) return;
     const int P = L->h * L->w, KC = L->ic * L->k * L->k, S = conv_chunk(L, w->cap);
     float *col = w->col + t * w->col_n, *tmp = w->tmp + t * w->tmp_n;
+    float *gT = tmp + im2col_tmp_head(L, w->cap), *dWt = gT + (long)L->c * S * P;
     for (long s = 0; s < sp.nb; s += S) {
         int ns = (int)(sp.nb - s < S ? sp.nb - s : S), NP = ns * P;
         const float *g = sp.dy + s * sp.on; /* (OC, NP) layout needed: one sample already is */
@@ -95,20 +99,14 @@ static void im2col_backward(Model *m, Work *w, int i, const float *dout, int fla
             g = tmp;
         }
         if (want_params) {
+            /* dW^T (+)= col dy^T, both as stored for libxsmm (gemm.c, which takes B untransposed); the
+               call's sum goes into dW once, below */
+            for (int c = 0; c < L->c; c++)
+                for (int p = 0; p < NP; p++) gT[(long)p * L->c + c] = g[(long)c * NP + p];
             if (ns == 1 && L->stride == 1) im2col_s1(L, sp.x + s * sp.inn, tmp, col);
             else im2col(L, ns, sp.x + s * sp.inn, col);
+            gemm(0, 0, KC, L->c, NP, 1.0f, col, NP, gT, L->c, s == 0 ? 0.0f : 1.0f, dWt, L->c);
             const int first = b0 + s == bstart;
-            if (first || ns > 1 || !w->dw_split || (double)L->c * KC * NP > 1e6)
-                gemm(0, 1, L->c, KC, NP, 1.0f, g, NP, col, NP, first ? 0.0f : 1.0f, dW, KC);
-            else { /* dW += this sample's product, formed with beta 0 in tmp (free when ns == 1): with
-                      beta 1 OpenBLAS 0.3.21 sends e.g. lenet5 conv2's 16x150x100 product down its
-                      packing path (perf: sgemm_incopy 6% of lenet5 training); beta 0 takes the
-                      small-matrix kernel (M*N*K <= 1e6, where it applies). Only on the cores that have
-                      those kernels (w->dw_split), where the values are bitwise unchanged; elsewhere (e.g.
-                      OpenBLAS's Haswell kernels) it would only add work and round differently. */
-                gemm(0, 1, L->c, KC, NP, 1.0f, g, NP, col, NP, 0.0f, tmp, KC);
-                row_add(dW, tmp, (long)L->c * KC);
-            }
             if (db)
                 for (int c = 0; c < L->c; c++) db[c] = (first ? 0.0f : db[c]) + (float)sum_f64(g + (long)c * NP, NP);
         }
@@ -120,6 +118,14 @@ static void im2col_backward(Model *m, Work *w, int i, const float *dout, int fla
                 col2im_add(L, ns, col, sp.dx + s * sp.inn);
             }
         }
+    }
+    if (want_params) { /* dW = dW^T^T for the thread's first samples, dW += after */
+        const int first = b0 == bstart;
+        for (int c = 0; c < L->c; c++)
+            for (int r = 0; r < KC; r++) {
+                float v = dWt[(long)r * L->c + c];
+                dW[(long)c * KC + r] = first ? v : dW[(long)c * KC + r] + v;
+            }
     }
     if (need_dx && direct) layer_direct_dx(m, L, dout, sp.dx, assign, b0, sp.nb);
 }
