@@ -196,6 +196,7 @@ void model_finalize(Model *m, uint64_t init_seed) {
     add_tensor(m, "", "optim.v", m->opt_v, TK_OPTIM, 1, (int)np, 0, 0, 0);
     model_set_frozen(m, 0);
     layout_plan(m);
+    fuse_plan(m);
 }
 
 void model_free(Model *m) {

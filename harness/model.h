@@ -56,6 +56,10 @@ typedef struct Layer {
     int blk, iblk;           /* layout of the output / of the input */
     int cp, icp;             /* output / input channels as stored: c / ic rounded up to the block (the
                                 padding lanes always hold zeros) */
+    /* ReLUs folded into a neighbour (layers/fuse.c, set by model_finalize): a fused ReLU does nothing and
+       aliases its input's buffers (as flatten does); its producer applies it to its output (relu_out) or
+       its one consumer to what it reads (relu_in) */
+    int fused, relu_in, relu_out;
     int bias;                /* linear/conv: has a bias */
     float p;                 /* dropout probability */
     int trainable;           /* has parameters in the trainable block */
@@ -187,6 +191,9 @@ Tensor *model_tensor(Model *m, const char *name);
 enum { CONV_DNNL, CONV_IM2COL };
 void conv_path_set(int path);
 int conv_path(void);
+/* Fold ReLUs into their neighbours in models finalized from now on (1, the default; 0: every ReLU a layer
+ * of its own, the reference the tests compare with). layers/fuse.c. */
+void relu_fusion_set(int on);
 
 /* ---- running ---- */
 /* A Work uses blas_threads() threads (--threads) by splitting each batch; OpenBLAS runs one thread

@@ -61,6 +61,11 @@ static void prepare(Model *m, Work *w, int backward, int flags) {
 
 /* ------------------------------------------------------------------ forward */
 
+/* a fused ReLU (layers/fuse.c) is done by its neighbour: nothing to run, either way */
+static void layer_forward(Model *m, Work *w, int i, long b0, long b1, int t) {
+    if (!m->L[i].fused) LAYER_OPS[m->L[i].kind]->forward(m, w, i, b0, b1, t);
+}
+
 static void task_fwd_local(void *arg, int t, int T) {
     Task *k = arg;
     long b0, b1;
@@ -68,10 +73,9 @@ static void task_fwd_local(void *arg, int t, int T) {
     for (int i = k->i0; i < k->i1;) {
         int j = i;
         while (j < k->i1 && grouped(k->m, &k->m->L[j], k->w->cap, 0, 0)) j++;
-        if (j - i < 2) { LAYER_OPS[k->m->L[i].kind]->forward(k->m, k->w, i, b0, b1, t); i++; continue; }
+        if (j - i < 2) { layer_forward(k->m, k->w, i, b0, b1, t); i++; continue; }
         for (long g = b0; g < b1; g += PASS_GROUP)
-            for (int l = i; l < j; l++)
-                LAYER_OPS[k->m->L[l].kind]->forward(k->m, k->w, l, g, g + PASS_GROUP < b1 ? g + PASS_GROUP : b1, t);
+            for (int l = i; l < j; l++) layer_forward(k->m, k->w, l, g, g + PASS_GROUP < b1 ? g + PASS_GROUP : b1, t);
         i = j;
     }
 }
@@ -123,6 +127,7 @@ static void backward_local(Model *m, Work *w, int i, const float *dout, int flag
                            long bstart, int t) {
     const Layer *L = &m->L[i];
     const LayerOps *ops = LAYER_OPS[L->kind];
+    if (L->fused) return;
     if (assign && !ops->stores_dx && need_dx_of(m, L, flags)) {
         long inn = in_n(L);
         memset(node_grad(w, L->in) + b0 * inn, 0, sizeof(float) * (b1 - b0) * inn);
@@ -138,7 +143,7 @@ static void task_bwd_init(void *arg, int t, int T) {
     long b0, b1;
     split_range(w->n, t, T, &b0, &b1);
     for (int i = 0; i < m->nl; i++)
-        if (m->L[i].kind != L_FLATTEN && (k->asg[i] & ASG_ZERO)) {
+        if (m->L[i].kind != L_FLATTEN && !m->L[i].fused && (k->asg[i] & ASG_ZERO)) {
             long on = out_n(&m->L[i]);
             memset(w->grad[i] + b0 * on, 0, sizeof(float) * (b1 - b0) * on);
         }
@@ -192,7 +197,7 @@ static void task_reduce(void *arg, int t, int T) {
 
 /* The gradient buffer layer i's input gradient goes to (flatten aliases its input's); MAX_LAYERS = w->dx */
 static int grad_buf(const Model *m, int i) {
-    while (i >= 0 && m->L[i].kind == L_FLATTEN) i = m->L[i].in;
+    while (i >= 0 && (m->L[i].kind == L_FLATTEN || m->L[i].fused)) i = m->L[i].in;
     return i < 0 ? MAX_LAYERS : i;
 }
 /* asg[i] & ASG_IN: layer i is the first writer of its input's gradient buffer in this pass and starts it
@@ -205,7 +210,7 @@ static void bwd_plan(const Model *m, int flags, int train, unsigned char *asg) {
     for (int b = 0; b <= MAX_LAYERS; b++) asg[b] = 0;
     for (int i = m->nl - 1; i >= 0; i--) {
         const Layer *L = &m->L[i];
-        if (L->kind == L_FLATTEN) continue;
+        if (L->kind == L_FLATTEN || L->fused) continue;
         const LayerOps *ops = LAYER_OPS[L->kind];
         const int can_start = L->kind != L_ADD && (batch_backward(L, train, flags) ? ops->stores_dx : ops->backward != NULL);
         int bufs[2] = {-1, -1};

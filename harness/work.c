@@ -23,7 +23,7 @@ Work *work_create(const Model *m, int cap) {
         const LayerOps *ops = LAYER_OPS[L->kind];
         memset(&need[i], 0, sizeof need[i]);
         if (ops->work_need) ops->work_need(L, cap, &need[i]);
-        if (L->kind != L_FLATTEN) nf += 2 * out_n(L) * cap; /* output and its gradient (flatten aliases) */
+        if (L->kind != L_FLATTEN && !L->fused) nf += 2 * out_n(L) * cap; /* output and gradient (flatten, fused ReLUs alias) */
         nf += need[i].aux;
         ni += need[i].iaux;
         if (need[i].col > col) col = need[i].col;
@@ -45,7 +45,7 @@ Work *work_create(const Model *m, int cap) {
     for (int i = 0; i < m->nl; i++) {
         const Layer *L = &m->L[i];
         long o = out_n(L) * cap;
-        if (L->kind == L_FLATTEN) {
+        if (L->kind == L_FLATTEN || L->fused) {
             w->act[i] = L->in < 0 ? w->x : w->act[L->in];
             w->grad[i] = L->in < 0 ? w->dx : w->grad[L->in];
             continue;

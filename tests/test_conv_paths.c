@@ -23,8 +23,11 @@ static const Case CASES[] = {
     {"resnet18", 2, 8, 8, 0.25f}, {"resnet20", 3, 8, 8, 1}, {"resnet20", 3, 8, 8, 1.5f},
 };
 
+static int g_fuse = 1; /* fold ReLUs into their neighbours in the models make() builds */
+
 static Model *make(const Case *k, const char *rule, int path) {
     conv_path_set(path);
+    relu_fusion_set(g_fuse);
     ModelSpec s;
     model_spec_default(&s, k->arch, k->c, k->h, k->w, 5);
     s.width = k->width;
@@ -33,6 +36,7 @@ static Model *make(const Case *k, const char *rule, int path) {
     ro.seed = 7;
     Model *m = model_create(&s, rule_find(rule), &ro, 3);
     conv_path_set(CONV_DNNL);
+    relu_fusion_set(1);
     CHECK(m != NULL);
     /* non-trivial batch-norm parameters and statistics */
     for (int i = 0; i < m->nl; i++)
@@ -116,10 +120,17 @@ static void close_to(const char *what, const float *a, const float *b, long n) {
 
 static int g_corrupt; /* the canary: one wrong input-gradient element on the blocked path */
 
-static void compare(const Case *k, const char *rule, int mode, int flags, int threads) {
-    Model *a = make(k, rule, CONV_DNNL), *b = make(k, rule, CONV_IM2COL);
-    T_ASSERT_MSG(blocked_convs(a) > 0 && blocked_convs(b) == 0, "%s: layouts blocked %d / %d", k->arch,
-                 blocked_convs(a), blocked_convs(b));
+/* the model under test (oneDNN, ReLUs fused) and its reference: the im2col path, or (fusion_ref) the same
+ * path with every ReLU a layer of its own */
+static void compare_ex(const Case *k, const char *rule, int mode, int flags, int threads, int fusion_ref) {
+    Model *a = make(k, rule, CONV_DNNL), *b;
+    if (fusion_ref) { g_fuse = 0; b = make(k, rule, CONV_DNNL); g_fuse = 1; }
+    else b = make(k, rule, CONV_IM2COL);
+    int fa = 0, fb = 0;
+    for (int i = 0; i < a->nl; i++) { fa += a->L[i].fused; fb += b->L[i].fused; }
+    if (fusion_ref) T_ASSERT_MSG(fa > 0 && fb == 0, "%s: fused ReLUs %d / %d", k->arch, fa, fb);
+    else T_ASSERT_MSG(blocked_convs(a) > 0 && blocked_convs(b) == 0, "%s: layouts blocked %d / %d", k->arch,
+                      blocked_convs(a), blocked_convs(b));
     Out oa = run(a, threads, 6, mode, flags), ob = run(b, 1, 6, mode, flags);
     if (g_corrupt) oa.dx[oa.nd / 2] *= 1.01f;
     char what[160];
@@ -148,6 +159,9 @@ static void compare(const Case *k, const char *rule, int mode, int flags, int th
     close_to(what, oa.stats, ob.stats, oa.ns);
     out_free(&oa); out_free(&ob);
     model_free(a); model_free(b);
+}
+static void compare(const Case *k, const char *rule, int mode, int flags, int threads) {
+    compare_ex(k, rule, mode, flags, threads, 0);
 }
 
 TEST(conv_paths_agree_on_every_architecture) {
@@ -235,5 +249,25 @@ TEST(blocked_padding_lanes_stay_zero) {
         work_free(w);
         free(x); free(d);
         model_free(m);
+    }
+}
+
+/* ReLUs folded into pools (relu_in), batch-norm, residual adds and oneDNN convolutions (relu_out) give
+ * what separate ReLU layers give: every blocked architecture, and LeNet-5 on the im2col path */
+TEST(relu_fusion_matches_separate_relus) {
+    for (size_t i = 0; i < ARRAY_LEN(CASES); i++)
+        for (int mode = 0; mode < 2; mode++) compare_ex(&CASES[i], "bp", mode, BW_PARAMS | BW_INPUT | BW_TRUE, 1, 1);
+    Case lenet = {"lenet5", 1, 16, 16, 1};
+    for (int mode = 0; mode < 2; mode++) {
+        g_fuse = 0;
+        Model *b = make(&lenet, "bp", CONV_IM2COL);
+        g_fuse = 1;
+        Model *a = make(&lenet, "bp", CONV_IM2COL);
+        Out oa = run(a, 1, 6, mode, BW_PARAMS | BW_INPUT | BW_TRUE), ob = run(b, 1, 6, mode, BW_PARAMS | BW_INPUT | BW_TRUE);
+        close_to("lenet5 fused logits", oa.logits, ob.logits, oa.nk);
+        close_to("lenet5 fused d/dx", oa.dx, ob.dx, oa.nd);
+        close_to("lenet5 fused parameter gradients", oa.grads, ob.grads, oa.np);
+        out_free(&oa); out_free(&ob);
+        model_free(a); model_free(b);
     }
 }

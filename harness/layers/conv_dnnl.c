@@ -171,6 +171,18 @@ static dnnl_primitive_attr_t user_scratchpad(void) {
     DN(dnnl_primitive_attr_set_scratchpad_mode(a, dnnl_scratchpad_mode_user));
     return a;
 }
+/* the forward's attributes: a fused ReLU (fuse.c) is an eltwise post-op */
+static dnnl_primitive_attr_t fwd_attr(const Layer *L) {
+    dnnl_primitive_attr_t a = user_scratchpad();
+    if (L->relu_out) {
+        dnnl_post_ops_t po;
+        DN(dnnl_post_ops_create(&po));
+        DN(dnnl_post_ops_append_eltwise(po, 1.0f, dnnl_eltwise_relu, 0.0f, 0.0f));
+        DN(dnnl_primitive_attr_set_post_ops(a, po));
+        dnnl_post_ops_destroy(po);
+    }
+    return a;
+}
 
 static dnnl_primitive_t reorder(const dnnl_memory_desc_t *from, const dnnl_memory_desc_t *to, int sum) {
     dnnl_primitive_attr_t a;
@@ -202,9 +214,9 @@ static Prim *prim_make(const Layer *L, DConv *d, int lg, int kind) {
     const int V = L->blk, mb = 1 << lg;
     Descs ds;
     descs(L, mb, V, &d->wf_md, &d->wb_md, &d->dw_md, &ds);
-    dnnl_primitive_attr_t a = user_scratchpad();
+    dnnl_primitive_attr_t a = user_scratchpad(), fa = fwd_attr(L);
     dnnl_primitive_desc_t fpd, pd;
-    DN(dnnl_primitive_desc_create(&fpd, &ds.fwd, a, engine(), NULL));
+    DN(dnnl_primitive_desc_create(&fpd, &ds.fwd, fa, engine(), NULL));
     if (kind == P_FWD) pd = fpd;
     else DN(dnnl_primitive_desc_create(&pd, kind == P_BWD ? (const void *)&ds.bwd : (const void *)&ds.wu, a, engine(), fpd));
     Prim *p = xcalloc(1, sizeof *p);
@@ -231,6 +243,7 @@ static Prim *prim_make(const Layer *L, DConv *d, int lg, int kind) {
     if (pd != fpd) dnnl_primitive_desc_destroy(pd);
     dnnl_primitive_desc_destroy(fpd);
     dnnl_primitive_attr_destroy(a);
+    dnnl_primitive_attr_destroy(fa);
     return p;
 }
 
@@ -295,9 +308,9 @@ void conv_dnnl_init(const Model *m, Work *w, int i) {
     md4(&d->plain_w, L->c, L->ic, L->k, L->k, dnnl_oihw);
     Descs ds;
     descs(L, MB_MAX, L->blk, &any, &any, &any, &ds);
-    dnnl_primitive_attr_t a = user_scratchpad();
+    dnnl_primitive_attr_t a = user_scratchpad(), fa = fwd_attr(L);
     dnnl_primitive_desc_t fpd, bpd, wpd;
-    DN(dnnl_primitive_desc_create(&fpd, &ds.fwd, a, engine(), NULL));
+    DN(dnnl_primitive_desc_create(&fpd, &ds.fwd, fa, engine(), NULL));
     DN(dnnl_primitive_desc_create(&bpd, &ds.bwd, a, engine(), fpd));
     DN(dnnl_primitive_desc_create(&wpd, &ds.wu, a, engine(), fpd));
     d->wf_md = *dnnl_primitive_desc_query_md(fpd, dnnl_query_weights_md, 0);
@@ -307,6 +320,7 @@ void conv_dnnl_init(const Model *m, Work *w, int i) {
     dnnl_primitive_desc_destroy(bpd);
     dnnl_primitive_desc_destroy(wpd);
     dnnl_primitive_attr_destroy(a);
+    dnnl_primitive_attr_destroy(fa);
     CHECK(dnnl_memory_desc_get_size(&d->dw_md) <= sizeof(float) * (size_t)conv_dnnl_dw_n(L));
     d->wf = aligned_alloc(64, (dnnl_memory_desc_get_size(&d->wf_md) + 63) & ~(size_t)63);
     d->wb = aligned_alloc(64, (dnnl_memory_desc_get_size(&d->wb_md) + 63) & ~(size_t)63);
@@ -406,6 +420,13 @@ void conv_dnnl_backward(Model *m, Work *w, int i, const float *dout, int flags, 
     layer_grads(m, w, L, t, want_params && sp.nb == 0 && b0 == bstart, &dW, &db);
     if (sp.nb == 0) return;
     omp_one();
+    if (L->relu_out) { /* the fused ReLU's backward, in place: this layer is its output gradient's only reader */
+        float *g = w->grad[i] + b0 * sp.on;
+        const v4f z = {0, 0, 0, 0};
+        long j = 0, n = sp.nb * sp.on;
+        for (; j + 4 <= n; j += 4) v4_st(g + j, (v4f)((v4i)v4_ld(g + j) & (v4_ld(sp.y + j) > z)));
+        for (; j < n; j++) g[j] = sp.y[j] > 0 ? g[j] : 0.0f;
+    }
     float *col = w->col + t * w->col_n, *tmp = w->tmp + t * w->tmp_n;
     const long ihw = (long)L->ih * L->iw, bin = (long)round_up_blk(L->ic, L->blk) * ihw; /* blocked input floats */
     for (long s = 0; s < sp.nb;) {

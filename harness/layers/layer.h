@@ -116,6 +116,8 @@ int conv_chunk(const Layer *L, int cap);
 /* the channel block of the convolution path in use: V > 0 for oneDNN's blocked kernels, 0 for the
  * im2col + gemm path (conv_dnnl.c; CONCORD_CONV=im2col or conv_path_set) */
 int conv_block(void);
+/* fuse.c: set every layer's fused/relu_in/relu_out (model_finalize calls it, after layout_plan) */
+void fuse_plan(Model *m);
 /* layout.c: set every layer's blk/iblk/cp/icp (model_finalize calls it) */
 void layout_plan(Model *m);
 /* layout.c: dst (+)= src for nb samples of C channels x HW pixels, src stored with block sv (0: NCHW) and
