@@ -191,6 +191,9 @@ Tensor *model_tensor(Model *m, const char *name);
 enum { CONV_DNNL, CONV_IM2COL };
 void conv_path_set(int path);
 int conv_path(void);
+/* the instruction set oneDNN's convolution kernels use here (ONEDNN_MAX_CPU_ISA caps it): "avx2",
+ * "avx512_core"... (layers/conv_dnnl.c) */
+const char *conv_isa_name(void);
 /* Fold ReLUs into their neighbours in models finalized from now on (1, the default; 0: every ReLU a layer
  * of its own, the reference the tests compare with). layers/fuse.c. */
 void relu_fusion_set(int on);
@@ -212,6 +215,9 @@ enum {
 };
 /* dout: (n, K) gradient w.r.t. the logits (the output error e). Uses the mode of the last forward. */
 void model_backward(Model *m, Work *w, const float *dout, int flags);
+/* Samples through model_forward / model_backward since the process started, every Work together
+ * (`concord bench` reports the gradient steps an attack took per image from them) */
+void model_pass_counts(long long *fwd, long long *bwd);
 
 /* Refresh every layer's feedback matrix from its rule: the next draw (fb_count + 1) (called by the trainer
  * before each backward that uses feedback; attacks with gradient source "feedback" call it per step). */

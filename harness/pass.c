@@ -95,8 +95,12 @@ static void blas_single_end(int bt) {
     if (bt > 1) blas_set_threads(bt);
 }
 
+static _Atomic long long g_fwd_samples, g_bwd_samples; /* model_pass_counts: statistics only (concord bench) */
+void model_pass_counts(long long *fwd, long long *bwd) { *fwd = g_fwd_samples; *bwd = g_bwd_samples; }
+
 float *model_forward(Model *m, Work *w, const float *x, int n, int mode) {
     CHECK(n > 0 && n <= w->cap);
+    g_fwd_samples += n;
     w->n = n;
     w->train = mode;
     if (x != w->x) memcpy(w->x, x, sizeof(float) * (size_t)n * model_in_dim(m));
@@ -229,6 +233,7 @@ static void bwd_plan(const Model *m, int flags, int train, unsigned char *asg) {
 }
 
 void model_backward(Model *m, Work *w, const float *dout, int flags) {
+    g_bwd_samples += w->n;
     int bt = blas_single_begin(w);
     prepare(m, w, 1, flags);
     unsigned char asg[MAX_LAYERS + 1];
