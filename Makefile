@@ -1,7 +1,7 @@
 # Concord -- plain Makefile. `make` builds ./concord; `make test` installs what is missing, builds and runs
 # every test; `make asan` runs the tests under AddressSanitizer + UBSan; `make demo` runs suites/demo.ini.
 # No -ffast-math anywhere: NaN/Inf detection must survive optimisation.
-PKGS    := openblas libpng sqlite3 zlib inih
+PKGS    := libxsmm openblas libpng sqlite3 zlib inih
 CC      ?= cc
 # OPT is what configurations change (make asan sets it); the language, warning and dependency flags
 # always apply. Extra flags: make CFLAGS=...
@@ -11,7 +11,9 @@ ALLCFLAGS = $(OPT) $(STDFLAGS) $(CFLAGS)
 # Includes are written from the top of the tree ("harness/model.h"), so a file's includes read the same
 # wherever it lives.
 CPPFLAGS += -I. $(shell pkg-config --cflags $(PKGS) 2>/dev/null) -D_DEFAULT_SOURCE
-LDLIBS  += $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lm -lpthread
+# oneDNN (libdnnl-dev) ships no pkg-config file in Debian: linked by name, with libgomp, its threading
+# runtime (harness/layers/conv_dnnl.c sets the OpenMP thread count of the threads that call it).
+LDLIBS  += $(shell pkg-config --libs $(PKGS) 2>/dev/null) -ldnnl -lgomp -lm -lpthread
 
 # Every .c under these folders (sub-folders included) is part of the library; harness/cli/main.c is the
 # program's entry point.

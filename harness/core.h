@@ -38,6 +38,9 @@ int err_die(void); /* prints "concord: <msg>" to stderr, returns 1 (use: return 
 void *xmalloc(size_t n);
 void *xcalloc(size_t n, size_t sz);
 char *xstrdup(const char *s);
+/* n zeroed bytes on huge pages where possible (workspaces); big_free with the same n */
+void *big_alloc(size_t n);
+void big_free(void *p, size_t n);
 
 /* ---- RNG: explicit state, never rand(). Streams are keyed by (seed, purpose, index) so a draw does
  * not depend on batch size or on how many other draws happened before it. ---- */

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "harness/layers/layer.h"
 
 /* ------------------------------------------------------------------ building */
 
@@ -100,7 +101,7 @@ long layer_w_n(const Layer *L) {
 int layer_in_dim(const Layer *L) { return L->ic * L->ih * L->iw; }
 int layer_fan_in(const Layer *L) { return L->kind == L_CONV ? L->ic * L->k * L->k : layer_in_dim(L); }
 int layer_fan_out(const Layer *L) { return L->kind == L_CONV ? L->c * L->k * L->k : L->c; }
-static long out_n(const Layer *L) { return (long)L->c * L->h * L->w; }
+long layer_out_n(const Layer *L) { return (long)L->cp * L->h * L->w; }
 
 static void add_tensor(Model *m, const char *prefix, const char *suffix, float *data, int kind, int ndim,
                        int s0, int s1, int s2, int s3) {
@@ -197,6 +198,8 @@ void model_finalize(Model *m, uint64_t init_seed) {
     add_tensor(m, "", "optim.m", m->opt_m, TK_OPTIM, 1, (int)np, 0, 0, 0);
     add_tensor(m, "", "optim.v", m->opt_v, TK_OPTIM, 1, (int)np, 0, 0, 0);
     model_set_frozen(m, 0);
+    layout_plan(m);
+    fuse_plan(m);
 }
 
 void model_free(Model *m) {
@@ -275,7 +278,7 @@ void model_refresh_feedback(Model *m) {
 int model_find_nonfinite(const Model *m, const Work *w) {
     for (int i = 0; i < m->nl; i++) {
         const Layer *L = &m->L[i];
-        long n = out_n(L) * (w ? w->n : 0);
+        long n = layer_out_n(L) * (w ? w->n : 0);
         for (long j = 0; w && j < n; j++)
             if (!isfinite(w->act[i][j])) return i;
         if (L->W)

@@ -51,6 +51,15 @@ typedef struct Layer {
     int ic, ih, iw;          /* input shape per sample */
     int c, h, w;             /* output shape per sample */
     int k, stride, pad;      /* conv / pool geometry */
+    /* storage in a Work (layers/layout.c, set by model_finalize): 0 = NCHW; V = channel blocks of V
+       (nChwVc: (N, cp/V, H, W, V)), the layout the convolution kernels run in */
+    int blk, iblk;           /* layout of the output / of the input */
+    int cp, icp;             /* output / input channels as stored: c / ic rounded up to the block (the
+                                padding lanes always hold zeros) */
+    /* ReLUs folded into a neighbour (layers/fuse.c, set by model_finalize): a fused ReLU does nothing and
+       aliases its input's buffers (as flatten does); its producer applies it to its output (relu_out) or
+       its one consumer to what it reads (relu_in) */
+    int fused, relu_in, relu_out;
     int bias;                /* linear/conv: has a bias */
     float p;                 /* dropout probability */
     int trainable;           /* has parameters in the trainable block */
@@ -131,11 +140,14 @@ typedef struct Work {
     uint64_t drop_seed, drop_count; /* dropout masks are keyed by (drop_seed, drop_count, layer); the
                                        trainer sets drop_count = optimiser step, so resumes are exact */
     float *mem; int32_t *imem;
+    size_t mem_n;            /* bytes of mem (big_alloc) */
     /* batch splitting (threads.h): `threads` pthreads, fixed when the Work is created */
     int threads;             /* blas_threads() at work_create, clamped to [1, 16] and to cap */
     long col_n, tmp_n;       /* per-thread conv scratch: w->col + t*col_n, w->tmp + t*tmp_n */
     float *gpart;            /* (threads-1, n_params) weight-gradient partials of threads 1.. */
-    int dw_split;            /* form per-sample conv weight-gradient terms with beta 0 (layers/conv.c) */
+    void *lx[MAX_LAYERS];    /* a layer kind's own state in this Work (a convolution's oneDNN primitives) */
+    int lx_kind[MAX_LAYERS]; /* the kind that made lx[i] (work_free calls its work_fini) */
+    void *dnnl;              /* per-thread oneDNN streams and scratchpads (layers/conv_dnnl.c); NULL: unused */
     struct Pool *pool;       /* the worker threads; NULL when threads == 1 */
 } Work;
 
@@ -172,6 +184,7 @@ int model_hidden_parse(const char *text, int *widths, int max);
 void model_spec_default(ModelSpec *s, const char *arch, int c, int h, int w, int classes);
 
 long model_flops(const Model *m);  /* forward multiply-adds x 2, per sample */
+long layer_out_n(const Layer *L);    /* floats of one sample's output in a Work (padding lanes included) */
 /* shape facts of a linear/conv layer */
 long layer_w_n(const Layer *L);      /* elements of W */
 int layer_fan_in(const Layer *L);    /* IN, or IC*KH*KW */
@@ -183,6 +196,19 @@ int model_nparam_layers(const Model *m);
 Layer *model_param_layer(Model *m, int pidx); /* the pidx-th linear/conv layer */
 void model_set_frozen(Model *m, int first_n); /* freeze the first N linear/conv layers (and BN between) */
 Tensor *model_tensor(Model *m, const char *name);
+
+/* The convolution path of models finalized from now on: CONV_DNNL (oneDNN's direct kernels on
+ * channel-blocked tensors, the default) or CONV_IM2COL (im2col + OpenBLAS on NCHW: the reference the
+ * tests compare with; CONCORD_CONV=im2col selects it at start-up). layers/conv_dnnl.c. */
+enum { CONV_DNNL, CONV_IM2COL };
+void conv_path_set(int path);
+int conv_path(void);
+/* the instruction set oneDNN's convolution kernels use here (ONEDNN_MAX_CPU_ISA caps it): "avx2",
+ * "avx512_core"... (layers/conv_dnnl.c) */
+const char *conv_isa_name(void);
+/* Fold ReLUs into their neighbours in models finalized from now on (1, the default; 0: every ReLU a layer
+ * of its own, the reference the tests compare with). layers/fuse.c. */
+void relu_fusion_set(int on);
 
 /* ---- running ---- */
 /* A Work uses blas_threads() threads (--threads) by splitting each batch; OpenBLAS runs one thread
@@ -201,6 +227,9 @@ enum {
 };
 /* dout: (n, K) gradient w.r.t. the logits (the output error e). Uses the mode of the last forward. */
 void model_backward(Model *m, Work *w, const float *dout, int flags);
+/* Samples through model_forward / model_backward since the process started, every Work together
+ * (`concord bench` reports the gradient steps an attack took per image from them) */
+void model_pass_counts(long long *fwd, long long *bwd);
 
 /* Refresh every layer's feedback matrix from its rule: the next draw (fb_count + 1) (called by the trainer
  * before each backward that uses feedback; attacks with gradient source "feedback" call it per step). */

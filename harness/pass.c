@@ -30,12 +30,41 @@ static int batch_forward(const Layer *L, int mode) {
     const LayerOps *ops = LAYER_OPS[L->kind];
     return ops->batch_forward && ops->batch_forward(L, mode);
 }
-static int grouped(const Layer *L, int cap, int backward) {
+static int grouped(const Model *m, const Layer *L, int cap, int backward, int flags) {
     const LayerOps *ops = LAYER_OPS[L->kind];
-    return !ops->grouped || ops->grouped(L, cap, backward);
+    return !ops->grouped || ops->grouped(m, L, cap, backward, flags);
+}
+/* layer L's backward runs over the whole batch (backward_batch) in this mode */
+static int batch_backward(const Layer *L, int train, int flags) {
+    const LayerOps *ops = LAYER_OPS[L->kind];
+    return ops->backward_batch && (!ops->batch_backward || ops->batch_backward(L, train, flags));
+}
+
+/* ------------------------------------------------------------------ prepare */
+
+/* every layer's prepare op, the layers dealt round-robin to the threads */
+static void task_prepare(void *arg, int t, int T) {
+    Task *k = arg;
+    for (int i = 0, j = 0; i < k->m->nl; i++) {
+        const LayerOps *ops = LAYER_OPS[k->m->L[i].kind];
+        if (!ops->prepare) continue;
+        if (j++ % T == t) ops->prepare(k->m, k->w, i, k->mode, k->flags, t);
+    }
+}
+static void prepare(Model *m, Work *w, int backward, int flags) {
+    int any = 0;
+    for (int i = 0; i < m->nl && !any; i++) any = LAYER_OPS[m->L[i].kind]->prepare != NULL;
+    if (!any) return;
+    Task k = {m, w, 0, m->nl, backward, flags, NULL, NULL};
+    pool_run(w->pool, task_prepare, &k);
 }
 
 /* ------------------------------------------------------------------ forward */
+
+/* a fused ReLU (layers/fuse.c) is done by its neighbour: nothing to run, either way */
+static void layer_forward(Model *m, Work *w, int i, long b0, long b1, int t) {
+    if (!m->L[i].fused) LAYER_OPS[m->L[i].kind]->forward(m, w, i, b0, b1, t);
+}
 
 static void task_fwd_local(void *arg, int t, int T) {
     Task *k = arg;
@@ -43,11 +72,10 @@ static void task_fwd_local(void *arg, int t, int T) {
     split_range(k->w->n, t, T, &b0, &b1);
     for (int i = k->i0; i < k->i1;) {
         int j = i;
-        while (j < k->i1 && grouped(&k->m->L[j], k->w->cap, 0)) j++;
-        if (j - i < 2) { LAYER_OPS[k->m->L[i].kind]->forward(k->m, k->w, i, b0, b1, t); i++; continue; }
+        while (j < k->i1 && grouped(k->m, &k->m->L[j], k->w->cap, 0, 0)) j++;
+        if (j - i < 2) { layer_forward(k->m, k->w, i, b0, b1, t); i++; continue; }
         for (long g = b0; g < b1; g += PASS_GROUP)
-            for (int l = i; l < j; l++)
-                LAYER_OPS[k->m->L[l].kind]->forward(k->m, k->w, l, g, g + PASS_GROUP < b1 ? g + PASS_GROUP : b1, t);
+            for (int l = i; l < j; l++) layer_forward(k->m, k->w, l, g, g + PASS_GROUP < b1 ? g + PASS_GROUP : b1, t);
         i = j;
     }
 }
@@ -67,12 +95,17 @@ static void blas_single_end(int bt) {
     if (bt > 1) blas_set_threads(bt);
 }
 
+static _Atomic long long g_fwd_samples, g_bwd_samples; /* model_pass_counts: statistics only (concord bench) */
+void model_pass_counts(long long *fwd, long long *bwd) { *fwd = g_fwd_samples; *bwd = g_bwd_samples; }
+
 float *model_forward(Model *m, Work *w, const float *x, int n, int mode) {
     CHECK(n > 0 && n <= w->cap);
+    g_fwd_samples += n;
     w->n = n;
     w->train = mode;
     if (x != w->x) memcpy(w->x, x, sizeof(float) * (size_t)n * model_in_dim(m));
     int bt = blas_single_begin(w);
+    prepare(m, w, 0, 0);
     for (int i = 0; i < m->nl;) {
         Task k = {m, w, i, i + 1, mode, 0, NULL, NULL};
         if (batch_forward(&m->L[i], mode)) {
@@ -98,6 +131,7 @@ static void backward_local(Model *m, Work *w, int i, const float *dout, int flag
                            long bstart, int t) {
     const Layer *L = &m->L[i];
     const LayerOps *ops = LAYER_OPS[L->kind];
+    if (L->fused) return;
     if (assign && !ops->stores_dx && need_dx_of(m, L, flags)) {
         long inn = in_n(L);
         memset(node_grad(w, L->in) + b0 * inn, 0, sizeof(float) * (b1 - b0) * inn);
@@ -113,7 +147,7 @@ static void task_bwd_init(void *arg, int t, int T) {
     long b0, b1;
     split_range(w->n, t, T, &b0, &b1);
     for (int i = 0; i < m->nl; i++)
-        if (m->L[i].kind != L_FLATTEN && (k->asg[i] & ASG_ZERO)) {
+        if (m->L[i].kind != L_FLATTEN && !m->L[i].fused && (k->asg[i] & ASG_ZERO)) {
             long on = out_n(&m->L[i]);
             memset(w->grad[i] + b0 * on, 0, sizeof(float) * (b1 - b0) * on);
         }
@@ -128,7 +162,7 @@ static void task_bwd_local(void *arg, int t, int T) {
     split_range(k->w->n, t, T, &b0, &b1);
     for (int i = k->i1 - 1; i >= k->i0;) {
         int j = i;
-        while (j >= k->i0 && grouped(&k->m->L[j], k->w->cap, 1)) j--;
+        while (j >= k->i0 && grouped(k->m, &k->m->L[j], k->w->cap, 1, k->flags)) j--;
         if (i - j < 2) {
             backward_local(k->m, k->w, i, k->dout, k->flags, k->asg[i] & ASG_IN, b0, b1, b0, t);
             i--;
@@ -145,7 +179,7 @@ static void task_bwd_local(void *arg, int t, int T) {
 }
 static void task_bwd_batch(void *arg, int t, int T) {
     Task *k = arg;
-    LAYER_OPS[k->m->L[k->i0].kind]->backward_batch(k->m, k->w, k->i0, k->flags, t, T);
+    LAYER_OPS[k->m->L[k->i0].kind]->backward_batch(k->m, k->w, k->i0, k->flags, k->asg[k->i0] & ASG_IN, t, T);
 }
 /* m->grads += the other threads' partial weight gradients, each layer's range split across threads */
 static void task_reduce(void *arg, int t, int T) {
@@ -167,21 +201,22 @@ static void task_reduce(void *arg, int t, int T) {
 
 /* The gradient buffer layer i's input gradient goes to (flatten aliases its input's); MAX_LAYERS = w->dx */
 static int grad_buf(const Model *m, int i) {
-    while (i >= 0 && m->L[i].kind == L_FLATTEN) i = m->L[i].in;
+    while (i >= 0 && (m->L[i].kind == L_FLATTEN || m->L[i].fused)) i = m->L[i].in;
     return i < 0 ? MAX_LAYERS : i;
 }
 /* asg[i] & ASG_IN: layer i is the first writer of its input's gradient buffer in this pass and starts it
  * (backward_local); asg[b] & ASG_ZERO: buffer b (a node, or MAX_LAYERS = w->dx) is zeroed up front
  * because its first writer cannot start it (a whole-batch kind, or the residual add, which writes two
  * buffers) or nothing writes it (kept zero, as before). */
-static void bwd_plan(const Model *m, int flags, unsigned char *asg) {
+static void bwd_plan(const Model *m, int flags, int train, unsigned char *asg) {
     unsigned char seen[MAX_LAYERS + 1];
     memset(seen, 0, sizeof seen);
     for (int b = 0; b <= MAX_LAYERS; b++) asg[b] = 0;
     for (int i = m->nl - 1; i >= 0; i--) {
         const Layer *L = &m->L[i];
-        if (L->kind == L_FLATTEN) continue;
-        const int can_start = LAYER_OPS[L->kind]->backward != NULL && L->kind != L_ADD;
+        if (L->kind == L_FLATTEN || L->fused) continue;
+        const LayerOps *ops = LAYER_OPS[L->kind];
+        const int can_start = L->kind != L_ADD && (batch_backward(L, train, flags) ? ops->stores_dx : ops->backward != NULL);
         int bufs[2] = {-1, -1};
         if (need_dx_of(m, L, flags)) bufs[0] = grad_buf(m, L->in);
         if (L->kind == L_ADD && add_need_dx2(m, L, flags)) bufs[1] = grad_buf(m, L->in2); /* the only two-input node */
@@ -198,21 +233,23 @@ static void bwd_plan(const Model *m, int flags, unsigned char *asg) {
 }
 
 void model_backward(Model *m, Work *w, const float *dout, int flags) {
+    g_bwd_samples += w->n;
     int bt = blas_single_begin(w);
+    prepare(m, w, 1, flags);
     unsigned char asg[MAX_LAYERS + 1];
-    bwd_plan(m, flags, asg);
+    bwd_plan(m, flags, w->train, asg);
     Task k = {m, w, 0, 0, w->train, flags, dout, asg};
     pool_run(w->pool, task_bwd_init, &k);
     for (int i = m->nl - 1; i >= 0;) {
         k.i1 = i + 1;
-        if (LAYER_OPS[m->L[i].kind]->backward_batch) {
+        if (batch_backward(&m->L[i], w->train, flags)) {
             k.i0 = i;
             pool_run(w->pool, task_bwd_batch, &k);
             i--;
             continue;
         }
         k.i0 = i;
-        while (k.i0 > 0 && !LAYER_OPS[m->L[k.i0 - 1].kind]->backward_batch) k.i0--;
+        while (k.i0 > 0 && !batch_backward(&m->L[k.i0 - 1], w->train, flags)) k.i0--;
         pool_run(w->pool, task_bwd_local, &k);
         i = k.i0 - 1;
     }

@@ -176,7 +176,7 @@ double evaluate_map(Model *m, const Dataset *q, const Dataset *db, int topk, int
 long alignment_scratch_n(const Model *m, int n) {
     long s = 0;
     for (int i = 0; i < m->nl; i++)
-        if (m->L[i].kind == L_LINEAR || m->L[i].kind == L_CONV) s += (long)n * m->L[i].c * m->L[i].h * m->L[i].w;
+        if (m->L[i].kind == L_LINEAR || m->L[i].kind == L_CONV) s += (long)n * layer_out_n(&m->L[i]);
     return s;
 }
 
@@ -221,7 +221,7 @@ int alignment_metrics(Model *m, Work *w, const Dataset *d, int n, int task, doub
     long off = 0;
     for (int i = 0; i < m->nl; i++)
         if (m->L[i].kind == L_LINEAR || m->L[i].kind == L_CONV) {
-            long sz = (long)n * m->L[i].c * m->L[i].h * m->L[i].w;
+            long sz = (long)n * layer_out_n(&m->L[i]);
             memcpy(scratch + off, w->grad[i], sizeof(float) * sz);
             off += sz;
         }
@@ -230,7 +230,7 @@ int alignment_metrics(Model *m, Work *w, const Dataset *d, int n, int task, doub
     for (int i = 0; i < m->nl && na < MAX_ALIGN; i++) {
         Layer *L = &m->L[i];
         if (L->kind != L_LINEAR && L->kind != L_CONV) continue;
-        long sz = (long)n * L->c * L->h * L->w;
+        long sz = (long)n * layer_out_n(L);
         LayerAlign *a = &out[na++];
         snprintf(a->name, sizeof a->name, "%s", L->name);
         int direct = L->fb_direct;

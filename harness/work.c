@@ -3,7 +3,6 @@
  * thread pool the passes split batches over (threads.h). Forward and backward never allocate. */
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 
 #include "harness/gemm.h"
 #include "harness/layers/layer.h"
@@ -24,7 +23,7 @@ Work *work_create(const Model *m, int cap) {
         const LayerOps *ops = LAYER_OPS[L->kind];
         memset(&need[i], 0, sizeof need[i]);
         if (ops->work_need) ops->work_need(L, cap, &need[i]);
-        if (L->kind != L_FLATTEN) nf += 2 * out_n(L) * cap; /* output and its gradient (flatten aliases) */
+        if (L->kind != L_FLATTEN && !L->fused) nf += 2 * out_n(L) * cap; /* output and gradient (flatten, fused ReLUs alias) */
         nf += need[i].aux;
         ni += need[i].iaux;
         if (need[i].col > col) col = need[i].col;
@@ -33,7 +32,8 @@ Work *work_create(const Model *m, int cap) {
     w->col_n = col;
     w->tmp_n = tmp;
     nf += T * (col + tmp) + (long)(T - 1) * m->n_params;
-    w->mem = xcalloc((size_t)nf, sizeof(float));
+    w->mem_n = (size_t)nf * sizeof(float);
+    w->mem = big_alloc(w->mem_n);
     w->imem = xcalloc((size_t)(ni ? ni : 1), sizeof(int32_t));
     float *p = w->mem;
     int32_t *q = w->imem;
@@ -45,7 +45,7 @@ Work *work_create(const Model *m, int cap) {
     for (int i = 0; i < m->nl; i++) {
         const Layer *L = &m->L[i];
         long o = out_n(L) * cap;
-        if (L->kind == L_FLATTEN) {
+        if (L->kind == L_FLATTEN || L->fused) {
             w->act[i] = L->in < 0 ? w->x : w->act[L->in];
             w->grad[i] = L->in < 0 ? w->dx : w->grad[L->in];
             continue;
@@ -56,18 +56,22 @@ Work *work_create(const Model *m, int cap) {
         if (need[i].aux) { w->aux[i] = p; p += need[i].aux; }
     }
     CHECK(p == w->mem + nf);
-    /* OpenBLAS 0.3.21 builds its small-matrix sgemm kernels for these cores only */
-    const char *core = blas_core();
-    w->dw_split = core && (strcasecmp(core, "cooperlake") == 0 || strcasecmp(core, "skylakex") == 0 ||
-                           strcasecmp(core, "sapphirerapids") == 0);
     w->pool = T > 1 ? pool_create(T) : NULL;
+    for (int i = 0; i < m->nl; i++)
+        if (LAYER_OPS[m->L[i].kind]->work_init) {
+            w->lx_kind[i] = m->L[i].kind;
+            LAYER_OPS[m->L[i].kind]->work_init(m, w, i);
+        }
     return w;
 }
 
 void work_free(Work *w) {
     if (!w) return;
+    for (int i = 0; i < MAX_LAYERS; i++)
+        if (w->lx[i]) LAYER_OPS[w->lx_kind[i]]->work_fini(w, i);
+    conv_dnnl_work_free(w);
     pool_free(w->pool);
-    free(w->mem);
+    big_free(w->mem, w->mem_n);
     free(w->imem);
     free(w);
 }

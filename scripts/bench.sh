@@ -3,13 +3,22 @@
 #
 #   training samples/s (Fashion-MNIST, 60k, 1 epoch, SGD lr 0.01 momentum 0.9, batch 128) for mlp and
 #   lenet5; PGD-10 images/s (10k test images, eps 0.1, alpha 0.01 on both sides, random start, batch
-#   128); resnet20 (width 1) training on 32x32 synthetic data (Concord only); at 1 and 2 threads;
+#   128); the paper's conv nets resnet20, vgg16 and alexnet on 32x32x3 synthetic data against
+#   ../shared/reference/torch_convnets.py (training samples/s; PGD-10 eps 8/255 alpha 2/255 images/s;
+#   APGD-CE-100 eps 8/255, Concord only: the reference has no APGD); at 1 and 2 threads;
 #   GFLOP/s as a share of the sgemm peak measured in this run; peak resident memory; and "bg", the
 #   CPUs other processes used meanwhile (> ~0.1: the figure is contaminated, rerun on a quiet machine);
 #   and the sgemm-only ceiling (concord bench --what ceiling): the speed if nothing but sgemm cost time.
 #
+# Every figure is given per second of wall time and per CPU-second of the process (the robust one on a
+# shared machine); the header names the OpenBLAS core, oneDNN's instruction set and the CPU's vector
+# extensions; the table ends with issue 17's targets, met or missed (1 thread, per CPU-second).
+#
 # Environment: CONCORD_EXE (./concord), BENCH_THREADS ("1 2"), BENCH_REPEATS (1; medians over repeats), BENCH_RESNET_N (2560),
-#   BENCH_WAIT (seconds to wait for the machine to go quiet before each measurement, 60).
+#   BENCH_CONV_N (1024: vgg16 and alexnet training samples; PGD on a third as many, as the reference does),
+#   BENCH_CONV ("resnet20 vgg16 alexnet"), BENCH_APGD_N (128: APGD-CE-100 images; 0: no APGD), BENCH_WAIT (seconds to wait for the machine to go quiet before each
+#   measurement, 60), BENCH_HASWELL=1: behave as a Haswell-class CPU, both sides (OPENBLAS_CORETYPE=Haswell,
+#   ONEDNN_MAX_CPU_ISA=AVX2, LIBXSMM_TARGET=hsw, ATEN_CPU_CAPABILITY=avx2).
 # The reference's 2-thread figure uses the OpenMP OpenBLAS build when it is installed
 # (libopenblas0-openmp; with the pthread build torch's OpenMP pool and OpenBLAS fight over the cores);
 # the table says which build it used.
@@ -20,12 +29,20 @@ EXE=${CONCORD_EXE:-./concord}
 THREADS=${BENCH_THREADS:-1 2}
 R=${BENCH_REPEATS:-1}
 RN=${BENCH_RESNET_N:-2560}
+CN=${BENCH_CONV_N:-1024}
+AN=${BENCH_APGD_N:-128}
+CONV=${BENCH_CONV:-resnet20 vgg16 alexnet}
+if [ "${BENCH_HASWELL:-0}" = 1 ]; then
+  export OPENBLAS_CORETYPE=Haswell ONEDNN_MAX_CPU_ISA=AVX2 LIBXSMM_TARGET=hsw ATEN_CPU_CAPABILITY=avx2
+fi
 WAIT=${BENCH_WAIT:-60}
 OUT=$(mktemp -d /tmp/concord-bench.XXXXXX)
 trap 'rm -rf "$OUT"' EXIT
 
 REF="$(dirname "$REPO")/shared/reference/torch_ref.py"
 [ -f "$REF" ] || REF="$REPO/../shared/reference/torch_ref.py"
+[ -f "$REF" ] || REF=/work/shared/reference/torch_ref.py
+CREF="$(dirname "$REF")/torch_convnets.py"
 OMPLIB=/usr/lib/x86_64-linux-gnu/openblas-openmp
 
 if ! "$EXE" bench --help >/dev/null 2>&1; then
@@ -52,7 +69,10 @@ wait_quiet() {
   done
 }
 
-echo "bench: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), repeats $R, results in $OUT" >&2
+CPU="$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')"
+VEC="$(grep -m1 '^flags' /proc/cpuinfo | tr ' ' '\n' | grep -E '^(sse4_2|avx|avx2|fma|avx512f|avx512bw|avx512vl|avx512_vnni|avx512_bf16|amx_tile|avx_vnni)$' | tr '\n' ' ' | sed 's/ $//')"
+LOAD0="$(cut -d' ' -f1-3 /proc/loadavg)"
+echo "bench: $(nproc) cores, $CPU, repeats $R, load average $LOAD0, results in $OUT" >&2
 for T in $THREADS; do
   wait_quiet
   "$EXE" bench --what sgemm --threads "$T" | tee -a "$OUT/concord.txt" >&2
@@ -61,9 +81,23 @@ for T in $THREADS; do
     "$EXE" bench --what all --model "$M" --threads "$T" --repeats "$R" | tee -a "$OUT/concord.txt" >&2
     "$EXE" bench --what ceiling --model "$M" --threads "$T" | tee -a "$OUT/concord.txt" >&2
   done
-  wait_quiet
-  "$EXE" bench --what train --model resnet20 --dataset "synthetic:$RN:3x32x32:10" --threads "$T" --repeats "$R" \
-    | tee -a "$OUT/concord.txt" >&2
+  for M in $CONV; do
+    case $M in resnet20) N=$RN ;; *) N=$CN ;; esac
+    NB=$((N / 128)); PB=$((NB / 3)); [ "$PB" -ge 1 ] || PB=1
+    wait_quiet
+    W=train,pgd,apgd; [ "$AN" -gt 0 ] || W=train,pgd
+    "$EXE" bench --what $W --model "$M" --dataset "synthetic:$((NB * 128)):3x32x32:10" --test-limit $((PB * 128)) \
+      --apgd-limit "$AN" --eps 8/255 --alpha 2/255 --threads "$T" --repeats "$R" | tee -a "$OUT/concord.txt" >&2
+    if [ $have_torch = 1 ] && [ -f "$CREF" ]; then
+      wait_quiet
+      if [ "$T" -gt 1 ] && [ -d "$OMPLIB" ]; then
+        LD_LIBRARY_PATH=$OMPLIB /usr/bin/python3 "$CREF" --model "$M" --threads "$T" --batches "$NB" >>"$OUT/torchconv.jsonl"
+      else
+        /usr/bin/python3 "$CREF" --model "$M" --threads "$T" --batches "$NB" >>"$OUT/torchconv.jsonl"
+      fi
+      tail -n 2 "$OUT/torchconv.jsonl" >&2
+    fi
+  done
   if [ $have_torch = 1 ]; then
     for M in mlp lenet; do
       wait_quiet
@@ -94,18 +128,45 @@ for (m, t), rs in g.items():
 EOF
 fi
 touch "$OUT/torch.txt"
+# torch_convnets rows -> "torchc model threads phase per_s per_cpu_s bg" (medians over repeats of a phase)
+if [ -f "$OUT/torchconv.jsonl" ]; then
+  /usr/bin/python3 - "$OUT/torchconv.jsonl" >>"$OUT/torch.txt" <<'EOF'
+import json, statistics as st, sys
+g = {}
+for l in open(sys.argv[1]):
+    if l.startswith("{"):
+        r = json.loads(l)
+        g.setdefault((r["model"], r["threads"], r["phase"]), []).append(r)
+for (m, t, ph), rs in g.items():
+    print("torchc", m, t, ph, st.median(r["per_s"] for r in rs), st.median(r["per_cpu_s"] for r in rs), max(r["bg_cpus"] for r in rs))
+EOF
+fi
 
-cat "$OUT/concord.txt" "$OUT/torch.txt" | awk '
+cat "$OUT/concord.txt" "$OUT/torch.txt" | awk -v cpu="$CPU" -v ncpu="$(nproc)" -v vec="$VEC" -v load0="$LOAD0" \
+  -v load1="$(cut -d' ' -f1-3 /proc/loadavg)" -v conv="$CONV" \
+  -v env="OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-} OPENBLAS_L2_SIZE=${OPENBLAS_L2_SIZE:-} ONEDNN_MAX_CPU_ISA=${ONEDNN_MAX_CPU_ISA:-} LIBXSMM_TARGET=${LIBXSMM_TARGET:-} ATEN_CPU_CAPABILITY=${ATEN_CPU_CAPABILITY:-}" '
 function kv(s, k,   i, a, n) { n = split(s, a, " "); for (i = 1; i <= n; i++) if (index(a[i], k "=") == 1) return substr(a[i], length(k) + 2); return "" }
 function rat(a, b) { return (a != "" && b != "" && b > 0) ? sprintf("%.2fx", a / b) : "-" }
 function pct(g, t) { return (g != "" && peak[t] > 0) ? sprintf("%.0f%%", 100 * g / peak[t]) : "-" }
 function val(x, f) { return x == "" ? "-" : sprintf(f, x) }
-$1 == "bench" && kv($0, "what") == "sgemm" { peak[kv($0, "threads")] = kv($0, "gflops"); T[kv($0, "threads")] = 1 }
-$1 == "bench" && kv($0, "what") == "train" { k = kv($0, "model") SUBSEP kv($0, "threads"); tr[k] = kv($0, "samples_per_s"); tg[k] = kv($0, "gflops"); tb[k] = kv($0, "bg"); rss[k] = kv($0, "maxrss_mib"); tc[k] = kv($0, "n") / kv($0, "cpu_s") }
-$1 == "bench" && kv($0, "what") == "pgd" { k = kv($0, "model") SUBSEP kv($0, "threads"); pg[k] = kv($0, "images_per_s"); pgg[k] = kv($0, "gflops"); pb[k] = kv($0, "bg"); rss[k] = kv($0, "maxrss_mib") }
+function target(what, a, b, want,   r) {
+  if (a == "" || b == "" || b <= 0) { printf("- %s: not measured\n", what); return }
+  r = a / b; printf("- %s: %.2fx (target %.2fx): %s\n", what, r, want, r >= want ? "met" : "MISSED")
+}
+$1 == "bench" && kv($0, "what") == "sgemm" { t = kv($0, "threads"); peak[t] = kv($0, "gflops"); T[t] = 1; core[t] = kv($0, "core"); isa = kv($0, "dnnl_isa") }
+$1 == "bench" && kv($0, "what") == "train" { k = kv($0, "model") SUBSEP kv($0, "threads"); tr[k] = kv($0, "samples_per_s"); tg[k] = kv($0, "gflops"); tgc[k] = kv($0, "gflops") * kv($0, "n") / kv($0, "samples_per_s") / kv($0, "cpu_s"); tb[k] = kv($0, "bg"); rss[k] = kv($0, "maxrss_mib"); tc[k] = kv($0, "n") / kv($0, "cpu_s") }
+$1 == "bench" && kv($0, "what") == "pgd" { k = kv($0, "model") SUBSEP kv($0, "threads"); pg[k] = kv($0, "images_per_s"); pgg[k] = kv($0, "gflops"); pb[k] = kv($0, "bg"); rss[k] = kv($0, "maxrss_mib"); pc[k] = kv($0, "n") / kv($0, "cpu_s") }
+$1 == "bench" && kv($0, "what") == "apgd" { k = kv($0, "model") SUBSEP kv($0, "threads"); ag[k] = kv($0, "images_per_s"); ac[k] = kv($0, "n") / kv($0, "cpu_s"); as[k] = kv($0, "grad_steps_per_image"); af[k] = kv($0, "full_images_per_s"); ab[k] = kv($0, "bg") }
 $1 == "bench" && kv($0, "what") == "ceiling" { k = kv($0, "model") SUBSEP kv($0, "threads"); ct[k] = kv($0, "train_samples_per_s"); cp[k] = kv($0, "pgd_images_per_s"); cg[k] = kv($0, "train_gflops") }
 $1 == "torch" { k = $2 SUBSEP $3; ttr[k] = $4; tpg[k] = $5; ttg[k] = $6; tpgg[k] = $7; trss[k] = $8; ttb[k] = $9; tpb[k] = $10; tlib[$3] = $11; ttc[k] = $12 }
+$1 == "torchc" && $4 == "train" { k = $2 SUBSEP $3; ttr[k] = $5; ttc[k] = $6; ttb[k] = $7 }
+$1 == "torchc" && $4 == "pgd10" { k = $2 SUBSEP $3; tpg[k] = $5; tpc[k] = $6; tpb[k] = $7 }
 END {
+  nc = split(conv, cm, " ")
+  print ""
+  printf("Machine: %s, %d cores; vector extensions: %s; OpenBLAS core:", cpu, ncpu, vec)
+  for (t = 1; t <= 64; t++) if (t in T) printf(" %s (%d thread%s)", core[t], t, t > 1 ? "s" : "")
+  printf("; oneDNN ISA: %s; overrides: %s; load average %s at the start, %s at the end\n", isa, env, load0, load1)
   print ""
   print "| threads | work | Concord | PyTorch 1.13 | Concord / PyTorch | Concord GFLOP/s (% of sgemm peak) | PyTorch GFLOP/s (% of peak) | peak RSS MiB Concord / PyTorch | bg CPUs Concord / PyTorch |"
   print "|---|---|---|---|---|---|---|---|---|"
@@ -117,22 +178,59 @@ END {
       m = ms[i]; k = m SUBSEP t
       printf("| %d | %s training, samples/s | %s | %s | %s | %s (%s) | %s (%s) | %s / %s | %s / %s |\n", t, m, val(tr[k], "%.0f"), val(ttr[k], "%.0f"),
              rat(tr[k], ttr[k]), val(tg[k], "%.1f"), pct(tg[k], t), val(ttg[k], "%.1f"), pct(ttg[k], t), val(rss[k], "%.0f"), val(trss[k], "%.0f"), val(tb[k], "%.2f"), val(ttb[k], "%.2f"))
-      printf("| %d | %s training, samples per CPU-second (robust to time-slicing by other processes) | %s | %s | %s | | | | |\n", t, m,
+      printf("| %d | %s training, samples per CPU-second | %s | %s | %s | | | | |\n", t, m,
              val(tc[k], "%.0f"), val(ttc[k], "%.0f"), rat(tc[k], ttc[k]))
-      printf("| %d | %s PGD-10, images/s | %s | %s | %s | %s (%s) | %s (%s) | | %s / %s |\n", t, m, val(pg[k], "%.0f"), val(tpg[k], "%.0f"),
+      printf("| %d | %s PGD-10 (eps 0.1), images/s | %s | %s | %s | %s (%s) | %s (%s) | | %s / %s |\n", t, m, val(pg[k], "%.0f"), val(tpg[k], "%.0f"),
              rat(pg[k], tpg[k]), val(pgg[k], "%.1f"), pct(pgg[k], t), val(tpgg[k], "%.1f"), pct(tpgg[k], t), val(pb[k], "%.2f"), val(tpb[k], "%.2f"))
+      printf("| %d | %s PGD-10, images per CPU-second (the reference does not record it) | %s | - | - | | | | |\n", t, m, val(pc[k], "%.0f"))
     }
     for (i = 1; i <= 2; i++) {
       m = ms[i]; k = m SUBSEP t
       printf("| %d | %s sgemm-only ceiling (its products timed alone): training samples/s, PGD-10 images/s | %s, %s | | | %s (%s) | | | |\n", t, m,
              val(ct[k], "%.0f"), val(cp[k], "%.0f"), val(cg[k], "%.1f"), pct(cg[k], t))
     }
-    k = "resnet20" SUBSEP t
-    printf("| %d | resnet20 training (32x32 synthetic), samples/s | %s | n/a | | %s (%s) | | %s / - | %s / - |\n", t, val(tr[k], "%.0f"), val(tg[k], "%.1f"), pct(tg[k], t), val(rss[k], "%.0f"), val(tb[k], "%.2f"))
+    for (i = 1; i <= nc; i++) {
+      m = cm[i]; k = m SUBSEP t
+      printf("| %d | %s training (32x32x3 synthetic), samples/s | %s | %s | %s | %s (%s) | | %s / - | %s / %s |\n", t, m, val(tr[k], "%.1f"), val(ttr[k], "%.1f"),
+             rat(tr[k], ttr[k]), val(tg[k], "%.1f"), pct(tg[k], t), val(rss[k], "%.0f"), val(tb[k], "%.2f"), val(ttb[k], "%.2f"))
+      printf("| %d | %s training, samples per CPU-second | %s | %s | %s | | | | |\n", t, m, val(tc[k], "%.1f"), val(ttc[k], "%.1f"), rat(tc[k], ttc[k]))
+      printf("| %d | %s PGD-10 (eps 8/255, alpha 2/255), images/s | %s | %s | %s | %s (%s) | | | %s / %s |\n", t, m, val(pg[k], "%.1f"), val(tpg[k], "%.1f"),
+             rat(pg[k], tpg[k]), val(pgg[k], "%.1f"), pct(pgg[k], t), val(pb[k], "%.2f"), val(tpb[k], "%.2f"))
+      printf("| %d | %s PGD-10, images per CPU-second | %s | %s | %s | | | | |\n", t, m, val(pc[k], "%.1f"), val(tpc[k], "%.1f"), rat(pc[k], tpc[k]))
+      if (ag[k] != "") printf("| %d | %s APGD-CE-100 (eps 8/255), images/s; per CPU-second; gradient steps per image; images/s at all 100 steps | %s; %s; %s; %s | n/a | | | | | %s / - |\n", t, m,
+             val(ag[k], "%.1f"), val(ac[k], "%.1f"), val(as[k], "%.1f"), val(af[k], "%.2f"), val(ab[k], "%.2f"))
+    }
   }
   for (t = 2; t <= 64; t++) if ((t in T) && (1 in T)) {
-    printf("\nscaling %d threads / 1 thread: Concord mlp %s, lenet5 %s, resnet20 %s; PyTorch (%s) mlp %s, lenet5 %s\n", t,
-           rat(tr["mlp" SUBSEP t], tr["mlp" SUBSEP 1]), rat(tr["lenet5" SUBSEP t], tr["lenet5" SUBSEP 1]), rat(tr["resnet20" SUBSEP t], tr["resnet20" SUBSEP 1]),
-           (t in tlib) ? tlib[t] : "-", rat(ttr["mlp" SUBSEP t], ttr["mlp" SUBSEP 1]), rat(ttr["lenet5" SUBSEP t], ttr["lenet5" SUBSEP 1]))
+    printf("\nscaling %d threads / 1 thread (wall): Concord mlp %s, lenet5 %s / PGD %s", t,
+           rat(tr["mlp" SUBSEP t], tr["mlp" SUBSEP 1]), rat(tr["lenet5" SUBSEP t], tr["lenet5" SUBSEP 1]), rat(pg["lenet5" SUBSEP t], pg["lenet5" SUBSEP 1]))
+    for (i = 1; i <= nc; i++) printf(", %s %s / PGD %s", cm[i], rat(tr[cm[i] SUBSEP t], tr[cm[i] SUBSEP 1]), rat(pg[cm[i] SUBSEP t], pg[cm[i] SUBSEP 1]))
+    printf("; PyTorch (%s) mlp %s, lenet5 %s", (t in tlib) ? tlib[t] : "-", rat(ttr["mlp" SUBSEP t], ttr["mlp" SUBSEP 1]), rat(ttr["lenet5" SUBSEP t], ttr["lenet5" SUBSEP 1]))
+    for (i = 1; i <= nc; i++) printf(", %s %s / PGD %s", cm[i], rat(ttr[cm[i] SUBSEP t], ttr[cm[i] SUBSEP 1]), rat(tpg[cm[i] SUBSEP t], tpg[cm[i] SUBSEP 1]))
+    printf("\n")
+  }
+  if (1 in T) {
+    print "\nissue 17 targets, 1 thread, batch 128 (Concord / PyTorch per CPU-second unless said):"
+    for (i = 1; i <= nc; i++) {
+      m = cm[i]; k = m SUBSEP 1
+      if (m == "resnet18") continue
+      target(m " training", tc[k], ttc[k], 1.5)
+      target(m " PGD-10", pc[k], tpc[k], 1.5)
+    }
+    k = "lenet5" SUBSEP 1
+    target("lenet5 training", tc[k], ttc[k], 2.5)
+    target("lenet5 PGD-10 (wall: the reference records no CPU time for it)", pg[k], tpg[k], 3.0)
+    for (i = 1; i <= nc; i++) if (cm[i] == "vgg16" || cm[i] == "alexnet") {
+      k = cm[i] SUBSEP 1
+      if (tg[k] == "" || !(peak[1] > 0)) printf("- %s training, share of the sgemm peak: not measured\n", cm[i])
+      else printf("- %s training, share of the sgemm peak: %.0f%% wall, %.0f%% per CPU-second (target 75%%): %s\n", cm[i], 100 * tg[k] / peak[1],
+                  100 * tgc[k] / peak[1], tgc[k] >= 0.75 * peak[1] ? "met" : "MISSED")
+    }
+    if (2 in T) {
+      target("resnet20 training, 2 threads / 1 (wall)", tr["resnet20" SUBSEP 2], tr["resnet20" SUBSEP 1], 1.8)
+      target("resnet20 PGD-10, 2 threads / 1 (wall)", pg["resnet20" SUBSEP 2], pg["resnet20" SUBSEP 1], 1.8)
+      target("lenet5 training, 2 threads / 1 (wall)", tr["lenet5" SUBSEP 2], tr["lenet5" SUBSEP 1], 1.8)
+      target("lenet5 PGD-10, 2 threads / 1 (wall)", pg["lenet5" SUBSEP 2], pg["lenet5" SUBSEP 1], 1.8)
+    }
   }
 }'

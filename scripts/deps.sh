@@ -1,6 +1,6 @@
 #!/bin/sh
 # deps.sh -- install the Debian packages Concord needs, only those missing (idempotent, apt-get only).
-#   scripts/deps.sh build   : compiler, pkg-config, OpenBLAS, libpng, SQLite, zlib, inih, gnuplot, data,
+#   scripts/deps.sh build   : compiler, pkg-config, OpenBLAS, oneDNN (convolutions), libxsmm (small products), libpng, SQLite, zlib, inih, gnuplot, data,
 #                             python3 + numpy (the JSON report check, concord import)
 #   scripts/deps.sh torch   : + python3-torch (fixtures, benchmark reference, ckpt_to_torch.py)
 #   scripts/deps.sh fuzz    : + clang (libFuzzer)
@@ -8,7 +8,7 @@
 #   scripts/deps.sh browser : + chromium (the HTML report test opens the report in headless Chromium; the test
 #                             runs this when chromium is missing and is skipped only when it cannot install)
 set -e
-want="gcc make pkg-config libopenblas-dev libpng-dev libsqlite3-dev zlib1g-dev libinih-dev gnuplot-nox dataset-fashion-mnist sqlite3 python3 python3-numpy"
+want="gcc make pkg-config libopenblas-dev libdnnl-dev libxsmm-dev libpng-dev libsqlite3-dev zlib1g-dev libinih-dev gnuplot-nox dataset-fashion-mnist sqlite3 python3 python3-numpy"
 case "${1:-build}" in
   build) ;;
   torch) want="$want python3-torch" ;;

@@ -6,7 +6,12 @@
  *       train: one epoch of the real trainer (train_run: SGD lr 0.01 momentum 0.9, batch 128, bp,
  *       shuffled, no validation, no alignment probe) on the first --limit training examples (0 = all);
  *       pgd: attack_evaluate with PGD-Linf eps 0.1, alpha --alpha, 10 steps, random start, true
- *       gradient, batch 128, on the model just trained (as the reference does).
+ *       gradient, batch 128, on the model just trained (as the reference does);
+ *       apgd: APGD-CE (Linf, --eps, --apgd-steps 100, 1 restart, batch 128) on the same model, against its
+ *       own predictions (so every example is attacked); an example is done once broken, so the line also
+ *       says how many gradient steps per image the run took (grad_steps_per_image) and the images/s that
+ *       makes at the full 100 steps (full_images_per_s).
+ *       W may be a comma list (train,pgd,apgd); all = train,pgd.
  *   concord bench --what ceiling --model M [--threads T]
  *       the sgemm-only ceiling: the products of one training / PGD step timed alone (gemm_ceiling).
  *
@@ -184,7 +189,7 @@ static Model *fresh_model(const char *arch, const Dataset *d, uint64_t seed) {
 
 int cmd_bench(int argc, char **argv) {
     static const OptSpec opts[] = {
-        {"what", "W", "sgemm | train | pgd | all (train then pgd on the trained model) | ceiling (sgemm-only bound)", "all"},
+        {"what", "W", "sgemm | train | pgd | apgd | all (train then pgd on the trained model) | ceiling (sgemm-only bound); train,pgd,apgd lists", "all"},
         {"model", "M", "architecture", "lenet5"},
         {"dataset", "D", "dataset (as for concord train)", "fashion-mnist"},
         {"data-dir", "DIR", "dataset directory", NULL},
@@ -193,14 +198,17 @@ int cmd_bench(int argc, char **argv) {
         {"test-limit", "N", "PGD examples (0 = all of the test split)", "0"},
         {"repeats", "R", "timed repeats (median reported)", "1"},
         {"alpha", "X", "PGD step size", "0.01"},
-        {"eps", "X", "PGD radius", "0.1"},
+        {"eps", "X", "PGD and APGD radius", "0.1"},
+        {"apgd-steps", "N", "APGD-CE iterations", "100"},
+        {"apgd-limit", "N", "APGD examples (0 = as for PGD)", "0"},
         {0},
     };
     Args a;
     int pr = args_parse(&a, "bench", "--what sgemm|train|pgd|all [--model M] [--threads T] [options]", opts, argc, argv);
     if (pr) return pr > 0 ? 0 : err_die();
-    long threads, limit, tlimit, repeats;
+    long threads, limit, tlimit, repeats, asteps, alimit;
     if (arg_int(&a, "threads", 0, 256, &threads) < 0 || arg_int(&a, "limit", 0, 100000000, &limit) < 0 ||
+        arg_int(&a, "apgd-steps", 1, 100000, &asteps) < 0 || arg_int(&a, "apgd-limit", 0, 100000000, &alimit) < 0 ||
         arg_int(&a, "test-limit", 0, 100000000, &tlimit) < 0 || arg_int(&a, "repeats", 1, 100, &repeats) < 0)
         return err_die();
     if (threads > 0) openblas_set_num_threads((int)threads);
@@ -208,7 +216,8 @@ int cmd_bench(int argc, char **argv) {
     int T = blas_threads();
     if (str_eq(what, "sgemm")) {
         double peak = bench_sgemm();
-        printf("bench what=sgemm threads=%d core=%s gflops=%.2f maxrss_mib=%.1f\n", T, blas_core(), peak, maxrss_mib());
+        printf("bench what=sgemm threads=%d core=%s dnnl_isa=%s gflops=%.2f maxrss_mib=%.1f\n", T, blas_core(),
+               conv_isa_name(), peak, maxrss_mib());
         return 0;
     }
     if (str_eq(what, "ceiling")) {
@@ -226,8 +235,19 @@ int cmd_bench(int argc, char **argv) {
         model_free(m);
         return 0;
     }
-    int do_train = str_eq(what, "train") || str_eq(what, "all"), do_pgd = str_eq(what, "pgd") || str_eq(what, "all");
-    if (!do_train && !do_pgd) { err_set("--what %s: use sgemm, train, pgd or all", what); return err_die(); }
+    int do_train = 0, do_pgd = 0, do_apgd = 0;
+    for (const char *p = what; *p;) {
+        size_t l = strcspn(p, ",");
+        if ((l == 5 && !strncmp(p, "train", 5)) || (l == 3 && !strncmp(p, "all", 3))) do_train = 1;
+        if ((l == 3 && !strncmp(p, "pgd", 3)) || (l == 3 && !strncmp(p, "all", 3))) do_pgd = 1;
+        if (l == 4 && !strncmp(p, "apgd", 4)) do_apgd = 1;
+        if (!((l == 5 && !strncmp(p, "train", 5)) || (l == 3 && (!strncmp(p, "all", 3) || !strncmp(p, "pgd", 3))) ||
+              (l == 4 && !strncmp(p, "apgd", 4)))) {
+            err_set("--what %s: use sgemm, ceiling, train, pgd, apgd (or a comma list of the last three) or all", what);
+            return err_die();
+        }
+        p += l + (p[l] == ',');
+    }
 
     Dataset train, test;
     if (dataset_open(arg_str(&a, "dataset"), arg_str(&a, "data-dir"), SPLIT_TRAIN, &train) < 0) return err_die();
@@ -297,6 +317,52 @@ int cmd_bench(int argc, char **argv) {
         double ips = median(v, R), cs = median(cpu, R);
         printf("bench what=pgd model=%s threads=%d batch=%d n=%d steps=%d alpha=%g images_per_s=%.1f gflops=%.2f cpu_s=%.3f bg=%.2f maxrss_mib=%.1f\n",
                arch, T, p.batch, test.n, p.steps, p.alpha, ips, ips * (p.steps * fstep + ffwd) / 1e9, cs, bg_pgd, maxrss_mib());
+    }
+    if (do_apgd) {
+        AttackParams p;
+        attack_params_default(&p);
+        attack_params_apply(&p, attack_find("apgd-ce"));
+        p.steps = (int)asteps;
+        p.restarts = 1;
+        p.batch = to.batch;
+        if (attack_set_eps(&p, arg_str(&a, "eps")) < 0) goto done;
+        if (alimit > 0 && alimit < test.n) test.n = (int)alimit;
+        { /* labels := the model's own predictions, so that every example is attacked (clean accuracy 1):
+             the bench models are barely trained, and APGD skips the examples they already get wrong */
+            const long D = (long)test.c * test.h * test.w, K = m->L[m->out].c;
+            Work *w = work_create(m, 128);
+            for (long i = 0; i < test.n; i += 128) {
+                int nb = test.n - i < 128 ? (int)(test.n - i) : 128;
+                const float *z = model_forward(m, w, test.x + i * D, nb, FWD_INFER);
+                for (int j = 0; j < nb; j++) {
+                    int best = 0;
+                    for (int c = 1; c < K; c++) if (z[(long)j * K + c] > z[(long)j * K + best]) best = c;
+                    test.y[i + j] = best;
+                }
+            }
+            work_free(w);
+        }
+        double bg = 0, *st = xcalloc((size_t)R, sizeof(double));
+        EvalCounts ec = {0};
+        for (int r = 0; r < R; r++) {
+            long long f0, b0, f1, b1;
+            model_pass_counts(&f0, &b0);
+            double t0 = now_seconds(), c0 = cpu_seconds();
+            Phase ph = phase_begin();
+            if (attack_evaluate(m, NULL, &test, 0, &p, NULL, NULL, NULL, &ec) < 0) { free(st); goto done; }
+            v[r] = test.n / (now_seconds() - t0);
+            cpu[r] = cpu_seconds() - c0;
+            model_pass_counts(&f1, &b1);
+            st[r] = (double)(b1 - b0) / test.n;
+            double b = phase_bg(&ph);
+            if (b > bg) bg = b;
+        }
+        double ips = median(v, R), cs = median(cpu, R), spi = median(st, R);
+        free(st);
+        printf("bench what=apgd model=%s threads=%d batch=%d n=%d steps=%d eps=%g images_per_s=%.2f cpu_s=%.3f "
+               "grad_steps_per_image=%.1f full_images_per_s=%.2f clean=%.4f robust=%.4f bg=%.2f maxrss_mib=%.1f\n",
+               arch, T, p.batch, test.n, p.steps, p.eps, ips, cs, spi, spi > 0 ? ips * spi / p.steps : 0,
+               ec.n ? (double)ec.n_clean_ok / ec.n : 0, ec.n ? (double)ec.n_robust_ok / ec.n : 0, bg, maxrss_mib());
     }
     rc = 0;
 done:

@@ -1,7 +1,10 @@
-/* conv.c -- L_CONV: 2-d convolution, any kernel / stride / padding, as im2col + gemm (im2col.h). The
- * rule seam as for linear layers (linear.c): the input gradient goes through B (col2im(B^T dy)), or D e
- * for a direct rule; weight and bias gradients are exact.
+/* conv.c -- L_CONV: 2-d convolution, any kernel / stride / padding. Two paths, chosen per model by its
+ * layout (layout.c): a layer whose output is channel-blocked runs oneDNN's direct kernels
+ * (conv_dnnl.c, the default); an NCHW one runs im2col + gemm, here (the reference path, and what a model
+ * takes when it cannot be blocked). The rule seam as for linear layers (linear.c): the input gradient
+ * goes through B (col2im(B^T dy)), or D e for a direct rule; weight and bias gradients are exact.
  *
+ * The im2col path:
  * Convolutions run one sample at a time: the sample's column matrix stays in the L2 cache (no
  * (KC, N*P) matrix travels through memory), and the product (OC, P) is already NCHW, so neither the
  * output nor the incoming gradient is reshuffled. Only layers with tiny outputs (P < 64 pixels, e.g.
@@ -13,6 +16,7 @@
 #include <string.h>
 
 #include "harness/gemm.h"
+#include "harness/layers/conv_dnnl.h"
 #include "harness/layers/im2col.h"
 #include "harness/layers/kernels.h"
 #include "harness/layers/layer.h"
@@ -30,15 +34,18 @@ static long im2col_pad_n(const Layer *L) {
     return L->stride == 1 && L->pad > 0 ? (long)L->ic * (L->ih + 2 * L->pad) * (L->iw + 2 * L->pad) : 0;
 }
 
-static void conv_work_need(const Layer *L, int cap, WorkNeed *n) {
-    long S = conv_chunk(L, cap), P = (long)L->h * L->w;
-    n->col = (long)L->ic * L->k * L->k * S * P;
-    n->tmp = (long)L->c * S * P;
-    if (im2col_pad_n(L) > n->tmp) n->tmp = im2col_pad_n(L); /* im2col_s1's buffer (one-sample chunks) */
-    if ((long)L->c * L->ic * L->k * L->k > n->tmp) n->tmp = (long)L->c * L->ic * L->k * L->k; /* a dW term */
+/* per-thread scratch: col (KC, S*P); tmp = [xpad or a chunk's dy (C, S*P)] [dy^T (S*P, C)] [dW^T (KC, C)] */
+static long im2col_tmp_head(const Layer *L, int cap) {
+    long S = conv_chunk(L, cap), P = (long)L->h * L->w, n = (long)L->c * S * P;
+    return im2col_pad_n(L) > n ? im2col_pad_n(L) : n;
+}
+static void im2col_work_need(const Layer *L, int cap, WorkNeed *n) {
+    long S = conv_chunk(L, cap), P = (long)L->h * L->w, KC = (long)L->ic * L->k * L->k;
+    n->col = KC * S * P;
+    n->tmp = im2col_tmp_head(L, cap) + (long)L->c * S * P + KC * L->c;
 }
 
-static void conv_forward(Model *m, Work *w, int i, long b0, long b1, int t) {
+static void im2col_forward(Model *m, Work *w, int i, long b0, long b1, int t) {
     Span sp = span_of(m, w, i, b0, b1);
     const Layer *L = sp.L;
     if (sp.nb <= 0) return;
@@ -70,8 +77,8 @@ static void conv_forward(Model *m, Work *w, int i, long b0, long b1, int t) {
     }
 }
 
-static void conv_backward(Model *m, Work *w, int i, const float *dout, int flags, int assign, long b0, long b1,
-                          long bstart, int t) {
+static void im2col_backward(Model *m, Work *w, int i, const float *dout, int flags, int assign, long b0, long b1,
+                            long bstart, int t) {
     Span sp = span_of(m, w, i, b0, b1);
     const Layer *L = sp.L;
     const int need_dx = need_dx_of(m, L, flags), want_params = (flags & BW_PARAMS) && L->trainable && !L->frozen;
@@ -82,6 +89,7 @@ static void conv_backward(Model *m, Work *w, int i, const float *dout, int flags
     if (sp.nb == 0) return;
     const int P = L->h * L->w, KC = L->ic * L->k * L->k, S = conv_chunk(L, w->cap);
     float *col = w->col + t * w->col_n, *tmp = w->tmp + t * w->tmp_n;
+    float *gT = tmp + im2col_tmp_head(L, w->cap), *dWt = gT + (long)L->c * S * P;
     for (long s = 0; s < sp.nb; s += S) {
         int ns = (int)(sp.nb - s < S ? sp.nb - s : S), NP = ns * P;
         const float *g = sp.dy + s * sp.on; /* (OC, NP) layout needed: one sample already is */
@@ -91,20 +99,14 @@ static void conv_backward(Model *m, Work *w, int i, const float *dout, int flags
             g = tmp;
         }
         if (want_params) {
+            /* dW^T (+)= col dy^T, both as stored for libxsmm (gemm.c, which takes B untransposed); the
+               call's sum goes into dW once, below */
+            for (int c = 0; c < L->c; c++)
+                for (int p = 0; p < NP; p++) gT[(long)p * L->c + c] = g[(long)c * NP + p];
             if (ns == 1 && L->stride == 1) im2col_s1(L, sp.x + s * sp.inn, tmp, col);
             else im2col(L, ns, sp.x + s * sp.inn, col);
+            gemm(0, 0, KC, L->c, NP, 1.0f, col, NP, gT, L->c, s == 0 ? 0.0f : 1.0f, dWt, L->c);
             const int first = b0 + s == bstart;
-            if (first || ns > 1 || !w->dw_split || (double)L->c * KC * NP > 1e6)
-                gemm(0, 1, L->c, KC, NP, 1.0f, g, NP, col, NP, first ? 0.0f : 1.0f, dW, KC);
-            else { /* dW += this sample's product, formed with beta 0 in tmp (free when ns == 1): with
-                      beta 1 OpenBLAS 0.3.21 sends e.g. lenet5 conv2's 16x150x100 product down its
-                      packing path (perf: sgemm_incopy 6% of lenet5 training); beta 0 takes the
-                      small-matrix kernel (M*N*K <= 1e6, where it applies). Only on the cores that have
-                      those kernels (w->dw_split), where the values are bitwise unchanged; elsewhere (e.g.
-                      OpenBLAS's Haswell kernels) it would only add work and round differently. */
-                gemm(0, 1, L->c, KC, NP, 1.0f, g, NP, col, NP, 0.0f, tmp, KC);
-                row_add(dW, tmp, (long)L->c * KC);
-            }
             if (db)
                 for (int c = 0; c < L->c; c++) db[c] = (first ? 0.0f : db[c]) + (float)sum_f64(g + (long)c * NP, NP);
         }
@@ -117,13 +119,46 @@ static void conv_backward(Model *m, Work *w, int i, const float *dout, int flags
             }
         }
     }
+    if (want_params) { /* dW = dW^T^T for the thread's first samples, dW += after */
+        const int first = b0 == bstart;
+        for (int c = 0; c < L->c; c++)
+            for (int r = 0; r < KC; r++) {
+                float v = dWt[(long)r * L->c + c];
+                dW[(long)c * KC + r] = first ? v : dW[(long)c * KC + r] + v;
+            }
+    }
     if (need_dx && direct) layer_direct_dx(m, L, dout, sp.dx, assign, b0, sp.nb);
 }
 
 /* one sample per product runs in sample groups; chunked products, and a direct rule's projection (one
  * product over the slice), need the whole slice */
-static int conv_grouped(const Layer *L, int cap, int backward) {
+static int im2col_grouped(const Layer *L, int cap, int backward, int flags) {
     return conv_chunk(L, cap) == 1 && !(backward && L->fb_direct);
+}
+
+/* ---- the kind: each op goes to the layer's path ---- */
+
+static void conv_forward(Model *m, Work *w, int i, long b0, long b1, int t) {
+    if (m->L[i].blk) conv_dnnl_forward(m, w, i, b0, b1, t);
+    else im2col_forward(m, w, i, b0, b1, t);
+}
+static void conv_backward(Model *m, Work *w, int i, const float *dout, int flags, int assign, long b0, long b1,
+                          long bstart, int t) {
+    if (m->L[i].blk) conv_dnnl_backward(m, w, i, dout, flags, assign, b0, b1, bstart, t);
+    else im2col_backward(m, w, i, dout, flags, assign, b0, b1, bstart, t);
+}
+static int conv_grouped(const Model *m, const Layer *L, int cap, int backward, int flags) {
+    return L->blk ? conv_dnnl_grouped(m, L, cap, backward, flags) : im2col_grouped(L, cap, backward, flags);
+}
+static void conv_work_need(const Layer *L, int cap, WorkNeed *n) {
+    if (L->blk) conv_dnnl_work_need(L, cap, n);
+    else im2col_work_need(L, cap, n);
+}
+static void conv_work_init(const Model *m, Work *w, int i) {
+    if (m->L[i].blk) conv_dnnl_init(m, w, i);
+}
+static void conv_prepare(Model *m, Work *w, int i, int backward, int flags, int t) {
+    if (m->L[i].blk) conv_dnnl_prepare(m, w, i, backward, flags, t);
 }
 
 const LayerOps LAYER_CONV = {
@@ -133,4 +168,7 @@ const LayerOps LAYER_CONV = {
     .stores_dx = 1,
     .grouped = conv_grouped,
     .work_need = conv_work_need,
+    .work_init = conv_work_init,
+    .work_fini = conv_dnnl_fini,
+    .prepare = conv_prepare,
 };

@@ -12,7 +12,12 @@
  *   - weight gradients are WRITTEN (not accumulated) into m->grads for thread 0 and into the thread's
  *     partial block w->gpart for thread t > 0 (layer_grads), starting at the thread's first sample bstart;
  *   - nothing allocates: scratch comes from the Work, sized by work_need.
- * Shape letters: N batch, C channels, H, W, P = H*W output pixels, KC = IC*K*K (a conv's column rows).
+ *   - a node is stored NCHW or channel-blocked (Layer.blk, layout.c): a kind that keeps its input's
+ *     layout reads and writes both, with the padding lanes (channels c..cp-1) kept at zero;
+ *   - passes may call prepare (before a pass: e.g. reorder the weights for the kernels) and kinds may keep
+ *     state in the Work (work_init/work_fini, w->lx[i]).
+ * Shape letters: N batch, C channels, H, W, P = H*W output pixels, KC = IC*K*K (a conv's column rows),
+ * V the channel block, cp the channels as stored.
  */
 #ifndef CONCORD_LAYER_H
 #define CONCORD_LAYER_H
@@ -36,22 +41,35 @@ typedef struct LayerOps {
     /* samples [b0, b1) on thread t, bstart = the thread's first sample; NULL when backward_batch is used */
     void (*backward)(Model *m, Work *w, int i, const float *dout, int flags, int assign, long b0, long b1, long bstart,
                      int t);
-    /* the whole batch, part t of T (batch-norm); NULL: none */
-    void (*backward_batch)(Model *m, Work *w, int i, int flags, int t, int T);
+    /* the whole batch, part t of T (batch-norm), assign as for backward; NULL: none */
+    void (*backward_batch)(Model *m, Work *w, int i, int flags, int assign, int t, int T);
     /* can store (rather than add) its input gradient as the first writer of the buffer */
     int stores_dx;
+    /* the whole batch in backward_batch when this says so (NULL: always, if backward_batch is set) */
+    int (*batch_backward)(const Layer *L, int train, int flags);
     /* 0 when the kind must see a thread's whole slice at once (one product over the slice) rather than
-       groups of PASS_GROUP samples; NULL = always groups. backward: asked for the backward pass */
-    int (*grouped)(const Layer *L, int cap, int backward);
+       groups of PASS_GROUP samples; NULL = always groups. backward: asked for the backward pass with flags */
+    int (*grouped)(const Model *m, const Layer *L, int cap, int backward, int flags);
     /* extra Work memory; NULL = none */
     void (*work_need)(const Layer *L, int cap, WorkNeed *n);
+    /* the kind's own state in a Work (w->lx[i]), made by work_create and freed by work_free; NULL = none */
+    void (*work_init)(const Model *m, Work *w, int i);
+    void (*work_fini)(Work *w, int i);
+    /* once before each pass, on thread t (layers spread over the Work's threads): backward 0/1, flags of
+       the backward pass; NULL = nothing to do */
+    void (*prepare)(Model *m, Work *w, int i, int backward, int flags, int t);
 } LayerOps;
 
 extern const LayerOps *const LAYER_OPS[L_KIND_COUNT]; /* table.c; indexed by LayerKind */
 
 /* ---- what the kinds share ---- */
-static inline long out_n(const Layer *L) { return (long)L->c * L->h * L->w; }   /* per sample */
-static inline long in_n(const Layer *L) { return (long)L->ic * L->ih * L->iw; }  /* per sample */
+static inline long out_n(const Layer *L) { return (long)L->cp * L->h * L->w; }   /* per sample, as stored */
+static inline long in_n(const Layer *L) { return (long)L->icp * L->ih * L->iw; }  /* per sample, as stored */
+static inline int round_up_blk(int c, int v) { return v ? (c + v - 1) / v * v : c; }
+/* offset of channel c at pixel q (of HW) within one sample stored with block V (0: NCHW) */
+static inline long blk_off(int V, long HW, int c, long q) {
+    return V ? ((long)(c / V) * HW + q) * V + c % V : (long)c * HW + q;
+}
 static inline const float *node_act(const Work *w, int i) { return i < 0 ? w->x : w->act[i]; }
 static inline float *node_grad(Work *w, int i) { return i < 0 ? w->dx : w->grad[i]; }
 /* layer L's input gradient is needed in this pass (for the input, or for a trainable layer below) */
@@ -95,5 +113,19 @@ void layer_direct_dx(Model *m, const Layer *L, const float *dout, float *dx, int
 int add_need_dx2(const Model *m, const Layer *L, int flags);
 /* samples per conv product: 1, or enough that P * S >= 64 columns (conv.c) */
 int conv_chunk(const Layer *L, int cap);
+/* the channel block of the convolution path in use: V > 0 for oneDNN's blocked kernels, 0 for the
+ * im2col + gemm path (conv_dnnl.c; CONCORD_CONV=im2col or conv_path_set) */
+int conv_block(void);
+/* fuse.c: set every layer's fused/relu_in/relu_out (model_finalize calls it, after layout_plan) */
+void fuse_plan(Model *m);
+/* layout.c: set every layer's blk/iblk/cp/icp (model_finalize calls it) */
+void layout_plan(Model *m);
+/* layout.c: dst (+)= src for nb samples of C channels x HW pixels, src stored with block sv (0: NCHW) and
+ * scp channels, dst with dv and dcp; assign: dst = 0 + src, and a blocked dst's padding lanes = 0 */
+void layout_move(float *dst, int dv, int dcp, const float *src, int sv, int scp, int C, long HW, long nb, int assign);
+/* conv_dnnl.c: 1 when oneDNN has optimised kernels for layer L in its planned layouts */
+int conv_dnnl_supported(const Layer *L);
+/* conv_dnnl.c: the Work's oneDNN streams and scratchpads (work_free) */
+void conv_dnnl_work_free(Work *w);
 
 #endif

@@ -18,7 +18,7 @@ void layer_grads(Model *m, Work *w, const Layer *L, int t, int zero, float **dW,
 
 /* DFA: the input receives D e, D = B shaped (D_in, K), e = the output error */
 void layer_direct_dx(Model *m, const Layer *L, const float *dout, float *dx, int assign, long b0, long nb) {
-    int K = model_out_dim(m), inn = (int)in_n(L);
+    int K = model_out_dim(m), inn = layer_in_dim(L); /* D e is NCHW-shaped (conv_dnnl.c moves it) */
     gemm(0, 1, (int)nb, inn, K, 1.0f, dout + b0 * K, K, L->B, K, assign ? 0.0f : 1.0f, dx, inn);
 }
 
@@ -54,7 +54,7 @@ static void linear_backward(Model *m, Work *w, int i, const float *dout, int fla
 }
 
 /* one product over a thread's whole slice: never in sample groups */
-static int linear_grouped(const Layer *L, int cap, int backward) { return 0; }
+static int linear_grouped(const Model *m, const Layer *L, int cap, int backward, int flags) { return 0; }
 
 const LayerOps LAYER_LINEAR = {
     .name = "linear",

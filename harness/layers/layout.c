@@ -1,0 +1,99 @@
+/* layout.c -- where each node's values are stored in a Work: NCHW, or channel-blocked nChwVc for the
+ * convolutional part of a network (see layer.h's Layer fields blk, cp). Decided once per model, at
+ * model_finalize, from the convolution path in use (conv_block): with oneDNN's direct kernels
+ * (conv_dnnl.c), V = the ISA's vector width in floats (16 with AVX-512, 8 with AVX2), and the
+ * convolutions, batch-norm, ReLU, pools and residual adds between them all work on blocked tensors,
+ * one vector of V channels per pixel, with no reordering between layers. Measured (docs/performance.md):
+ * oneDNN's direct kernels run at 150-200 GFLOP/s on one AVX-512 core on blocked tensors, its NCHW path
+ * at 25-120.
+ *
+ * The plan: a conv's output is blocked; a kind that keeps its input's layout (batch-norm, ReLU, tanh,
+ * dropout, pools, add) follows its input; global average pooling, and a pool whose output is
+ * flattened, write NCHW (they convert). A node that must be NCHW for its consumer (linear, flatten with
+ * spatial extent, normalisation) and is not produced by a converting kind, or an add of two layouts,
+ * makes the whole model NCHW: correct everywhere, and the convolutions then take the im2col path. So
+ * does a convolution for which oneDNN has only reference loops in these layouts (channel counts that
+ * are small and not a multiple of V, as LeNet-5's: conv_dnnl_supported). */
+#include <string.h>
+
+#include "harness/layers/layer.h"
+
+
+static int keeps_layout(LayerKind k) {
+    return k == L_BN || k == L_RELU || k == L_TANH || k == L_DROPOUT || k == L_MAXPOOL || k == L_AVGPOOL || k == L_ADD;
+}
+
+/* 1 when consumer j can read a blocked input */
+static int reads_blocked(const Model *m, int j) {
+    const Layer *L = &m->L[j];
+    if (L->kind == L_CONV || L->kind == L_GAP || keeps_layout(L->kind)) return 1;
+    return 0;
+}
+
+static void set_plain(Model *m) {
+    for (int i = 0; i < m->nl; i++) {
+        Layer *L = &m->L[i];
+        L->blk = L->iblk = 0;
+        L->cp = L->c;
+        L->icp = L->ic;
+    }
+}
+
+/* one forward sweep: conv outputs blocked unless to_plain, layout-keeping kinds follow their input
+ * (a pool in to_plain converts), GAP converts; 0, or -1 when the two inputs of an add differ */
+static int propagate(Model *m, int V, const unsigned char *to_plain) {
+    for (int i = 0; i < m->nl; i++) {
+        Layer *L = &m->L[i];
+        int ib = L->in < 0 ? 0 : m->L[L->in].blk;
+        L->iblk = ib;
+        L->blk = L->kind == L_CONV ? V : keeps_layout(L->kind) && !to_plain[i] ? ib : 0;
+        if (L->kind == L_ADD && (L->in2 < 0 ? 0 : m->L[L->in2].blk) != ib) return -1;
+    }
+    return 0;
+}
+
+void layout_plan(Model *m) {
+    set_plain(m);
+    const int V = conv_block();
+    if (!V) return;
+    unsigned char to_plain[MAX_LAYERS] = {0};
+    for (;;) {
+        if (propagate(m, V, to_plain) < 0) { set_plain(m); return; }
+        /* a blocked node read by a kind that needs NCHW (linear, flatten, normalisation): a pool converts
+           (and the sweep runs again), anything else makes the model NCHW */
+        int again = 0;
+        for (int j = 0; j < m->nl; j++) {
+            int i = m->L[j].in;
+            if (i < 0 || !m->L[i].blk || reads_blocked(m, j)) continue;
+            if (m->L[i].kind != L_MAXPOOL && m->L[i].kind != L_AVGPOOL) { set_plain(m); return; }
+            to_plain[i] = 1;
+            again = 1;
+        }
+        if (!again) break;
+    }
+    for (int i = 0; i < m->nl; i++) {
+        Layer *L = &m->L[i];
+        L->cp = round_up_blk(L->c, L->blk);
+        L->icp = round_up_blk(L->ic, L->iblk);
+    }
+    /* and oneDNN must have real kernels for every convolution in these layouts */
+    for (int i = 0; i < m->nl; i++)
+        if (m->L[i].kind == L_CONV && !conv_dnnl_supported(&m->L[i])) { set_plain(m); return; }
+}
+
+/* dst (+)= src for nb samples of C channels x HW pixels, src stored with block sv (0: NCHW) and scp
+ * channels, dst with dv and dcp; assign: dst = 0 + src, padding lanes of a blocked dst set to 0 */
+void layout_move(float *dst, int dv, int dcp, const float *src, int sv, int scp, int C, long HW, long nb, int assign) {
+    for (long b = 0; b < nb; b++) {
+        float *db = dst + b * dcp * HW;
+        const float *sb = src + b * scp * HW;
+        if (assign && dcp > C) memset(db, 0, sizeof(float) * dcp * HW);
+        for (int c = 0; c < C; c++)
+            for (long q = 0; q < HW; q++) {
+                float *o = db + blk_off(dv, HW, c, q);
+                float v = sb[blk_off(sv, HW, c, q)];
+                *o = assign ? 0.0f + v : *o + v;
+            }
+    }
+}
+

@@ -1,0 +1,273 @@
+/* test_conv_paths.c -- the two convolution paths against each other: oneDNN's direct kernels on
+ * channel-blocked tensors (the default, layers/conv_dnnl.c + layout.c) and im2col + OpenBLAS on NCHW
+ * (the reference, layers/conv.c, itself checked against the naive gemm and finite differences in
+ * test_engine.c). Same model, same seed, same batch: logits, input gradients (true and through the
+ * rule's feedback, a direct rule's projection included), every parameter gradient and the batch-norm
+ * running statistics must agree to float32 rounding of different summation orders. Also: the layout
+ * plan blocks every conv net of the zoo, padding lanes stay exactly zero, and two threads agree with one. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "harness/gemm.h"
+#include "harness/loss.h"
+#include "harness/model.h"
+#include "rules/build.h"
+#include "tests/test.h"
+
+typedef struct Case { const char *arch; int c, h, w; float width; } Case;
+
+/* the blocked conv nets of the zoo, widths chosen so that some channel counts are multiples of the
+ * block and some are padded (19, 24, 58... channels: padding lanes in every kind of layer) */
+static const Case CASES[] = {
+    {"alexnet", 3, 8, 8, 0.3f}, {"alexnet", 3, 8, 8, 0.25f}, {"vgg16", 3, 32, 32, 0.3f},
+    {"resnet18", 2, 8, 8, 0.25f}, {"resnet20", 3, 8, 8, 1}, {"resnet20", 3, 8, 8, 1.5f},
+};
+
+static int g_fuse = 1; /* fold ReLUs into their neighbours in the models make() builds */
+
+static Model *make(const Case *k, const char *rule, int path) {
+    conv_path_set(path);
+    relu_fusion_set(g_fuse);
+    ModelSpec s;
+    model_spec_default(&s, k->arch, k->c, k->h, k->w, 5);
+    s.width = k->width;
+    RuleOpts ro;
+    rule_opts_default(&ro);
+    ro.seed = 7;
+    Model *m = model_create(&s, rule_find(rule), &ro, 3);
+    conv_path_set(CONV_DNNL);
+    relu_fusion_set(1);
+    CHECK(m != NULL);
+    /* non-trivial batch-norm parameters and statistics */
+    for (int i = 0; i < m->nl; i++)
+        if (m->L[i].kind == L_BN)
+            for (int c = 0; c < m->L[i].c; c++) {
+                m->L[i].gamma[c] = 0.7f + 0.05f * (c % 7);
+                m->L[i].beta[c] = 0.02f * (c % 5) - 0.04f;
+                m->L[i].run_mean[c] = 0.03f * (c % 3);
+                m->L[i].run_var[c] = 0.8f + 0.1f * (c % 4);
+            }
+    return m;
+}
+
+static int blocked_convs(const Model *m) {
+    int n = 0;
+    for (int i = 0; i < m->nl; i++) n += m->L[i].kind == L_CONV && m->L[i].blk > 0;
+    return n;
+}
+
+/* One pass on both models: forward in `mode`, backward with `flags`; compare what it produced. */
+typedef struct Out { float *logits, *dx, *grads, *stats; long nk, nd, np, ns; } Out;
+
+static Out run(Model *m, int threads, int n, int mode, int flags) {
+    Out o;
+    int K = model_out_dim(m), D = model_in_dim(m);
+    Rng r;
+    rng_seed(&r, 11, 3, 0);
+    float *x = xmalloc(sizeof(float) * n * D), *d = xmalloc(sizeof(float) * n * K);
+    int32_t *y = xmalloc(sizeof(int32_t) * n);
+    for (long j = 0; j < (long)n * D; j++) x[j] = rng_uniform(&r);
+    for (int j = 0; j < n; j++) y[j] = (int32_t)rng_below(&r, (uint32_t)K);
+    blas_set_threads(threads);
+    Work *w = work_create(m, n);
+    blas_set_threads(1);
+    w->drop_seed = 5;
+    w->drop_count = 1;
+    float *out = model_forward(m, w, x, n, mode);
+    loss_softmax_ce(out, y, n, K, 1.0f / n, d, NULL, NULL);
+    o.nk = (long)n * K;
+    o.logits = xmalloc(sizeof(float) * o.nk);
+    memcpy(o.logits, out, sizeof(float) * o.nk);
+    memset(m->grads, 0, sizeof(float) * m->n_params);
+    model_refresh_feedback(m);
+    model_backward(m, w, d, flags);
+    o.nd = (long)n * D;
+    o.dx = xmalloc(sizeof(float) * o.nd);
+    memcpy(o.dx, w->dx, sizeof(float) * o.nd);
+    o.np = m->n_params;
+    o.grads = xmalloc(sizeof(float) * (o.np + 1));
+    memcpy(o.grads, m->grads, sizeof(float) * o.np);
+    o.ns = 0;
+    for (int i = 0; i < m->nl; i++) o.ns += m->L[i].kind == L_BN ? 2 * m->L[i].c : 0;
+    o.stats = xmalloc(sizeof(float) * (o.ns + 1));
+    for (int i = 0, k = 0; i < m->nl; i++)
+        if (m->L[i].kind == L_BN) {
+            memcpy(o.stats + k, m->L[i].run_mean, sizeof(float) * m->L[i].c);
+            memcpy(o.stats + k + m->L[i].c, m->L[i].run_var, sizeof(float) * m->L[i].c);
+            k += 2 * m->L[i].c;
+        }
+    work_free(w);
+    free(x); free(d); free(y);
+    return o;
+}
+static void out_free(Out *o) { free(o->logits); free(o->dx); free(o->grads); free(o->stats); }
+
+static double max_abs(const float *v, long n) {
+    double s = 0;
+    for (long j = 0; j < n; j++) s = fabs(v[j]) > s ? fabs(v[j]) : s;
+    return s;
+}
+/* scale: the size the rounding errors are relative to (0: the tensor's own largest value) */
+static void close_to_scaled(const char *what, const float *a, const float *b, long n, double scale) {
+    double *bd = xmalloc(sizeof(double) * (n + 1));
+    if (max_abs(b, n) > scale) scale = max_abs(b, n);
+    for (long j = 0; j < n; j++) bd[j] = b[j];
+    /* float32 sums of up to a few thousand terms in two orders: relative 1e-4 of the tensor's scale */
+    T_ALLCLOSE(what, a, bd, n, 1e-4 * scale + 1e-7, 1e-3);
+    free(bd);
+}
+static void close_to(const char *what, const float *a, const float *b, long n) { close_to_scaled(what, a, b, n, 0); }
+
+static int g_corrupt; /* the canary: one wrong input-gradient element on the blocked path */
+
+/* the model under test (oneDNN, ReLUs fused) and its reference: the im2col path, or (fusion_ref) the same
+ * path with every ReLU a layer of its own */
+static void compare_ex(const Case *k, const char *rule, int mode, int flags, int threads, int fusion_ref) {
+    Model *a = make(k, rule, CONV_DNNL), *b;
+    if (fusion_ref) { g_fuse = 0; b = make(k, rule, CONV_DNNL); g_fuse = 1; }
+    else b = make(k, rule, CONV_IM2COL);
+    int fa = 0, fb = 0;
+    for (int i = 0; i < a->nl; i++) { fa += a->L[i].fused; fb += b->L[i].fused; }
+    if (fusion_ref) T_ASSERT_MSG(fa > 0 && fb == 0, "%s: fused ReLUs %d / %d", k->arch, fa, fb);
+    else T_ASSERT_MSG(blocked_convs(a) > 0 && blocked_convs(b) == 0, "%s: layouts blocked %d / %d", k->arch,
+                      blocked_convs(a), blocked_convs(b));
+    Out oa = run(a, threads, 6, mode, flags), ob = run(b, 1, 6, mode, flags);
+    if (g_corrupt) oa.dx[oa.nd / 2] *= 1.01f;
+    char what[160];
+    const char *tag = mode ? "train" : "infer";
+    snprintf(what, sizeof what, "%s w%.3g %s %s flags %d T%d logits", k->arch, k->width, rule, tag, flags, threads);
+    close_to(what, oa.logits, ob.logits, oa.nk);
+    if (flags & BW_INPUT) {
+        snprintf(what, sizeof what, "%s w%.3g %s %s flags %d T%d d/dx", k->arch, k->width, rule, tag, flags, threads);
+        close_to(what, oa.dx, ob.dx, oa.nd);
+    }
+    if (flags & BW_PARAMS) {
+        for (int t = 0; t < a->ntensors; t++) {
+            const Tensor *T = &a->tensors[t];
+            if (T->kind != TK_PARAM) continue;
+            long off = T->data - a->params;
+            snprintf(what, sizeof what, "%s w%.3g %s %s T%d d/d%s", k->arch, k->width, rule, tag, threads, T->name);
+            /* a bias gradient is a sum of the output gradient, whose rounding is relative to the layer's
+               weight gradient (and before a training batch-norm it is zero but for rounding) */
+            double scale = 0;
+            if (t > 0 && strstr(T->name, ".bias") && a->tensors[t - 1].kind == TK_PARAM)
+                scale = max_abs(ob.grads + (a->tensors[t - 1].data - a->params), a->tensors[t - 1].n);
+            close_to_scaled(what, oa.grads + off, ob.grads + off, T->n, scale);
+        }
+    }
+    snprintf(what, sizeof what, "%s w%.3g %s running statistics", k->arch, k->width, tag);
+    close_to(what, oa.stats, ob.stats, oa.ns);
+    out_free(&oa); out_free(&ob);
+    model_free(a); model_free(b);
+}
+static void compare(const Case *k, const char *rule, int mode, int flags, int threads) {
+    compare_ex(k, rule, mode, flags, threads, 0);
+}
+
+TEST(conv_paths_agree_on_every_architecture) {
+    for (size_t i = 0; i < ARRAY_LEN(CASES); i++)
+        for (int mode = 0; mode < 2; mode++) {
+            compare(&CASES[i], "bp", mode, BW_PARAMS | BW_INPUT | BW_TRUE, 1);
+            compare(&CASES[i], "bp", mode, BW_INPUT | BW_TRUE, 1);
+        }
+}
+
+/* the rule seam on both paths: feedback through B (fa, usf), a direct projection (dfa) */
+static void corrupted_compare(void) {
+    g_corrupt = 1;
+    compare(&CASES[4], "bp", 0, BW_INPUT | BW_TRUE, 1);
+    g_corrupt = 0;
+}
+TEST(conv_paths_canary_flags_one_wrong_value) { T_ASSERT(test_expect_failure(corrupted_compare)); }
+
+TEST(conv_paths_agree_through_feedback) {
+    static const char *rules[] = {"fa", "usf", "dfa"};
+    for (size_t r = 0; r < ARRAY_LEN(rules); r++) {
+        compare(&CASES[0], rules[r], 1, BW_PARAMS | BW_INPUT, 1);
+        compare(&CASES[5], rules[r], 1, BW_PARAMS | BW_INPUT, 1);
+        compare(&CASES[2], rules[r], 0, BW_INPUT, 1);
+    }
+}
+
+TEST(conv_paths_agree_with_two_threads) {
+    compare(&CASES[0], "bp", 1, BW_PARAMS | BW_INPUT | BW_TRUE, 2);
+    compare(&CASES[5], "bp", 1, BW_PARAMS | BW_INPUT | BW_TRUE, 2);
+    compare(&CASES[5], "bp", 0, BW_INPUT | BW_TRUE, 2);
+}
+
+/* every conv of alexnet, vgg16, resnet18, resnet20 blocked; LeNet-5 (conv2 reads 6 channels, for which
+ * oneDNN has only reference loops on blocked tensors) NCHW throughout */
+TEST(layout_blocks_every_conv_net_of_the_zoo) {
+    static const char *archs[] = {"lenet5", "alexnet", "vgg16", "resnet18", "resnet20"};
+    for (size_t i = 0; i < ARRAY_LEN(archs); i++) {
+        Case k = {archs[i], 3, 32, 32, 1};
+        if (str_eq(archs[i], "lenet5")) { k.c = 1; k.h = k.w = 28; }
+        Model *m = make(&k, "bp", CONV_DNNL);
+        int convs = 0;
+        for (int j = 0; j < m->nl; j++) convs += m->L[j].kind == L_CONV;
+        int want = str_eq(archs[i], "lenet5") ? 0 : convs;
+        T_ASSERT_MSG(blocked_convs(m) == want, "%s: %d of %d convolutions blocked", archs[i], blocked_convs(m), convs);
+        /* the classifier reads NCHW */
+        for (int j = 0; j < m->nl; j++)
+            if (m->L[j].kind == L_LINEAR || m->L[j].kind == L_FLATTEN)
+                T_ASSERT_MSG(m->L[j].iblk == 0, "%s: layer %d (%s) reads a blocked tensor", archs[i], j, m->L[j].name);
+        model_free(m);
+    }
+}
+
+/* every blocked node's padding lanes are exactly zero after a training step's forward and backward */
+TEST(blocked_padding_lanes_stay_zero) {
+    const Case *ks[] = {&CASES[0], &CASES[2], &CASES[5]};
+    for (size_t c = 0; c < ARRAY_LEN(ks); c++) {
+        Model *m = make(ks[c], "bp", CONV_DNNL);
+        int n = 5, K = model_out_dim(m), D = model_in_dim(m);
+        Work *w = work_create(m, n);
+        Rng r;
+        rng_seed(&r, 1, 3, 0);
+        float *x = xmalloc(sizeof(float) * n * D), *d = xmalloc(sizeof(float) * n * K);
+        for (long j = 0; j < (long)n * D; j++) x[j] = rng_uniform(&r);
+        for (long j = 0; j < (long)n * K; j++) d[j] = rng_uniform(&r) - 0.5f;
+        for (int mode = 0; mode < 2; mode++) {
+            model_forward(m, w, x, n, mode);
+            model_backward(m, w, d, BW_PARAMS | BW_INPUT | BW_TRUE);
+            long bad = 0, padded = 0;
+            for (int i = 0; i < m->nl; i++) {
+                const Layer *L = &m->L[i];
+                if (!L->blk || L->cp == L->c || L->kind == L_FLATTEN) continue;
+                padded++;
+                long hw = (long)L->h * L->w, on = layer_out_n(L);
+                for (int b = 0; b < n; b++)
+                    for (int ch = L->c; ch < L->cp; ch++)
+                        for (long q = 0; q < hw; q++) {
+                            long o = b * on + ((long)(ch / L->blk) * hw + q) * L->blk + ch % L->blk;
+                            bad += w->act[i][o] != 0.0f || w->grad[i][o] != 0.0f;
+                        }
+            }
+            T_ASSERT_MSG(padded > 0, "%s: no padded node to check", ks[c]->arch);
+            T_ASSERT_MSG(bad == 0, "%s mode %d: %ld padding values are not zero", ks[c]->arch, mode, bad);
+        }
+        work_free(w);
+        free(x); free(d);
+        model_free(m);
+    }
+}
+
+/* ReLUs folded into pools (relu_in), batch-norm, residual adds and oneDNN convolutions (relu_out) give
+ * what separate ReLU layers give: every blocked architecture, and LeNet-5 on the im2col path */
+TEST(relu_fusion_matches_separate_relus) {
+    for (size_t i = 0; i < ARRAY_LEN(CASES); i++)
+        for (int mode = 0; mode < 2; mode++) compare_ex(&CASES[i], "bp", mode, BW_PARAMS | BW_INPUT | BW_TRUE, 1, 1);
+    Case lenet = {"lenet5", 1, 16, 16, 1};
+    for (int mode = 0; mode < 2; mode++) {
+        g_fuse = 0;
+        Model *b = make(&lenet, "bp", CONV_IM2COL);
+        g_fuse = 1;
+        Model *a = make(&lenet, "bp", CONV_IM2COL);
+        Out oa = run(a, 1, 6, mode, BW_PARAMS | BW_INPUT | BW_TRUE), ob = run(b, 1, 6, mode, BW_PARAMS | BW_INPUT | BW_TRUE);
+        close_to("lenet5 fused logits", oa.logits, ob.logits, oa.nk);
+        close_to("lenet5 fused d/dx", oa.dx, ob.dx, oa.nd);
+        close_to("lenet5 fused parameter gradients", oa.grads, ob.grads, oa.np);
+        out_free(&oa); out_free(&ob);
+        model_free(a); model_free(b);
+    }
+}
