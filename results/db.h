@@ -25,7 +25,7 @@
 #include "attacks/attack.h"
 #include "harness/train.h"
 
-#define DB_SCHEMA_VERSION 4
+#define DB_SCHEMA_VERSION 5
 
 typedef struct Db Db;
 struct sqlite3;

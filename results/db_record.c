@@ -270,7 +270,7 @@ static int eval_insert(Db *db, const DbEval *e, const AttackParams *p, const Eva
         "transfer_ckpt", "transfer_run", "transfer_hash", "eot", "queries", "p_init", "seed", "batch",
         "n", "n_clean_ok", "n_robust_ok", "n_flipped", "n_zero_grad", "mean_linf", "mean_l2", "mean_loss",
         "seconds", "queries_max", "flags", "host", "git_rev", "task", "bits", "topk", "n_db", "map_clean", "map_adv",
-        "prec_clean", "prec_adv", "tmap_clean", "tmap_adv", "mean_hamming", "outcomes", "created"};
+        "prec_clean", "prec_adv", "tmap_clean", "tmap_adv", "mean_hamming", "outcomes", "stage", "created"};
     enum { NCOL = (int)ARRAY_LEN(cols) };
     char sql[4096];
     int k = snprintf(sql, sizeof sql, "INSERT INTO evals(");
@@ -340,6 +340,7 @@ static int eval_insert(Db *db, const DbEval *e, const AttackParams *p, const Eva
     }
     if (e->outcomes && e->outcomes_bytes > 0) sqlite3_bind_blob64(st, i++, e->outcomes, (sqlite3_uint64)e->outcomes_bytes, SQLITE_STATIC);
     else sqlite3_bind_null(st, i++);
+    sqlite3_bind_int(st, i++, p->stage); /* 0, or k: AutoAttack's ensemble after its k-th component */
     CHECK(i == NCOL);
     rc = sqlite3_step(st);
     if (rc == SQLITE_ROW) *id = sqlite3_column_int64(st, 0);

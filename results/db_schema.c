@@ -12,6 +12,10 @@
  * A new file is created as v1 and migrated, so every migration runs on every fresh database.
  *   v4  evals gain outcomes (the per-example BLOB, outcomes.h); runs gain cpu; Square's source is stored as
  *       black-box; eval_view labels a transfer source by its surrogate's rule and kind.
+ *   v5  evals gain stage: 0 for an evaluation of its own, k >= 1 for the row AutoAttack records after its
+ *       k-th component (the ensemble so far, not the component alone); eval_view carries it. Older
+ *       component rows are recognised by their suite job key (".../autoattack.apgd-t/...") or, recorded
+ *       by `concord attack` without one, by their place just before their ensemble's row.
  * Each migration step runs inside the BEGIN IMMEDIATE transaction that bumps user_version (db.c), so a
  * crash mid-migration leaves the old version intact and two processes never migrate twice.
  */
@@ -189,6 +193,51 @@ static const char k_migrate_v3_v4[] =
     " FROM evals e LEFT JOIN runs r ON r.id = e.run_id LEFT JOIN runs s ON s.id = e.transfer_run;"
     ;
 
+/* v5: AutoAttack's component rows told apart from evaluations of their own (evals.stage; see above) */
+static const char k_migrate_v4_v5[] =
+    "ALTER TABLE evals ADD COLUMN stage INTEGER NOT NULL DEFAULT 0;"
+    "UPDATE evals SET stage = CASE attack WHEN 'apgd-ce' THEN 1 WHEN 'apgd-t' THEN 2 WHEN 'apgd-dlr' THEN 2"
+    " WHEN 'fab-t' THEN 3 WHEN 'square' THEN 4 ELSE 1 END"
+    " WHERE job_key LIKE '%/autoattack.%' OR job_key LIKE '%/autoattack-l2.%' OR job_key LIKE '%/autoattack-rand.%'"
+    " OR job_key LIKE '%/autoattack-rand-l2.%';"
+    /* recorded by concord attack (no job key): a component row sits right before its ensemble's row, same
+     * model, eps, norm and examples: standard apgd-ce, apgd-t, fab-t, square; rand apgd-ce, apgd-dlr */
+    "UPDATE evals SET stage = CASE attack WHEN 'apgd-ce' THEN 1 WHEN 'apgd-t' THEN 2 WHEN 'apgd-dlr' THEN 2"
+    " WHEN 'fab-t' THEN 3 ELSE 4 END"
+    " WHERE job_key IS NULL AND EXISTS(SELECT 1 FROM evals a WHERE a.attack = 'autoattack' AND a.job_key IS NULL"
+    "  AND a.eps = evals.eps AND a.norm = evals.norm AND a.n = evals.n"
+    "  AND coalesce(a.target_hash, '') = coalesce(evals.target_hash, '') AND ("
+    "   (evals.attack IN ('square', 'apgd-dlr') AND a.id = evals.id + 1)"
+    "   OR (evals.attack = 'fab-t' AND a.id = evals.id + 2)"
+    "   OR (evals.attack = 'apgd-t' AND a.id = evals.id + 3)"
+    "   OR (evals.attack = 'apgd-ce' AND a.id = evals.id + 4"
+    "       AND EXISTS(SELECT 1 FROM evals q WHERE q.id = evals.id + 1 AND q.attack = 'apgd-t'))"
+    "   OR (evals.attack = 'apgd-ce' AND a.id = evals.id + 2"
+    "       AND EXISTS(SELECT 1 FROM evals q WHERE q.id = evals.id + 1 AND q.attack = 'apgd-dlr'))));"
+    "DROP VIEW eval_view;"
+    "CREATE VIEW eval_view AS SELECT"
+    " e.id AS eval_id, e.job_key, e.run_id, r.kind, coalesce(r.rule, '?') AS rule, coalesce(r.model, '?') AS model,"
+    " coalesce(r.dataset, e.dataset, '?') AS dataset, e.dataset AS eval_dataset, e.split, r.init_seed, r.data_seed, r.rule_seed,"
+    " e.target_ckpt, e.task, e.attack, e.norm, e.eps_text, e.eps, e.alpha_text, e.alpha, e.steps, e.restarts, e.eot,"
+    " e.queries, e.targeted, e.stage, e.grad_source, e.transfer_run, s.rule AS source_rule, s.model AS source_model,"
+    " CASE WHEN e.task = 'hash' THEN 'hash-' || CASE WHEN e.targeted THEN 'targeted' ELSE 'untargeted' END"
+    "  || '-' || CASE WHEN e.attack = 'pgd' THEN 'pgd' || coalesce(e.steps, '') ELSE e.attack END"
+    "  ELSE CASE WHEN e.attack = 'pgd' THEN 'pgd' || coalesce(e.steps, '') ELSE e.attack END"
+    "  || CASE WHEN e.norm = 'l2' THEN '-l2' ELSE '' END"
+    "  || CASE WHEN e.targeted THEN '-targeted' ELSE '' END END AS attack_label,"
+    " CASE WHEN e.attack = 'square' THEN 'black-box'"
+    "  WHEN e.grad_source = 'transfer' THEN 'transfer:' || coalesce(s.rule || '-' || CASE s.kind WHEN 'train' THEN 'pretrain' ELSE s.kind END,"
+    "   'ckpt-' || substr(e.transfer_hash, 1, 8), '?')"
+    "  WHEN e.grad_source = 'feedback' AND e.eot > 1 THEN 'feedback-eot' || e.eot"
+    "  ELSE e.grad_source END AS source_label,"
+    " e.n, e.n_clean_ok, e.n_robust_ok, e.n_flipped, e.n_zero_grad, e.flags, e.seconds, e.created,"
+    " CASE WHEN e.n > 0 AND e.task = 'classify' THEN 1.0 * e.n_clean_ok / e.n END AS clean_acc,"
+    " CASE WHEN e.n > 0 AND e.task = 'classify' THEN 1.0 * e.n_robust_ok / e.n END AS robust_acc,"
+    " CASE WHEN e.n_clean_ok > 0 THEN 1.0 - 1.0 * e.n_robust_ok / e.n_clean_ok END AS attack_success_rate,"
+    " e.bits, e.topk, e.n_db, e.map_clean, e.map_adv, e.prec_clean, e.prec_adv, e.tmap_clean, e.tmap_adv, e.mean_hamming"
+    " FROM evals e LEFT JOIN runs r ON r.id = e.run_id LEFT JOIN runs s ON s.id = e.transfer_run;"
+    ;
+
 const DbMigration DB_MIGRATIONS[] = {
-    {0, k_schema_v1}, {1, k_migrate_v1_v2}, {2, k_migrate_v2_v3}, {3, k_migrate_v3_v4}};
+    {0, k_schema_v1}, {1, k_migrate_v1_v2}, {2, k_migrate_v2_v3}, {3, k_migrate_v3_v4}, {4, k_migrate_v4_v5}};
 _Static_assert(ARRAY_LEN(DB_MIGRATIONS) == DB_SCHEMA_VERSION, "one migration per schema version");

@@ -18,14 +18,12 @@
 #define KIND_TASK "(r.kind || CASE WHEN r.task = 'hash' THEN ' (hash)' ELSE '' END)"
 
 /* One evaluation per trained model and (attack, source, eps, norm): the latest on the largest example
- * set (as the reports count it). AutoAttack's component rows (the ensemble after each component, keyed
- * ".../autoattack.<component>/...") are left out: the AutoAttack row is the evaluation. */
+ * set (as the reports count it). AutoAttack's component rows (stage > 0: the ensemble after each component)
+ * are left out: the AutoAttack row is the evaluation. */
 #define ONE_PER_MODEL_CLASSIFY \
     "(SELECT * FROM (SELECT v.*, row_number() OVER (PARTITION BY coalesce(v.run_id, v.target_ckpt), v.attack_label," \
     " v.source_label, v.eps_text, v.norm ORDER BY v.n DESC, v.eval_id DESC) AS one FROM eval_view v" \
-    " WHERE v.task = 'classify' AND coalesce(v.job_key, '') NOT LIKE '%/autoattack.%'" \
-    " AND coalesce(v.job_key, '') NOT LIKE '%/autoattack-l2.%' AND coalesce(v.job_key, '') NOT LIKE '%/autoattack-rand.%'" \
-    " AND coalesce(v.job_key, '') NOT LIKE '%/autoattack-rand-l2.%') WHERE one = 1)"
+    " WHERE v.task = 'classify' AND v.stage = 0) WHERE one = 1)"
 
 typedef struct Fig {
     char name[256];    /* file base name */

@@ -62,11 +62,13 @@ typedef struct Cells { Cell *v; int n, cap; } Cells;
 #define BASE_RULE(kind, rule, ds, model) "CASE WHEN " PRETRAIN_IN_GROUP(kind, ds, model) " THEN " rule " || ' (pretrained)' ELSE " rule " END"
 
 /* One evaluation per trained model and (attack, source, eps, norm): the latest on the largest example
- * set. A model evaluated twice (say on 500 and then on 300 examples) is one replicate, never two seeds. */
+ * set. A model evaluated twice (say on 500 and then on 300 examples) is one replicate, never two seeds.
+ * AutoAttack's component rows (stage > 0: the ensemble after a component, not that attack alone) are
+ * left out: the AutoAttack row is the evaluation, and its Square row is not a standalone Square. */
 #define ONE_PER_MODEL(task) \
     "(SELECT * FROM (SELECT v.*, row_number() OVER (PARTITION BY coalesce(v.run_id, v.target_ckpt), v.attack_label," \
-    " v.source_label, v.eps_text, v.norm ORDER BY v.n DESC, v.eval_id DESC) AS one FROM eval_view v WHERE v.task = " task ")" \
-    " WHERE one = 1)"
+    " v.source_label, v.eps_text, v.norm ORDER BY v.n DESC, v.eval_id DESC) AS one FROM eval_view v WHERE v.task = " task \
+    " AND v.stage = 0) WHERE one = 1)"
 
 /* Cells of one task: classification (robust accuracy %) or hashing (attacked mAP %). */
 static int cells_load(Db *db, Cells *cs, int hash) {

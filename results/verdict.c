@@ -114,6 +114,7 @@ static int load(Db *db, ME **out, int *nout) {
         "SELECT e.id, e.run_id, r.kind, r.rule, r.model, r.dataset, coalesce(r.data_seed, -1), e.eps, e.eps_text, e.norm,"
         " v.source_label, e.outcomes FROM evals e JOIN runs r ON r.id = e.run_id JOIN eval_view v ON v.eval_id = e.id"
         " WHERE e.task = 'classify' AND e.outcomes IS NOT NULL AND r.status = 'finished'"
+        " AND e.stage = 0" /* AutoAttack's component rows are the ensemble so far: its own row stands for them */
         " ORDER BY e.run_id, e.norm, e.eps, e.id";
     sqlite3_stmt *st = NULL;
     if (sqlite3_prepare_v2(db_sqlite(db), sql, -1, &st, NULL) != SQLITE_OK)

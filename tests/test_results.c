@@ -673,7 +673,7 @@ TEST(query_cli) {
     free(out); free(err);
     char *a7[] = {"info", "--db", path, NULL};
     T_EQ_INT(run_cmd(cmd_db, a7, &out, &err), 0);
-    T_CONTAINS(out, "schema version  4");
+    T_CONTAINS(out, "schema version  5");
     T_CONTAINS(out, "evals           20 rows");
     T_CONTAINS(out, "finished 5");
     free(out); free(err);
@@ -681,7 +681,7 @@ TEST(query_cli) {
     tpath(fresh, sizeof fresh, "cli/fresh.db");
     char *a8[] = {"init", "--db", fresh, NULL};
     T_EQ_INT(run_cmd(cmd_db, a8, &out, &err), 0);
-    T_CONTAINS(out, "schema version 4");
+    T_CONTAINS(out, "schema version 5");
     free(out); free(err);
     char *a9[] = {"frobnicate", NULL};
     T_EQ_INT(run_cmd(cmd_db, a9, &out, &err), 1);

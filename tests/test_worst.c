@@ -218,3 +218,41 @@ TEST(worst_blob_matches_counts_of_a_real_attack) {
     T_EQ_INT(test_run(cmd, out, sizeof out), 0);
     T_CONTAINS(out, "lenet5,train,bp,0,linf,0.1,60");
 }
+
+/* AutoAttack's component rows (stage k: the ensemble after component k) are recorded with their stage
+ * and kept out of the reports: the masking report's Square column is the standalone Square, never
+ * AutoAttack's Square row (which is the whole ensemble); a v4 database's component rows recorded by
+ * `concord attack` (no job key) are recognised by the v5 migration from their place before the ensemble. */
+TEST(autoattack_component_rows_have_a_stage) {
+    char ck[600], db[600], cmd[3000], out[65536];
+    snprintf(ck, sizeof ck, "%s/aa-stage.ckpt", test_tmpdir());
+    snprintf(db, sizeof db, "%s/aa-stage.db", test_tmpdir());
+    snprintf(cmd, sizeof cmd, "%s train --model mlp --hidden 32 --dataset synthetic:400:1x8x8:4 --val 40 --epochs 2 --out %s"
+             " --db %s --quiet && %s attack --ckpt %s --attack square,autoattack --queries 50 --eps 0.1 --limit 40 --db %s --quiet",
+             test_exe(), ck, db, test_exe(), ck, db);
+    int rc = test_run(cmd, out, sizeof out);
+    T_ASSERT_MSG(rc == 0, "exit %d: %.2000s", rc, out);
+    /* standalone Square (stage 0), then apgd-ce, apgd-t, fab-t, square at stages 1-4, then the ensemble */
+    T_EQ_INT(t_sql_long(db, "SELECT count(*) FROM evals"), 6);
+    T_EQ_INT(t_sql_long(db, "SELECT group_concat(stage, '') FROM (SELECT stage FROM evals ORDER BY id)"), 12340);
+    long sq = t_sql_long(db, "SELECT n_robust_ok FROM evals WHERE attack = 'square' AND stage = 0");
+    long aa = t_sql_long(db, "SELECT n_robust_ok FROM evals WHERE attack = 'autoattack'");
+    T_ASSERT_MSG(sq > aa, "the test needs Square (50 queries) weaker than AutoAttack: %ld vs %ld", sq, aa);
+    /* the masking report's square column: the standalone Square's robust accuracy, not AutoAttack's */
+    char want[64];
+    snprintf(want, sizeof want, "| %.1f |", 100.0 * sq / 40);
+    snprintf(cmd, sizeof cmd, "%s query masking --db %s --format md", test_exe(), db);
+    T_EQ_INT(test_run(cmd, out, sizeof out), 0);
+    T_CONTAINS(out, want);
+    /* back to v4 (no stage column), then reopened: the migration finds the four component rows again */
+    sqlite3 *h = NULL;
+    T_EQ_INT(sqlite3_open(db, &h), SQLITE_OK);
+    T_EQ_INT(sqlite3_exec(h, "DROP VIEW eval_view; ALTER TABLE evals DROP COLUMN stage; CREATE VIEW eval_view AS SELECT 1;"
+                             " PRAGMA user_version = 4;", NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(h);
+    snprintf(cmd, sizeof cmd, "%s db init --db %s", test_exe(), db);
+    T_EQ_INT(test_run(cmd, out, sizeof out), 0);
+    T_CONTAINS(out, "schema version 5");
+    T_EQ_INT(t_sql_long(db, "SELECT group_concat(stage, '') FROM (SELECT stage FROM evals ORDER BY id)"), 12340);
+    T_EQ_INT(t_sql_long(db, "SELECT count(*) FROM eval_view WHERE stage > 0"), 4);
+}
