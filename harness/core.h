@@ -65,7 +65,8 @@ void install_interrupt_handlers(void);
  * With $CONCORD_FAULT = "NAME:K", the K-th time the process passes fault_point(NAME) it kills itself
  * with SIGKILL: no cleanup, no flush, exactly what kill -9 or a power cut leaves (tests/test_resume.c).
  * Unset (always, outside tests): nothing. Points: "epoch" (train/finetune, after an epoch's checkpoint
- * and records), "eval" (attack, after an evaluation is computed, before anything is recorded).
+ * and records), "epoch-row" (between an epoch's row and its checkpoint), "eval" (attack, after an
+ * evaluation is computed, before anything is recorded).
  * $CONCORD_DB_MAX_PAGES = N (results/db.c) caps a results database at N pages: the next write fails with
  * SQLITE_FULL, "database or disk is full", exactly as on a full disk. */
 void fault_point(const char *name);

@@ -39,7 +39,7 @@ typedef struct { unsigned long long ckpt, rows, evals; long nrows; int kills; } 
 
 /* Runs `concord ARGS --out CKPT --db DB --job-key K`, uninterrupted (kill = 0) or killed after every
  * epoch it completes and resumed until it finishes; then attacks the result (recorded under K/...). */
-static Outcome run_case(const char *tag, const char *args, int kill, int epochs) {
+static Outcome run_case(const char *tag, const char *args, int kill, int epochs) { /* kill: 0 none, 1, 2 (below) */
     char dir[600], ck[700], db[700], cmd[4096], out[8192];
     Outcome o = {0};
     snprintf(dir, sizeof dir, "%s/resume-%s", test_tmpdir(), tag);
@@ -48,8 +48,9 @@ static Outcome run_case(const char *tag, const char *args, int kill, int epochs)
     snprintf(ck, sizeof ck, "%s/model.ckpt", dir);
     snprintf(db, sizeof db, "%s/%s.db", test_tmpdir(), kill ? "killed" : "straight");
     for (int attempt = 0; attempt <= epochs + 1; attempt++) {
-        snprintf(cmd, sizeof cmd, "%s%s %s --out %s --db %s --job-key %s --resume --quiet", kill ? "CONCORD_FAULT=epoch:1 " : "",
-                 test_exe(), args, ck, db, tag);
+        /* kill 1: after every epoch; kill 2: once, between the second epoch's row and its checkpoint */
+        const char *fault = kill == 1 ? "CONCORD_FAULT=epoch:1 " : kill == 2 && attempt == 0 ? "CONCORD_FAULT=epoch-row:2 " : "";
+        snprintf(cmd, sizeof cmd, "%s%s %s --out %s --db %s --job-key %s --resume --quiet", fault, test_exe(), args, ck, db, tag);
         int rc = test_run(cmd, out, sizeof out);
         if (rc == 0) break;
         T_ASSERT_MSG(kill && rc == 128 + 9, "%s: exit %d (attempt %d): %.400s", tag, rc, attempt, out);
@@ -80,6 +81,17 @@ static void check_case(const char *tag, const char *args, int epochs) {
     T_ASSERT_MSG(a.nrows > epochs && a.rows == b.rows && a.nrows == b.nrows,
                  "%s: recorded rows differ (%ld vs %ld rows)", tag, a.nrows, b.nrows);
     T_ASSERT_MSG(a.evals && a.evals == b.evals, "%s: the evaluation of the resumed model differs", tag);
+}
+
+/* Killed after an epoch's row is recorded and before its checkpoint is written: the resumed run redoes
+ * that epoch and ends with the same rows and checkpoint (the other order lost the row for good). */
+TEST(resume_exact_kill_between_row_and_checkpoint) {
+    const char *tag = "row-ckpt", *args = "train --model lenet5 --dataset synthetic:480:1x16x16:4 --val 64 --epochs 4 --batch 32"
+                                         " --lr 0.002 --probe 8 --rule usf --momentum 0.9";
+    Outcome a = run_case(tag, args, 0, 4), b = run_case(tag, args, 2, 4);
+    T_EQ_INT(b.kills, 1);
+    T_ASSERT_MSG(a.ckpt && a.ckpt == b.ckpt, "the resumed checkpoint differs from the uninterrupted one");
+    T_ASSERT_MSG(a.nrows > 4 && a.rows == b.rows && a.nrows == b.nrows, "recorded rows differ (%ld vs %ld rows)", a.nrows, b.nrows);
 }
 
 static const char *const OPTIMISERS[][2] = {

@@ -284,7 +284,12 @@ static int save_ckpt(Session *s, Model *m, int epoch) {
 
 static int on_epoch(void *ctx, Model *m, const EpochStats *st) {
     Session *s = ctx;
-    if (save_ckpt(s, m, st->epoch) < 0 || record_epoch(&s->rec, st) < 0) return -1;
+    /* the epoch's row first, then the checkpoint: killed between the two, the resumed run redoes this epoch
+     * from the previous checkpoint and replaces the row with the same values (INSERT OR REPLACE; resume is
+     * bitwise); the other order loses the row of an epoch the checkpoint already holds */
+    if (record_epoch(&s->rec, st) < 0) return -1;
+    fault_point("epoch-row");
+    if (save_ckpt(s, m, st->epoch) < 0) return -1;
     fault_point("epoch");
     return 0;
 }
