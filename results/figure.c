@@ -85,6 +85,12 @@ void fig_family(const char *dataset, char *out, size_t n) {
     snprintf(out, n, "%.*s", b ? (int)(b - dataset) : (int)strlen(dataset), dataset);
 }
 
+void fig_group(sqlite3_stmt *st, int col, char *out, size_t n) {
+    char fam[128];
+    fig_family(fig_txt(st, col), fam, sizeof fam);
+    snprintf(out, n, "%s / %s", fam, fig_txt(st, col + 1));
+}
+
 const char *fig_txt(sqlite3_stmt *st, int i) {
     const char *s = (const char *)sqlite3_column_text(st, i);
     return s ? s : "";
@@ -480,9 +486,8 @@ int fig_count_groups(Db *db) {
     char seen[64][200];
     int n = 0;
     while (sqlite3_step(st) == SQLITE_ROW) {
-        char fam[128], g[200];
-        fig_family(fig_txt(st, 0), fam, sizeof fam);
-        snprintf(g, sizeof g, "%s / %s", fam, fig_txt(st, 1));
+        char g[200];
+        fig_group(st, 0, g, sizeof g);
         int dup = 0;
         for (int i = 0; i < n && !dup; i++) dup = str_eq(seen[i], g);
         if (!dup && n < 64) snprintf(seen[n++], sizeof seen[0], "%s", g);

@@ -63,6 +63,8 @@ int fig_src_linetype(const char *src);
 void gp_str(FILE *f, const char *s);
 /* The dataset family: "fashion-mnist[5-9]" -> "fashion-mnist". */
 void fig_family(const char *dataset, char *out, size_t n);
+/* The figure group of a row, "family / model", from its columns col (dataset) and col + 1 (model). */
+void fig_group(sqlite3_stmt *st, int col, char *out, size_t n);
 /* Column i of a row as text ("" for NULL). */
 const char *fig_txt(sqlite3_stmt *st, int i);
 /* A rule's rank in the table's order (bp, fa, dfa, usf, brsf, frsf, then others). */

@@ -31,11 +31,7 @@ static int sql_line_figures(Figs *fs, const char *sql, const LSpec *ls, const ch
         step = sqlite3_step(st);
         int have = step == SQLITE_ROW;
         char g[200] = "";
-        if (have) {
-            char fam[128];
-            fig_family(fig_txt(st, 0), fam, sizeof fam);
-            snprintf(g, sizeof g, "%s / %s", fam, fig_txt(st, 1));
-        }
+        if (have) fig_group(st, 0, g, sizeof g);
         if (ps.n && (!have || !str_eq(g, group))) {
             char name[256], title[500];
             fig_name(fs, ls->base, group, name, sizeof name);
@@ -148,11 +144,7 @@ static int fig_alignment(Figs *fs) {
         step = sqlite3_step(st);
         int have = step == SQLITE_ROW;
         char g[200] = "";
-        if (have) {
-            char fam[128];
-            fig_family(fig_txt(st, 0), fam, sizeof fam);
-            snprintf(g, sizeof g, "%s / %s", fam, fig_txt(st, 1));
-        }
+        if (have) fig_group(st, 0, g, sizeof g);
         if (ps.n && (!have || !str_eq(g, group))) {
             /* leave out the panels whose every value is 0 */
             int k = 0;
@@ -229,9 +221,7 @@ static int fig_transfer(Figs *fs) {
         snprintf(t->src, sizeof t->src, "%s", fig_txt(st, 1));
         snprintf(t->dst, sizeof t->dst, "%s", fig_txt(st, 2));
         t->acc = sqlite3_column_double(st, 3);
-        char fam[128];
-        fig_family(fig_txt(st, 4), fam, sizeof fam);
-        snprintf(t->group, sizeof t->group, "%s / %s", fam, fig_txt(st, 5));
+        fig_group(st, 4, t->group, sizeof t->group);
     }
     sqlite3_finalize(st);
     if (rc != SQLITE_DONE) { free(v); return err_set("%s: plot query failed: %s", db_path(fs->db), sqlite3_errmsg(db_sqlite(fs->db))); }

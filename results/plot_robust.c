@@ -133,9 +133,7 @@ static int robust_load(Db *db, REv **out, int *nout) {
         if (n == cap) { cap = cap ? 2 * cap : 64; v = realloc(v, sizeof *v * (size_t)cap); CHECK(v); }
         REv *e = &v[n];
         memset(e, 0, sizeof *e);
-        char fam[128];
-        fig_family(fig_txt(st, 0), fam, sizeof fam);
-        snprintf(e->group, sizeof e->group, "%s / %s", fam, fig_txt(st, 1));
+        fig_group(st, 0, e->group, sizeof e->group);
         const char *kind = fig_txt(st, 2), *rule = fig_txt(st, 3);
         int pretrained = str_eq(kind, "train") && sqlite3_column_int(st, 19);
         if (pretrained) { snprintf(e->series, sizeof e->series, "%s (pretrained)", rule); e->lt = LT_PRETRAINED; }

@@ -550,9 +550,9 @@ def evaluate(fwd, x, y, eps, norm, attacks, cascade, cfg, seed, batch, log=print
         pred_c, dist_c = clean_pred.clone(), torch.zeros(N, dtype=torch.float64)
         n_rej = n_unc = 0
         t0, c0 = time.time(), time.process_time()
-        todo = cur.nonzero()[:, 0]
-        for s in range(0, todo.numel(), batch):
-            ids = todo[s:s + batch]
+        pending = cur.nonzero()[:, 0]
+        for s in range(0, pending.numel(), batch):
+            ids = pending[s:s + batch]
             with torch.no_grad():
                 xa, f = run_component(name, fwd, x[ids], y[ids], logits[ids], eps, norm, cfg, gen)
                 brk, pr, dd, rej, unc = verify(fwd, x[ids], y[ids], xa, f, eps, norm)

@@ -43,6 +43,8 @@ double t_compare(const char *what, const float *a, const double *b, long n, doub
                  const char *file, int line);
 #define T_ALLCLOSE(what, a, b, n, atol, rtol) t_compare(what, a, b, n, atol, rtol, __FILE__, __LINE__)
 
+/* A whole file, NUL-terminated (free it); its length in *len when not NULL; NULL when it cannot be read. */
+char *t_slurp(const char *path, size_t *len);
 /* One integer from a query on an SQLite file opened read-only (busy timeout 5 s); -1, with the reason on
  * stderr, when it fails. */
 long t_sql_long(const char *db, const char *sql);

@@ -20,19 +20,6 @@
 
 enum { NEX = 200 };
 
-static char *slurp(const char *path) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *b = xmalloc((size_t)n + 1);
-    size_t got = fread(b, 1, (size_t)n, f);
-    fclose(f);
-    b[got] = 0;
-    return b;
-}
-
 static int64_t run(Db *db, const char *key, const char *kind, const char *rule, const char *dataset, long seed) {
     DbRun r = {.job_key = key, .kind = kind, .rule = rule, .model = "lenet5", .dataset = dataset, .data_seed = seed,
                .config_json = "{\"epochs\":\"2\",\"lr\":\"0.01\"}"};
@@ -169,7 +156,7 @@ TEST(report_robust_eps_bands_ticks_worst) {
     db_close(db);
     char gp[700];
     snprintf(gp, sizeof gp, "%s/robust_eps.gp", dir);
-    char *b = slurp(gp);
+    char *b = t_slurp(gp, NULL);
     T_ASSERT(b != NULL);
     if (!b) return;
     T_CONTAINS(b, "robust accuracy vs eps, mean over 1-2 seeds");
@@ -226,7 +213,7 @@ TEST(report_verdict_figure_matches_verdict) {
     db_close(db);
     char gp[700];
     snprintf(gp, sizeof gp, "%s/verdict.gp", dir);
-    char *b = slurp(gp);
+    char *b = t_slurp(gp, NULL);
     T_ASSERT(b != NULL);
     if (!b) { verdict_set_free(&vs); return; }
     T_CONTAINS(b, "set title \"eps 2/255\"");
@@ -275,7 +262,7 @@ TEST(report_alignment_training_names) {
     }
     char gp[700];
     snprintf(gp, sizeof gp, "%s/alignment.gp", dir);
-    char *b = slurp(gp);
+    char *b = t_slurp(gp, NULL);
     T_ASSERT(b != NULL);
     if (b) {
         T_CONTAINS(b, "set title \"fc1: angle(B, W)\"");
@@ -288,7 +275,7 @@ TEST(report_alignment_training_names) {
     }
     free(b);
     snprintf(gp, sizeof gp, "%s/training.gp", dir);
-    b = slurp(gp);
+    b = t_slurp(gp, NULL);
     T_ASSERT(b != NULL);
     if (b) {
         T_CONTAINS(b, "set title \"pre-training: training accuracy\"");
@@ -329,7 +316,7 @@ TEST(report_transfer_heatmap_only_with_two_surrogates) {
         snprintf(cmd, sizeof cmd, "%s plot --db %s --out %s", test_exe(), path, dir);
         T_EQ_INT(test_run(cmd, out, sizeof out), 0);
         snprintf(gp, sizeof gp, "%s/transfer.gp", dir);
-        char *b = slurp(gp);
+        char *b = t_slurp(gp, NULL);
         if (!two) {
             T_ASSERT_MSG(b == NULL, "one surrogate drew a transfer heatmap");
             T_CONTAINS(out, "one transfer surrogate (bp)");
@@ -373,7 +360,7 @@ static const char *k_chromium_flags =
 /* Opens html (a file) with the probe injected after <head>, in headless Chromium; fills pc. */
 static void chromium_check(const char *html, const char *tag, PageCheck *pc) {
     memset(pc, 0, sizeof *pc);
-    char *b = slurp(html);
+    char *b = t_slurp(html, NULL);
     if (!b) return;
     char probe_path[700], dom[700], log[700], prof[700], cmd[4000];
     snprintf(probe_path, sizeof probe_path, "%s/%s-probe.html", test_tmpdir(), tag);
@@ -392,7 +379,7 @@ static void chromium_check(const char *html, const char *tag, PageCheck *pc) {
     snprintf(cmd, sizeof cmd, "(timeout 120 chromium %s --user-data-dir=%s --virtual-time-budget=10000 --dump-dom 'file://%s' > %s 2> %s)",
              k_chromium_flags, prof, probe_path, dom, log);
     test_run(cmd, NULL, 0);
-    char *d = slurp(dom), *l = slurp(log);
+    char *d = t_slurp(dom, NULL), *l = t_slurp(log, NULL);
     const char *c = d ? strstr(d, "id=\"concord-check\">CHECK images=") : NULL;
     if (c && sscanf(c, "id=\"concord-check\">CHECK images=%d decoded=%d errors=%d", &pc->images, &pc->decoded, &pc->errors) == 3) pc->ran = 1;
     /* console errors: Chromium logs them as "CONSOLE(...)" lines; an uncaught error says "Uncaught" */
@@ -431,7 +418,7 @@ TEST(report_html_in_chromium) {
     snprintf(cmd, sizeof cmd, "%s plot --db %s --report %s", test_exe(), path, html);
     T_EQ_INT(test_run(cmd, out, sizeof out), 0);
     T_CONTAINS(out, "report: ");
-    char *b = slurp(html);
+    char *b = t_slurp(html, NULL);
     T_ASSERT(b != NULL);
     if (!b) return;
     /* self-contained: no script, nothing fetched from anywhere */

@@ -21,20 +21,6 @@
 
 static void tpath(char *out, size_t n, const char *name) { snprintf(out, n, "%s/%s", test_tmpdir(), name); }
 
-static char *slurp(const char *path, size_t *len) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *b = xmalloc((size_t)n + 1);
-    size_t got = fread(b, 1, (size_t)n, f);
-    fclose(f);
-    b[got] = 0;
-    if (len) *len = got;
-    return b;
-}
-
 /* Runs a command entry point in a child with stdout/stderr captured into files; returns its exit status. */
 static int run_cmd(int (*fn)(int, char **), char **argv, char **out, char **err) {
     char po[512], pe[512];
@@ -56,8 +42,8 @@ static int run_cmd(int (*fn)(int, char **), char **argv, char **out, char **err)
     }
     int st = 0;
     waitpid(pid, &st, 0);
-    *out = slurp(po, NULL);
-    *err = slurp(pe, NULL);
+    *out = t_slurp(po, NULL);
+    *err = t_slurp(pe, NULL);
     if (!*out) *out = xstrdup("");
     if (!*err) *err = xstrdup("");
     return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
@@ -696,7 +682,7 @@ static unsigned be32(const unsigned char *p) { return (unsigned)p[0] << 24 | (un
 /* Checks the PNG signature and IHDR; records a failure and returns 0 when the file is not a PNG. */
 static int check_png(const char *path, unsigned *w, unsigned *h) {
     size_t n = 0;
-    char *b = slurp(path, &n);
+    char *b = t_slurp(path, &n);
     static const unsigned char sig[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
     int ok = b && n > 33 && memcmp(b, sig, 8) == 0 && memcmp(b + 12, "IHDR", 4) == 0;
     T_ASSERT_MSG(ok, "%s: not a PNG (size %zu)", path, n);
@@ -709,13 +695,13 @@ static int check_png(const char *path, unsigned *w, unsigned *h) {
 }
 static void check_pdf(const char *path) {
     size_t n = 0;
-    char *b = slurp(path, &n);
+    char *b = t_slurp(path, &n);
     T_ASSERT_MSG(b && n > 1000 && memcmp(b, "%PDF-", 5) == 0, "%s: not a PDF (size %zu)", path, n);
     free(b);
 }
 /* The size the script asked pngcairo for. */
 static void gp_png_size(const char *gp, unsigned *w, unsigned *h) {
-    char *b = slurp(gp, NULL);
+    char *b = t_slurp(gp, NULL);
     *w = *h = 0;
     const char *s = b ? strstr(b, "pngcairo noenhanced size ") : NULL;
     T_ASSERT_MSG(s != NULL, "%s: no pngcairo size", gp);
@@ -774,7 +760,7 @@ TEST(plot_figures) {
      * a fixed style per rule; evaluations without per-example outcomes have no interval (NaN NaN) */
     char gp[700];
     snprintf(gp, sizeof gp, "%s/robust_eps.gp", dir);
-    char *b = slurp(gp, NULL);
+    char *b = t_slurp(gp, NULL);
     if (b) {
         T_CONTAINS(b, "set multiplot layout 2,3");
         T_CONTAINS(b, "set linetype 1 lc rgb \"#000000\" dt 1");
@@ -902,7 +888,7 @@ TEST(plot_report_md) {
     T_CONTAINS(out, "3 figures in");
     T_CONTAINS(out, "report: ");
     free(out); free(err);
-    char *b = slurp(rep, NULL);
+    char *b = t_slurp(rep, NULL);
     T_ASSERT(b != NULL);
     if (b) {
         T_CONTAINS(b, "## Clean and robust accuracy");
@@ -1154,7 +1140,7 @@ TEST(plot_hash_figure_and_report) {
     check_figure(dir, "training");
     char gp[700];
     snprintf(gp, sizeof gp, "%s/hash_map_eps.gp", dir);
-    char *b = slurp(gp, NULL);
+    char *b = t_slurp(gp, NULL);
     if (b) {
         T_CONTAINS(b, "title \"hash-untargeted-pgd100 (feedback), 32 bits\"");
         T_CONTAINS(b, " 56 54.5857864 57.4142136"); /* mean 56, sd 1.41 over two seeds: the band */
@@ -1163,7 +1149,7 @@ TEST(plot_hash_figure_and_report) {
         T_CONTAINS(b, "set ylabel \"mAP (%)\"");
     }
     free(b);
-    b = slurp(rep, NULL);
+    b = t_slurp(rep, NULL);
     T_ASSERT(b != NULL);
     if (b) {
         T_CONTAINS(b, "## Hashing retrieval: mAP under attack");
@@ -1183,7 +1169,7 @@ TEST(plot_hash_figure_and_report) {
     T_CONTAINS(err, "no hashing evals");
     T_CONTAINS(err, "skipping hash_map_eps");
     free(out); free(err);
-    b = slurp(rep2, NULL);
+    b = t_slurp(rep2, NULL);
     if (b) T_ASSERT(strstr(b, "Hashing retrieval") == NULL);
     free(b);
 }
