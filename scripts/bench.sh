@@ -5,7 +5,7 @@
 #   lenet5; PGD-10 images/s (10k test images, eps 0.1, alpha 0.01 on both sides, random start, batch
 #   128); the paper's conv nets resnet20, vgg16 and alexnet on 32x32x3 synthetic data against
 #   ../shared/reference/torch_convnets.py (training samples/s; PGD-10 eps 8/255 alpha 2/255 images/s;
-#   APGD-CE-100 eps 8/255, Concord only: the reference has no APGD); at 1 and 2 threads;
+#   APGD-CE-100 eps 8/255, Concord only: the reference has no APGD; lenet5 too, at eps 0.1); at 1 and 2 threads;
 #   GFLOP/s as a share of the sgemm peak measured in this run; peak resident memory; and "bg", the
 #   CPUs other processes used meanwhile (> ~0.1: the figure is contaminated, rerun on a quiet machine);
 #   and the sgemm-only ceiling (concord bench --what ceiling): the speed if nothing but sgemm cost time.
@@ -78,7 +78,8 @@ for T in $THREADS; do
   "$EXE" bench --what sgemm --threads "$T" | tee -a "$OUT/concord.txt" >&2
   for M in mlp lenet5; do
     wait_quiet
-    "$EXE" bench --what all --model "$M" --threads "$T" --repeats "$R" | tee -a "$OUT/concord.txt" >&2
+    W=all; [ "$M" = lenet5 ] && [ "$AN" -gt 0 ] && W=train,pgd,apgd   # lenet5: APGD-CE-100 too, at eps 0.1
+    "$EXE" bench --what $W --model "$M" --apgd-limit "$AN" --threads "$T" --repeats "$R" | tee -a "$OUT/concord.txt" >&2
     "$EXE" bench --what ceiling --model "$M" --threads "$T" | tee -a "$OUT/concord.txt" >&2
   done
   for M in $CONV; do
@@ -183,6 +184,8 @@ END {
       printf("| %d | %s PGD-10 (eps 0.1), images/s | %s | %s | %s | %s (%s) | %s (%s) | | %s / %s |\n", t, m, val(pg[k], "%.0f"), val(tpg[k], "%.0f"),
              rat(pg[k], tpg[k]), val(pgg[k], "%.1f"), pct(pgg[k], t), val(tpgg[k], "%.1f"), pct(tpgg[k], t), val(pb[k], "%.2f"), val(tpb[k], "%.2f"))
       printf("| %d | %s PGD-10, images per CPU-second (the reference does not record it) | %s | - | - | | | | |\n", t, m, val(pc[k], "%.0f"))
+      if (ag[k] != "") printf("| %d | %s APGD-CE-100 (eps 0.1), images/s; per CPU-second; gradient steps per image; images/s at all 100 steps | %s; %s; %s; %s | n/a | | | | | %s / - |\n", t, m,
+             val(ag[k], "%.1f"), val(ac[k], "%.1f"), val(as[k], "%.1f"), val(af[k], "%.2f"), val(ab[k], "%.2f"))
     }
     for (i = 1; i <= 2; i++) {
       m = ms[i]; k = m SUBSEP t
