@@ -37,6 +37,8 @@ int err_die(void); /* prints "concord: <msg>" to stderr, returns 1 (use: return 
 /* ---- memory: allocation failure is fatal (we allocate once per model/workspace) ---- */
 void *xmalloc(size_t n);
 void *xcalloc(size_t n, size_t sz);
+/* qsort that takes an empty (possibly NULL) array: qsort(NULL, 0, ...) is undefined behaviour in C. */
+void xqsort(void *base, size_t n, size_t size, int (*cmp)(const void *, const void *));
 char *xstrdup(const char *s);
 /* n zeroed bytes on huge pages where possible (workspaces); big_free with the same n */
 void *big_alloc(size_t n);

@@ -346,7 +346,7 @@ static void legend_panel(Fig *f, const Pans *ps, const char *band) {
             for (int j = 0; j < n && !dup; j++) dup = str_eq(seen[j].label, s->label);
             if (!dup && n < (int)ARRAY_LEN(seen)) seen[n++] = *s;
         }
-    qsort(seen, (size_t)n, sizeof *seen, ser_cmp);
+    xqsort(seen, (size_t)n, sizeof *seen, ser_cmp);
     fputs("  unset title\n  unset xlabel\n  unset ylabel\n  unset border\n  unset tics\n  unset grid\n  unset arrow\n"
           "  set xrange [0:1]\n  set yrange [0:1]\n  set key center center vertical Left reverse box opaque samplen 4 spacing 1.3\n"
           "  plot ", f->body);
@@ -368,9 +368,9 @@ int line_figure(Figs *fs, const char *name, const char *title, Pans *ps, const c
     for (int i = 0; i < ps->n; i++) {
         Pan *p = &ps->p[i];
         for (int k = 0; k < p->ns; k++) {
-            qsort(p->s[k].v, (size_t)p->s[k].n, sizeof(SPt), spt_cmp);
+            xqsort(p->s[k].v, (size_t)p->s[k].n, sizeof(SPt), spt_cmp);
         }
-        qsort(p->s, (size_t)p->ns, sizeof *p->s, ser_cmp);
+        xqsort(p->s, (size_t)p->ns, sizeof *p->s, ser_cmp);
     }
     int title_lines = 1;
     for (const char *c = title; *c; c++) title_lines += *c == '\n';

@@ -214,7 +214,7 @@ static int robust_load(Db *db, REv **out, int *nout) {
     }
     worst_free(w, nw);
     if (fail) { rev_free(v, n); return -1; }
-    qsort(v, (size_t)n, sizeof *v, rev_cmp);
+    xqsort(v, (size_t)n, sizeof *v, rev_cmp);
     *out = v;
     *nout = n;
     return 0;

@@ -248,8 +248,8 @@ static void layout_build(const Cells *cs, const Clean *cl, int ncl, Layout *l) {
             t->srank = tcol_rank_source(c->source);
         }
     }
-    qsort(l->rows, (size_t)l->nrows, sizeof(TRow), trow_cmp);
-    qsort(l->cols, (size_t)l->ncols, sizeof(TCol), tcol_cmp);
+    xqsort(l->rows, (size_t)l->nrows, sizeof(TRow), trow_cmp);
+    xqsort(l->cols, (size_t)l->ncols, sizeof(TCol), tcol_cmp);
 }
 
 static const Cell *cell_find(const Cells *cs, const TRow *r, const char *attack, const char *source, const char *eps_text) {

@@ -66,7 +66,7 @@ static char **fig_list(const char *figdir, int *n) {
         names[(*n)++] = xstrdup(e->d_name);
     }
     if (d) closedir(d);
-    if (*n) qsort(names, (size_t)*n, sizeof *names, fig_cmp);
+    xqsort(names, (size_t)*n, sizeof *names, fig_cmp);
     return names;
 }
 

@@ -438,7 +438,7 @@ StatsInterval stats_bootstrap_diff(const StatsSeed *seeds, int S, const StatsBoo
     double *rep = xmalloc((size_t)R * sizeof(double)); /* (R) replicate values */
     StatsInterval out;
     out.est = o.design == STATS_CROSSED ? boot_crossed(seeds, S, &o, R, rep) : boot_nested(seeds, S, &o, R, rep);
-    qsort(rep, (size_t)R, sizeof(double), cmp_double);
+    xqsort(rep, (size_t)R, sizeof(double), cmp_double);
     out.lo = quantile_sorted(rep, R, (1 - level) / 2);
     out.hi = quantile_sorted(rep, R, (1 + level) / 2);
     free(rep);

@@ -323,7 +323,7 @@ int verdict_compute(Db *db, VerdictSet *vs) {
     ME *m = NULL;
     int n = 0;
     if (load(db, &m, &n) < 0) return -1;
-    qsort(m, (size_t)n, sizeof *m, me_cmp);
+    xqsort(m, (size_t)n, sizeof *m, me_cmp);
     /* the sources: every source seen on a model */
     for (int i = 0; i < n; i++)
         for (int k = 0; k < m[i].nsrc; k++) {

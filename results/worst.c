@@ -174,7 +174,7 @@ int worst_load(Db *db, WorstRow **rows, int *nrows) {
             out[r].robust += out[r].robust_ok[i];
         }
     }
-    qsort(out, (size_t)n, sizeof *out, row_cmp);
+    xqsort(out, (size_t)n, sizeof *out, row_cmp);
     *rows = out;
     *nrows = n;
     return 0;

@@ -75,7 +75,7 @@ static int cmp_double(const void *a, const void *b) {
     return (x > y) - (x < y);
 }
 static double median(double *v, int n) {
-    qsort(v, (size_t)n, sizeof *v, cmp_double);
+    xqsort(v, (size_t)n, sizeof *v, cmp_double);
     return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
 }
 

@@ -84,7 +84,7 @@ static int db_merge_cmd(const Args *a) {
             names[n++] = xstrdup(e->d_name);
         }
         closedir(d);
-        qsort(names, (size_t)n, sizeof *names, cmp_names);
+        xqsort(names, (size_t)n, sizeof *names, cmp_names);
         for (int k = 0; k < n; k++) {
             char path[4096];
             snprintf(path, sizeof path, "%s/%s", a->pos[i], names[k]);

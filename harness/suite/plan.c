@@ -34,7 +34,7 @@ static void canon_add(Canon *c, const char *k, const char *fmt, ...) {
 static int cmp_str(const void *a, const void *b) { return strcmp((const char *)a, (const char *)b); }
 
 static void canon_key(Canon *c, const char *prefix, char *key) {
-    qsort(c->line, (size_t)c->n, sizeof c->line[0], cmp_str);
+    xqsort(c->line, (size_t)c->n, sizeof c->line[0], cmp_str);
     uint64_t h = FNV1A_INIT;
     for (int i = 0; i < c->n; i++) {
         h = fnv1a64(c->line[i], strlen(c->line[i]), h);
@@ -267,9 +267,9 @@ static void make_attack(const Suite *s, const SuitePlan *p, const SuiteAttack *a
     int tdep = suite_plan_find(p, tj.key);
     CHECK(tdep >= 0);
     SuiteList kinds = a->kinds, eps = a->eps, grads = a->grads;
-    qsort(kinds.v, (size_t)kinds.n, sizeof kinds.v[0], cmp_str);
-    qsort(eps.v, (size_t)eps.n, sizeof eps.v[0], cmp_eps);
-    qsort(grads.v, (size_t)grads.n, sizeof grads.v[0], cmp_str);
+    xqsort(kinds.v, (size_t)kinds.n, sizeof kinds.v[0], cmp_str);
+    xqsort(eps.v, (size_t)eps.n, sizeof eps.v[0], cmp_eps);
+    xqsort(grads.v, (size_t)grads.n, sizeof grads.v[0], cmp_str);
     int any_grad = 0;
     for (int k = 0; k < kinds.n; k++) any_grad |= kind_uses_grad(kinds.v[k]);
     memset(j, 0, sizeof *j);
