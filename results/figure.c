@@ -269,7 +269,6 @@ void fig_panel_reset(FILE *b) {
 
 /* ---- line figures: panels of series of (x, y, band lo..hi) ---- */
 
-
 Pan *pans_add(Pans *ps, const char *title) {
     if (ps->n == ps->cap) {
         ps->cap = ps->cap ? 2 * ps->cap : 8;
