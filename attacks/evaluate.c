@@ -171,8 +171,10 @@ int attack_evaluate_ex(Model *target, Model *crafter, const Dataset *d, int limi
     const uint64_t h_target = attack_model_hash(target), h_crafter = attack_model_hash(crafter);
     const uint64_t fb_target = target->fb_count, fb_crafter = crafter->fb_count;
     EvalRun r = {.target = target, .crafter = crafter, .d = d, .N = N, .cap = cap, .D = D, .K = K, .keep = keep};
-    r.wt = work_create(target, cap);
-    r.wc = crafter == target ? r.wt : work_create(crafter, cap);
+    r.wt = work_take(target, cap);
+    r.wc = crafter == target ? r.wt : work_take(crafter, cap);
+    work_fix_weights(r.wt, 1); /* checked below: attacks never change a model */
+    work_fix_weights(r.wc, 1);
     r.s = attack_scratch_create(crafter, cap);
     r.s->hook = hook;
     r.s->hook_ctx = hook_ctx;
@@ -251,7 +253,7 @@ done:
     free(r.xb); free(r.x_adv); free(r.yb); free(r.ib); free(r.loss_i); free(r.ok); free(r.ex);
     if (r.per != per) free(r.per);
     attack_scratch_free(r.s);
-    if (r.wc != r.wt) work_free(r.wc);
-    work_free(r.wt);
+    if (r.wc != r.wt) work_give(crafter, r.wc);
+    work_give(target, r.wt);
     return rc;
 }

@@ -88,7 +88,9 @@ int attack_hash_evaluate_ex(Model *target, Model *crafter, const Dataset *q, con
         free(cen);
     }
     HashObjective ho_c = {ref_c, N}, ho_t = {ref_t, N};
-    Work *wt = work_create(target, cap), *wc = crafter == target ? wt : work_create(crafter, cap);
+    Work *wt = work_take(target, cap), *wc = crafter == target ? wt : work_take(crafter, cap);
+    work_fix_weights(wt, 1); /* checked below: attacks never change a model */
+    work_fix_weights(wc, 1);
     AttackScratch *s = attack_scratch_create(crafter, cap);
     s->hook = hook;
     s->hook_ctx = hook_ctx;
@@ -149,7 +151,7 @@ int attack_hash_evaluate_ex(Model *target, Model *crafter, const Dataset *q, con
     if (ref_c != ref_t) free(ref_c);
     free(ref_t);
     attack_scratch_free(s);
-    if (wc != wt) work_free(wc);
-    work_free(wt);
+    if (wc != wt) work_give(crafter, wc);
+    work_give(target, wt);
     return 0;
 }

@@ -204,6 +204,7 @@ void model_finalize(Model *m, uint64_t init_seed) {
 
 void model_free(Model *m) {
     if (!m) return;
+    work_free(m->wcache);
     free(m->arena);
     free(m);
 }

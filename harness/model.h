@@ -125,6 +125,7 @@ typedef struct Model {
     uint64_t fb_count;       /* feedback refreshes so far (keys brSF redraws; saved for exact resume) */
     long step;               /* optimiser steps so far */
     int need_up[MAX_LAYERS]; /* node has a trainable, unfrozen layer at or before it */
+    struct Work *wcache;     /* the Work its last train/attack run gave back (work_give), or NULL */
 } Model;
 
 typedef struct Work {
@@ -148,6 +149,12 @@ typedef struct Work {
     void *lx[MAX_LAYERS];    /* a layer kind's own state in this Work (a convolution's oneDNN primitives) */
     int lx_kind[MAX_LAYERS]; /* the kind that made lx[i] (work_free calls its work_fini) */
     void *dnnl;              /* per-thread oneDNN streams and scratchpads (layers/conv_dnnl.c); NULL: unused */
+    uint64_t sig;            /* work_sig of the model it was made for (work_take reuses it only for that) */
+    /* weights_fixed: the caller promises W (and B for a given m->fb_count) do not change until it clears
+       the flag (an attack); a layer may then keep its weights' reordered copies between passes.
+       wgen changes whenever the promise starts or ends, so copies made under another promise are stale. */
+    int weights_fixed;
+    unsigned wgen;
     struct Pool *pool;       /* the worker threads; NULL when threads == 1 */
 } Work;
 
@@ -215,6 +222,13 @@ void relu_fusion_set(int on);
  * inside a pass. See threads.h. */
 Work *work_create(const Model *m, int cap);
 void work_free(Work *w);
+/* work_take: the model's kept Work when it was made for this model's layers with capacity cap and
+ * the current thread count (reset: no dropout key, weights not fixed), otherwise a new one; work_give:
+ * keep w on the model for the next take (freeing what was kept), freed by model_free. A kept Work
+ * saves mapping and zero-filling the workspace (and oneDNN's set-up) on every run and attack. */
+Work *work_take(Model *m, int cap);
+void work_give(Model *m, Work *w);
+void work_fix_weights(Work *w, int on); /* see Work.weights_fixed */
 
 enum { FWD_INFER = 0, FWD_TRAIN = 1 };
 /* x: (n, D_in) in [0,1]. Returns the logits (n, K) (== w->act[m->out]). */

@@ -128,7 +128,7 @@ void batch_fill(const Dataset *d, const int *idx, int n, float *x, int32_t *y, i
 }
 
 double evaluate(Model *m, const Dataset *d, int batch, double *loss) {
-    Work *w = work_create(m, batch);
+    Work *w = work_take(m, batch);
     int K = model_out_dim(m);
     int32_t *y = xmalloc(sizeof(int32_t) * batch);
     uint8_t *ok = xmalloc((size_t)batch);
@@ -144,13 +144,13 @@ double evaluate(Model *m, const Dataset *d, int batch, double *loss) {
         for (int i = 0; i < n; i++) correct += ok[i];
     }
     free(idx); free(ok); free(y);
-    work_free(w);
+    work_give(m, w);
     if (loss) *loss = d->n ? tl / d->n : 0;
     return d->n ? (double)correct / d->n : 0;
 }
 
 void model_codes(Model *m, const Dataset *d, int batch, uint64_t *codes) {
-    Work *w = work_create(m, batch);
+    Work *w = work_take(m, batch);
     int K = model_out_dim(m);
     int32_t *y = xmalloc(sizeof(int32_t) * batch);
     int *idx = xmalloc(sizeof(int) * batch);
@@ -161,7 +161,7 @@ void model_codes(Model *m, const Dataset *d, int batch, uint64_t *codes) {
         hash_pack(model_forward(m, w, w->x, n, FWD_INFER), n, K, codes + s);
     }
     free(idx); free(y);
-    work_free(w);
+    work_give(m, w);
 }
 
 double evaluate_map(Model *m, const Dataset *q, const Dataset *db, int topk, int prec_n, double *prec) {
@@ -246,7 +246,7 @@ int train_run(Model *m, const Dataset *train, const Dataset *val, const TrainOpt
               EpochHook hook, void *ctx) {
     if (train->n < 1) return err_set("training set is empty");
     int B = o->batch < train->n ? o->batch : train->n, K = model_out_dim(m), rc = 0;
-    Work *w = work_create(m, B);
+    Work *w = work_take(m, B);
     w->drop_seed = o->seed;
     int *perm = xmalloc(sizeof(int) * train->n);
     int32_t *y = xmalloc(sizeof(int32_t) * B);
@@ -338,6 +338,6 @@ int train_run(Model *m, const Dataset *train, const Dataset *val, const TrainOpt
     }
 done:
     free(scratch); free(dl); free(ok); free(y); free(perm);
-    work_free(w);
+    work_give(m, w);
     return rc;
 }

@@ -1,6 +1,7 @@
 /* work.c -- a model's workspace: every activation, gradient and scratch buffer for a maximum batch size,
  * sized once from the layer kinds' needs (layers/layer.h, work_need) and allocated in one block, plus the
  * thread pool the passes split batches over (threads.h). Forward and backward never allocate. */
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -8,13 +9,33 @@
 #include "harness/layers/layer.h"
 #include "harness/threads.h"
 
-Work *work_create(const Model *m, int cap) {
-    Work *w = xcalloc(1, sizeof *w);
-    w->cap = cap;
+/* what a Work's layout and layer state depend on: every layer's graph, geometry, storage, fusion and
+ * rule-seam shape (the fields from kind to bias) and its trainable/frozen/direct flags. Not the values
+ * or the address of its parameters: a Work never keeps a weight across calls unless weights_fixed. */
+static uint64_t work_sig(const Model *m) {
+    uint64_t h = fnv1a64(&m->nl, sizeof m->nl, FNV1A_INIT);
+    for (int i = 0; i < m->nl; i++) {
+        const Layer *L = &m->L[i];
+        const int f[3] = {L->trainable, L->frozen, L->fb_direct};
+        h = fnv1a64(L, offsetof(Layer, p), h);
+        h = fnv1a64(f, sizeof f, h);
+    }
+    return h;
+}
+
+static int threads_for(int cap) {
     int T = blas_threads();
     if (T < 1) T = 1;
     if (T > POOL_MAX) T = POOL_MAX;
     if (T > cap) T = cap;
+    return T;
+}
+
+Work *work_create(const Model *m, int cap) {
+    Work *w = xcalloc(1, sizeof *w);
+    w->cap = cap;
+    w->sig = work_sig(m);
+    const int T = threads_for(cap);
     w->threads = T;
     long nf = 2L * cap * model_in_dim(m), ni = 0, col = 0, tmp = 0;
     WorkNeed need[MAX_LAYERS];
@@ -74,4 +95,30 @@ void work_free(Work *w) {
     big_free(w->mem, w->mem_n);
     free(w->imem);
     free(w);
+}
+
+Work *work_take(Model *m, int cap) {
+    Work *w = __atomic_exchange_n(&m->wcache, NULL, __ATOMIC_ACQ_REL);
+    if (w && w->cap == cap && w->threads == threads_for(cap) && w->sig == work_sig(m)) {
+        w->n = 0;
+        w->train = 0;
+        w->drop_seed = w->drop_count = 0;
+        w->weights_fixed = 0;
+        w->wgen++;
+        return w;
+    }
+    work_free(w);
+    return work_create(m, cap);
+}
+
+void work_give(Model *m, Work *w) {
+    if (!w) return;
+    w->weights_fixed = 0;
+    w->wgen++;
+    work_free(__atomic_exchange_n(&m->wcache, w, __ATOMIC_ACQ_REL));
+}
+
+void work_fix_weights(Work *w, int on) {
+    w->weights_fixed = on;
+    w->wgen++;
 }

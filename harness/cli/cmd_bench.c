@@ -274,8 +274,16 @@ int cmd_bench(int argc, char **argv) {
         if (train_run(m, &wu, NULL, &to, 0, on_epoch, &h) < 0) goto done;
     }
     for (int r = 0; r < R; r++) {
-        model_free(m);
-        m = fresh_model(arch, &train, (uint64_t)r);
+        /* the fresh model of seed r, in the warmed-up model's arena: its kept Work (work_take) is reused,
+           as the reference's caching allocator reuses its warm-up's memory */
+        Model *f = fresh_model(arch, &train, (uint64_t)r);
+        if (!f) goto done;
+        CHECK(f->n_arena == m->n_arena);
+        memcpy(m->arena, f->arena, sizeof(float) * (size_t)m->n_arena);
+        m->step = f->step;
+        m->fb_count = f->fb_count;
+        for (int i = 0; i < m->nl; i++) m->L[i].rscale = f->L[i].rscale;
+        model_free(f);
         HookOut h = {0};
         to.seed = (uint64_t)r;
         double c0 = cpu_seconds();
@@ -330,7 +338,7 @@ int cmd_bench(int argc, char **argv) {
         { /* labels := the model's own predictions, so that every example is attacked (clean accuracy 1):
              the bench models are barely trained, and APGD skips the examples they already get wrong */
             const long D = (long)test.c * test.h * test.w, K = m->L[m->out].c;
-            Work *w = work_create(m, 128);
+            Work *w = work_take(m, 128);
             for (long i = 0; i < test.n; i += 128) {
                 int nb = test.n - i < 128 ? (int)(test.n - i) : 128;
                 const float *z = model_forward(m, w, test.x + i * D, nb, FWD_INFER);
@@ -340,7 +348,7 @@ int cmd_bench(int argc, char **argv) {
                     test.y[i + j] = best;
                 }
             }
-            work_free(w);
+            work_give(m, w);
         }
         double bg = 0, *st = xcalloc((size_t)R, sizeof(double));
         EvalCounts ec = {0};

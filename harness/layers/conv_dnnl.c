@@ -14,7 +14,8 @@
  * of at most MB_MAX samples, so a layer has at most MB_LOG sizes of primitives, each made the first
  * time it is needed (oneDNN's primitive cache makes re-making one for the next Work cheap).
  * Weights: the kernels read blocked weight formats. prepare() reorders W (forward) and B or W
- * (backward data) once per pass; the weight gradient comes out blocked and is reordered into the
+ * (backward data) once per pass, or once per attack while the Work's weights are fixed (work_fix_weights:
+ * the copies are kept between passes, B's keyed by its draw); the weight gradient comes out blocked and is reordered into the
  * thread's gradient block (the pieces after the first with the reorder's sum post-op: dW += piece). */
 #include <oneapi/dnnl/dnnl.h>
 #include <pthread.h>
@@ -148,6 +149,11 @@ typedef struct DConv {
     float *wf, *wb;                                  /* W reordered for forward, B (or W) for backward data */
     dnnl_primitive_t r_wf, r_wb, r_dw, r_dw_sum;     /* oihw -> wf, oihw -> wb, dw -> oihw (+ dst) */
     dnnl_memory_t m_w, m_wf, m_wb;                   /* prepare's reorders (one thread per layer and pass) */
+    /* while the Work's weights are fixed (an attack): wf holds W of promise wf_gen, wb the weights of
+       promise wb_gen keyed by wb_key (W: ~0; B: its draw m->fb_count), so they are not reordered again */
+    unsigned wf_gen, wb_gen;
+    int wf_ok, wb_ok;
+    uint64_t wb_key;
     dnnl_memory_t m_dw[POOL_MAX], m_dwo[POOL_MAX];   /* per thread: blocked gradient piece, oihw destination */
     Prim *prim[MB_LOG][P_N];                         /* by log2(mini-batch) and kind; NULL until needed */
 } DConv;
@@ -398,10 +404,21 @@ void conv_dnnl_prepare(Model *m, Work *w, int i, int backward, int flags, int t)
     const Layer *L = &m->L[i];
     DConv *d = w->lx[i];
     omp_one();
-    if (!backward) { run_reorder(w, t, d->r_wf, d->m_w, L->W, d->m_wf, d->wf); return; }
+    if (!backward) {
+        if (w->weights_fixed && d->wf_ok && d->wf_gen == w->wgen) return;
+        run_reorder(w, t, d->r_wf, d->m_w, L->W, d->m_wf, d->wf);
+        d->wf_ok = 1;
+        d->wf_gen = w->wgen;
+        return;
+    }
     const int direct = !(flags & BW_TRUE) && L->fb_direct;
     if (!need_dx_of(m, L, flags) || direct) return;
+    const uint64_t key = (flags & BW_TRUE) || L->B == L->W ? ~(uint64_t)0 : m->fb_count;
+    if (w->weights_fixed && d->wb_ok && d->wb_gen == w->wgen && d->wb_key == key) return;
     run_reorder(w, t, d->r_wb, d->m_w, (flags & BW_TRUE) ? L->W : L->B, d->m_wb, d->wb);
+    d->wb_ok = 1;
+    d->wb_gen = w->wgen;
+    d->wb_key = key;
 }
 
 /* the largest power of two <= min(n, MB_MAX), as its log2 */

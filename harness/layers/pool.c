@@ -16,7 +16,47 @@
  * separate ReLU's backward would have passed it). */
 static inline float relu_of(float v, int relu) { return relu ? (v > 0 ? v : 0.0f) : v; }
 /* the gradient the pool sends to a window's winner */
-static inline float pool_grad(float dy, float y, int relu) { return relu && !(y > 0) ? 0.0f : dy; }
+static inline float pool_grad(float dy, float y, int relu) {
+    uint32_t b, keep = -(uint32_t)(!relu || y > 0); /* bit masks, not a branch: the gate is data */
+    memcpy(&b, &dy, sizeof b);
+    b &= keep;
+    memcpy(&dy, &b, sizeof dy);
+    return dy;
+}
+
+/* The 2x2 tournament on 4 lanes at once, branch-free (the winner's position is data: branches on it
+ * mispredict about half the time): window values v0 v1 (top row) v2 v3 (bottom), after relu_in's
+ * x > 0 ? x : 0 when relu. Returns the max; *t1 (v1 beat v0), *t3 (v3 beat v2) and *tc (the bottom pair
+ * beat the top) are lane masks. The same winner as the row-major scan: the first maximum, or the
+ * first NaN. */
+static inline v4f tourney4(v4f v0, v4f v1, v4f v2, v4f v3, int relu, v4i *t1, v4i *t3, v4i *tc) {
+    const v4f z = {0, 0, 0, 0};
+    if (relu) {
+        v0 = (v4f)((v4i)v0 & (v0 > z)); v1 = (v4f)((v4i)v1 & (v1 > z));
+        v2 = (v4f)((v4i)v2 & (v2 > z)); v3 = (v4f)((v4i)v3 & (v3 > z));
+    }
+    *t1 = (v1 > v0) | ((v1 != v1) & (v0 == v0));
+    *t3 = (v3 > v2) | ((v3 != v3) & (v2 == v2));
+    v4f a = (v4f)(((v4i)v1 & *t1) | ((v4i)v0 & ~*t1)), c = (v4f)(((v4i)v3 & *t3) | ((v4i)v2 & ~*t3));
+    *tc = (c > a) | ((c != c) & (a == a));
+    return (v4f)(((v4i)c & *tc) | ((v4i)a & ~*tc));
+}
+/* 0 + the gradient the pool sends to a window's winner, 4 lanes */
+static inline v4f pool_grad4(v4f dy, v4f y, int relu) {
+    const v4f z = {0, 0, 0, 0};
+    if (relu) dy = (v4f)((v4i)dy & (y > z));
+    return z + dy;
+}
+static inline v4f keep4(v4f v, v4i m) { return (v4f)((v4i)v & m); }
+static inline float keep_if(float v, int c) { /* c ? v : +0, branch-free */
+    uint32_t b;
+    memcpy(&b, &v, sizeof b);
+    b &= -(uint32_t)(c != 0);
+    memcpy(&v, &b, sizeof v);
+    return v;
+}
+static inline v4i ld4i(const int32_t *p) { v4i v; memcpy(&v, p, sizeof v); return v; }
+static inline void st4i(int32_t *p, v4i v) { memcpy(p, &v, sizeof v); }
 
 /* 2x2 stride-2 max-pool whose windows cover its input exactly */
 static int pool2_tiles(const Layer *L) {
@@ -42,15 +82,13 @@ static inline __attribute__((always_inline)) void maxpool2_blocked(const Layer *
                     const int p0 = (2 * oy * IW + 2 * ox) * V, p2 = p0 + IW * V;
                     float *yo = yp + ((long)oy * OW + ox) * V;
                     int32_t *ao = ap + ((long)oy * OW + ox) * V;
-                    for (int v = 0; v < V; v++) {
-                        float v0 = relu_of(xp[p0 + v], relu), v1 = relu_of(xp[p0 + V + v], relu);
-                        float v2 = relu_of(xp[p2 + v], relu), v3 = relu_of(xp[p2 + V + v], relu);
-                        int t1 = (v1 > v0) | ((v1 != v1) & (v0 == v0)), t3 = (v3 > v2) | ((v3 != v3) & (v2 == v2));
-                        float a = t1 ? v1 : v0, c = t3 ? v3 : v2;
-                        int ia = p0 + (t1 ? V : 0) + v, ic = p2 + (t3 ? V : 0) + v;
-                        int tc = (c > a) | ((c != c) & (a == a));
-                        yo[v] = tc ? c : a;
-                        ao[v] = (int32_t)xo + (tc ? ic : ia);
+                    for (int v = 0; v < V; v += 4) {
+                        v4i t1, t3, tc;
+                        v4_st(yo + v, tourney4(v4_ld(xp + p0 + v), v4_ld(xp + p0 + V + v), v4_ld(xp + p2 + v),
+                                               v4_ld(xp + p2 + V + v), relu, &t1, &t3, &tc));
+                        const v4i lane = (v4i){0, 1, 2, 3} + (int)xo + v, vv = {V, V, V, V};
+                        const v4i ia = lane + p0 + (t1 & vv), ic = lane + p2 + (t3 & vv);
+                        st4i(ao + v, (ic & tc) | (ia & ~tc));
                     }
                 }
         }
@@ -85,7 +123,6 @@ static void maxpool_generic(const Layer *L, const float *x, float *y, int32_t *a
  * row-major scan (first maximum; first NaN), with shorter chains; 4 outputs at once (masks 0 / -1) */
 static void maxpool2_plain(const Layer *L, const float *x, float *y, int32_t *am, long nb) {
     const int IW = L->iw, OW = L->w, relu = L->relu_in;
-    const v4f z = {0, 0, 0, 0};
     for (long bc = 0; bc < nb * L->c; bc++) {
         const float *xp = x + bc * L->ih * IW;
         long ob = bc * L->h * OW;
@@ -93,33 +130,27 @@ static void maxpool2_plain(const Layer *L, const float *x, float *y, int32_t *am
             const float *r0 = xp + 2 * oy * IW, *r1 = r0 + IW;
             float *yo = y + ob + oy * OW;
             int32_t *ao = am + ob + oy * OW, base = 2 * oy * IW;
-            int ox = 0;
-            for (; ox + 4 <= OW; ox += 4) {
-                const float *p0 = r0 + 2 * ox, *p1 = r1 + 2 * ox;
-                v4f v0 = {p0[0], p0[2], p0[4], p0[6]}, v1 = {p0[1], p0[3], p0[5], p0[7]};
-                v4f v2 = {p1[0], p1[2], p1[4], p1[6]}, v3 = {p1[1], p1[3], p1[5], p1[7]};
-                if (relu) { /* x > 0 ? x : 0, NaN -> 0 */
-                    v0 = (v4f)((v4i)v0 & (v0 > z)); v1 = (v4f)((v4i)v1 & (v1 > z));
-                    v2 = (v4f)((v4i)v2 & (v2 > z)); v3 = (v4f)((v4i)v3 & (v3 > z));
+            for (int ox = 0; ox < OW; ox += 4) {
+                const int n = OW - ox < 4 ? OW - ox : 4;
+                v4f a0, a1, b0, b1; /* the 8 inputs of 4 windows in each row */
+                if (n == 4) {
+                    a0 = v4_ld(r0 + 2 * ox); a1 = v4_ld(r0 + 2 * ox + 4);
+                    b0 = v4_ld(r1 + 2 * ox); b1 = v4_ld(r1 + 2 * ox + 4);
+                } else { /* the row's last 1-3 windows: the lanes past it are 0s */
+                    const float *p = r0 + 2 * ox, *q = r1 + 2 * ox;
+                    a0 = (v4f){p[0], p[1], n > 1 ? p[2] : 0, n > 1 ? p[3] : 0};
+                    a1 = (v4f){n > 2 ? p[4] : 0, n > 2 ? p[5] : 0, 0, 0};
+                    b0 = (v4f){q[0], q[1], n > 1 ? q[2] : 0, n > 1 ? q[3] : 0};
+                    b1 = (v4f){n > 2 ? q[4] : 0, n > 2 ? q[5] : 0, 0, 0};
                 }
-                v4i t1 = (v1 > v0) | ((v1 != v1) & (v0 == v0)), t3 = (v3 > v2) | ((v3 != v3) & (v2 == v2));
-                v4f a = (v4f)(((v4i)v1 & t1) | ((v4i)v0 & ~t1)), c = (v4f)(((v4i)v3 & t3) | ((v4i)v2 & ~t3));
-                v4i i0 = {base + 2 * ox, base + 2 * ox + 2, base + 2 * ox + 4, base + 2 * ox + 6};
-                v4i ia = i0 - t1, ic = i0 + IW - t3;
-                v4i tc = (c > a) | ((c != c) & (a == a));
-                v4_st(yo + ox, (v4f)(((v4i)c & tc) | ((v4i)a & ~tc)));
-                v4i best = (ic & tc) | (ia & ~tc);
-                memcpy(ao + ox, &best, sizeof best);
-            }
-            for (; ox < OW; ox++) {
-                float v0 = relu_of(r0[2 * ox], relu), v1 = relu_of(r0[2 * ox + 1], relu);
-                float v2 = relu_of(r1[2 * ox], relu), v3 = relu_of(r1[2 * ox + 1], relu);
-                int t1 = (v1 > v0) | ((v1 != v1) & (v0 == v0)), t3 = (v3 > v2) | ((v3 != v3) & (v2 == v2));
-                float a = t1 ? v1 : v0, c = t3 ? v3 : v2;
-                int ia = base + 2 * ox + t1, ic = base + 2 * ox + IW + t3;
-                int tc = (c > a) | ((c != c) & (a == a));
-                yo[ox] = tc ? c : a;
-                ao[ox] = tc ? ic : ia;
+                const v4i ev = {0, 2, 4, 6}, od = {1, 3, 5, 7};
+                v4i t1, t3, tc;
+                const v4f y4 = tourney4(__builtin_shuffle(a0, a1, ev), __builtin_shuffle(a0, a1, od),
+                                        __builtin_shuffle(b0, b1, ev), __builtin_shuffle(b0, b1, od), relu, &t1, &t3, &tc);
+                const v4i i0 = ev + base + 2 * ox;
+                const v4i ia = i0 - t1, ic = i0 + IW - t3, best = (ic & tc) | (ia & ~tc);
+                if (n == 4) { v4_st(yo + ox, y4); st4i(ao + ox, best); continue; }
+                for (int j = 0; j < n; j++) { yo[ox + j] = y4[j]; ao[ox + j] = best[j]; }
             }
         }
     }
@@ -185,13 +216,14 @@ static void maxpool_backward(Model *m, Work *w, int i, const float *dout, int fl
                     for (int ox = 0; ox < L->w; ox++) {
                         const long oo = ((long)k * ohw + (long)oy * L->w + ox) * V;
                         const long p0 = ((long)k * ihw + 2L * oy * IW + 2 * ox) * V, p2 = p0 + (long)IW * V;
-                        for (int v = 0; v < V; v++) {
-                            const long win = ap[oo + v];
-                            const float g = 0.0f + pool_grad(gp[oo + v], yp[oo + v], relu);
-                            xp[p0 + v] = win == p0 + v ? g : 0.0f;
-                            xp[p0 + V + v] = win == p0 + V + v ? g : 0.0f;
-                            xp[p2 + v] = win == p2 + v ? g : 0.0f;
-                            xp[p2 + V + v] = win == p2 + V + v ? g : 0.0f;
+                        for (int v = 0; v < V; v += 4) {
+                            const v4i win = ld4i(ap + oo + v), q0 = (v4i){0, 1, 2, 3} + (int)p0 + v,
+                                      q2 = (v4i){0, 1, 2, 3} + (int)p2 + v;
+                            const v4f g = pool_grad4(v4_ld(gp + oo + v), v4_ld(yp + oo + v), relu);
+                            v4_st(xp + p0 + v, keep4(g, win == q0));
+                            v4_st(xp + p0 + V + v, keep4(g, win == q0 + V));
+                            v4_st(xp + p2 + v, keep4(g, win == q2));
+                            v4_st(xp + p2 + V + v, keep4(g, win == q2 + V));
                         }
                     }
         }
@@ -206,13 +238,25 @@ static void maxpool_backward(Model *m, Work *w, int i, const float *dout, int fl
             for (int oy = 0; oy < L->h; oy++) {
                 float *r0 = xp + 2 * oy * IW, *r1 = r0 + IW;
                 const int base = 2 * oy * IW;
-                for (int ox = 0; ox < OW; ox++) {
-                    const int k = ap[oy * OW + ox] - base - 2 * ox; /* 0, 1, IW, IW + 1 */
+                int ox = 0;
+                for (; ox + 4 <= OW; ox += 4) {
+                    const v4i i0 = {base + 2 * ox, base + 2 * ox + 2, base + 2 * ox + 4, base + 2 * ox + 6};
+                    const v4i k = ld4i(ap + oy * OW + ox) - i0; /* 0, 1, IW, IW + 1 */
+                    const v4f g = pool_grad4(v4_ld(gp + oy * OW + ox), v4_ld(yp + oy * OW + ox), relu);
+                    const v4i c0 = {0, 0, 0, 0}, c1 = {1, 1, 1, 1}, c2 = c0 + IW, c3 = c1 + IW;
+                    const v4f e0 = keep4(g, k == c0), e1 = keep4(g, k == c1), e2 = keep4(g, k == c2), e3 = keep4(g, k == c3);
+                    v4_st(r0 + 2 * ox, __builtin_shuffle(e0, e1, (v4i){0, 4, 1, 5}));
+                    v4_st(r0 + 2 * ox + 4, __builtin_shuffle(e0, e1, (v4i){2, 6, 3, 7}));
+                    v4_st(r1 + 2 * ox, __builtin_shuffle(e2, e3, (v4i){0, 4, 1, 5}));
+                    v4_st(r1 + 2 * ox + 4, __builtin_shuffle(e2, e3, (v4i){2, 6, 3, 7}));
+                }
+                for (; ox < OW; ox++) {
+                    const int k = ap[oy * OW + ox] - base - 2 * ox;
                     const float g = 0.0f + pool_grad(gp[oy * OW + ox], yp[oy * OW + ox], relu);
-                    r0[2 * ox] = k == 0 ? g : 0.0f;
-                    r0[2 * ox + 1] = k == 1 ? g : 0.0f;
-                    r1[2 * ox] = k == IW ? g : 0.0f;
-                    r1[2 * ox + 1] = k == IW + 1 ? g : 0.0f;
+                    r0[2 * ox] = keep_if(g, k == 0);
+                    r0[2 * ox + 1] = keep_if(g, k == 1);
+                    r1[2 * ox] = keep_if(g, k == IW);
+                    r1[2 * ox + 1] = keep_if(g, k == IW + 1);
                 }
             }
         }
