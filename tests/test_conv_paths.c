@@ -10,7 +10,10 @@
 
 #include "harness/gemm.h"
 #include "harness/loss.h"
+#include "attacks/attack.h"
+#include "datasets/dataset.h"
 #include "harness/model.h"
+#include "harness/train.h"
 #include "rules/build.h"
 #include "tests/test.h"
 
@@ -270,4 +273,55 @@ TEST(relu_fusion_matches_separate_relus) {
         out_free(&oa); out_free(&ob);
         model_free(a); model_free(b);
     }
+}
+
+/* A Work kept on its model (work_take/work_give) holds nothing stale: attack a model, train it, attack it
+ * again; its twin, trained the same way but attacked through a new Work, must give bitwise the same
+ * adversarial examples. The kept Work's oneDNN layers reorder W (and B, by its draw) once per attack while
+ * the weights are fixed, so a copy surviving from the first attack would show here. */
+static void attack_keep_xadv(Model *m, const Dataset *d, int source, float *out) {
+    AttackParams p;
+    attack_params_default(&p);
+    p.kind = ATK_PGD;
+    p.norm = NORM_LINF;
+    p.steps = 3;
+    p.batch = 8;
+    p.grad_source = source;
+    CHECK(attack_set_eps(&p, "8/255") == 0 && attack_set_alpha(&p, "2/255") == 0);
+    AttackKeep k;
+    attack_keep_init(&k, d->n, model_in_dim(m));
+    EvalCounts c;
+    CHECK(attack_evaluate(m, NULL, d, 0, &p, NULL, NULL, &k, &c) == 0);
+    memcpy(out, k.x_adv, sizeof(float) * (size_t)d->n * model_in_dim(m));
+    attack_keep_free(&k);
+}
+TEST(kept_work_holds_nothing_stale) {
+    Dataset d;
+    CHECK(dataset_open("synthetic:16:3x8x8:5", NULL, SPLIT_TEST, &d) == 0);
+    Case k = CASES[4];
+    k.c = 3;
+    Model *a = make(&k, "usf", CONV_DNNL), *b = make(&k, "usf", CONV_DNNL);
+    const long n = (long)d.n * model_in_dim(a);
+    float *xa = xmalloc(sizeof(float) * n), *xb = xmalloc(sizeof(float) * n);
+    for (int source = GRAD_TRUE; source <= GRAD_FEEDBACK; source++) {
+        attack_keep_xadv(a, &d, source, xa); /* leaves a Work on a, with W and B reordered */
+        TrainOpts o;
+        train_opts_default(&o);
+        o.epochs = 1;
+        o.batch = 8;
+        o.quiet = 1;
+        o.probe_n = 0;
+        o.lr = 0.5;
+        T_ASSERT(train_run(a, &d, NULL, &o, 0, NULL, NULL) == 0);
+        T_ASSERT(train_run(b, &d, NULL, &o, 0, NULL, NULL) == 0);
+        T_ASSERT(a->wcache != NULL);
+        work_free(b->wcache); /* b attacks through a new Work */
+        b->wcache = NULL;
+        attack_keep_xadv(a, &d, source, xa);
+        attack_keep_xadv(b, &d, source, xb);
+        T_ASSERT_MSG(!memcmp(xa, xb, sizeof(float) * n), "source %d: the kept Work's attack differs", source);
+    }
+    free(xa); free(xb);
+    model_free(a); model_free(b);
+    dataset_close(&d);
 }
