@@ -7,8 +7,6 @@
 
 #include "harness/core.h"
 
-unsigned long long gemm_flops; /* atomic adds: the batch-splitting threads of model.c call gemm() concurrently */
-
 /* libxsmm: JIT kernels for small products (no packing), measured on this AVX-512 EPYC at 110-210 GFLOP/s
  * for LeNet-5's per-sample convolution products and the MLP's layers where OpenBLAS's Haswell kernels
  * (the core it picks here) ran at 20-100 (docs/performance.md). Its column-major kernels see the
@@ -44,7 +42,6 @@ void gemm(int ta, int tb, int M, int N, int K, float alpha, const float *A, int 
           float beta, float *C, int ldc) {
     CHECK(M >= 0 && N >= 0 && K >= 0);
     if (M == 0 || N == 0) return;
-    __atomic_fetch_add(&gemm_flops, 2ULL * (unsigned long long)M * N * K, __ATOMIC_RELAXED);
     if (!tb && alpha == 1.0f && gemm_xsmm(ta, M, N, K, A, lda, B, ldb, beta, C, ldc)) return;
     cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, M, N, K, alpha,
                 A, lda, B, ldb, beta, C, ldc);

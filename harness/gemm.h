@@ -13,7 +13,6 @@ void gemm_blas(int ta, int tb, int M, int N, int K, float alpha, const float *A,
                float beta, float *C, int ldc);
 void gemm_ref(int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda, const float *B,
               int ldb, float beta, float *C, int ldc);
-extern unsigned long long gemm_flops; /* 2*M*N*K summed over calls (benchmark accounting) */
 int blas_threads(void);
 void blas_set_threads(int t);
 const char *blas_core(void);
