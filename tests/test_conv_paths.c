@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "harness/gemm.h"
+#include "harness/layers/layer.h"
 #include "harness/loss.h"
 #include "attacks/attack.h"
 #include "datasets/dataset.h"
@@ -324,4 +325,37 @@ TEST(kept_work_holds_nothing_stale) {
     free(xa); free(xb);
     model_free(a); model_free(b);
     dataset_close(&d);
+}
+
+/* A convolution oneDNN has no kernels for (forced here: outputs of <= 4 pixels, as vgg16's 2x2 maps with
+ * AVX2 only) sends it and every later convolution to the im2col path behind a pool that converts to
+ * NCHW; the model still matches the all-im2col reference. Without a pool in front (resnet20), or when
+ * the NCHW part would do most of the work, the whole model is NCHW. */
+TEST(layout_goes_nchw_from_a_convolution_without_kernels) {
+    layout_refuse_set(4);
+    Model *m = make(&CASES[2], "bp", CONV_DNNL);
+    int blocked = 0, plain = 0, converting = 0;
+    for (int i = 0; i < m->nl; i++) {
+        const Layer *L = &m->L[i];
+        if (L->kind == L_CONV) {
+            const int small = L->h * L->w <= 4;
+            T_ASSERT_MSG(small ? L->blk == 0 && L->iblk == 0 : L->blk > 0, "vgg16 %s (%dx%d): blk %d iblk %d",
+                         L->name, L->h, L->w, L->blk, L->iblk);
+            blocked += !small;
+            plain += small;
+        }
+        converting += L->kind == L_MAXPOOL && L->iblk && !L->blk && L->h == 2;
+    }
+    T_ASSERT_MSG(blocked == 10 && plain == 3 && converting == 1, "vgg16: %d blocked, %d NCHW convolutions, %d converting pools",
+                 blocked, plain, converting);
+    model_free(m);
+    for (int mode = 0; mode < 2; mode++) {
+        compare(&CASES[2], "bp", mode, BW_PARAMS | BW_INPUT | BW_TRUE, 1);
+        compare(&CASES[2], "usf", mode, BW_PARAMS | BW_INPUT, 2);
+    }
+    layout_refuse_set(64); /* resnet20 at 8x8: its last stage (2x2) has no pool in front */
+    m = make(&CASES[4], "bp", CONV_DNNL);
+    T_ASSERT_MSG(blocked_convs(m) == 0, "resnet20: %d blocked convolutions", blocked_convs(m));
+    model_free(m);
+    layout_refuse_set(0);
 }

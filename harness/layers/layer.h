@@ -120,6 +120,9 @@ int conv_block(void);
 void fuse_plan(Model *m);
 /* layout.c: set every layer's blk/iblk/cp/icp (model_finalize calls it) */
 void layout_plan(Model *m);
+/* layout.c, for the tests: convolutions with outputs of at most max_hw pixels count as having no oneDNN
+ * kernels (0: none), as vgg16's 2x2 maps do with AVX2 only */
+void layout_refuse_set(int max_hw);
 /* layout.c: dst (+)= src for nb samples of C channels x HW pixels, src stored with block sv (0: NCHW) and
  * scp channels, dst with dv and dcp; assign: dst = 0 + src, and a blocked dst's padding lanes = 0 */
 void layout_move(float *dst, int dv, int dcp, const float *src, int sv, int scp, int C, long HW, long nb, int assign);

@@ -11,9 +11,14 @@
  * dropout, pools, add) follows its input; global average pooling, and a pool whose output is
  * flattened, write NCHW (they convert). A node that must be NCHW for its consumer (linear, flatten with
  * spatial extent, normalisation) and is not produced by a converting kind, or an add of two layouts,
- * makes the whole model NCHW: correct everywhere, and the convolutions then take the im2col path. So
- * does a convolution for which oneDNN has only reference loops in these layouts (channel counts that
- * are small and not a multiple of V, as LeNet-5's: conv_dnnl_supported). */
+ * makes the whole model NCHW: correct everywhere, and the convolutions then take the im2col path.
+ *
+ * A convolution for which oneDNN has only reference loops in these layouts (channel counts that are
+ * small and not a multiple of V, as LeNet-5's; with AVX2 only, the weight gradient of vgg16's 512-channel
+ * convolutions on 2x2 maps: conv_dnnl_supported) runs on the im2col path, and so does every convolution
+ * after it: the pool feeding the first such convolution converts to NCHW (vgg16 keeps its first four
+ * stages, 91% of its multiply-adds, on oneDNN). When no pool feeds it (through batch-norm / ReLU /
+ * dropout), or when the NCHW part would do most of the work (LeNet-5), the model is NCHW. */
 #include <string.h>
 
 #include "harness/layers/layer.h"
@@ -41,31 +46,45 @@ static void set_plain(Model *m) {
 
 /* one forward sweep: conv outputs blocked unless to_plain, layout-keeping kinds follow their input
  * (a pool in to_plain converts), GAP converts; 0, or -1 when the two inputs of an add differ */
-static int propagate(Model *m, int V, const unsigned char *to_plain) {
+static int propagate(Model *m, int V, const unsigned char *to_plain, int plain_from) {
     for (int i = 0; i < m->nl; i++) {
         Layer *L = &m->L[i];
         int ib = L->in < 0 ? 0 : m->L[L->in].blk;
         L->iblk = ib;
-        L->blk = L->kind == L_CONV ? V : keeps_layout(L->kind) && !to_plain[i] ? ib : 0;
+        L->blk = L->kind == L_CONV ? (i < plain_from ? V : 0) : keeps_layout(L->kind) && !to_plain[i] ? ib : 0;
         if (L->kind == L_ADD && (L->in2 < 0 ? 0 : m->L[L->in2].blk) != ib) return -1;
     }
     return 0;
 }
 
-void layout_plan(Model *m) {
-    set_plain(m);
-    const int V = conv_block();
-    if (!V) return;
-    unsigned char to_plain[MAX_LAYERS] = {0};
+static int g_refuse_hw; /* tests: convolutions with outputs of at most this many pixels count as unsupported */
+void layout_refuse_set(int max_hw) { g_refuse_hw = max_hw; }
+
+static int supported(const Layer *L) {
+    return (long)L->h * L->w > g_refuse_hw && conv_dnnl_supported(L);
+}
+
+/* the pool that feeds conv j through layout-keeping one-input kinds, or -1 */
+static int feeding_pool(const Model *m, int j) {
+    for (int i = m->L[j].in; i >= 0; i = m->L[i].in) {
+        const LayerKind k = m->L[i].kind;
+        if (k == L_MAXPOOL || k == L_AVGPOOL) return i;
+        if (!keeps_layout(k) || k == L_ADD) return -1;
+    }
+    return -1;
+}
+
+/* the sweeps: 0, or -1 when the model must be NCHW */
+static int plan(Model *m, int V, unsigned char *to_plain, int plain_from) {
     for (;;) {
-        if (propagate(m, V, to_plain) < 0) { set_plain(m); return; }
+        if (propagate(m, V, to_plain, plain_from) < 0) return -1;
         /* a blocked node read by a kind that needs NCHW (linear, flatten, normalisation): a pool converts
            (and the sweep runs again), anything else makes the model NCHW */
         int again = 0;
         for (int j = 0; j < m->nl; j++) {
             int i = m->L[j].in;
             if (i < 0 || !m->L[i].blk || reads_blocked(m, j)) continue;
-            if (m->L[i].kind != L_MAXPOOL && m->L[i].kind != L_AVGPOOL) { set_plain(m); return; }
+            if (m->L[i].kind != L_MAXPOOL && m->L[i].kind != L_AVGPOOL) return -1;
             to_plain[i] = 1;
             again = 1;
         }
@@ -75,10 +94,36 @@ void layout_plan(Model *m) {
         Layer *L = &m->L[i];
         L->cp = round_up_blk(L->c, L->blk);
         L->icp = round_up_blk(L->ic, L->iblk);
+        if (L->kind == L_CONV && L->blk && L->iblk == 0 && i >= plain_from) return -1; /* not expected */
     }
-    /* and oneDNN must have real kernels for every convolution in these layouts */
-    for (int i = 0; i < m->nl; i++)
-        if (m->L[i].kind == L_CONV && !conv_dnnl_supported(&m->L[i])) { set_plain(m); return; }
+    return 0;
+}
+
+void layout_plan(Model *m) {
+    set_plain(m);
+    const int V = conv_block();
+    if (!V) return;
+    unsigned char to_plain[MAX_LAYERS] = {0};
+    int plain_from = MAX_LAYERS; /* convolutions from this node on are NCHW (im2col) */
+    if (plan(m, V, to_plain, plain_from) < 0) { set_plain(m); return; }
+    /* oneDNN must have real kernels for every blocked convolution in these layouts; from the first that
+       has none, the convolutions go NCHW behind a converting pool, else the whole model does */
+    for (int i = 0; i < m->nl; i++) {
+        if (m->L[i].kind != L_CONV || !m->L[i].blk || supported(&m->L[i])) continue;
+        const int p = feeding_pool(m, i);
+        double before = 0, after = 0; /* multiply-adds of the convolutions either side */
+        for (int j = 0; j < m->nl; j++)
+            if (m->L[j].kind == L_CONV) {
+                const Layer *C = &m->L[j];
+                *(j < i ? &before : &after) += (double)C->c * C->h * C->w * C->ic * C->k * C->k;
+            }
+        /* once, behind a pool, and only when most of the work stays on oneDNN (LeNet-5's conv2 is 2/3) */
+        if (plain_from != MAX_LAYERS || p < 0 || after >= before) { set_plain(m); return; }
+        plain_from = i;
+        to_plain[p] = 1;
+        if (plan(m, V, to_plain, plain_from) < 0) { set_plain(m); return; }
+        i = -1; /* check the blocked ones again in the new plan */
+    }
 }
 
 /* dst (+)= src for nb samples of C channels x HW pixels, src stored with block sv (0: NCHW) and scp
