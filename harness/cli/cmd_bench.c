@@ -274,16 +274,14 @@ int cmd_bench(int argc, char **argv) {
         if (train_run(m, &wu, NULL, &to, 0, on_epoch, &h) < 0) goto done;
     }
     for (int r = 0; r < R; r++) {
-        /* the fresh model of seed r, in the warmed-up model's arena: its kept Work (work_take) is reused,
-           as the reference's caching allocator reuses its warm-up's memory */
-        Model *f = fresh_model(arch, &train, (uint64_t)r);
-        if (!f) goto done;
-        CHECK(f->n_arena == m->n_arena);
-        memcpy(m->arena, f->arena, sizeof(float) * (size_t)m->n_arena);
-        m->step = f->step;
-        m->fb_count = f->fb_count;
-        for (int i = 0; i < m->nl; i++) m->L[i].rscale = f->L[i].rscale;
-        model_free(f);
+        /* the fresh model of seed r gets the warmed-up model's kept Work (work_take reuses it when the
+           layers match), as the reference's caching allocator reuses its warm-up's memory */
+        Work *kept = m->wcache;
+        m->wcache = NULL;
+        model_free(m);
+        m = fresh_model(arch, &train, (uint64_t)r);
+        if (!m) { work_free(kept); goto done; }
+        m->wcache = kept;
         HookOut h = {0};
         to.seed = (uint64_t)r;
         double c0 = cpu_seconds();
