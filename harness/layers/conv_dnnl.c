@@ -114,17 +114,16 @@ void conv_dnnl_work_free(Work *w) {
     if (!d) return;
     for (int t = 0; t < d->T; t++) {
         dnnl_stream_destroy(d->st[t]);
-        free(d->scr[t]);
+        big_free(d->scr[t], d->scr_n[t]);
     }
     free(d);
     w->dnnl = NULL;
 }
 static void *scratch(DnnlWork *d, int t, size_t n) {
-    if (n > d->scr_n[t]) {
-        free(d->scr[t]);
+    if (n > d->scr_n[t]) { /* on huge pages, as the weights' copies (below) */
+        big_free(d->scr[t], d->scr_n[t]);
         d->scr_n[t] = (n + 4095) & ~(size_t)4095;
-        d->scr[t] = aligned_alloc(64, d->scr_n[t]);
-        CHECK(d->scr[t] != NULL);
+        d->scr[t] = big_alloc(d->scr_n[t]);
     }
     return d->scr[t];
 }
@@ -147,6 +146,7 @@ typedef struct DConv {
     int T;
     dnnl_memory_desc_t wf_md, wb_md, dw_md, plain_w; /* weights: forward, backward data, gradient; oihw */
     float *wf, *wb;                                  /* W reordered for forward, B (or W) for backward data */
+    size_t wf_n, wb_n;                               /* their bytes */
     dnnl_primitive_t r_wf, r_wb, r_dw, r_dw_sum;     /* oihw -> wf, oihw -> wb, dw -> oihw (+ dst) */
     dnnl_memory_t m_w, m_wf, m_wb;                   /* prepare's reorders (one thread per layer and pass) */
     /* while the Work's weights are fixed (an attack): wf holds W of promise wf_gen, wb the weights of
@@ -343,8 +343,11 @@ void conv_dnnl_init(const Model *m, Work *w, int i) {
     dnnl_primitive_attr_destroy(a);
     dnnl_primitive_attr_destroy(fa);
     CHECK(dnnl_memory_desc_get_size(&d->dw_md) <= sizeof(float) * (size_t)conv_dnnl_dw_n(L));
-    d->wf = aligned_alloc(64, (dnnl_memory_desc_get_size(&d->wf_md) + 63) & ~(size_t)63);
-    d->wb = aligned_alloc(64, (dnnl_memory_desc_get_size(&d->wb_md) + 63) & ~(size_t)63);
+    /* on huge pages (big_alloc): a reorder's scattered stores into 4 KiB pages miss the TLB */
+    d->wf_n = dnnl_memory_desc_get_size(&d->wf_md);
+    d->wb_n = dnnl_memory_desc_get_size(&d->wb_md);
+    d->wf = big_alloc(d->wf_n);
+    d->wb = big_alloc(d->wb_n);
     CHECK(d->wf && d->wb);
     d->r_wf = reorder(&d->plain_w, &d->wf_md, 0);
     d->r_wb = reorder(&d->plain_w, &d->wb_md, 0);
@@ -384,8 +387,8 @@ void conv_dnnl_fini(Work *w, int i) {
         dnnl_memory_destroy(d->m_dw[t]);
         dnnl_memory_destroy(d->m_dwo[t]);
     }
-    free(d->wf);
-    free(d->wb);
+    big_free(d->wf, d->wf_n);
+    big_free(d->wb, d->wb_n);
     pthread_mutex_destroy(&d->mu);
     free(d);
     w->lx[i] = NULL;
