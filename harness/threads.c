@@ -30,18 +30,19 @@ static inline void cpu_relax(void) {
 #endif
 }
 
-/* poll until *v != seen (or *stop): 1 when it changed, 0 after SPIN_NS */
-static int spin_while_eq(const unsigned *v, unsigned seen, const int *stop) {
-    double t0 = 0;
-    for (long i = 1;; i++) {
-        if (__atomic_load_n(v, __ATOMIC_ACQUIRE) != seen || __atomic_load_n(stop, __ATOMIC_ACQUIRE)) return 1;
+/* poll ready(p, seen) for up to SPIN_NS; the caller then sleeps on its condition variable if need be */
+static void poll_for(int (*ready)(struct Pool *, unsigned), struct Pool *p, unsigned seen) {
+    const double t0 = now_seconds();
+    for (long i = 1; !ready(p, seen); i++) {
         cpu_relax();
-        if ((i & 255) == 0) {
-            double t = now_seconds();
-            if (t0 == 0) t0 = t;
-            else if (t - t0 > SPIN_NS * 1e-9) return 0;
-        }
+        if ((i & 255) == 0 && now_seconds() - t0 > SPIN_NS * 1e-9) return;
     }
+}
+static int region_posted(struct Pool *p, unsigned seen) { /* a worker's wait: a new region, or quit */
+    return __atomic_load_n(&p->gen, __ATOMIC_ACQUIRE) != seen || __atomic_load_n(&p->quit, __ATOMIC_ACQUIRE);
+}
+static int workers_done(struct Pool *p, unsigned seen) { /* the caller's wait */
+    return __atomic_load_n(&p->pending, __ATOMIC_ACQUIRE) == 0;
 }
 
 static void *pool_main(void *a) {
@@ -50,7 +51,7 @@ static void *pool_main(void *a) {
     free(a);
     unsigned seen = 0;
     for (;;) {
-        spin_while_eq(&p->gen, seen, &p->quit);
+        poll_for(region_posted, p, seen);
         pthread_mutex_lock(&p->mu);
         while (p->gen == seen && !p->quit) pthread_cond_wait(&p->go, &p->mu);
         if (p->quit) { pthread_mutex_unlock(&p->mu); return NULL; }
@@ -105,10 +106,7 @@ void pool_run(struct Pool *p, TaskFn fn, void *arg) {
     pthread_cond_broadcast(&p->go);
     pthread_mutex_unlock(&p->mu);
     fn(arg, 0, p->T);
-    for (double t0 = now_seconds(); __atomic_load_n(&p->pending, __ATOMIC_ACQUIRE) > 0;) {
-        if (now_seconds() - t0 > SPIN_NS * 1e-9) break;
-        for (int i = 0; i < 64 && __atomic_load_n(&p->pending, __ATOMIC_ACQUIRE) > 0; i++) cpu_relax();
-    }
+    poll_for(workers_done, p, 0);
     pthread_mutex_lock(&p->mu);
     while (__atomic_load_n(&p->pending, __ATOMIC_ACQUIRE) > 0) pthread_cond_wait(&p->done, &p->mu);
     pthread_mutex_unlock(&p->mu);

@@ -16,13 +16,14 @@
  * separate ReLU's backward would have passed it). */
 static inline float relu_of(float v, int relu) { return relu ? (v > 0 ? v : 0.0f) : v; }
 /* the gradient the pool sends to a window's winner */
-static inline float pool_grad(float dy, float y, int relu) {
-    uint32_t b, keep = -(uint32_t)(!relu || y > 0); /* bit masks, not a branch: the gate is data */
-    memcpy(&b, &dy, sizeof b);
-    b &= keep;
-    memcpy(&dy, &b, sizeof dy);
-    return dy;
+static inline float keep_if(float v, int c) { /* c ? v : +0, with bit masks, not a branch: c is data */
+    uint32_t b;
+    memcpy(&b, &v, sizeof b);
+    b &= -(uint32_t)(c != 0);
+    memcpy(&v, &b, sizeof v);
+    return v;
 }
+static inline float pool_grad(float dy, float y, int relu) { return keep_if(dy, !relu || y > 0); }
 
 /* The 2x2 tournament on 4 lanes at once, branch-free (the winner's position is data: branches on it
  * mispredict about half the time): window values v0 v1 (top row) v2 v3 (bottom), after relu_in's
@@ -48,13 +49,6 @@ static inline v4f pool_grad4(v4f dy, v4f y, int relu) {
     return z + dy;
 }
 static inline v4f keep4(v4f v, v4i m) { return (v4f)((v4i)v & m); }
-static inline float keep_if(float v, int c) { /* c ? v : +0, branch-free */
-    uint32_t b;
-    memcpy(&b, &v, sizeof b);
-    b &= -(uint32_t)(c != 0);
-    memcpy(&v, &b, sizeof v);
-    return v;
-}
 static inline v4i ld4i(const int32_t *p) { v4i v; memcpy(&v, p, sizeof v); return v; }
 static inline void st4i(int32_t *p, v4i v) { memcpy(p, &v, sizeof v); }
 
