@@ -316,11 +316,18 @@ void attack_objective_hash(void *ctx, const AttackParams *p, const float *out, c
     }
 }
 
+typedef struct { float *dst; const float *src; long D; } Copy;
+static void copy_slice(void *ctx, long b0, long b1) {
+    const Copy *c = ctx;
+    memcpy(c->dst + b0 * c->D, c->src + b0 * c->D, sizeof(float) * (b1 - b0) * c->D);
+}
+
 void attack_input_grad(Model *m, Work *w, const float *dout, int n, const AttackParams *p, AttackScratch *s, float *g) {
     size_t nd = (size_t)n * s->D;
     if (p->grad_source != GRAD_FEEDBACK) {
         model_backward(m, w, dout, BW_INPUT | BW_TRUE);
-        memcpy(g, w->dx, sizeof(float) * nd);
+        Copy c = {g, w->dx, s->D}; /* by the threads whose slices of the pass wrote w->dx */
+        work_split(w, n, copy_slice, &c);
         return;
     }
     /* through the rule's feedback: a fresh draw per backward (brSF), averaged over eot draws */
@@ -388,8 +395,13 @@ static void random_start(const float *x, float *cur, int n, const AttackParams *
     }
 }
 
-static void pgd_step(const float *x, float *cur, int n, const AttackParams *p, const AttackScratch *s) {
+/* one PGD step on examples [b0, b1): cur += alpha sign(g) (Linf) or alpha g/|g| (L2), projected */
+static void pgd_step(const float *x, float *cur, long b0, long b1, const AttackParams *p, const AttackScratch *s) {
     const int D = s->D;
+    const int n = (int)(b1 - b0);
+    x += b0 * D;
+    cur += b0 * D;
+    const float *gv = s->g + b0 * D;
     const float eps = (float)p->eps, alpha = (float)p->alpha;
     if (p->norm == NORM_LINF) {
         /* 4 at a time: GCC did not inline fminf/fmaxf (a libm call each, per element: callgrind, 20% of
@@ -405,7 +417,7 @@ static void pgd_step(const float *x, float *cur, int n, const AttackParams *p, c
         const long nd = (long)n * D;
         long j = 0;
         for (; j + 4 <= nd; j += 4) {
-            v4f g = *(const v4u *)(s->g + j), xv = *(const v4u *)(x + j);
+            v4f g = *(const v4u *)(gv + j), xv = *(const v4u *)(x + j);
             v4f sg = PGD_SEL(g > z, one, z) - PGD_SEL(g < z, one, z); /* signf: +1, -1, or +0 (zero, NaN) */
             v4f v = *(const v4u *)(cur + j) + av * sg, lo = xv - ev, hi = xv + ev;
             v = PGD_MIN(PGD_MAX(v, lo), hi);
@@ -415,14 +427,14 @@ static void pgd_step(const float *x, float *cur, int n, const AttackParams *p, c
 #undef PGD_MAX
 #undef PGD_MIN
         for (; j < nd; j++) {
-            float v = cur[j] + alpha * signf(s->g[j]), lo = x[j] - eps, hi = x[j] + eps;
+            float v = cur[j] + alpha * signf(gv[j]), lo = x[j] - eps, hi = x[j] + eps;
             v = fminf(fmaxf(v, lo), hi);
             cur[j] = clip01(v);
         }
         return;
     }
     for (int i = 0; i < n; i++) {
-        const float *xi = x + (size_t)i * D, *gi = s->g + (size_t)i * D;
+        const float *xi = x + (size_t)i * D, *gi = gv + (size_t)i * D;
         float *ci = cur + (size_t)i * D;
         double gn = 0, dn = 0;
         for (int j = 0; j < D; j++) gn += (double)gi[j] * gi[j];
@@ -436,6 +448,12 @@ static void pgd_step(const float *x, float *cur, int n, const AttackParams *p, c
         double sc = dn > p->eps ? p->eps / dn : 1.0;
         for (int j = 0; j < D; j++) ci[j] = clip01(xi[j] + (float)(ci[j] * sc));
     }
+}
+
+typedef struct { const float *x; float *cur; const AttackParams *p; const AttackScratch *s; } PgdStep;
+static void pgd_step_slice(void *ctx, long b0, long b1) {
+    const PgdStep *k = ctx;
+    pgd_step(k->x, k->cur, b0, b1, k->p, k->s);
 }
 
 int attack_pgd(Model *m, Work *w, const float *x, const int32_t *y, int n, const AttackParams *p, float *x_adv,
@@ -455,7 +473,8 @@ int attack_pgd(Model *m, Work *w, const float *x, const int32_t *y, int n, const
         for (int k = 0; k < p->steps; k++) {
             objective(m, w, s->cur, n, p, s, 1);
             if (r == 0 && k == 0) note_zero_grad(s, n, ex);
-            pgd_step(x, s->cur, n, p, s);
+            PgdStep st = {x, s->cur, p, s}; /* per example: each thread steps the examples its slice computed */
+            work_split(w, n, pgd_step_slice, &st);
             if (s->hook) s->hook(s->hook_ctx, x, s->cur, n, D, p, k + 1);
         }
         objective(m, w, s->cur, n, p, s, 0);

@@ -229,6 +229,12 @@ void work_free(Work *w);
 Work *work_take(Model *m, int cap);
 void work_give(Model *m, Work *w);
 void work_fix_weights(Work *w, int on); /* see Work.weights_fixed */
+/* fn(ctx, b0, b1) on every thread's share of [0, n), split as a pass splits a batch of n (thread t of T:
+ * [n t / T, n (t+1) / T)), the caller being thread 0. For the per-sample work around a pass (filling a
+ * batch, an attack's steps): each thread touches the samples its slice of the pass reads and writes, in
+ * its own cache, instead of the calling thread doing all of it while the others wait. */
+typedef void (*SliceFn)(void *ctx, long b0, long b1);
+void work_split(Work *w, long n, SliceFn fn, void *ctx);
 
 enum { FWD_INFER = 0, FWD_TRAIN = 1 };
 /* x: (n, D_in) in [0,1]. Returns the logits (n, K) (== w->act[m->out]). */

@@ -24,7 +24,14 @@
 
 #define PASS_GROUP 8
 
-typedef struct { Model *m; Work *w; int i0, i1, mode, flags; const float *dout; const unsigned char *asg; } Task;
+typedef struct {
+    Model *m;
+    Work *w;
+    int i0, i1, mode, flags;
+    const float *dout;
+    const unsigned char *asg;
+    const float *x; /* forward: the caller's input, copied into w->x slice by slice in the first region */
+} Task;
 
 static int batch_forward(const Layer *L, int mode) {
     const LayerOps *ops = LAYER_OPS[L->kind];
@@ -55,7 +62,7 @@ static void prepare(Model *m, Work *w, int backward, int flags) {
     int any = 0;
     for (int i = 0; i < m->nl && !any; i++) any = LAYER_OPS[m->L[i].kind]->prepare != NULL;
     if (!any) return;
-    Task k = {m, w, 0, m->nl, backward, flags, NULL, NULL};
+    Task k = {m, w, 0, m->nl, backward, flags, NULL, NULL, NULL};
     pool_run(w->pool, task_prepare, &k);
 }
 
@@ -66,10 +73,20 @@ static void layer_forward(Model *m, Work *w, int i, long b0, long b1, int t) {
     if (!m->L[i].fused) LAYER_OPS[m->L[i].kind]->forward(m, w, i, b0, b1, t);
 }
 
+static void copy_input(const Task *k, long b0, long b1) {
+    const long D = model_in_dim(k->m);
+    if (b1 > b0) memcpy(k->w->x + b0 * D, k->x + b0 * D, sizeof(float) * (b1 - b0) * D);
+}
+static void task_copy_input(void *arg, int t, int T) {
+    long b0, b1;
+    split_range(((Task *)arg)->w->n, t, T, &b0, &b1);
+    copy_input(arg, b0, b1);
+}
 static void task_fwd_local(void *arg, int t, int T) {
     Task *k = arg;
     long b0, b1;
     split_range(k->w->n, t, T, &b0, &b1);
+    if (k->x) copy_input(k, b0, b1); /* each thread its own samples, into its own cache */
     for (int i = k->i0; i < k->i1;) {
         int j = i;
         while (j < k->i1 && grouped(k->m, &k->m->L[j], k->w->cap, 0, 0)) j++;
@@ -103,12 +120,14 @@ float *model_forward(Model *m, Work *w, const float *x, int n, int mode) {
     g_fwd_samples += n;
     w->n = n;
     w->train = mode;
-    if (x != w->x) memcpy(w->x, x, sizeof(float) * (size_t)n * model_in_dim(m));
+    const float *src = x != w->x ? x : NULL; /* copied by the first region (or before a whole-batch one) */
     int bt = blas_single_begin(w);
     prepare(m, w, 0, 0);
     for (int i = 0; i < m->nl;) {
-        Task k = {m, w, i, i + 1, mode, 0, NULL, NULL};
+        Task k = {m, w, i, i + 1, mode, 0, NULL, NULL, src};
+        src = NULL;
         if (batch_forward(&m->L[i], mode)) {
+            if (k.x) pool_run(w->pool, task_copy_input, &k);
             pool_run(w->pool, task_fwd_batch, &k);
             i++;
             continue;
@@ -181,7 +200,8 @@ static void task_bwd_batch(void *arg, int t, int T) {
     Task *k = arg;
     LAYER_OPS[k->m->L[k->i0].kind]->backward_batch(k->m, k->w, k->i0, k->flags, k->asg[k->i0] & ASG_IN, t, T);
 }
-/* m->grads += the other threads' partial weight gradients, each layer's range split across threads */
+/* m->grads += the other threads' partial weight gradients, each layer's range split across threads in
+ * cache lines, as the optimiser's step splits it (train.c): each thread then updates what it summed */
 static void task_reduce(void *arg, int t, int T) {
     Task *k = arg;
     Model *m = k->m;
@@ -190,7 +210,7 @@ static void task_reduce(void *arg, int t, int T) {
         Layer *L = &m->L[i];
         if ((L->kind != L_LINEAR && L->kind != L_CONV) || L->frozen) continue;
         long off = L->dW - m->grads, len = layer_w_n(L) + (L->bias ? L->c : 0), j0, j1; /* W then b */
-        split_range(len, t, T, &j0, &j1);
+        split_lines(len, t, T, &j0, &j1);
         for (int u = 1; u < w->threads; u++) {
             const float *src = w->gpart + (long)(u - 1) * m->n_params + off;
             float *dst = m->grads + off;
@@ -238,7 +258,7 @@ void model_backward(Model *m, Work *w, const float *dout, int flags) {
     prepare(m, w, 1, flags);
     unsigned char asg[MAX_LAYERS + 1];
     bwd_plan(m, flags, w->train, asg);
-    Task k = {m, w, 0, 0, w->train, flags, dout, asg};
+    Task k = {m, w, 0, 0, w->train, flags, dout, asg, NULL};
     pool_run(w->pool, task_bwd_init, &k);
     for (int i = m->nl - 1; i >= 0;) {
         k.i1 = i + 1;

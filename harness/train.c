@@ -6,7 +6,9 @@
 #include <string.h>
 
 #include "harness/hash.h"
+#include "harness/layers/layer.h"
 #include "harness/loss.h"
+#include "harness/threads.h"
 
 void train_opts_default(TrainOpts *o) {
     memset(o, 0, sizeof *o);
@@ -93,17 +95,23 @@ static void update_range(Model *m, const TrainOpts *o, double lr, long off, long
     }
 }
 
-void optimizer_step(Model *m, const TrainOpts *o, double lr) {
-    for (int i = 0; i < m->nl; i++) {
-        Layer *L = &m->L[i];
+typedef struct { Model *m; const TrainOpts *o; double lr; } Step;
+/* every trainable layer's range (W then b, contiguous; BN's gamma then beta) split in cache lines across
+ * the threads, as the pass's gradient sum splits it (pass.c task_reduce): the update is per element, so
+ * the split changes no bit */
+static void task_step(void *arg, int t, int T) {
+    const Step *k = arg;
+    for (int i = 0; i < k->m->nl; i++) {
+        const Layer *L = &k->m->L[i];
         if (!L->trainable || L->frozen) continue;
-        if (L->kind == L_BN) {
-            update_range(m, o, lr, L->gamma - m->params, 2L * L->c);
-        } else {
-            long n = layer_w_n(L) + (L->bias ? L->c : 0); /* W then b, contiguous */
-            update_range(m, o, lr, L->W - m->params, n);
-        }
+        long off = (L->kind == L_BN ? L->gamma : L->W) - k->m->params, n = L->kind == L_BN ? 2L * L->c : layer_w_n(L) + (L->bias ? L->c : 0), j0, j1;
+        split_lines(n, t, T, &j0, &j1);
+        if (j1 > j0) update_range(k->m, k->o, k->lr, off + j0, j1 - j0);
     }
+}
+void optimizer_step(Model *m, Work *w, const TrainOpts *o, double lr) {
+    Step k = {m, o, lr};
+    pool_run(w ? w->pool : NULL, task_step, &k);
     m->step++;
 }
 
@@ -127,6 +135,18 @@ void batch_fill(const Dataset *d, const int *idx, int n, float *x, int32_t *y, i
     }
 }
 
+typedef struct { const Dataset *d; const int *idx; float *x; int32_t *y; int augment; uint64_t seed; int epoch; } Fill;
+static void fill_slice(void *ctx, long b0, long b1) {
+    const Fill *f = ctx;
+    const long D = dataset_dim(f->d);
+    batch_fill(f->d, f->idx + b0, (int)(b1 - b0), f->x + b0 * D, f->y + b0, f->augment, f->seed, f->epoch);
+}
+/* batch_fill into w->x, each of the Work's threads filling the samples its slice of the pass computes */
+static void fill_work(Work *w, const Dataset *d, const int *idx, int n, int32_t *y, int augment, uint64_t seed, int epoch) {
+    Fill f = {d, idx, w->x, y, augment, seed, epoch};
+    work_split(w, n, fill_slice, &f);
+}
+
 double evaluate(Model *m, const Dataset *d, int batch, double *loss) {
     Work *w = work_take(m, batch);
     int K = model_out_dim(m);
@@ -138,7 +158,7 @@ double evaluate(Model *m, const Dataset *d, int batch, double *loss) {
     for (int s = 0; s < d->n; s += batch) {
         int n = d->n - s < batch ? d->n - s : batch;
         for (int i = 0; i < n; i++) idx[i] = s + i;
-        batch_fill(d, idx, n, w->x, y, 0, 0, 0);
+        fill_work(w, d, idx, n, y, 0, 0, 0);
         float *lg = model_forward(m, w, w->x, n, FWD_INFER);
         tl += loss_softmax_ce(lg, y, n, K, 1.0f, NULL, NULL, ok) * n;
         for (int i = 0; i < n; i++) correct += ok[i];
@@ -157,7 +177,7 @@ void model_codes(Model *m, const Dataset *d, int batch, uint64_t *codes) {
     for (int s = 0; s < d->n; s += batch) {
         int n = d->n - s < batch ? d->n - s : batch;
         for (int i = 0; i < n; i++) idx[i] = s + i;
-        batch_fill(d, idx, n, w->x, y, 0, 0, 0);
+        fill_work(w, d, idx, n, y, 0, 0, 0);
         hash_pack(model_forward(m, w, w->x, n, FWD_INFER), n, K, codes + s);
     }
     free(idx); free(y);
@@ -212,7 +232,7 @@ int alignment_metrics(Model *m, Work *w, const Dataset *d, int n, int task, doub
     int idx[1024];
     CHECK(n <= 1024);
     for (int i = 0; i < n; i++) idx[i] = i;
-    batch_fill(d, idx, n, w->x, y, 0, 0, 0);
+    fill_work(w, d, idx, n, y, 0, 0, 0);
     float *lg = model_forward(m, w, w->x, n, FWD_INFER);
     float *dl = scratch + alignment_scratch_n(m, n);
     (void)K;
@@ -269,7 +289,7 @@ int train_run(Model *m, const Dataset *train, const Dataset *val, const TrainOpt
                 rc = err_set("interrupted by signal %d in epoch %d; rerun with --resume to continue from the last checkpoint", g_interrupted, ep + 1);
                 goto done;
             }
-            batch_fill(train, perm + s, n, w->x, y, o->augment, o->seed, ep);
+            fill_work(w, train, perm + s, n, y, o->augment, o->seed, ep);
             w->drop_count = (uint64_t)m->step;
             float *lg = model_forward(m, w, w->x, n, FWD_TRAIN);
             double l = task_loss(m, o->task, o->hash_eta, lg, y, n, dl, ok);
@@ -289,7 +309,7 @@ int train_run(Model *m, const Dataset *train, const Dataset *val, const TrainOpt
             }
             if (refresh) model_refresh_feedback(m);
             model_backward(m, w, dl, BW_PARAMS);
-            optimizer_step(m, o, lr);
+            optimizer_step(m, w, o, lr);
             tl += l * n;
             for (int i = 0; o->task == TASK_CLASSIFY && i < n; i++) correct += ok[i];
             seen += n;

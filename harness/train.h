@@ -60,8 +60,8 @@ long alignment_scratch_n(const Model *m, int n);
  * |b| = 0), accumulated in double */
 double vec_angle_deg(const float *a, const float *b, long n);
 double vec_norm_ratio(const float *a, const float *b, long n);
-/* One optimiser step on m->grads (frozen layers untouched). */
-void optimizer_step(Model *m, const TrainOpts *o, double lr);
+/* One optimiser step on m->grads (frozen layers untouched), split over w's threads (w NULL: this thread). */
+void optimizer_step(Model *m, Work *w, const TrainOpts *o, double lr);
 double lr_at(const TrainOpts *o, int epoch);
 /* Copies examples idx[0..n) of d into x (n, D), augmenting when asked (keyed by seed/epoch/index). */
 void batch_fill(const Dataset *d, const int *idx, int n, float *x, int32_t *y, int augment, uint64_t seed, int epoch);

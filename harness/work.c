@@ -122,3 +122,15 @@ void work_fix_weights(Work *w, int on) {
     w->weights_fixed = on;
     w->wgen++;
 }
+
+typedef struct { long n; SliceFn fn; void *ctx; } SplitTask;
+static void task_split(void *arg, int t, int T) {
+    const SplitTask *k = arg;
+    long b0, b1;
+    split_range(k->n, t, T, &b0, &b1);
+    if (b1 > b0) k->fn(k->ctx, b0, b1);
+}
+void work_split(Work *w, long n, SliceFn fn, void *ctx) {
+    SplitTask k = {n, fn, ctx};
+    pool_run(w->pool, task_split, &k);
+}

@@ -11,6 +11,7 @@
 #include "attacks/attack.h"
 #include "attacks/flags.h"
 #include "harness/checkpoint.h"
+#include "harness/gemm.h"
 #include "harness/loss.h"
 #include "harness/train.h"
 #include "rules/build.h"
@@ -343,6 +344,63 @@ TEST(attack_pgd_one_step_equals_fgsm) {
     model_free(m);
     dataset_close(&d);
 }
+
+/* PGD with its batch split over 2 or 3 threads (the input copied, the gradient copied and the step taken by
+ * the thread whose slice of the pass computed those examples: work_split) against one thread, on a batch
+ * that splits unevenly. Not bitwise: the fully connected layers multiply groups of samples whose sizes
+ * follow the split, and the products' rounding follows their sizes (threads.h), so the input gradients
+ * agree to rounding. L2 steps along each example's normalised gradient: the adversarials agree to 1e-5.
+ * Linf steps along its sign: at most a few coordinates with a gradient near 0 may step the other way.
+ * A slice stepped twice, skipped or taken from another example's rows fails both by orders of magnitude. */
+static void pgd_threads(Model *m, const Dataset *d, int n, int norm_l2, int T, uint64_t seed, float *xa) {
+    AttackParams p;
+    attack_params_default(&p);
+    p.kind = ATK_PGD;
+    p.norm = norm_l2 ? NORM_L2 : NORM_LINF;
+    attack_set_eps(&p, norm_l2 ? "0.5" : "8/255");
+    attack_set_alpha(&p, "");
+    p.steps = 5;
+    p.seed = seed;
+    AttackExample ex[29];
+    blas_set_threads(T);
+    Work *w = work_create(m, n);
+    blas_set_threads(1);
+    CHECK(w->threads == T);
+    AttackScratch *s = attack_scratch_create(m, n);
+    attack_info(&p)->fn(m, w, d->x, d->y, n, &p, xa, ex, s);
+    attack_scratch_free(s);
+    work_free(w);
+}
+static int pgd_threads_match(int norm_l2, int T, uint64_t seed2) {
+    const int n = 29, D = 784; /* 28x28: no convolution groups samples (conv.c conv_chunk), which would
+                                  make the input gradient depend on the split to rounding (threads.h) */
+    Dataset d;
+    CHECK(dataset_open("synthetic:29:1x28x28:5", NULL, SPLIT_TEST, &d) == 0);
+    Model *m = lenet(NULL, 1, 28, 28, 5, 6);
+    float *a = xmalloc(sizeof(float) * n * D), *b = xmalloc(sizeof(float) * n * D);
+    pgd_threads(m, &d, n, norm_l2, 1, 1, a);
+    pgd_threads(m, &d, n, norm_l2, T, seed2, b);
+    long moved = 0, differ = 0;
+    double worst = 0;
+    for (long j = 0; j < (long)n * D; j++) {
+        moved += a[j] != d.x[j];
+        differ += a[j] != b[j];
+        if (fabs((double)a[j] - b[j]) > worst) worst = fabs((double)a[j] - b[j]);
+    }
+    int same = moved > n * D / 4 && (norm_l2 ? worst <= 1e-5 : differ <= n * D / 200);
+    free(a); free(b);
+    model_free(m);
+    dataset_close(&d);
+    return same;
+}
+TEST(attack_pgd_over_threads_equals_one_thread) {
+    for (int l2 = 0; l2 < 2; l2++)
+        for (int T = 2; T <= 3; T++) T_ASSERT_MSG(pgd_threads_match(l2, T, 1), "%s, %d threads: adversarials differ from one thread's", l2 ? "L2" : "Linf", T);
+}
+static void pgd_threads_canary(void) { /* another random start must be seen, by either norm */
+    T_ASSERT(pgd_threads_match(0, 2, 2) || pgd_threads_match(1, 2, 2));
+}
+TEST(attack_pgd_threads_check_canary) { T_ASSERT(test_expect_failure(pgd_threads_canary)); }
 
 TEST(attack_bp_true_equals_feedback) {
     Dataset d = synth(16);

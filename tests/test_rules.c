@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "harness/checkpoint.h"
+#include "harness/gemm.h"
 #include "harness/loss.h"
 #include "harness/train.h"
 #include "rules/build.h"
@@ -119,7 +120,7 @@ static void train_steps(Model *m, int steps, void (*after)(Model *, void *), voi
         Batch b;
         batch_make(&b, 100 + s);
         grads(m, w, &b, 1, BW_PARAMS);
-        optimizer_step(m, &o, o.lr);
+        optimizer_step(m, w, &o, o.lr);
         if (after) after(m, ctx);
     }
     work_free(w);
@@ -388,3 +389,55 @@ TEST(rule_finetune_from_bp_with_new_head_and_freeze) {
     }
     model_free(p); model_free(f);
 }
+
+/* ---- the optimiser step split over threads ----
+ * optimizer_step with a Work of T threads updates each layer's range in cache-line shares (split_lines):
+ * every parameter and optimiser-state value must come out bitwise as from the one-thread step, for every
+ * optimiser, on layers whose ranges are not multiples of 16 floats (mlp 144-16-12-5: 204 and 65). */
+static void fill_grads(Model *m, uint64_t seed) {
+    Rng r;
+    rng_seed(&r, seed, 5, 0);
+    for (long j = 0; j < m->n_params; j++) m->grads[j] = rng_normal(&r) * 0.1f;
+}
+static int same_floats(const float *a, const float *b, long n) { return memcmp(a, b, sizeof(float) * (size_t)n) == 0; }
+/* three steps of one optimiser on two twins: serially, and over T threads (lr_scale perturbs the second:
+ * the canary) */
+static int split_step_matches(const char *arch, int opt, int nesterov, double mom, double wd, int T, double lr_scale) {
+    Model *a = mk(arch, "bp", 3, 0), *b = mk(arch, "bp", 3, 0);
+    TrainOpts o;
+    train_opts_default(&o);
+    o.optimizer = opt;
+    o.nesterov = nesterov;
+    o.momentum = mom;
+    o.weight_decay = wd;
+    blas_set_threads(T);
+    Work *w = work_create(b, 8);
+    blas_set_threads(1);
+    CHECK(w->threads == T);
+    for (int s = 0; s < 3; s++) {
+        fill_grads(a, 40 + s);
+        fill_grads(b, 40 + s);
+        optimizer_step(a, NULL, &o, 0.05);
+        optimizer_step(b, w, &o, 0.05 * lr_scale);
+    }
+    int same = a->step == b->step && same_floats(a->params, b->params, a->n_params) &&
+               same_floats(a->opt_m, b->opt_m, a->n_params) && same_floats(a->opt_v, b->opt_v, a->n_params);
+    work_free(w);
+    model_free(a);
+    model_free(b);
+    return same;
+}
+TEST(optimizer_step_over_threads_is_bitwise_the_serial_step) {
+    const char *arch[] = {"mlp", "lenet5"};
+    for (size_t i = 0; i < ARRAY_LEN(arch); i++)
+        for (int T = 2; T <= 3; T++) {
+            T_ASSERT_MSG(split_step_matches(arch[i], OPT_SGD, 0, 0.0, 0.0, T, 1.0), "%s T=%d: plain SGD", arch[i], T);
+            T_ASSERT_MSG(split_step_matches(arch[i], OPT_SGD, 0, 0.9, 1e-3, T, 1.0), "%s T=%d: SGD momentum", arch[i], T);
+            T_ASSERT_MSG(split_step_matches(arch[i], OPT_SGD, 1, 0.9, 1e-3, T, 1.0), "%s T=%d: nesterov", arch[i], T);
+            T_ASSERT_MSG(split_step_matches(arch[i], OPT_ADAM, 0, 0.9, 1e-3, T, 1.0), "%s T=%d: adam", arch[i], T);
+        }
+}
+static void split_step_canary(void) { /* a learning rate one part in 10^6 off must be seen */
+    T_ASSERT(split_step_matches("mlp", OPT_ADAM, 0, 0.9, 0.0, 2, 1.000001));
+}
+TEST(optimizer_split_check_canary) { T_ASSERT(test_expect_failure(split_step_canary)); }

@@ -81,6 +81,13 @@ static inline void split_range(long n, int t, int T, long *a, long *b) {
     *a = n * t / T;
     *b = n * (t + 1) / T;
 }
+/* split_range in whole cache lines of 16 floats: thread t's share of a parameter range [0, n), so that
+ * two threads never write one line (the gradient sum and the optimiser step, both per element) */
+static inline void split_lines(long n, int t, int T, long *a, long *b) {
+    long q = (n + 15) / 16, a16 = q * t / T * 16, b16 = q * (t + 1) / T * 16;
+    *a = a16 < n ? a16 : n;
+    *b = b16 < n ? b16 : n;
+}
 /* layer i on samples [b0, b1): where its input, output and their gradients are */
 typedef struct Span {
     Layer *L;
