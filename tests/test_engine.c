@@ -15,6 +15,7 @@
 #include "harness/gemm.h"
 #include "harness/loss.h"
 #include "harness/model.h"
+#include "harness/threads.h"
 #include "harness/train.h"
 #include "rules/build.h"
 #include "tests/test.h"
@@ -549,4 +550,40 @@ TEST(augment_random_crop_and_flip) {
     T_ASSERT(memcmp(out, d.x, sizeof(float) * 3 * D) == 0);
     free(out);
     dataset_close(&d);
+}
+
+/* ---- the thread pool: hand-offs by polling, sleeping when a wait is long ----
+ * Regions of every length around the pool's 200 us polling window and gaps between them as long (so
+ * workers fall asleep between regions and the caller while waiting for them): every thread runs every
+ * region exactly once, in order, and nothing hangs: a lost wake-up would, so an alarm ends the test binary
+ * (non-zero exit) after 60 s; dropping the sleepers' announcement in threads.c hangs it (checked). */
+typedef struct { int runs[POOL_MAX]; int region; int bad; long work_us[POOL_MAX]; } PoolProbe;
+static void busy_us(long us) {
+    double t0 = now_seconds();
+    while ((now_seconds() - t0) * 1e6 < us) {}
+}
+static void task_probe(void *arg, int t, int T) {
+    PoolProbe *k = arg;
+    if (k->runs[t] != k->region) __atomic_store_n(&k->bad, 1, __ATOMIC_RELAXED); /* missed or repeated a region */
+    k->runs[t]++;
+    busy_us(k->work_us[t]);
+}
+TEST(pool_hands_off_every_region_once_polling_or_asleep) {
+    const long lens[] = {0, 20, 150, 260, 450};
+    alarm(60);
+    for (int T = 2; T <= 3; T++) {
+        struct Pool *p = pool_create(T);
+        PoolProbe k;
+        memset(&k, 0, sizeof k);
+        for (int r = 0; r < 300; r++) {
+            for (int t = 0; t < T; t++) k.work_us[t] = lens[(r * (t + 1) + t) % 5]; /* caller or worker the slow one */
+            k.region = r;
+            pool_run(p, task_probe, &k);
+            for (int t = 0; t < T; t++) T_ASSERT_MSG(k.runs[t] == r + 1, "T=%d region %d: thread %d ran %d regions", T, r, t, k.runs[t]);
+            if (r % 7 == 3) busy_us(r % 2 ? 300 : 100); /* a gap past the polling window: workers sleep */
+        }
+        T_ASSERT(!k.bad);
+        pool_free(p);
+    }
+    alarm(0);
 }
