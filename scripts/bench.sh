@@ -8,7 +8,8 @@
 #   APGD-CE-100 eps 8/255, Concord only: the reference has no APGD; lenet5 too, at eps 0.1); at 1 and 2 threads;
 #   GFLOP/s as a share of the sgemm peak measured in this run; peak resident memory; and "bg", the
 #   CPUs other processes used meanwhile (> ~0.1: the figure is contaminated, rerun on a quiet machine);
-#   and the sgemm-only ceiling (concord bench --what ceiling): the speed if nothing but sgemm cost time.
+#   and the sgemm-only ceiling (concord bench --what ceiling): the speed if nothing but sgemm cost time;
+#   at 2 threads also two 1-thread lenet5 processes at once: what two cores give at that moment.
 #
 # Every figure is given per second of wall time and per CPU-second of the process (the robust one on a
 # shared machine); the header names the OpenBLAS core, oneDNN's instruction set and the CPU's vector
