@@ -316,18 +316,11 @@ void attack_objective_hash(void *ctx, const AttackParams *p, const float *out, c
     }
 }
 
-typedef struct { float *dst; const float *src; long D; } Copy;
-static void copy_slice(void *ctx, long b0, long b1) {
-    const Copy *c = ctx;
-    memcpy(c->dst + b0 * c->D, c->src + b0 * c->D, sizeof(float) * (b1 - b0) * c->D);
-}
-
 void attack_input_grad(Model *m, Work *w, const float *dout, int n, const AttackParams *p, AttackScratch *s, float *g) {
     size_t nd = (size_t)n * s->D;
     if (p->grad_source != GRAD_FEEDBACK) {
         model_backward(m, w, dout, BW_INPUT | BW_TRUE);
-        Copy c = {g, w->dx, s->D}; /* by the threads whose slices of the pass wrote w->dx */
-        work_split(w, n, copy_slice, &c);
+        work_copy(w, n, s->D, g, w->dx); /* by the threads whose slices of the pass wrote w->dx */
         return;
     }
     /* through the rule's feedback: a fresh draw per backward (brSF), averaged over eot draws */

@@ -235,6 +235,8 @@ void work_fix_weights(Work *w, int on); /* see Work.weights_fixed */
  * its own cache, instead of the calling thread doing all of it while the others wait. */
 typedef void (*SliceFn)(void *ctx, long b0, long b1);
 void work_split(Work *w, long n, SliceFn fn, void *ctx);
+/* dst = src for n rows of D floats, each thread copying the rows of its slice (work_split) */
+void work_copy(Work *w, long n, long D, float *dst, const float *src);
 
 enum { FWD_INFER = 0, FWD_TRAIN = 1 };
 /* x: (n, D_in) in [0,1]. Returns the logits (n, K) (== w->act[m->out]). */

@@ -77,11 +77,6 @@ static void copy_input(const Task *k, long b0, long b1) {
     const long D = model_in_dim(k->m);
     if (b1 > b0) memcpy(k->w->x + b0 * D, k->x + b0 * D, sizeof(float) * (b1 - b0) * D);
 }
-static void task_copy_input(void *arg, int t, int T) {
-    long b0, b1;
-    split_range(((Task *)arg)->w->n, t, T, &b0, &b1);
-    copy_input(arg, b0, b1);
-}
 static void task_fwd_local(void *arg, int t, int T) {
     Task *k = arg;
     long b0, b1;
@@ -127,7 +122,7 @@ float *model_forward(Model *m, Work *w, const float *x, int n, int mode) {
         Task k = {m, w, i, i + 1, mode, 0, NULL, NULL, src};
         src = NULL;
         if (batch_forward(&m->L[i], mode)) {
-            if (k.x) pool_run(w->pool, task_copy_input, &k);
+            if (k.x) work_copy(w, n, model_in_dim(m), w->x, k.x);
             pool_run(w->pool, task_fwd_batch, &k);
             i++;
             continue;

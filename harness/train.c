@@ -104,7 +104,9 @@ static void task_step(void *arg, int t, int T) {
     for (int i = 0; i < k->m->nl; i++) {
         const Layer *L = &k->m->L[i];
         if (!L->trainable || L->frozen) continue;
-        long off = (L->kind == L_BN ? L->gamma : L->W) - k->m->params, n = L->kind == L_BN ? 2L * L->c : layer_w_n(L) + (L->bias ? L->c : 0), j0, j1;
+        const int bn = L->kind == L_BN;
+        long off = (bn ? L->gamma : L->W) - k->m->params, j0, j1;
+        long n = bn ? 2L * L->c : layer_w_n(L) + (L->bias ? L->c : 0);
         split_lines(n, t, T, &j0, &j1);
         if (j1 > j0) update_range(k->m, k->o, k->lr, off + j0, j1 - j0);
     }

@@ -147,3 +147,13 @@ void work_split(Work *w, long n, SliceFn fn, void *ctx) {
     SplitTask k = {n, fn, ctx};
     pool_run(w->pool, task_split, &k);
 }
+
+typedef struct { float *dst; const float *src; long D; } RowCopy;
+static void copy_rows(void *ctx, long b0, long b1) {
+    const RowCopy *c = ctx;
+    memcpy(c->dst + b0 * c->D, c->src + b0 * c->D, sizeof(float) * (b1 - b0) * c->D);
+}
+void work_copy(Work *w, long n, long D, float *dst, const float *src) {
+    RowCopy c = {dst, src, D};
+    work_split(w, n, copy_rows, &c);
+}
