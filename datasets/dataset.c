@@ -42,6 +42,7 @@ void dataset_alloc(Dataset *d, int n, int c, int h, int w, int classes) {
     CHECK(n >= 0 && c > 0 && h > 0 && w > 0 && classes > 0 && classes <= DATASET_MAX_CLASSES);
     d->n = n; d->c = c; d->h = h; d->w = w; d->classes = classes;
     d->x = xmalloc((size_t)n * c * h * w * sizeof(float));
+    advise_huge(d->x, (size_t)n * c * h * w * sizeof(float)); /* batches read it at random */
     d->y = xmalloc((size_t)n * sizeof(int32_t));
 }
 

@@ -42,6 +42,7 @@ void xqsort(void *base, size_t n, size_t size, int (*cmp)(const void *, const vo
 char *xstrdup(const char *s);
 /* n zeroed bytes on huge pages where possible (workspaces); big_free with the same n */
 void *big_alloc(size_t n);
+void advise_huge(void *p, size_t n);
 void big_free(void *p, size_t n);
 
 /* ---- RNG: explicit state, never rand(). Streams are keyed by (seed, purpose, index) so a draw does
