@@ -213,6 +213,9 @@ int conv_path(void);
 /* the instruction set oneDNN's convolution kernels use here (ONEDNN_MAX_CPU_ISA caps it): "avx2",
  * "avx512_core"... (layers/conv_dnnl.c) */
 const char *conv_isa_name(void);
+/* the vector level of Concord's own kernels (layers/kernels.c: the direct convolution, long adds and
+ * copies): "sse2", "avx2" or "avx512", the CPU's capped by CONCORD_ISA */
+const char *kernels_isa_name(void);
 /* Fold ReLUs into their neighbours in models finalized from now on (1, the default; 0: every ReLU a layer
  * of its own, the reference the tests compare with). layers/fuse.c. */
 void relu_fusion_set(int on);

@@ -19,7 +19,7 @@
 #   BENCH_CONV_N (1024: vgg16 and alexnet training samples; PGD on a third as many, as the reference does),
 #   BENCH_CONV ("resnet20 vgg16 alexnet"), BENCH_APGD_N (128: APGD-CE-100 images; 0: no APGD), BENCH_WAIT (seconds to wait for the machine to go quiet before each
 #   measurement, 60), BENCH_HASWELL=1: behave as a Haswell-class CPU, both sides (OPENBLAS_CORETYPE=Haswell,
-#   ONEDNN_MAX_CPU_ISA=AVX2, LIBXSMM_TARGET=hsw, ATEN_CPU_CAPABILITY=avx2).
+#   ONEDNN_MAX_CPU_ISA=AVX2, LIBXSMM_TARGET=hsw, CONCORD_ISA=avx2, ATEN_CPU_CAPABILITY=avx2).
 # The reference's 2-thread figure uses the OpenMP OpenBLAS build when it is installed
 # (libopenblas0-openmp; with the pthread build torch's OpenMP pool and OpenBLAS fight over the cores);
 # the table says which build it used.
@@ -34,7 +34,7 @@ CN=${BENCH_CONV_N:-1024}
 AN=${BENCH_APGD_N:-128}
 CONV=${BENCH_CONV:-resnet20 vgg16 alexnet}
 if [ "${BENCH_HASWELL:-0}" = 1 ]; then
-  export OPENBLAS_CORETYPE=Haswell ONEDNN_MAX_CPU_ISA=AVX2 LIBXSMM_TARGET=hsw ATEN_CPU_CAPABILITY=avx2
+  export OPENBLAS_CORETYPE=Haswell ONEDNN_MAX_CPU_ISA=AVX2 LIBXSMM_TARGET=hsw CONCORD_ISA=avx2 ATEN_CPU_CAPABILITY=avx2
 fi
 WAIT=${BENCH_WAIT:-60}
 OUT=$(mktemp -d /tmp/concord-bench.XXXXXX)
@@ -159,7 +159,7 @@ fi
 
 cat "$OUT/concord.txt" "$OUT/torch.txt" | awk -v cpu="$CPU" -v ncpu="$(nproc)" -v vec="$VEC" -v load0="$LOAD0" \
   -v load1="$(cut -d' ' -f1-3 /proc/loadavg)" -v conv="$CONV" \
-  -v env="OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-} OPENBLAS_L2_SIZE=${OPENBLAS_L2_SIZE:-} ONEDNN_MAX_CPU_ISA=${ONEDNN_MAX_CPU_ISA:-} LIBXSMM_TARGET=${LIBXSMM_TARGET:-} ATEN_CPU_CAPABILITY=${ATEN_CPU_CAPABILITY:-}" '
+  -v env="OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-} OPENBLAS_L2_SIZE=${OPENBLAS_L2_SIZE:-} ONEDNN_MAX_CPU_ISA=${ONEDNN_MAX_CPU_ISA:-} LIBXSMM_TARGET=${LIBXSMM_TARGET:-} CONCORD_ISA=${CONCORD_ISA:-} ATEN_CPU_CAPABILITY=${ATEN_CPU_CAPABILITY:-}" '
 function kv(s, k,   i, a, n) { n = split(s, a, " "); for (i = 1; i <= n; i++) if (index(a[i], k "=") == 1) return substr(a[i], length(k) + 2); return "" }
 function rat(a, b) { return (a != "" && b != "" && b > 0) ? sprintf("%.2fx", a / b) : "-" }
 function pct(g, t) { return (g != "" && peak[t] > 0) ? sprintf("%.0f%%", 100 * g / peak[t]) : "-" }
@@ -168,7 +168,7 @@ function target(what, a, b, want,   r) {
   if (a == "" || b == "" || b <= 0) { printf("- %s: not measured\n", what); return }
   r = a / b; printf("- %s: %.2fx (target %.2fx): %s\n", what, r, want, r >= want ? "met" : "MISSED")
 }
-$1 == "bench" && kv($0, "what") == "sgemm" { t = kv($0, "threads"); peak[t] = kv($0, "gflops"); T[t] = 1; core[t] = kv($0, "core"); isa = kv($0, "dnnl_isa") }
+$1 == "bench" && kv($0, "what") == "sgemm" { t = kv($0, "threads"); peak[t] = kv($0, "gflops"); T[t] = 1; core[t] = kv($0, "core"); isa = kv($0, "dnnl_isa"); kisa = kv($0, "kernels") }
 $1 == "bench" && kv($0, "what") == "train" { k = kv($0, "model") SUBSEP kv($0, "threads"); tr[k] = kv($0, "samples_per_s"); tg[k] = kv($0, "gflops"); tgc[k] = kv($0, "gflops") * kv($0, "n") / kv($0, "samples_per_s") / kv($0, "cpu_s"); tb[k] = kv($0, "bg"); rss[k] = kv($0, "maxrss_mib"); tc[k] = kv($0, "n") / kv($0, "cpu_s") }
 $1 == "bench" && kv($0, "what") == "pgd" { k = kv($0, "model") SUBSEP kv($0, "threads"); pg[k] = kv($0, "images_per_s"); pgg[k] = kv($0, "gflops"); pb[k] = kv($0, "bg"); rss[k] = kv($0, "maxrss_mib"); pc[k] = kv($0, "n") / kv($0, "cpu_s") }
 $1 == "bench" && kv($0, "what") == "apgd" { k = kv($0, "model") SUBSEP kv($0, "threads"); ag[k] = kv($0, "images_per_s"); ac[k] = kv($0, "n") / kv($0, "cpu_s"); as[k] = kv($0, "grad_steps_per_image"); af[k] = kv($0, "full_images_per_s"); ab[k] = kv($0, "bg") }
@@ -183,7 +183,7 @@ END {
   print ""
   printf("Machine: %s, %d cores; vector extensions: %s; OpenBLAS core:", cpu, ncpu, vec)
   for (t = 1; t <= 64; t++) if (t in T) printf(" %s (%d thread%s)", core[t], t, t > 1 ? "s" : "")
-  printf("; oneDNN ISA: %s; overrides: %s; load average %s at the start, %s at the end\n", isa, env, load0, load1)
+  printf("; oneDNN ISA: %s; Concord kernels: %s; overrides: %s; load average %s at the start, %s at the end\n", isa, kisa, env, load0, load1)
   print ""
   print "| threads | work | Concord | PyTorch 1.13 | Concord / PyTorch | Concord GFLOP/s (% of sgemm peak) | PyTorch GFLOP/s (% of peak) | peak RSS MiB Concord / PyTorch | bg CPUs Concord / PyTorch |"
   print "|---|---|---|---|---|---|---|---|---|"

@@ -216,8 +216,8 @@ int cmd_bench(int argc, char **argv) {
     int T = blas_threads();
     if (str_eq(what, "sgemm")) {
         double peak = bench_sgemm();
-        printf("bench what=sgemm threads=%d core=%s dnnl_isa=%s gflops=%.2f maxrss_mib=%.1f\n", T, blas_core(),
-               conv_isa_name(), peak, maxrss_mib());
+        printf("bench what=sgemm threads=%d core=%s dnnl_isa=%s kernels=%s gflops=%.2f maxrss_mib=%.1f\n", T,
+               blas_core(), conv_isa_name(), kernels_isa_name(), peak, maxrss_mib());
         return 0;
     }
     if (str_eq(what, "ceiling")) {

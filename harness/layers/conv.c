@@ -12,7 +12,12 @@
  * columns; chunks go through w->tmp. (perf, lenet5 training: one sample per product was as fast as or
  * faster than 4-sample chunks, the reshuffle costing what larger products saved.) Keeping the forward
  * column matrices for the backward pass instead of recomputing them was measured 15-20% slower on
- * lenet5 training (docs/performance.md): recomputing from an L2-resident sample beats streaming them. */
+ * lenet5 training (docs/performance.md): recomputing from an L2-resident sample beats streaming them.
+ * The input gradient of one sample at stride 1 goes through the WIDE column matrix (KC, OH*PW), PW the
+ * bordered input width: dy is spread to rows of PW with zeros after its OW values, so that col2im adds
+ * each of the KC rows as one run of OH*PW floats (col2im_wide_add, in the CPU's widest vectors) instead
+ * of OH runs of OW. It costs (PW/OW - 1) more product (14% for LeNet-5's conv1, 40% for conv2) and saves
+ * more (perf, lenet5 PGD-10: conv2's col2im of 1500 10-float rows cost more than its product). */
 #include <string.h>
 
 #include "harness/gemm.h"
@@ -34,15 +39,25 @@ static long im2col_pad_n(const Layer *L) {
     return L->stride == 1 && L->pad > 0 ? (long)L->ic * (L->ih + 2 * L->pad) * (L->iw + 2 * L->pad) : 0;
 }
 
-/* per-thread scratch: col (KC, S*P); tmp = [xpad or a chunk's dy (C, S*P)] [dy^T (S*P, C)] [dW^T (KC, C)] */
+/* columns of one sample's wide column matrix at stride 1 (col2im_wide_add): OH rows of the bordered
+ * width PW = IW + 2 pad; 0 at other strides */
+static long wide_q(const Layer *L) { return L->stride == 1 ? (long)L->h * (L->iw + 2 * L->pad) : 0; }
+static long max_l(long a, long b) { return a > b ? a : b; }
+
+/* per-thread scratch: col (KC, S*P) or (KC, Q); tmp = [xpad or a chunk's dy (C, S*P)] [dy^T (S*P, C) or
+ * the wide dy (C, Q)] [dW^T (KC, C)] */
 static long im2col_tmp_head(const Layer *L, int cap) {
-    long S = conv_chunk(L, cap), P = (long)L->h * L->w, n = (long)L->c * S * P;
-    return im2col_pad_n(L) > n ? im2col_pad_n(L) : n;
+    long S = conv_chunk(L, cap), P = (long)L->h * L->w;
+    return max_l((long)L->c * S * P, im2col_pad_n(L));
+}
+static long im2col_tmp_mid(const Layer *L, int cap) {
+    long S = conv_chunk(L, cap), P = (long)L->h * L->w;
+    return max_l((long)L->c * S * P, (long)L->c * wide_q(L));
 }
 static void im2col_work_need(const Layer *L, int cap, WorkNeed *n) {
     long S = conv_chunk(L, cap), P = (long)L->h * L->w, KC = (long)L->ic * L->k * L->k;
-    n->col = KC * S * P;
-    n->tmp = im2col_tmp_head(L, cap) + (long)L->c * S * P + KC * L->c;
+    n->col = max_l(KC * S * P, KC * wide_q(L));
+    n->tmp = im2col_tmp_head(L, cap) + im2col_tmp_mid(L, cap) + KC * L->c;
 }
 
 static void im2col_forward(Model *m, Work *w, int i, long b0, long b1, int t) {
@@ -89,7 +104,7 @@ static void im2col_backward(Model *m, Work *w, int i, const float *dout, int fla
     if (sp.nb == 0) return;
     const int P = L->h * L->w, KC = L->ic * L->k * L->k, S = conv_chunk(L, w->cap);
     float *col = w->col + t * w->col_n, *tmp = w->tmp + t * w->tmp_n;
-    float *gT = tmp + im2col_tmp_head(L, w->cap), *dWt = gT + (long)L->c * S * P;
+    float *gT = tmp + im2col_tmp_head(L, w->cap), *dWt = gT + im2col_tmp_mid(L, w->cap);
     for (long s = 0; s < sp.nb; s += S) {
         int ns = (int)(sp.nb - s < S ? sp.nb - s : S), NP = ns * P;
         const float *g = sp.dy + s * sp.on; /* (OC, NP) layout needed: one sample already is */
@@ -110,13 +125,20 @@ static void im2col_backward(Model *m, Work *w, int i, const float *dout, int fla
             if (db)
                 for (int c = 0; c < L->c; c++) db[c] = (first ? 0.0f : db[c]) + (float)sum_f64(g + (long)c * NP, NP);
         }
-        if (need_dx && !direct) {
+        if (need_dx && !direct && ns == 1 && L->stride == 1) { /* through the wide column matrix */
+            const int PW = L->iw + 2 * L->pad, Q = L->h * PW;
+            for (int c = 0; c < L->c; c++) /* dy in the wide layout, 0 in the PW - OW extra columns */
+                for (int oy = 0; oy < L->h; oy++) {
+                    float *d = gT + (long)c * Q + (long)oy * PW;
+                    row_copy(d, g + (long)c * P + (long)oy * L->w, L->w);
+                    for (int x = L->w; x < PW; x++) d[x] = 0.0f;
+                }
+            gemm(1, 0, KC, Q, L->c, 1.0f, B, KC, gT, Q, 0.0f, col, Q);
+            col2im_wide_add(L, col, tmp, sp.dx + s * sp.inn, assign);
+        } else if (need_dx && !direct) {
             gemm(1, 0, KC, NP, L->c, 1.0f, B, KC, g, NP, 0.0f, col, NP);
-            if (ns == 1 && L->stride == 1) col2im_s1_add(L, col, tmp, sp.dx + s * sp.inn, assign);
-            else {
-                if (assign) memset(sp.dx + s * sp.inn, 0, sizeof(float) * ns * sp.inn);
-                col2im_add(L, ns, col, sp.dx + s * sp.inn);
-            }
+            if (assign) memset(sp.dx + s * sp.inn, 0, sizeof(float) * ns * sp.inn);
+            col2im_add(L, ns, col, sp.dx + s * sp.inn);
         }
     }
     if (want_params) { /* dW = dW^T^T for the thread's first samples, dW += after */

@@ -118,6 +118,31 @@ void col2im_s1_add(const Layer *L, const float *col, float *xpad, float *dx, int
             else row_add(d, sp, L->iw);
         }
 }
+/* dx (+)= col2im of ONE sample at stride 1 from its wide column matrix dcol (KC, Q), Q = OH*PW: column
+ * q = oy*PW + ox holds output pixel (oy, ox) for ox < OW and 0 for the PW - OW others, so row (c, ki, kj)
+ * is added to the bordered gradient as ONE run of Q floats from (c, ki, kj): a pixel's contributions
+ * arrive in the same order as from col2im_s1_add, and the extra columns add zeros (perf, lenet5 PGD:
+ * conv2's 1500 adds of 10-float rows cost more than its product, in loop overhead). */
+void col2im_wide_add(const Layer *L, const float *dcol, float *xpad, float *dx, int assign) {
+    const int K = L->k, pad = L->pad, PH = L->ih + 2 * pad, PW = L->iw + 2 * pad, Q = L->h * PW;
+    float *dst = pad ? xpad : dx;
+    if (pad) memset(xpad, 0, sizeof(float) * L->ic * PH * PW);
+    else if (assign) memset(dx, 0, sizeof(float) * L->ic * L->ih * L->iw);
+    for (int c = 0; c < L->ic; c++)
+        for (int ki = 0; ki < K; ki++)
+            for (int kj = 0; kj < K; kj++) {
+                const long at = (long)ki * PW + kj, room = (long)PH * PW - at; /* the run stops at the channel's end: */
+                run_add(dst + (long)c * PH * PW + at, dcol + (long)((c * K + ki) * K + kj) * Q, room < Q ? room : Q);
+            } /* what it drops are extra columns */
+    if (!pad) return;
+    for (int c = 0; c < L->ic; c++)
+        for (int iy = 0; iy < L->ih; iy++) {
+            float *d = dx + ((long)c * L->ih + iy) * L->iw;
+            const float *sp = xpad + ((long)c * PH + iy + pad) * PW + pad;
+            if (assign) row_add_scalar(d, sp, 0.0f, L->iw); /* = 0 + v, as adding into a zeroed dx */
+            else row_add(d, sp, L->iw);
+        }
+}
 /* dx += col2im(dcol) for ns samples: the adjoint of im2col */
 void col2im_add(const Layer *L, int ns, const float *col, float *dx) {
     const int K = L->k, OW = L->w, IW = L->iw, P = L->h * OW, NP = ns * P, s = L->stride;

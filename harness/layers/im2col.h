@@ -16,8 +16,12 @@ void im2col_s1(const Layer *L, const float *x, float *xpad, float *col);
  * the weight gradient dW = dy colT multiplies without transposing (gemm.c: libxsmm takes B as stored).
  * One sample at stride 1 goes through xpad as im2col_s1 does. */
 void im2col_t(const Layer *L, int ns, const float *x, float *xpad, float *colT);
-/* dx += col2im(col) for ONE sample at stride 1 (the adjoint of im2col_s1; assign: dx = 0 + ...) */
+/* dx += col2im(col) for ONE sample at stride 1 (the adjoint of im2col_s1; assign: dx = 0 + ...), row by
+ * row: the reference tests compare col2im_wide_add with */
 void col2im_s1_add(const Layer *L, const float *col, float *xpad, float *dx, int assign);
+/* the same from the wide column matrix (KC, OH*PW), PW = IW + 2 pad: a pixel's column at oy*PW + ox,
+ * zeros in the PW - OW extra columns of each output row */
+void col2im_wide_add(const Layer *L, const float *dcol, float *xpad, float *dx, int assign);
 /* dx += col2im(col) for ns samples (the adjoint of im2col) */
 void col2im_add(const Layer *L, int ns, const float *col, float *dx);
 #endif
