@@ -1,13 +1,12 @@
-/* kernels.c -- adds and copies of long runs (hundreds of floats: the wide column matrices of im2col.c) in
- * the widest vectors the CPU has. The build is for the x86-64 baseline (SSE2, kernels.h); these few
+/* kernels.c -- adds of long runs (hundreds of floats: the wide column matrices of im2col.c) in the
+ * widest vectors the CPU has. The build is for the x86-64 baseline (SSE2, kernels.h); these few
  * loops are also compiled for AVX2 and AVX-512 and picked at the first call from what the CPU reports,
  * capped by CONCORD_ISA=sse2|avx2|avx512 (tests run every level the machine has; the bench's
- * Haswell-class run caps at avx2). Every level gives the same bits: one IEEE add or a copy per float, in
- * the same order. Measured on the AVX-512 EPYC (L1-resident runs of 896 floats, 16-byte vectors per
- * cycle of the 2.1 GHz TSC): adds 1.0 (SSE2), 2.4-2.7 (AVX-512); copies 2.2, 2.9-3.1. */
+ * Haswell-class run caps at avx2). Every level gives the same bits: one IEEE add per float. Measured on
+ * the AVX-512 EPYC (L1-resident runs of 896 floats): 1.0 16-byte vector per cycle of the 2.1 GHz TSC
+ * in SSE2, 2.4-2.7 in AVX-512. */
 #include <stdatomic.h>
 #include <stdlib.h>
-#include <string.h>
 
 #include "harness/core.h"
 #include "harness/model.h"
@@ -18,33 +17,19 @@ typedef float v16u __attribute__((vector_size(64), aligned(4), may_alias));
 typedef void (*RunFn)(float *restrict d, const float *restrict s, long n);
 
 static void add_sse2(float *restrict d, const float *restrict s, long n) { row_add(d, s, n); }
-static void copy_sse2(float *restrict d, const float *restrict s, long n) { row_copy(d, s, n); }
 
-__attribute__((target("avx2"))) static void add_avx2(float *restrict d, const float *restrict s, long n) {
+__attribute__((target("avx2,fma"))) static void add_avx2(float *restrict d, const float *restrict s, long n) {
     long j = 0;
     for (; j + 8 <= n; j += 8) *(v8u *)(d + j) = *(v8u *)(d + j) + *(const v8u *)(s + j);
     for (; j < n; j++) d[j] += s[j];
-}
-__attribute__((target("avx2"))) static void copy_avx2(float *restrict d, const float *restrict s, long n) {
-    if (n < 8) { row_copy(d, s, n); return; }
-    long j = 0; /* then the last vector overlapping the previous ones (no scalar tail) */
-    for (; j + 8 < n; j += 8) *(v8u *)(d + j) = *(const v8u *)(s + j);
-    *(v8u *)(d + n - 8) = *(const v8u *)(s + n - 8);
 }
 __attribute__((target("avx512f"))) static void add_avx512(float *restrict d, const float *restrict s, long n) {
     long j = 0;
     for (; j + 16 <= n; j += 16) *(v16u *)(d + j) = *(v16u *)(d + j) + *(const v16u *)(s + j);
     for (; j < n; j++) d[j] += s[j];
 }
-__attribute__((target("avx512f"))) static void copy_avx512(float *restrict d, const float *restrict s, long n) {
-    if (n < 16) { row_copy(d, s, n); return; }
-    long j = 0;
-    for (; j + 16 < n; j += 16) *(v16u *)(d + j) = *(const v16u *)(s + j);
-    *(v16u *)(d + n - 16) = *(const v16u *)(s + n - 16);
-}
 
-static const struct { const char *name; RunFn add, copy; } LEVELS[] = {
-    {"sse2", add_sse2, copy_sse2}, {"avx2", add_avx2, copy_avx2}, {"avx512", add_avx512, copy_avx512}};
+static const struct { const char *name; RunFn add; } LEVELS[] = {{"sse2", add_sse2}, {"avx2", add_avx2}, {"avx512", add_avx512}};
 static _Atomic int g_level = -1;
 
 static int cpu_level(void) {
@@ -69,4 +54,3 @@ const char *kernels_level_name(int l) { return LEVELS[l].name; }
 const char *kernels_isa_name(void) { return LEVELS[kernels_level()].name; }
 
 void run_add(float *restrict d, const float *restrict s, long n) { LEVELS[kernels_level()].add(d, s, n); }
-void run_copy(float *restrict d, const float *restrict s, long n) { LEVELS[kernels_level()].copy(d, s, n); }

@@ -56,11 +56,10 @@ static inline double sum_f64(const float *x, long n) {
     return (a0 + a1) + (a2 + a3);
 }
 
-/* kernels.c: d += s and d = s over runs of hundreds of floats, in the widest vectors the CPU has (the
- * same bits at every level); the level in use (0 sse2, 1 avx2, 2 avx512: the CPU's, capped by
+/* kernels.c: d += s over runs of hundreds of floats, in the widest vectors the CPU has (the same bits at
+ * every level); the level in use (0 sse2, 1 avx2, 2 avx512: the CPU's, capped by
  * CONCORD_ISA), the CPU's own, setting it (tests; -1: from the CPU and CONCORD_ISA again), its name */
 void run_add(float *restrict d, const float *restrict s, long n);
-void run_copy(float *restrict d, const float *restrict s, long n);
 int kernels_level(void);
 int kernels_level_max(void);
 void kernels_level_set(int level);
