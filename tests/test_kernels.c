@@ -3,10 +3,12 @@
  * scalar add per float, on lengths around every vector width, with signed zeros,
  * infinities and NaNs; col2im_wide_add, fed the wide column matrix (zeros in the extra columns), against
  * col2im_s1_add, the row-by-row adjoint of im2col, for padded and unpadded stride-1 layers, storing and
- * accumulating, at every level. Canaries: a wrong float in either comparison is caught. */
+ * accumulating, at every level; the direct weight gradient (layers/conv_direct.c) against sums in double.
+ * Canaries: a wrong float in each comparison is caught. */
 #include <stdlib.h>
 #include <string.h>
 
+#include "harness/layers/conv_direct.h"
 #include "harness/layers/im2col.h"
 #include "harness/layers/kernels.h"
 #include "harness/layers/layer.h"
@@ -117,3 +119,72 @@ static void corrupted_wide(void) {
     kernels_level_set(-1);
 }
 TEST(col2im_wide_canary_flags_one_wrong_value) { T_ASSERT(test_expect_failure(corrupted_wide)); }
+
+/* direct_dw (layers/conv_direct.c) against sums in double, at every level that has it (avx2, avx512), for
+ * the shapes it is built for: K 3 and 5, output rows 1-32 wide (one, two or four vectors), padded and
+ * not, one to three input channels, one to eight output channels, storing and accumulating. */
+static double check_dw(int ic, int ih, int iw, int k, int pad, int oc, int acc, int level) {
+    kernels_level_set(level);
+    const int OH = ih + 2 * pad - k + 1, OW = iw + 2 * pad - k + 1, PW = iw + 2 * pad, H = ih + 2 * pad;
+    const int GW = direct_row(OW), CP = direct_c_pad(oc), KC = ic * k * k;
+    float *x = xmalloc(sizeof(float) * ic * ih * iw), *in = xmalloc(sizeof(float) * direct_border_n(ic, ih, pad, PW));
+    float *g = xmalloc(sizeof(float) * oc * OH * OW), *gw = xmalloc(sizeof(float) * CP * OH * GW);
+    float *dwt = xmalloc(sizeof(float) * KC * oc);
+    Rng r;
+    rng_seed(&r, (uint64_t)(ic * 97 + ih * 13 + k * 5 + pad + oc * 1000), 4, 0);
+    for (long j = 0; j < (long)ic * ih * iw; j++) x[j] = rng_uniform(&r) * 2.0f - 1.0f;
+    for (long j = 0; j < (long)oc * OH * OW; j++) g[j] = rng_uniform(&r) * 2.0f - 1.0f;
+    for (long j = 0; j < (long)KC * oc; j++) dwt[j] = acc ? 0.25f * (float)(j % 7) : 99.0f;
+    memset(gw, 0, sizeof(float) * CP * OH * GW);
+    for (int o = 0; o < oc; o++)
+        for (int y = 0; y < OH; y++) memcpy(gw + ((long)o * OH + y) * GW, g + ((long)o * OH + y) * OW, sizeof(float) * OW);
+    direct_border(x, ic, ih, iw, pad, PW, in);
+    direct_dw(in, ic, H, PW, gw, oc, k, OH, OW, dwt, acc);
+    if (g_corrupt) dwt[KC * oc / 2] += 1e-3f;
+    double worst = 0;
+    for (int o = 0; o < oc; o++)
+        for (int c = 0; c < ic; c++)
+            for (int ki = 0; ki < k; ki++)
+                for (int kj = 0; kj < k; kj++) {
+                    double s = 0, mag = 0;
+                    for (int y = 0; y < OH; y++)
+                        for (int xx = 0; xx < OW; xx++) {
+                            const int iy = y + ki - pad, ix = xx + kj - pad;
+                            const double v = iy >= 0 && iy < ih && ix >= 0 && ix < iw ? x[((long)c * ih + iy) * iw + ix] : 0.0;
+                            s += (double)g[((long)o * OH + y) * OW + xx] * v;
+                            mag += fabs((double)g[((long)o * OH + y) * OW + xx] * v);
+                        }
+                    const long at = (((long)c * k + ki) * k + kj) * oc + o;
+                    if (acc) s += 0.25 * (double)(at % 7);
+                    const double err = fabs(dwt[at] - s) / (1e-6 * (mag + 1.0));
+                    worst = err > worst ? err : worst;
+                }
+    free(x); free(in); free(g); free(gw); free(dwt);
+    return worst; /* in units of 1e-6 of the sum of |terms|: <= 1 passes */
+}
+static const int DW[][6] = { /* ic, ih, iw, k, pad, oc */
+    {1, 28, 28, 5, 2, 6}, {1, 16, 16, 5, 2, 6}, {2, 9, 13, 3, 1, 5}, {3, 7, 7, 5, 0, 8}, {1, 34, 34, 3, 0, 1},
+    {2, 5, 5, 5, 2, 7}, {1, 12, 20, 5, 1, 2}, {2, 6, 6, 3, 0, 3},
+};
+TEST(direct_weight_gradient_matches_double_sums) {
+    for (int l = 1; l <= kernels_level_max(); l++)
+        for (size_t i = 0; i < ARRAY_LEN(DW); i++)
+            for (int acc = 0; acc < 2; acc++) {
+                const int *c = DW[i];
+                double e = check_dw(c[0], c[1], c[2], c[3], c[4], c[5], acc, l);
+                T_ASSERT_MSG(e <= 1.0, "level %s, ic %d %dx%d k %d pad %d oc %d acc %d: error %.3g x 1e-6 of the terms",
+                             kernels_level_name(l), c[0], c[1], c[2], c[3], c[4], c[5], acc, e);
+            }
+    if (kernels_level_max() < 1) test_skip("no AVX2 + FMA on this CPU: the direct weight gradient is never used");
+    kernels_level_set(-1);
+}
+static void corrupted_dw(void) {
+    g_corrupt = 1;
+    T_ASSERT(check_dw(1, 28, 28, 5, 2, 6, 0, kernels_level_max()) <= 1.0);
+    g_corrupt = 0;
+    kernels_level_set(-1);
+}
+TEST(direct_weight_gradient_canary_flags_one_wrong_value) {
+    if (kernels_level_max() < 1) { test_skip("no AVX2 + FMA on this CPU"); return; }
+    T_ASSERT(test_expect_failure(corrupted_dw));
+}

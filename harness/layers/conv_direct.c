@@ -1,0 +1,91 @@
+/* conv_direct.c -- the direct weight gradient (conv_direct.h). For one input channel c and one column
+ * offset kj, a block of RO output channels x all K row offsets ki keeps RO*K vector accumulators in
+ * registers over the whole sum: per output row y and vector v, RO loads of dy and K loads of the input
+ * row y + ki, RO*K fused multiply-adds; then each accumulator is summed across its lanes. */
+#include "harness/layers/conv_direct.h"
+
+#include <immintrin.h>
+#include <string.h>
+
+#include "harness/core.h"
+#include "harness/layers/kernels.h"
+
+int direct_dw_k(int k) { return k == 3 || k == 5; }
+int direct_row(int ow) { return kernels_level() >= 2 ? (ow <= 16 ? 16 : 32) : (ow <= 8 ? 8 : ow <= 16 ? 16 : 32); }
+/* rounded up to both block heights (3 channels in AVX-512, 2 in AVX2) */
+int direct_c_pad(int oc) { return (oc + 2) / 3 * 3 > (oc + 1) / 2 * 2 ? (oc + 2) / 3 * 3 : (oc + 1) / 2 * 2; }
+
+long direct_border_n(int C, int H, int pad, int PW) { return (long)C * (H + 2 * pad) * PW + DIRECT_SLACK; }
+void direct_border(const float *src, int C, int H, int W, int pad, int PW, float *dst) {
+    const int PH = H + 2 * pad;
+    memset(dst, 0, sizeof(float) * direct_border_n(C, H, pad, PW));
+    for (int c = 0; c < C; c++)
+        for (int y = 0; y < H; y++)
+            row_copy(dst + ((long)c * PH + y + pad) * PW + pad, src + ((long)c * H + y) * W, W);
+}
+
+#define UNROLL _Pragma("GCC unroll 16")
+/* NAME for one ISA (VEC, VW lanes, LD / FMA / ZERO / HSUM), RO channels, K = RK, NV vectors per row */
+#define DW_KERNEL(NAME, TARGET, VEC, VW, LD, FMA, ZERO, HSUM, RO, RK, NV)                                       \
+    TARGET static void NAME(const float *in, int IC, int H, int PW, const float *gw, int OC, int OH,             \
+                            float *dWt, int acc) {                                                              \
+        const long CH = (long)H * PW, GW = NV * VW;                                                             \
+        for (int c = 0; c < IC; c++)                                                                            \
+            for (int kj = 0; kj < RK; kj++)                                                                     \
+                for (int o0 = 0; o0 < OC; o0 += RO) {                                                           \
+                    VEC a[RO][RK];                                                                              \
+                    UNROLL for (int o = 0; o < RO; o++)                                                         \
+                        UNROLL for (int ki = 0; ki < RK; ki++) a[o][ki] = ZERO();                               \
+                    const float *xc = in + c * CH + kj, *g0 = gw + (long)o0 * OH * GW;                          \
+                    for (int y = 0; y < OH; y++)                                                                \
+                        UNROLL for (int v = 0; v < NV; v++) {                                                   \
+                            VEC gv[RO];                                                                         \
+                            UNROLL for (int o = 0; o < RO; o++) gv[o] = LD(g0 + ((long)o * OH + y) * GW + v * VW); \
+                            UNROLL for (int ki = 0; ki < RK; ki++) {                                            \
+                                VEC xv = LD(xc + (long)(y + ki) * PW + v * VW);                                 \
+                                __asm__("" : "+x"(xv)); /* one load for the RO products */                      \
+                                UNROLL for (int o = 0; o < RO; o++) a[o][ki] = FMA(gv[o], xv, a[o][ki]);        \
+                            }                                                                                   \
+                        }                                                                                       \
+                    for (int o = 0; o < RO && o0 + o < OC; o++)                                                 \
+                        for (int ki = 0; ki < RK; ki++) {                                                       \
+                            float *d = dWt + (((long)c * RK + ki) * RK + kj) * OC + o0 + o;                     \
+                            const float sum = HSUM(a[o][ki]);                                                   \
+                            *d = acc ? *d + sum : sum;                                                          \
+                        }                                                                                       \
+                }                                                                                               \
+    }
+
+#define T512 __attribute__((target("avx512f")))
+#define T256 __attribute__((target("avx2,fma")))
+T256 static float hsum256(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    return _mm_cvtss_f32(_mm_add_ss(s, _mm_shuffle_ps(s, s, 1)));
+}
+T512 static float hsum512(__m512 v) { return _mm512_reduce_add_ps(v); }
+
+/* AVX-512: 3 channels x K row offsets (15 of its 32 registers for K = 5); AVX2: 2 x K (10 of 16) */
+DW_KERNEL(dw512_k5_1, T512, __m512, 16, _mm512_loadu_ps, _mm512_fmadd_ps, _mm512_setzero_ps, hsum512, 3, 5, 1)
+DW_KERNEL(dw512_k5_2, T512, __m512, 16, _mm512_loadu_ps, _mm512_fmadd_ps, _mm512_setzero_ps, hsum512, 3, 5, 2)
+DW_KERNEL(dw512_k3_1, T512, __m512, 16, _mm512_loadu_ps, _mm512_fmadd_ps, _mm512_setzero_ps, hsum512, 3, 3, 1)
+DW_KERNEL(dw512_k3_2, T512, __m512, 16, _mm512_loadu_ps, _mm512_fmadd_ps, _mm512_setzero_ps, hsum512, 3, 3, 2)
+DW_KERNEL(dw256_k5_1, T256, __m256, 8, _mm256_loadu_ps, _mm256_fmadd_ps, _mm256_setzero_ps, hsum256, 2, 5, 1)
+DW_KERNEL(dw256_k5_2, T256, __m256, 8, _mm256_loadu_ps, _mm256_fmadd_ps, _mm256_setzero_ps, hsum256, 2, 5, 2)
+DW_KERNEL(dw256_k5_4, T256, __m256, 8, _mm256_loadu_ps, _mm256_fmadd_ps, _mm256_setzero_ps, hsum256, 2, 5, 4)
+DW_KERNEL(dw256_k3_1, T256, __m256, 8, _mm256_loadu_ps, _mm256_fmadd_ps, _mm256_setzero_ps, hsum256, 2, 3, 1)
+DW_KERNEL(dw256_k3_2, T256, __m256, 8, _mm256_loadu_ps, _mm256_fmadd_ps, _mm256_setzero_ps, hsum256, 2, 3, 2)
+DW_KERNEL(dw256_k3_4, T256, __m256, 8, _mm256_loadu_ps, _mm256_fmadd_ps, _mm256_setzero_ps, hsum256, 2, 3, 4)
+
+typedef void (*DwFn)(const float *, int, int, int, const float *, int, int, float *, int);
+
+void direct_dw(const float *in, int IC, int H, int PW, const float *gw, int OC, int K, int OH, int OW, float *dWt,
+               int acc) {
+    const int lv = kernels_level(), nv = direct_row(OW) / (lv >= 2 ? 16 : 8);
+    CHECK(lv >= 1 && direct_dw_k(K) && OW >= 1 && OW <= DIRECT_MAX_W && H >= OH + K - 1 && PW >= OW + K - 1);
+    DwFn f;
+    if (lv >= 2) f = K == 5 ? (nv == 1 ? dw512_k5_1 : dw512_k5_2) : (nv == 1 ? dw512_k3_1 : dw512_k3_2);
+    else if (K == 5) f = nv == 1 ? dw256_k5_1 : nv == 2 ? dw256_k5_2 : dw256_k5_4;
+    else f = nv == 1 ? dw256_k3_1 : nv == 2 ? dw256_k3_2 : dw256_k3_4;
+    f(in, IC, H, PW, gw, OC, OH, dWt, acc);
+}
