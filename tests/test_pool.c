@@ -3,10 +3,12 @@
  * of ReLU(x) when a ReLU is fused into the pool; the winner's input gets 0 + the output's gradient (none
  * where the fused ReLU gates it), every other input +0. Bit for bit, on inputs full of ties, signed
  * zeros and NaNs, in NCHW (row widths that leave 0..3 windows after the last group of four) and on
- * channel-blocked tensors (blocked to blocked, and blocked to NCHW before a flatten). */
+ * channel-blocked tensors (blocked to blocked, and blocked to NCHW before a flatten); NCHW at every
+ * vector level of kernels.c (rows of up to 16 windows run in AVX-512 where the CPU has it). */
 #include <stdlib.h>
 #include <string.h>
 
+#include "harness/layers/kernels.h"
 #include "harness/layers/layer.h"
 #include "harness/model.h"
 #include "rules/build.h"
@@ -121,9 +123,13 @@ static void pool_case(int C, int H, int W, int relu, int blocked) {
 }
 
 TEST(maxpool_matches_the_row_major_scan_bit_for_bit) {
-    static const int HW[][2] = {{2, 2}, {2, 8}, {4, 10}, {4, 14}, {6, 18}, {28, 28}, {4, 30}};
-    for (size_t k = 0; k < ARRAY_LEN(HW); k++)
-        for (int relu = 0; relu < 2; relu++) pool_case(3, HW[k][0], HW[k][1], relu, 0);
+    static const int HW[][2] = {{2, 2}, {2, 8}, {4, 10}, {4, 14}, {6, 18}, {28, 28}, {4, 30}, {2, 32}, {4, 34}};
+    for (int l = 0; l <= kernels_level_max(); l++) { /* the 4-lane code, and rows of <= 16 windows in AVX-512 */
+        kernels_level_set(l);
+        for (size_t k = 0; k < ARRAY_LEN(HW); k++)
+            for (int relu = 0; relu < 2; relu++) pool_case(3, HW[k][0], HW[k][1], relu, 0);
+    }
+    kernels_level_set(-1);
     for (int relu = 0; relu < 2; relu++) {
         pool_case(16, 8, 8, relu, 1);
         pool_case(19, 8, 12, relu, 1);

@@ -4,6 +4,7 @@
  * reads it needs NCHW), GAP always writes NCHW. The winner index is the input offset within the sample,
  * in the input's layout (NCHW to NCHW: within the channel plane). Channels are looped to the stored count (cp): a blocked output's padding
  * lanes pool the input's zero padding lanes, so they stay zero. */
+#include <immintrin.h>
 #include <math.h>
 #include <string.h>
 
@@ -113,10 +114,81 @@ static void maxpool_generic(const Layer *L, const float *x, float *y, int32_t *a
                 }
 }
 
+/* The same tournament on one whole output row of up to 16 windows in AVX-512 (LeNet-5's rows are 14 and
+ * 5 windows wide, under the 4-lane code's grain: 4 + 4 + 4 and a scalar-built tail for 14), with the
+ * same lane operations, so the same bits: masked loads of the two input rows, even / odd lanes by
+ * permutation, relu_in as a zeroing mask, the same comparisons (> ordered; NaN beats a number) and
+ * blends. Used when kernels_level() says AVX-512 (kernels.c). */
+#define T512 __attribute__((target("avx512f")))
+T512 static inline __mmask16 beats512(__m512 v, __m512 u) { /* v > u, or v NaN and u not */
+    return _mm512_cmp_ps_mask(v, u, _CMP_GT_OQ) |
+           (_mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q) & _mm512_cmp_ps_mask(u, u, _CMP_ORD_Q));
+}
+T512 static inline __m512 relu512(__m512 v, int relu) {
+    return relu ? _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(v, _mm512_setzero_ps(), _CMP_GT_OQ), v) : v;
+}
+/* masks of the first n lanes of the two 16-lane halves of a 2n-float input row */
+T512 static inline void row_masks(int n, __mmask16 *lo, __mmask16 *hi) {
+    *lo = (__mmask16)(2 * n >= 16 ? 0xFFFF : (1u << (2 * n)) - 1);
+    *hi = (__mmask16)(2 * n > 16 ? (1u << (2 * n - 16)) - 1 : 0);
+}
+T512 static void maxpool2_row512(const float *r0, const float *r1, int n, int base, int IW, int relu, float *yo,
+                                 int32_t *ao) {
+    __mmask16 lo, hi;
+    row_masks(n, &lo, &hi);
+    const __m512i ev = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30),
+                  od = _mm512_add_epi32(ev, _mm512_set1_epi32(1));
+    const __m512 a0 = _mm512_maskz_loadu_ps(lo, r0), a1 = _mm512_maskz_loadu_ps(hi, r0 + 16);
+    const __m512 b0 = _mm512_maskz_loadu_ps(lo, r1), b1 = _mm512_maskz_loadu_ps(hi, r1 + 16);
+    const __m512 v0 = relu512(_mm512_permutex2var_ps(a0, ev, a1), relu), v1 = relu512(_mm512_permutex2var_ps(a0, od, a1), relu);
+    const __m512 v2 = relu512(_mm512_permutex2var_ps(b0, ev, b1), relu), v3 = relu512(_mm512_permutex2var_ps(b0, od, b1), relu);
+    const __mmask16 t1 = beats512(v1, v0), t3 = beats512(v3, v2);
+    const __m512 a = _mm512_mask_blend_ps(t1, v0, v1), c = _mm512_mask_blend_ps(t3, v2, v3);
+    const __mmask16 tc = beats512(c, a), out = (__mmask16)((1u << n) - 1);
+    _mm512_mask_storeu_ps(yo, out, _mm512_mask_blend_ps(tc, a, c));
+    const __m512i i0 = _mm512_add_epi32(_mm512_set1_epi32(base), ev), one = _mm512_set1_epi32(1);
+    const __m512i ia = _mm512_mask_add_epi32(i0, t1, i0, one), i2 = _mm512_add_epi32(i0, _mm512_set1_epi32(IW));
+    const __m512i ic = _mm512_mask_add_epi32(i2, t3, i2, one);
+    _mm512_mask_storeu_epi32(ao, out, _mm512_mask_blend_epi32(tc, ia, ic));
+}
+/* the backward pass's store of one row of windows: 0 + dy at each winner, +0 elsewhere, as the 4-lane
+ * code (relu_in: dy only where the pooled value is > 0) */
+T512 static void maxpool2_grad_row512(const float *gp, const float *yp, const int32_t *ap, int n, int base, int IW,
+                                      int relu, float *r0, float *r1) {
+    __mmask16 lo, hi;
+    row_masks(n, &lo, &hi);
+    const __mmask16 in = (__mmask16)((1u << n) - 1);
+    const __m512 z = _mm512_setzero_ps();
+    __m512 g = _mm512_maskz_loadu_ps(in, gp);
+    if (relu) g = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(_mm512_maskz_loadu_ps(in, yp), z, _CMP_GT_OQ), g);
+    g = _mm512_add_ps(z, g);
+    const __m512i ev = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+    const __m512i k = _mm512_sub_epi32(_mm512_maskz_loadu_epi32(in, ap), _mm512_add_epi32(_mm512_set1_epi32(base), ev));
+    const __m512 e0 = _mm512_maskz_mov_ps(_mm512_cmpeq_epi32_mask(k, _mm512_set1_epi32(0)), g);
+    const __m512 e1 = _mm512_maskz_mov_ps(_mm512_cmpeq_epi32_mask(k, _mm512_set1_epi32(1)), g);
+    const __m512 e2 = _mm512_maskz_mov_ps(_mm512_cmpeq_epi32_mask(k, _mm512_set1_epi32(IW)), g);
+    const __m512 e3 = _mm512_maskz_mov_ps(_mm512_cmpeq_epi32_mask(k, _mm512_set1_epi32(IW + 1)), g);
+    const __m512i il = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23),
+                  ih = _mm512_add_epi32(il, _mm512_set1_epi32(8));
+    _mm512_mask_storeu_ps(r0, lo, _mm512_permutex2var_ps(e0, il, e1));
+    _mm512_mask_storeu_ps(r0 + 16, hi, _mm512_permutex2var_ps(e0, ih, e1));
+    _mm512_mask_storeu_ps(r1, lo, _mm512_permutex2var_ps(e2, il, e3));
+    _mm512_mask_storeu_ps(r1 + 16, hi, _mm512_permutex2var_ps(e2, ih, e3));
+}
+
 /* NCHW 2x2 stride 2 as a tournament, (0 vs 1) and (2 vs 3) then the winners: the same winner as the
  * row-major scan (first maximum; first NaN), with shorter chains; 4 outputs at once (masks 0 / -1) */
 static void maxpool2_plain(const Layer *L, const float *x, float *y, int32_t *am, long nb) {
     const int IW = L->iw, OW = L->w, relu = L->relu_in;
+    if (OW <= 16 && kernels_level() >= 2) {
+        for (long bc = 0; bc < nb * L->c; bc++)
+            for (int oy = 0; oy < L->h; oy++) {
+                const float *r0 = x + bc * L->ih * IW + 2L * oy * IW;
+                const long o = bc * L->h * OW + (long)oy * OW;
+                maxpool2_row512(r0, r0 + IW, OW, 2 * oy * IW, IW, relu, y + o, am + o);
+            }
+        return;
+    }
     for (long bc = 0; bc < nb * L->c; bc++) {
         const float *xp = x + bc * L->ih * IW;
         long ob = bc * L->h * OW;
@@ -221,6 +293,16 @@ static void maxpool_backward(Model *m, Work *w, int i, const float *dout, int fl
                         }
                     }
         }
+        return;
+    }
+    if (assign && L->w <= 16 && kernels_level() >= 2) { /* as below, a row of windows at once */
+        const int IW = L->iw, OW = L->w;
+        for (long bc = 0; bc < s.nb * L->c; bc++)
+            for (int oy = 0; oy < L->h; oy++) {
+                const long o = bc * ohw + (long)oy * OW;
+                float *r0 = s.dx + bc * ihw + 2L * oy * IW;
+                maxpool2_grad_row512(s.dy + o, yv + o, am + o, OW, 2 * oy * IW, IW, relu, r0, r0 + IW);
+            }
         return;
     }
     if (assign) { /* 2x2 windows tile the input: each window stores 0 + dy at its winner, 0 elsewhere */
