@@ -45,25 +45,25 @@ static long im2col_pad_n(const Layer *L) {
 static long wide_q(const Layer *L) { return L->stride == 1 ? (long)L->h * (L->iw + 2 * L->pad) : 0; }
 static long max_l(long a, long b) { return a > b ? a : b; }
 
-/* per-thread scratch: col (KC, S*P) or (KC, Q); tmp = [xpad or a chunk's dy (C, S*P)] [dy^T (S*P, C) or
- * the wide dy (C, Q)] [dW^T (KC, C)] */
-static long direct_head_n(const Layer *L);
-static long im2col_tmp_head(const Layer *L, int cap) {
-    long S = conv_chunk(L, cap), P = (long)L->h * L->w;
-    return max_l(max_l((long)L->c * S * P, im2col_pad_n(L)), L->stride == 1 ? direct_head_n(L) : 0);
-}
 /* A layer with few output channels (LeNet-5's conv1: 6) takes its weight gradient as direct dot products
  * (conv_direct.c) on CPUs with AVX2 + FMA: as a product, dW^T = col dy^T has C = 6 columns, which libxsmm
  * vectorises over (a third of an AVX-512 vector), and it needs dy transposed and the column matrix
  * built (perf, lenet5 training: conv1's weight product 451, im2col 198, transpose 191 Mcycles of an
- * epoch's 4,680). */
+ * epoch's 4,880). */
 static int direct_dw_ok(const Layer *L) {
     return L->stride == 1 && L->c <= DIRECT_MAX_C && L->w <= DIRECT_MAX_W && direct_dw_k(L->k) && kernels_level() >= 1;
 }
-/* its scratch: the bordered input (head) and dy widened to rows of 32 (mid) */
+/* its scratch: the bordered input (head) and dy widened to rows of up to 32 (mid) */
 static long direct_head_n(const Layer *L) { return direct_border_n(L->ic, L->ih, L->pad, L->iw + 2 * L->pad); }
 static long direct_mid_n(const Layer *L) { return (long)direct_c_pad(L->c) * L->h * DIRECT_MAX_W; }
 
+/* per-thread scratch: col (KC, S*P) or (KC, Q); tmp = [xpad, a chunk's dy (C, S*P) or the direct bordered
+ * input] [dy^T (S*P, C), or dy widened: (C, Q) for the wide column matrix, rows of 16 or 32 for the
+ * direct weight gradient] [dW^T (KC, C)] */
+static long im2col_tmp_head(const Layer *L, int cap) {
+    long S = conv_chunk(L, cap), P = (long)L->h * L->w;
+    return max_l(max_l((long)L->c * S * P, im2col_pad_n(L)), L->stride == 1 ? direct_head_n(L) : 0);
+}
 static long im2col_tmp_mid(const Layer *L, int cap) {
     long S = conv_chunk(L, cap), P = (long)L->h * L->w;
     return max_l(max_l((long)L->c * S * P, (long)L->c * wide_q(L)), L->stride == 1 ? direct_mid_n(L) : 0);
@@ -72,6 +72,16 @@ static void im2col_work_need(const Layer *L, int cap, WorkNeed *n) {
     long S = conv_chunk(L, cap), P = (long)L->h * L->w, KC = (long)L->ic * L->k * L->k;
     n->col = max_l(KC * S * P, KC * wide_q(L));
     n->tmp = im2col_tmp_head(L, cap) + im2col_tmp_mid(L, cap) + KC * L->c;
+}
+
+/* d (CP, H, GW) = dy (C, H, W) with each row followed by GW - W zeros, and channels C..CP-1 all zeros */
+static void widen_rows(const float *g, int C, int CP, int H, int W, int GW, float *d) {
+    for (int c = 0; c < CP; c++)
+        for (int y = 0; y < H; y++) {
+            float *r = d + ((long)c * H + y) * GW;
+            if (c < C) row_copy(r, g + ((long)c * H + y) * W, W);
+            for (int x = c < C ? W : 0; x < GW; x++) r[x] = 0.0f;
+        }
 }
 
 static void im2col_forward(Model *m, Work *w, int i, long b0, long b1, int t) {
@@ -128,13 +138,8 @@ static void im2col_backward(Model *m, Work *w, int i, const float *dout, int fla
             g = tmp;
         }
         if (want_params && ns == 1 && direct_dw_ok(L)) { /* dW^T (+)= the direct sums, as the product would */
-            const int GW = direct_row(L->w), CP = direct_c_pad(L->c), PW = L->iw + 2 * L->pad;
-            for (int c = 0; c < CP; c++)
-                for (int oy = 0; oy < L->h; oy++) {
-                    float *d = gT + ((long)c * L->h + oy) * GW;
-                    if (c < L->c) row_copy(d, g + (long)c * P + (long)oy * L->w, L->w);
-                    for (int x = c < L->c ? L->w : 0; x < GW; x++) d[x] = 0.0f;
-                }
+            const int PW = L->iw + 2 * L->pad;
+            widen_rows(g, L->c, direct_c_pad(L->c), L->h, L->w, direct_row(L->w), gT);
             direct_border(sp.x + s * sp.inn, L->ic, L->ih, L->iw, L->pad, PW, tmp);
             direct_dw(tmp, L->ic, L->ih + 2 * L->pad, PW, gT, L->c, L->k, L->h, L->w, dWt, s > 0);
         } else if (want_params) {
@@ -153,12 +158,7 @@ static void im2col_backward(Model *m, Work *w, int i, const float *dout, int fla
         }
         if (need_dx && !direct && ns == 1 && L->stride == 1) { /* through the wide column matrix */
             const int PW = L->iw + 2 * L->pad, Q = L->h * PW;
-            for (int c = 0; c < L->c; c++) /* dy in the wide layout, 0 in the PW - OW extra columns */
-                for (int oy = 0; oy < L->h; oy++) {
-                    float *d = gT + (long)c * Q + (long)oy * PW;
-                    row_copy(d, g + (long)c * P + (long)oy * L->w, L->w);
-                    for (int x = L->w; x < PW; x++) d[x] = 0.0f;
-                }
+            widen_rows(g, L->c, L->c, L->h, L->w, PW, gT); /* dy in the wide layout */
             gemm(1, 0, KC, Q, L->c, 1.0f, B, KC, gT, Q, 0.0f, col, Q);
             col2im_wide_add(L, col, tmp, sp.dx + s * sp.inn, assign);
         } else if (need_dx && !direct) {
