@@ -97,18 +97,16 @@ void im2col_t(const Layer *L, int ns, const float *x, float *xpad, float *colT) 
 
 /* dx += col2im(dcol) for ONE sample, stride 1: the adjoint of im2col_s1 (full-row adds into the
  * zero-bordered buffer xpad, then its interior into dx; no per-row clipping) */
-void col2im_s1_add(const Layer *L, const float *col, float *xpad, float *dx, int assign) {
-    const int K = L->k, pad = L->pad, PH = L->ih + 2 * pad, PW = L->iw + 2 * pad, OW = L->w, P = L->h * OW;
-    float *dst = pad ? xpad : dx;
-    if (pad) memset(xpad, 0, sizeof(float) * L->ic * PH * PW);
+/* the two ends of a stride-1 col2im of ONE sample: the buffer to add into (xpad zeroed when pad > 0, else
+ * dx itself, zeroed when assign), then xpad's interior into dx */
+static float *s1_begin(const Layer *L, float *xpad, float *dx, int assign) {
+    const int pad = L->pad;
+    if (pad) memset(xpad, 0, sizeof(float) * L->ic * (L->ih + 2 * pad) * (L->iw + 2 * pad));
     else if (assign) memset(dx, 0, sizeof(float) * L->ic * L->ih * L->iw);
-    for (int c = 0; c < L->ic; c++)
-        for (int ki = 0; ki < K; ki++)
-            for (int kj = 0; kj < K; kj++) {
-                const float *row = col + (long)((c * K + ki) * K + kj) * P;
-                float *dp = dst + ((long)c * PH + ki) * PW + kj;
-                for (int oy = 0; oy < L->h; oy++) row_add(dp + (long)oy * PW, row + oy * OW, OW);
-            }
+    return pad ? xpad : dx;
+}
+static void s1_end(const Layer *L, const float *xpad, float *dx, int assign) {
+    const int pad = L->pad, PH = L->ih + 2 * pad, PW = L->iw + 2 * pad;
     if (!pad) return;
     for (int c = 0; c < L->ic; c++)
         for (int iy = 0; iy < L->ih; iy++) {
@@ -118,30 +116,33 @@ void col2im_s1_add(const Layer *L, const float *col, float *xpad, float *dx, int
             else row_add(d, sp, L->iw);
         }
 }
+void col2im_s1_add(const Layer *L, const float *col, float *xpad, float *dx, int assign) {
+    const int K = L->k, PH = L->ih + 2 * L->pad, PW = L->iw + 2 * L->pad, OW = L->w, P = L->h * OW;
+    float *dst = s1_begin(L, xpad, dx, assign);
+    for (int c = 0; c < L->ic; c++)
+        for (int ki = 0; ki < K; ki++)
+            for (int kj = 0; kj < K; kj++) {
+                const float *row = col + (long)((c * K + ki) * K + kj) * P;
+                float *dp = dst + ((long)c * PH + ki) * PW + kj;
+                for (int oy = 0; oy < L->h; oy++) row_add(dp + (long)oy * PW, row + oy * OW, OW);
+            }
+    s1_end(L, xpad, dx, assign);
+}
 /* dx (+)= col2im of ONE sample at stride 1 from its wide column matrix dcol (KC, Q), Q = OH*PW: column
  * q = oy*PW + ox holds output pixel (oy, ox) for ox < OW and 0 for the PW - OW others, so row (c, ki, kj)
  * is added to the bordered gradient as ONE run of Q floats from (c, ki, kj): a pixel's contributions
  * arrive in the same order as from col2im_s1_add, and the extra columns add zeros (perf, lenet5 PGD:
  * conv2's 1500 adds of 10-float rows cost more than its product, in loop overhead). */
 void col2im_wide_add(const Layer *L, const float *dcol, float *xpad, float *dx, int assign) {
-    const int K = L->k, pad = L->pad, PH = L->ih + 2 * pad, PW = L->iw + 2 * pad, Q = L->h * PW;
-    float *dst = pad ? xpad : dx;
-    if (pad) memset(xpad, 0, sizeof(float) * L->ic * PH * PW);
-    else if (assign) memset(dx, 0, sizeof(float) * L->ic * L->ih * L->iw);
+    const int K = L->k, PH = L->ih + 2 * L->pad, PW = L->iw + 2 * L->pad, Q = L->h * PW;
+    float *dst = s1_begin(L, xpad, dx, assign);
     for (int c = 0; c < L->ic; c++)
         for (int ki = 0; ki < K; ki++)
             for (int kj = 0; kj < K; kj++) {
                 const long at = (long)ki * PW + kj, room = (long)PH * PW - at; /* the run stops at the channel's end: */
                 run_add(dst + (long)c * PH * PW + at, dcol + (long)((c * K + ki) * K + kj) * Q, room < Q ? room : Q);
             } /* what it drops are extra columns */
-    if (!pad) return;
-    for (int c = 0; c < L->ic; c++)
-        for (int iy = 0; iy < L->ih; iy++) {
-            float *d = dx + ((long)c * L->ih + iy) * L->iw;
-            const float *sp = xpad + ((long)c * PH + iy + pad) * PW + pad;
-            if (assign) row_add_scalar(d, sp, 0.0f, L->iw); /* = 0 + v, as adding into a zeroed dx */
-            else row_add(d, sp, L->iw);
-        }
+    s1_end(L, xpad, dx, assign);
 }
 /* dx += col2im(dcol) for ns samples: the adjoint of im2col */
 void col2im_add(const Layer *L, int ns, const float *col, float *dx) {
