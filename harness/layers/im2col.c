@@ -59,41 +59,6 @@ void im2col_s1(const Layer *L, const float *x, float *xpad, float *col) {
             row_copy(xpad + ((long)c * PH + iy + pad) * PW + pad, x + ((long)c * L->ih + iy) * L->iw, L->iw);
     im2col_rows(L, xpad, PH, PW, col);
 }
-void im2col_t(const Layer *L, int ns, const float *x, float *xpad, float *colT) {
-    const int K = L->k, OW = L->w, OH = L->h, KC = L->ic * K * K;
-    if (ns == 1 && L->stride == 1) { /* every row of colT: IC*K runs of K floats of the bordered sample */
-        const int pad = L->pad, PH = L->ih + 2 * pad, PW = L->iw + 2 * pad;
-        const float *src = x;
-        if (pad) {
-            memset(xpad, 0, sizeof(float) * L->ic * PH * PW);
-            for (int c = 0; c < L->ic; c++)
-                for (int iy = 0; iy < L->ih; iy++)
-                    row_copy(xpad + ((long)c * PH + iy + pad) * PW + pad, x + ((long)c * L->ih + iy) * L->iw, L->iw);
-            src = xpad;
-        }
-        for (int oy = 0; oy < OH; oy++)
-            for (int ox = 0; ox < OW; ox++) {
-                float *r = colT + ((long)oy * OW + ox) * KC;
-                for (int c = 0; c < L->ic; c++)
-                    for (int ki = 0; ki < K; ki++) row_copy(r + (c * K + ki) * K, src + ((long)c * PH + oy + ki) * PW + ox, K);
-            }
-        return;
-    }
-    const int s = L->stride, P = OH * OW;
-    for (int b = 0; b < ns; b++)
-        for (int oy = 0; oy < OH; oy++)
-            for (int ox = 0; ox < OW; ox++) {
-                float *r = colT + ((long)b * P + (long)oy * OW + ox) * KC;
-                for (int c = 0; c < L->ic; c++) {
-                    const float *xp = x + ((long)b * L->ic + c) * L->ih * L->iw;
-                    for (int ki = 0; ki < K; ki++)
-                        for (int kj = 0; kj < K; kj++) {
-                            int iy = oy * s - L->pad + ki, ix = ox * s - L->pad + kj;
-                            r[(c * K + ki) * K + kj] = iy >= 0 && iy < L->ih && ix >= 0 && ix < L->iw ? xp[(long)iy * L->iw + ix] : 0.0f;
-                        }
-                }
-            }
-}
 
 /* dx += col2im(dcol) for ONE sample, stride 1: the adjoint of im2col_s1 (full-row adds into the
  * zero-bordered buffer xpad, then its interior into dx; no per-row clipping) */

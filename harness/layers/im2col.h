@@ -12,10 +12,6 @@ void im2col(const Layer *L, int ns, const float *x, float *col);
 /* the same for ONE sample at stride 1, through the zero-bordered copy xpad (IC, IH+2pad, IW+2pad) when
  * pad > 0, so every row is a plain copy */
 void im2col_s1(const Layer *L, const float *x, float *xpad, float *col);
-/* the transposed column matrix of ns samples, colT (ns*P, KC): colT[b*P + p][r] = col[r][b*P + p], what
- * the weight gradient dW = dy colT multiplies without transposing (gemm.c: libxsmm takes B as stored).
- * One sample at stride 1 goes through xpad as im2col_s1 does. */
-void im2col_t(const Layer *L, int ns, const float *x, float *xpad, float *colT);
 /* dx += col2im(col) for ONE sample at stride 1 (the adjoint of im2col_s1; assign: dx = 0 + ...), row by
  * row: the reference tests compare col2im_wide_add with */
 void col2im_s1_add(const Layer *L, const float *col, float *xpad, float *dx, int assign);
