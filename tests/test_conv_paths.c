@@ -25,6 +25,8 @@ typedef struct Case { const char *arch; int c, h, w; float width; } Case;
 static const Case CASES[] = {
     {"alexnet", 3, 8, 8, 0.3f}, {"alexnet", 3, 8, 8, 0.25f}, {"vgg16", 3, 32, 32, 0.3f},
     {"resnet18", 2, 8, 8, 0.25f}, {"resnet20", 3, 8, 8, 1}, {"resnet20", 3, 8, 8, 1.5f},
+    /* conv4-5 (96 -> 64 -> 64 channels on 5x5 maps: partial tiles) through Winograd (layers/conv_wino.c) */
+    {"alexnet", 3, 20, 20, 0.25f},
 };
 
 static int g_fuse = 1; /* fold ReLUs into their neighbours in the models make() builds */
@@ -190,6 +192,7 @@ TEST(conv_paths_agree_through_feedback) {
         compare(&CASES[0], rules[r], 1, BW_PARAMS | BW_INPUT, 1);
         compare(&CASES[5], rules[r], 1, BW_PARAMS | BW_INPUT, 1);
         compare(&CASES[2], rules[r], 0, BW_INPUT, 1);
+        compare(&CASES[6], rules[r], 1, BW_PARAMS | BW_INPUT, 1);
     }
 }
 

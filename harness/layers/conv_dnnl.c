@@ -23,6 +23,7 @@
 #include <string.h>
 
 #include "harness/layers/conv_dnnl.h"
+#include "harness/layers/conv_wino.h"
 #include "harness/layers/kernels.h"
 #include "harness/threads.h"
 
@@ -98,6 +99,8 @@ typedef struct DnnlWork {
     dnnl_stream_t st[POOL_MAX];
     void *scr[POOL_MAX];         /* scratchpad of thread t, grown by thread t only */
     size_t scr_n[POOL_MAX];
+    void *wbuf[POOL_MAX];        /* thread t's Winograd transforms (conv_wino.c), grown by thread t only */
+    size_t wbuf_n[POOL_MAX];
 } DnnlWork;
 
 static DnnlWork *dnnl_work(Work *w) {
@@ -115,18 +118,21 @@ void conv_dnnl_work_free(Work *w) {
     for (int t = 0; t < d->T; t++) {
         dnnl_stream_destroy(d->st[t]);
         big_free(d->scr[t], d->scr_n[t]);
+        big_free(d->wbuf[t], d->wbuf_n[t]);
     }
     free(d);
     w->dnnl = NULL;
 }
-static void *scratch(DnnlWork *d, int t, size_t n) {
-    if (n > d->scr_n[t]) { /* on huge pages, as the weights' copies (below) */
-        big_free(d->scr[t], d->scr_n[t]);
-        d->scr_n[t] = (n + 4095) & ~(size_t)4095;
-        d->scr[t] = big_alloc(d->scr_n[t]);
+static void *grow(void **p, size_t *pn, size_t n) {
+    if (n > *pn) { /* on huge pages, as the weights' copies (below) */
+        big_free(*p, *pn);
+        *pn = (n + 4095) & ~(size_t)4095;
+        *p = big_alloc(*pn);
+        CHECK(*p);
     }
-    return d->scr[t];
+    return *p;
 }
+static void *scratch(DnnlWork *d, int t, size_t n) { return grow(&d->scr[t], &d->scr_n[t], n); }
 
 /* ------------------------------------------------------------------ per-layer state */
 
@@ -155,6 +161,9 @@ typedef struct DConv {
     int wf_ok, wb_ok;
     uint64_t wb_key;
     dnnl_memory_t m_dw[POOL_MAX], m_dwo[POOL_MAX];   /* per thread: blocked gradient piece, oihw destination */
+    int wino;                                        /* forward and input gradient by conv_wino.c */
+    float *uf, *ub;                                  /* then: their transformed weights (16, ic, c), (16, c, ic) */
+    size_t u_n;                                      /* the bytes of each */
     Prim *prim[MB_LOG][P_N];                         /* by log2(mini-batch) and kind; NULL until needed */
 } DConv;
 
@@ -316,6 +325,23 @@ int conv_dnnl_supported(const Layer *L) {
     return ok;
 }
 
+/* 1 when layer L's forward pass and input gradient go through conv_wino.c: 3x3, stride 1, pad 1, input
+ * and output blocked alike with whole blocks of channels, at least WINO_MIN_C of each (measured:
+ * docs/performance.md); CONCORD_WINO=0 turns it off (for measuring) */
+#ifndef WINO_MIN_C
+#define WINO_MIN_C 64
+#endif
+static int wino_use(const Layer *L) {
+    static int off = -1;
+    if (off < 0) {
+        const char *e = getenv("CONCORD_WINO");
+        off = e && str_eq(e, "0");
+    }
+    return !off && L->k == 3 && L->stride == 1 && L->pad == 1 && L->h == L->ih && L->w == L->iw &&
+           L->iblk == L->blk && L->ic % L->blk == 0 && L->c % L->blk == 0 && L->ic >= WINO_MIN_C &&
+           L->c >= WINO_MIN_C;
+}
+
 void conv_dnnl_init(const Model *m, Work *w, int i) {
     const Layer *L = &m->L[i];
     omp_one();
@@ -360,6 +386,13 @@ void conv_dnnl_init(const Model *m, Work *w, int i) {
         d->m_dw[t] = mem(&d->dw_md);
         d->m_dwo[t] = mem(&d->plain_w);
     }
+    d->wino = wino_use(L);
+    if (d->wino) {
+        d->u_n = sizeof(float) * 16 * (size_t)L->ic * L->c;
+        d->uf = big_alloc(d->u_n);
+        d->ub = big_alloc(d->u_n);
+        CHECK(d->uf && d->ub);
+    }
     w->lx[i] = d;
 }
 
@@ -389,6 +422,10 @@ void conv_dnnl_fini(Work *w, int i) {
     }
     big_free(d->wf, d->wf_n);
     big_free(d->wb, d->wb_n);
+    if (d->wino) {
+        big_free(d->uf, d->u_n);
+        big_free(d->ub, d->u_n);
+    }
     pthread_mutex_destroy(&d->mu);
     free(d);
     w->lx[i] = NULL;
@@ -409,7 +446,8 @@ void conv_dnnl_prepare(Model *m, Work *w, int i, int backward, int flags, int t)
     omp_one();
     if (!backward) {
         if (w->weights_fixed && d->wf_ok && d->wf_gen == w->wgen) return;
-        run_reorder(w, t, d->r_wf, d->m_w, L->W, d->m_wf, d->wf);
+        if (d->wino) wino_weights(d->uf, L->W, L->c, L->ic, 0);
+        else run_reorder(w, t, d->r_wf, d->m_w, L->W, d->m_wf, d->wf);
         d->wf_ok = 1;
         d->wf_gen = w->wgen;
         return;
@@ -418,7 +456,8 @@ void conv_dnnl_prepare(Model *m, Work *w, int i, int backward, int flags, int t)
     if (!need_dx_of(m, L, flags) || direct) return;
     const uint64_t key = (flags & BW_TRUE) || L->B == L->W ? ~(uint64_t)0 : m->fb_count;
     if (w->weights_fixed && d->wb_ok && d->wb_gen == w->wgen && d->wb_key == key) return;
-    run_reorder(w, t, d->r_wb, d->m_w, (flags & BW_TRUE) ? L->W : L->B, d->m_wb, d->wb);
+    if (d->wino) wino_weights(d->ub, (flags & BW_TRUE) ? L->W : L->B, L->c, L->ic, 1);
+    else run_reorder(w, t, d->r_wb, d->m_w, (flags & BW_TRUE) ? L->W : L->B, d->m_wb, d->wb);
     d->wb_ok = 1;
     d->wb_gen = w->wgen;
     d->wb_key = key;
@@ -435,6 +474,12 @@ void conv_dnnl_forward(Model *m, Work *w, int i, long b0, long b1, int t) {
     Span sp = span_of(m, w, i, b0, b1);
     const Layer *L = sp.L;
     DConv *d = w->lx[i];
+    if (d->wino) {
+        DnnlWork *dw = dnnl_work(w);
+        float *buf = grow(&dw->wbuf[t], &dw->wbuf_n[t], sizeof(float) * wino_buf_n(L->ic, L->c, L->blk));
+        wino_conv(sp.y, sp.x, d->uf, L->b, L->relu_out, sp.nb, L->ic, L->c, L->h, L->w, L->blk, buf);
+        return;
+    }
     omp_one();
     for (long s = 0; s < sp.nb;) {
         int lg = piece_lg(sp.nb - s);
@@ -480,8 +525,14 @@ void conv_dnnl_backward(Model *m, Work *w, int i, const float *dout, int flags, 
             /* straight into dx when it is blocked like the kernel's output and this layer starts it */
             const int straight = L->iblk == L->blk && assign;
             float *dst = straight ? sp.dx + s * sp.inn : col;
-            void *h[A_N] = {dst, d->wb, NULL, (void *)g, NULL};
-            prim_run(w, prim_get(L, d, lg, P_BWD), t, h);
+            if (d->wino) {
+                DnnlWork *dw = w->dnnl;
+                float *buf = grow(&dw->wbuf[t], &dw->wbuf_n[t], sizeof(float) * wino_buf_n(L->c, L->ic, L->blk));
+                wino_conv(dst, g, d->ub, NULL, 0, mb, L->c, L->ic, L->h, L->w, L->blk, buf);
+            } else {
+                void *h[A_N] = {dst, d->wb, NULL, (void *)g, NULL};
+                prim_run(w, prim_get(L, d, lg, P_BWD), t, h);
+            }
             if (!straight) {
                 if (L->iblk == L->blk) {
                     if (assign) row_add_scalar(sp.dx + s * sp.inn, col, 0.0f, mb * bin);

@@ -1,0 +1,94 @@
+/* test_wino.c -- the Winograd F(2x2, 3x3) convolution (layers/conv_wino.c) against the direct 3x3 pad-1
+ * convolution summed in double, on channel-blocked tensors: the forward pass (bias, ReLU) and the input
+ * gradient (the weights flipped and transposed: wino_weights(flip)), blocks of 8 and 16, maps of 1x1 to
+ * 9x7 (odd sizes leave partial tiles), more images than one round of WINO_TILES tiles, at every vector
+ * level this CPU has. Each output's error is measured against the sum of |terms| of its direct sum (the
+ * scale float rounding works on). Canary: one wrong output is caught. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "harness/core.h"
+#include "harness/layers/conv_wino.h"
+#include "harness/layers/kernels.h"
+#include "tests/test.h"
+
+static int g_corrupt;
+
+/* x blocked (N, C/V, H, W, V) at (n, c, i, j) */
+static long at(int V, int C, int H, int W, long n, int c, int i, int j) {
+    return (((n * (C / V) + c / V) * H + i) * W + j) * V + c % V;
+}
+
+/* max over outputs of |wino - direct| / (1e-6 * sum |terms| + 1e-30): 1 is one millionth of the terms */
+static double check(int V, long N, int C, int K, int H, int W, int bias, int relu, int flip, int level) {
+    kernels_level_set(level);
+    Rng r;
+    rng_seed(&r, (uint64_t)(V * 1000003 + N * 10007 + C * 101 + K * 13 + H * 7 + W + flip), 3, 0);
+    /* the convolution as run: input channels Ci, outputs Co; with flip the layer's weights are (Ci, Co, 3, 3) */
+    const int Ci = C, Co = K;
+    float *x = xmalloc(sizeof(float) * N * Ci * H * W), *y = xmalloc(sizeof(float) * N * Co * H * W);
+    float *Wt = xmalloc(sizeof(float) * Ci * Co * 9), *b = xmalloc(sizeof(float) * Co);
+    float *U = xmalloc(sizeof(float) * 16 * Ci * Co), *buf = xmalloc(sizeof(float) * wino_buf_n(Ci, Co, V));
+    for (long j = 0; j < N * Ci * H * W; j++) x[j] = rng_uniform(&r) * 2.0f - 1.0f;
+    for (long j = 0; j < (long)Ci * Co * 9; j++) Wt[j] = (rng_uniform(&r) * 2.0f - 1.0f) * 0.5f;
+    for (int j = 0; j < Co; j++) b[j] = rng_uniform(&r) - 0.5f;
+    if (flip) wino_weights(U, Wt, Ci, Co, 1); /* a layer of Ci outputs and Co inputs: its input gradient */
+    else wino_weights(U, Wt, Co, Ci, 0);
+    wino_conv(y, x, U, bias ? b : NULL, relu, N, Ci, Co, H, W, V, buf);
+    if (g_corrupt) y[at(V, Co, H, W, N - 1, Co - 1, H - 1, W - 1)] += 1e-3f;
+    double worst = 0;
+    for (long n = 0; n < N; n++)
+        for (int o = 0; o < Co; o++)
+            for (int i = 0; i < H; i++)
+                for (int j = 0; j < W; j++) {
+                    double s = bias ? b[o] : 0, a = bias ? fabs(b[o]) : 0;
+                    for (int c = 0; c < Ci; c++)
+                        for (int u = 0; u < 3; u++)
+                            for (int v = 0; v < 3; v++) {
+                                const int ii = i + u - 1, jj = j + v - 1;
+                                if (ii < 0 || ii >= H || jj < 0 || jj >= W) continue;
+                                /* forward: W[o][c][u][v]; the input gradient of a layer with weights
+                                   (Ci, Co, 3, 3): sum over its outputs c of W[c][o] turned 180 degrees */
+                                const double w = flip ? Wt[((long)c * Co + o) * 9 + (2 - u) * 3 + (2 - v)]
+                                                      : Wt[((long)o * Ci + c) * 9 + u * 3 + v];
+                                const double t = w * x[at(V, Ci, H, W, n, c, ii, jj)];
+                                s += t;
+                                a += fabs(t);
+                            }
+                    if (relu && s < 0) s = 0;
+                    const double e = fabs(y[at(V, Co, H, W, n, o, i, j)] - s) / (1e-6 * a + 1e-30);
+                    if (e > worst) worst = e;
+                }
+    free(x); free(y); free(Wt); free(b); free(U); free(buf);
+    return worst;
+}
+
+/* V, N, C (inputs), K (outputs), H, W */
+static const int SHAPES[][6] = {
+    {8, 1, 8, 8, 1, 1}, {8, 2, 16, 8, 2, 2}, {8, 3, 8, 24, 5, 7}, {16, 2, 16, 32, 8, 8},
+    {16, 1, 32, 16, 9, 3}, {8, 5, 8, 16, 16, 14} /* 5 x 56 tiles: three rounds of WINO_TILES */,
+    {16, 40, 16, 16, 4, 4} /* 160 tiles: two rounds, the second short */,
+};
+
+static void run_all(void) {
+    for (int l = 0; l <= kernels_level_max(); l++)
+        for (size_t s = 0; s < ARRAY_LEN(SHAPES); s++)
+            for (int mode = 0; mode < 3; mode++) { /* forward + bias, forward + bias + ReLU, input gradient */
+                const int *c = SHAPES[s];
+                double e = check(c[0], c[1], c[2], c[3], c[4], c[5], mode < 2, mode == 1, mode == 2, l);
+                T_ASSERT_MSG(e <= 1.0, "level %s, V %d N %d C %d K %d %dx%d, %s: error %.3g x 1e-6 of the terms",
+                             kernels_level_name(l), c[0], c[1], c[2], c[3], c[4], c[5],
+                             mode == 2 ? "input gradient" : mode ? "forward + ReLU" : "forward", e);
+            }
+    kernels_level_set(-1);
+}
+
+TEST(winograd_matches_direct_sums_in_double) { run_all(); }
+
+static void corrupted(void) {
+    g_corrupt = 1;
+    double e = check(8, 2, 16, 8, 2, 2, 1, 0, 0, 0);
+    T_ASSERT_MSG(e <= 1.0, "canary: error %.3g", e);
+    g_corrupt = 0;
+}
+TEST(winograd_canary_flags_one_wrong_output) { T_ASSERT(test_expect_failure(corrupted)); }
