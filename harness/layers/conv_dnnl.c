@@ -325,7 +325,7 @@ int conv_dnnl_supported(const Layer *L) {
     return ok;
 }
 
-/* 1 when layer L's forward pass and input gradient go through conv_wino.c: 3x3, stride 1, pad 1, input
+/* 1 when layer L's forward pass and input gradient go through conv_wino.c: 3x3 or 5x5, stride 1, "same", input
  * and output blocked alike with whole blocks of channels, at least WINO_MIN_C of each (measured:
  * docs/performance.md); CONCORD_WINO=0 turns it off (for measuring) */
 #ifndef WINO_MIN_C
@@ -337,7 +337,7 @@ static int wino_use(const Layer *L) {
         const char *e = getenv("CONCORD_WINO");
         off = e && str_eq(e, "0");
     }
-    return !off && L->k == 3 && L->stride == 1 && L->pad == 1 && L->h == L->ih && L->w == L->iw &&
+    return !off && (L->k == 3 || L->k == 5) && L->stride == 1 && L->pad == L->k / 2 && L->h == L->ih && L->w == L->iw &&
            L->iblk == L->blk && L->ic % L->blk == 0 && L->c % L->blk == 0 && L->ic >= WINO_MIN_C &&
            L->c >= WINO_MIN_C;
 }
@@ -388,7 +388,7 @@ void conv_dnnl_init(const Model *m, Work *w, int i) {
     }
     d->wino = wino_use(L);
     if (d->wino) {
-        d->u_n = sizeof(float) * 16 * (size_t)L->ic * L->c;
+        d->u_n = sizeof(float) * (L->k + 1) * (L->k + 1) * (size_t)L->ic * L->c;
         d->uf = big_alloc(d->u_n);
         d->ub = big_alloc(d->u_n);
         CHECK(d->uf && d->ub);
@@ -446,7 +446,7 @@ void conv_dnnl_prepare(Model *m, Work *w, int i, int backward, int flags, int t)
     omp_one();
     if (!backward) {
         if (w->weights_fixed && d->wf_ok && d->wf_gen == w->wgen) return;
-        if (d->wino) wino_weights(d->uf, L->W, L->c, L->ic, 0);
+        if (d->wino) wino_weights(d->uf, L->W, L->c, L->ic, L->k, 0);
         else run_reorder(w, t, d->r_wf, d->m_w, L->W, d->m_wf, d->wf);
         d->wf_ok = 1;
         d->wf_gen = w->wgen;
@@ -456,7 +456,7 @@ void conv_dnnl_prepare(Model *m, Work *w, int i, int backward, int flags, int t)
     if (!need_dx_of(m, L, flags) || direct) return;
     const uint64_t key = (flags & BW_TRUE) || L->B == L->W ? ~(uint64_t)0 : m->fb_count;
     if (w->weights_fixed && d->wb_ok && d->wb_gen == w->wgen && d->wb_key == key) return;
-    if (d->wino) wino_weights(d->ub, (flags & BW_TRUE) ? L->W : L->B, L->c, L->ic, 1);
+    if (d->wino) wino_weights(d->ub, (flags & BW_TRUE) ? L->W : L->B, L->c, L->ic, L->k, 1);
     else run_reorder(w, t, d->r_wb, d->m_w, (flags & BW_TRUE) ? L->W : L->B, d->m_wb, d->wb);
     d->wb_ok = 1;
     d->wb_gen = w->wgen;
@@ -476,8 +476,8 @@ void conv_dnnl_forward(Model *m, Work *w, int i, long b0, long b1, int t) {
     DConv *d = w->lx[i];
     if (d->wino) {
         DnnlWork *dw = dnnl_work(w);
-        float *buf = grow(&dw->wbuf[t], &dw->wbuf_n[t], sizeof(float) * wino_buf_n(L->ic, L->c, L->blk));
-        wino_conv(sp.y, sp.x, d->uf, L->b, L->relu_out, sp.nb, L->ic, L->c, L->h, L->w, L->blk, buf);
+        float *buf = grow(&dw->wbuf[t], &dw->wbuf_n[t], sizeof(float) * wino_buf_n(L->ic, L->c, L->k));
+        wino_conv(sp.y, sp.x, d->uf, L->b, L->relu_out, sp.nb, L->ic, L->c, L->h, L->w, L->k, L->blk, buf);
         return;
     }
     omp_one();
@@ -527,8 +527,8 @@ void conv_dnnl_backward(Model *m, Work *w, int i, const float *dout, int flags, 
             float *dst = straight ? sp.dx + s * sp.inn : col;
             if (d->wino) {
                 DnnlWork *dw = w->dnnl;
-                float *buf = grow(&dw->wbuf[t], &dw->wbuf_n[t], sizeof(float) * wino_buf_n(L->c, L->ic, L->blk));
-                wino_conv(dst, g, d->ub, NULL, 0, mb, L->c, L->ic, L->h, L->w, L->blk, buf);
+                float *buf = grow(&dw->wbuf[t], &dw->wbuf_n[t], sizeof(float) * wino_buf_n(L->c, L->ic, L->k));
+                wino_conv(dst, g, d->ub, NULL, 0, mb, L->c, L->ic, L->h, L->w, L->k, L->blk, buf);
             } else {
                 void *h[A_N] = {dst, d->wb, NULL, (void *)g, NULL};
                 prim_run(w, prim_get(L, d, lg, P_BWD), t, h);

@@ -1,17 +1,27 @@
-/* conv_wino.c -- 3x3, stride 1, pad 1 convolutions of channel-blocked tensors by Winograd's F(2x2, 3x3)
- * (Lavin and Gray 2016): each 2x2 output tile is A^T [ (G g G^T) . (B^T d B) ] A over a 4x4 input tile d,
- * so the 36 multiply-adds per tile and channel pair of the direct form become 16 — one product per
- * position xi of the 4x4 transformed tile: M[xi] (tiles, K) = X[xi] (tiles, C) U[xi] (C, K), through
- * gemm(). The transforms of inputs and outputs are adds on V-float vectors (V = the channel block: 8 or
- * 16, the tensors' innermost dimension), so they run across channels.
+/* conv_wino.c -- k x k (3 or 5), stride 1, "same" (pad k/2) convolutions of channel-blocked tensors by
+ * Winograd's minimal filtering F(2x2, kxk) (Lavin and Gray 2016): each 2x2 output tile is
+ * A^T [ (G g G^T) . (B^T d B) ] A over an n x n input tile d (n = k + 1), so the 4 k^2 multiply-adds per
+ * tile and channel pair of the direct form become n^2 — one product per position xi of the transformed
+ * tile: M[xi] (tiles, K) = X[xi] (tiles, C) U[xi] (C, K), through gemm(). 3x3: 16 instead of 36; 5x5: 36
+ * instead of 100. The transforms of inputs and outputs are adds on V-float vectors (V = the channel block:
+ * 8 or 16, the tensors' innermost dimension), so they run across channels.
  *
- * It does in 16 products what oneDNN's direct kernels do in 36 (both at close to the CPU's peak), which
+ * Matrices (Toom-Cook with the points 0, 1, -1 [, 2, -2] and infinity; verified exactly, in fractions, by
+ * a generator that solved for B^T given A^T and G): F(2, 3) as in Lavin and Gray; F(2, 5):
+ *   B^T = [4 0 -5 0 1 0; 0 -4 -4 1 1 0; 0 4 -4 -1 1 0; 0 -2 -1 2 1 0; 0 2 -1 -2 1 0; 0 4 0 -5 0 1]
+ *   G   = [1/4 0 0 0 0; -1/6 x5; -1/6 1/6 -1/6 1/6 -1/6; 1/24 1/12 1/6 1/3 2/3; 1/24 -1/12 1/6 -1/3 2/3;
+ *          0 0 0 0 1]
+ *   A^T = [1 1 1 1 1 0; 0 1 -1 2 -2 1]
+ * (the test checks the whole convolution against sums in double, so a wrong entry fails it).
+ *
+ * It does in fewer products what oneDNN's direct kernels do (both at close to the CPU's peak), which
  * matters on AVX2, where oneDNN 2.6 has no Winograd kernels of its own. The rounding differs from the
- * direct sum (a few float ulps of the inputs' magnitudes); the tests bound it against double sums.
+ * direct sum (a few float ulps of the terms' magnitudes; 5x5's larger transform entries give more); the
+ * tests bound it against double sums.
  *
- * Used by conv_dnnl.c for the forward pass and the input gradient (the input gradient of a 3x3 pad-1
- * convolution is the same convolution of dy with the weights flipped and transposed: wino_weights(flip)).
- * The weight gradient stays oneDNN's. Touches only its arguments. */
+ * Used by conv_dnnl.c for the forward pass and the input gradient (the input gradient of a stride-1
+ * "same" convolution is the same convolution of dy with the weights turned 180 degrees and transposed:
+ * wino_weights(flip)). The weight gradient stays oneDNN's. Touches only its arguments. */
 #include "harness/layers/conv_wino.h"
 
 #include <string.h>
@@ -20,121 +30,219 @@
 #include "harness/gemm.h"
 #include "harness/layers/kernels.h"
 
-/* U[xi][c][k] (16, C, K) = G g G^T of g = W[k][c] (oihw: K, C, 3, 3); with flip, the input gradient's
- * weights: U[xi][k][c] (16, K, C) from g = W[k][c] turned by 180 degrees */
-void wino_weights(float *U, const float *W, int K, int C, int flip) {
-    for (int k = 0; k < K; k++)
+/* G of F(2, 3) and F(2, 5), in double: the weight transform is computed in double and rounded once */
+static const double G3[4][3] = {{1, 0, 0}, {0.5, 0.5, 0.5}, {0.5, -0.5, 0.5}, {0, 0, 1}};
+static const double G5[6][5] = {{1.0 / 4, 0, 0, 0, 0},
+                                {-1.0 / 6, -1.0 / 6, -1.0 / 6, -1.0 / 6, -1.0 / 6},
+                                {-1.0 / 6, 1.0 / 6, -1.0 / 6, 1.0 / 6, -1.0 / 6},
+                                {1.0 / 24, 1.0 / 12, 1.0 / 6, 1.0 / 3, 2.0 / 3},
+                                {1.0 / 24, -1.0 / 12, 1.0 / 6, -1.0 / 3, 2.0 / 3},
+                                {0, 0, 0, 0, 1}};
+
+/* U[xi][c][k] (n^2, C, K) = G g G^T of g = W[k][c] (oihw: K, C, k, k); with flip, the input gradient's
+ * weights: U[xi][k][c] (n^2, K, C) from g = W[k][c] turned by 180 degrees */
+void wino_weights(float *U, const float *W, int K, int C, int k, int flip) {
+    CHECK(k == 3 || k == 5);
+    const int n = k + 1;
+    const double *G = k == 3 ? &G3[0][0] : &G5[0][0];
+    for (int o = 0; o < K; o++)
         for (int c = 0; c < C; c++) {
-            const float *w = W + ((long)k * C + c) * 9;
-            float g[3][3], t[4][3], u[4][4];
-            for (int i = 0; i < 3; i++)
-                for (int j = 0; j < 3; j++) g[i][j] = flip ? w[(2 - i) * 3 + (2 - j)] : w[i * 3 + j];
-            for (int j = 0; j < 3; j++) { /* G g: rows g0, (g0+g1+g2)/2, (g0-g1+g2)/2, g2 */
-                t[0][j] = g[0][j];
-                t[1][j] = 0.5f * (g[0][j] + g[1][j] + g[2][j]);
-                t[2][j] = 0.5f * (g[0][j] - g[1][j] + g[2][j]);
-                t[3][j] = g[2][j];
-            }
-            for (int i = 0; i < 4; i++) { /* (G g) G^T */
-                u[i][0] = t[i][0];
-                u[i][1] = 0.5f * (t[i][0] + t[i][1] + t[i][2]);
-                u[i][2] = 0.5f * (t[i][0] - t[i][1] + t[i][2]);
-                u[i][3] = t[i][2];
-            }
-            const long at = flip ? (long)k * C + c : (long)c * K + k;
-            for (int xi = 0; xi < 16; xi++) U[(long)xi * C * K + at] = u[xi / 4][xi % 4];
+            const float *w = W + ((long)o * C + c) * k * k;
+            double g[5][5], t[6][5];
+            for (int i = 0; i < k; i++)
+                for (int j = 0; j < k; j++) g[i][j] = flip ? w[(k - 1 - i) * k + (k - 1 - j)] : w[i * k + j];
+            for (int i = 0; i < n; i++) /* G g */
+                for (int j = 0; j < k; j++) {
+                    double a = 0;
+                    for (int l = 0; l < k; l++) a += G[i * k + l] * g[l][j];
+                    t[i][j] = a;
+                }
+            const long at = flip ? (long)o * C + c : (long)c * K + o;
+            for (int i = 0; i < n; i++) /* (G g) G^T */
+                for (int j = 0; j < n; j++) {
+                    double a = 0;
+                    for (int l = 0; l < k; l++) a += t[i][l] * G[j * k + l];
+                    U[(long)(i * n + j) * C * K + at] = (float)a;
+                }
         }
 }
 
-long wino_buf_n(int C, int K, int V) { return 16L * WINO_TILES * (C + K) + 16L * V; }
+/* the transformed tiles of position xi start SKEW floats (a cache line) past a multiple of the rows:
+ * without it the n^2 streams an input or output transform writes or reads are a multiple of 4 KiB apart
+ * and all fall in one L1 set */
+#define SKEW 16
+long wino_buf_n(int C, int K, int k) { return (long)(k + 1) * (k + 1) * (WINO_TILES * (long)(C + K) + 2 * SKEW); }
 
-/* the transforms for one channel block of V lanes; V is a constant in each instance (8 or 16) */
-#define LANES(V, body)                                                                                       \
-    for (int l = 0; l < V; l++) { body; }
+/* the transforms, on 8-float vectors: V / 8 of them per channel block (V is a constant in each instance);
+ * the build's baseline (SSE2) splits each in two, the AVX2 and AVX-512 instances take one register */
+typedef float v8 __attribute__((vector_size(32), aligned(4), may_alias));
+#define LD(p) (*(const v8 *)(p))
+#define ST(p, v) (*(v8 *)(p) = (v))
 
-static inline __attribute__((always_inline)) void in_tile(float *X /* (16, TB, C) */, long TB, int C, long tl,
+/* the n x n input tile at (y0, x0) of one channel block, zero outside the map */
+#define LOAD_TILE(d, n)                                                                                      \
+    for (int i = 0; i < n; i++)                                                                              \
+        for (int j = 0; j < n; j++) {                                                                        \
+            const int r_ = y0 + i, q_ = x0 + j;                                                              \
+            d[i][j] = r_ >= 0 && r_ < H && q_ >= 0 && q_ < W ? LD(xb + ((long)r_ * W + q_) * V + h) : (v8){0}; \
+        }
+
+/* 2x2 outputs (o[i][j], i rows) + bias, ReLU, into the map where they fall in it */
+static inline __attribute__((always_inline)) void store_out(float *yb, int H, int W, int y0, int x0, int h, int V,
+                                                            v8 o[2][2], const float *bias, int relu) {
+    const v8 b = bias ? LD(bias + h) : (v8){0};
+    for (int i = 0; i < 2 && y0 + i < H; i++)
+        for (int j = 0; j < 2 && x0 + j < W; j++) {
+            v8 v = o[i][j];
+            if (bias) v += b;
+            if (relu) v = (v8)((__typeof__(v > v))(v > (v8){0}) & (__typeof__(v > v))v);
+            ST(yb + ((long)(y0 + i) * W + x0 + j) * V + h, v);
+        }
+}
+
+static inline __attribute__((always_inline)) void in_tile3(float *X /* (16, TB, C) */, long s, long tl, int C,
                                                           int cb, const float *xb /* (H, W, V) */, int H, int W,
                                                           int y0, int x0, const int V) {
-    float d[4][4][16];
-    for (int i = 0; i < 4; i++)
-        for (int j = 0; j < 4; j++) {
-            const int r = y0 + i, q = x0 + j;
-            if (r >= 0 && r < H && q >= 0 && q < W) memcpy(d[i][j], xb + ((long)r * W + q) * V, sizeof(float) * V);
-            else memset(d[i][j], 0, sizeof(float) * V);
+    for (int h = 0; h < V; h += 8) {
+        v8 d[4][4], t[4][4];
+        LOAD_TILE(d, 4)
+        for (int j = 0; j < 4; j++) { /* B^T d: rows d0-d2, d1+d2, d2-d1, d1-d3 */
+            t[0][j] = d[0][j] - d[2][j];
+            t[1][j] = d[1][j] + d[2][j];
+            t[2][j] = d[2][j] - d[1][j];
+            t[3][j] = d[1][j] - d[3][j];
         }
-    float t[4][4][16];
-    for (int j = 0; j < 4; j++) /* B^T d: rows d0-d2, d1+d2, d2-d1, d1-d3 */
-        LANES(V, t[0][j][l] = d[0][j][l] - d[2][j][l]; t[1][j][l] = d[1][j][l] + d[2][j][l];
-              t[2][j][l] = d[2][j][l] - d[1][j][l]; t[3][j][l] = d[1][j][l] - d[3][j][l])
-    float *o = X + tl * C + (long)cb * V;
-    const long s = TB * C;
-    for (int i = 0; i < 4; i++) /* (B^T d) B, stored at xi = 4i + j */
-        LANES(V, o[(4 * i + 0) * s + l] = t[i][0][l] - t[i][2][l]; o[(4 * i + 1) * s + l] = t[i][1][l] + t[i][2][l];
-              o[(4 * i + 2) * s + l] = t[i][2][l] - t[i][1][l]; o[(4 * i + 3) * s + l] = t[i][1][l] - t[i][3][l])
-}
-
-static inline __attribute__((always_inline)) void out_tile(float *yb /* (H, W, V) */, int H, int W, int y0, int x0,
-                                                           const float *M /* (16, TB, K) */, long TB, int K, long tl,
-                                                           int kb, const float *bias, int relu, const int V) {
-    const float *m = M + tl * K + (long)kb * V;
-    const long s = TB * K;
-    float t[2][4][16];
-    for (int j = 0; j < 4; j++) /* A^T m: rows m0+m1+m2, m1-m2-m3 */
-        LANES(V, t[0][j][l] = m[(0 + j) * s + l] + m[(4 + j) * s + l] + m[(8 + j) * s + l];
-              t[1][j][l] = m[(4 + j) * s + l] - m[(8 + j) * s + l] - m[(12 + j) * s + l])
-    for (int i = 0; i < 2; i++) {
-        if (y0 + i >= H) break;
-        float o[2][16];
-        LANES(V, o[0][l] = t[i][0][l] + t[i][1][l] + t[i][2][l]; o[1][l] = t[i][1][l] - t[i][2][l] - t[i][3][l])
-        for (int j = 0; j < 2; j++) {
-            if (x0 + j >= W) break;
-            float *p = yb + ((long)(y0 + i) * W + x0 + j) * V;
-            if (bias) LANES(V, o[j][l] += bias[(long)kb * V + l])
-            if (relu) LANES(V, p[l] = o[j][l] > 0.0f ? o[j][l] : 0.0f)
-            else LANES(V, p[l] = o[j][l])
+        float *o = X + tl * C + (long)cb * V + h;
+        for (int i = 0; i < 4; i++) { /* (B^T d) B, stored at xi = 4i + j, s floats apart */
+            ST(o + (4 * i + 0) * s, t[i][0] - t[i][2]);
+            ST(o + (4 * i + 1) * s, t[i][1] + t[i][2]);
+            ST(o + (4 * i + 2) * s, t[i][2] - t[i][1]);
+            ST(o + (4 * i + 3) * s, t[i][1] - t[i][3]);
         }
     }
 }
 
-#define WINO_BODY(V)                                                                                          \
+static inline __attribute__((always_inline)) void out_tile3(float *yb /* (H, W, V) */, int H, int W, int y0, int x0,
+                                                           const float *M /* (16, TB, K) */, long s, long tl, int K,
+                                                           int kb, const float *bias, int relu, const int V) {
+    for (int h = 0; h < V; h += 8) {
+        const float *m = M + tl * K + (long)kb * V + h;
+        v8 t[2][4], o[2][2];
+        for (int j = 0; j < 4; j++) { /* A^T m: rows m0+m1+m2, m1-m2-m3 */
+            const v8 m1 = LD(m + (4 + j) * s), m2 = LD(m + (8 + j) * s);
+            t[0][j] = LD(m + j * s) + m1 + m2;
+            t[1][j] = m1 - m2 - LD(m + (12 + j) * s);
+        }
+        for (int i = 0; i < 2; i++) {
+            o[i][0] = t[i][0] + t[i][1] + t[i][2];
+            o[i][1] = t[i][1] - t[i][2] - t[i][3];
+        }
+        store_out(yb, H, W, y0, x0, h, V, o, bias ? bias + (long)kb * V : NULL, relu);
+    }
+}
+
+/* B^T of F(2, 5) on a column (or row) of six: the same six formulas both ways */
+#define BT5(o, a0, a1, a2, a3, a4, a5)                                                                       \
+    do {                                                                                                     \
+        o[0] = 4 * (a0) - 5 * (a2) + (a4);                                                                   \
+        o[1] = -4 * (a1) - 4 * (a2) + (a3) + (a4);                                                           \
+        o[2] = 4 * (a1) - 4 * (a2) - (a3) + (a4);                                                            \
+        o[3] = -2 * (a1) - (a2) + 2 * (a3) + (a4);                                                           \
+        o[4] = 2 * (a1) - (a2) - 2 * (a3) + (a4);                                                            \
+        o[5] = 4 * (a1) - 5 * (a3) + (a5);                                                                   \
+    } while (0)
+
+static inline __attribute__((always_inline)) void in_tile5(float *X /* (36, TB, C) */, long s, long tl, int C,
+                                                          int cb, const float *xb /* (H, W, V) */, int H, int W,
+                                                          int y0, int x0, const int V) {
+    for (int h = 0; h < V; h += 8) {
+        v8 d[6][6], t[6][6], u[6];
+        LOAD_TILE(d, 6)
+        for (int j = 0; j < 6; j++) { /* B^T d, column j */
+            BT5(u, d[0][j], d[1][j], d[2][j], d[3][j], d[4][j], d[5][j]);
+            for (int i = 0; i < 6; i++) t[i][j] = u[i];
+        }
+        float *o = X + tl * C + (long)cb * V + h;
+        for (int i = 0; i < 6; i++) { /* (B^T d) B, row i, stored at xi = 6i + j */
+            BT5(u, t[i][0], t[i][1], t[i][2], t[i][3], t[i][4], t[i][5]);
+            for (int j = 0; j < 6; j++) ST(o + (6 * i + j) * s, u[j]);
+        }
+    }
+}
+
+static inline __attribute__((always_inline)) void out_tile5(float *yb /* (H, W, V) */, int H, int W, int y0, int x0,
+                                                           const float *M /* (36, TB, K) */, long s, long tl, int K,
+                                                           int kb, const float *bias, int relu, const int V) {
+    for (int h = 0; h < V; h += 8) {
+        const float *m = M + tl * K + (long)kb * V + h;
+        v8 t[2][6], o[2][2];
+        for (int j = 0; j < 6; j++) { /* A^T m: rows m0+m1+m2+m3+m4, m1-m2+2m3-2m4+m5 */
+            const v8 m1 = LD(m + (6 + j) * s), m2 = LD(m + (12 + j) * s), m3 = LD(m + (18 + j) * s);
+            const v8 m4 = LD(m + (24 + j) * s);
+            t[0][j] = LD(m + j * s) + m1 + m2 + m3 + m4;
+            t[1][j] = m1 - m2 + 2 * m3 - 2 * m4 + LD(m + (30 + j) * s);
+        }
+        for (int i = 0; i < 2; i++) {
+            o[i][0] = t[i][0] + t[i][1] + t[i][2] + t[i][3] + t[i][4];
+            o[i][1] = t[i][1] - t[i][2] + 2 * t[i][3] - 2 * t[i][4] + t[i][5];
+        }
+        store_out(yb, H, W, y0, x0, h, V, o, bias ? bias + (long)kb * V : NULL, relu);
+    }
+}
+
+#define WINO_BODY(V, R)                                                                                          \
     const int th = (H + 1) / 2, tw = (W + 1) / 2, CB = C / V, KB = K / V;                                   \
     const long tpi = (long)th * tw, T = N * tpi, hw = (long)H * W;                                           \
-    float *X = buf, *M = buf + 16L * WINO_TILES * C;                                                         \
+    const int NP = (R + 1) * (R + 1);                                                                         \
+    float *X = buf, *M = buf + (long)NP * (WINO_TILES * C + SKEW);                                            \
     for (long t0 = 0; t0 < T; t0 += WINO_TILES) {                                                             \
         const long TB = T - t0 < WINO_TILES ? T - t0 : WINO_TILES;                                            \
         for (long tl = 0; tl < TB; tl++) {                                                                    \
             const long tg = t0 + tl, n = tg / tpi, r = tg % tpi;                                              \
-            const int y0 = 2 * (int)(r / tw) - 1, x0 = 2 * (int)(r % tw) - 1;                                 \
+            const int y0 = 2 * (int)(r / tw) - R / 2, x0 = 2 * (int)(r % tw) - R / 2;                         \
             for (int cb = 0; cb < CB; cb++)                                                                   \
-                in_tile(X, TB, C, tl, cb, x + (n * CB + cb) * hw * V, H, W, y0, x0, V);                       \
+                in_tile##R(X, TB * C + SKEW, tl, C, cb, x + (n * CB + cb) * hw * V, H, W, y0, x0, V);                       \
         }                                                                                                     \
-        for (int xi = 0; xi < 16; xi++)                                                                       \
-            gemm(0, 0, (int)TB, K, C, 1.0f, X + xi * TB * C, C, U + (long)xi * C * K, K, 0.0f, M + xi * TB * K, K); \
+        for (int xi = 0; xi < NP; xi++)                                                                       \
+            gemm(0, 0, (int)TB, K, C, 1.0f, X + xi * (TB * C + SKEW), C, U + (long)xi * C * K, K, 0.0f,          \
+                 M + xi * (TB * K + SKEW), K);                                                                \
         for (long tl = 0; tl < TB; tl++) {                                                                    \
             const long tg = t0 + tl, n = tg / tpi, r = tg % tpi;                                              \
             const int y0 = 2 * (int)(r / tw), x0 = 2 * (int)(r % tw);                                         \
             for (int kb = 0; kb < KB; kb++)                                                                   \
-                out_tile(y + (n * KB + kb) * hw * V, H, W, y0, x0, M, TB, K, tl, kb, bias, relu, V);          \
+                out_tile##R(y + (n * KB + kb) * hw * V, H, W, y0, x0, M, TB * K + SKEW, tl, K, kb, bias, relu, V);          \
         }                                                                                                     \
     }
 
 typedef void (*WinoFn)(float *y, const float *x, const float *U, const float *bias, int relu, long N, int C, int K,
                        int H, int W, float *buf);
-#define WINO_FN(name, V, target)                                                                              \
+#define WINO_FN(name, V, R, target)                                                                           \
     target static void name(float *y, const float *x, const float *U, const float *bias, int relu, long N,   \
                             int C, int K, int H, int W, float *buf) {                                         \
-        WINO_BODY(V)                                                                                          \
+        WINO_BODY(V, R)                                                                                       \
     }
-WINO_FN(wino8_sse2, 8, )
-WINO_FN(wino16_sse2, 16, )
-WINO_FN(wino8_avx2, 8, __attribute__((target("avx2,fma"))))
-WINO_FN(wino16_avx2, 16, __attribute__((target("avx2,fma"))))
-WINO_FN(wino8_avx512, 8, __attribute__((target("avx512f"))))
-WINO_FN(wino16_avx512, 16, __attribute__((target("avx512f"))))
-static const WinoFn WINO[3][2] = {{wino8_sse2, wino16_sse2}, {wino8_avx2, wino16_avx2}, {wino8_avx512, wino16_avx512}};
+#define AVX2 __attribute__((target("avx2,fma")))
+#define AVX512 __attribute__((target("avx512f")))
+WINO_FN(w3v8_sse2, 8, 3, )
+WINO_FN(w3v16_sse2, 16, 3, )
+WINO_FN(w3v8_avx2, 8, 3, AVX2)
+WINO_FN(w3v16_avx2, 16, 3, AVX2)
+WINO_FN(w3v8_avx512, 8, 3, AVX512)
+WINO_FN(w3v16_avx512, 16, 3, AVX512)
+WINO_FN(w5v8_sse2, 8, 5, )
+WINO_FN(w5v16_sse2, 16, 5, )
+WINO_FN(w5v8_avx2, 8, 5, AVX2)
+WINO_FN(w5v16_avx2, 16, 5, AVX2)
+WINO_FN(w5v8_avx512, 8, 5, AVX512)
+WINO_FN(w5v16_avx512, 16, 5, AVX512)
+/* by kernel size (3, 5), vector level, block (8, 16) */
+static const WinoFn WINO[2][3][2] = {
+    {{w3v8_sse2, w3v16_sse2}, {w3v8_avx2, w3v16_avx2}, {w3v8_avx512, w3v16_avx512}},
+    {{w5v8_sse2, w5v16_sse2}, {w5v8_avx2, w5v16_avx2}, {w5v8_avx512, w5v16_avx512}},
+};
 
 void wino_conv(float *y, const float *x, const float *U, const float *bias, int relu, long N, int C, int K, int H,
-               int W, int V, float *buf) {
-    CHECK((V == 8 || V == 16) && C % V == 0 && K % V == 0);
-    WINO[kernels_level()][V == 16](y, x, U, bias, relu, N, C, K, H, W, buf);
+               int W, int k, int V, float *buf) {
+    CHECK((k == 3 || k == 5) && (V == 8 || V == 16) && C % V == 0 && K % V == 0);
+    WINO[k == 5][kernels_level()][V == 16](y, x, U, bias, relu, N, C, K, H, W, buf);
 }
