@@ -27,6 +27,8 @@ static const Case CASES[] = {
     {"resnet18", 2, 8, 8, 0.25f}, {"resnet20", 3, 8, 8, 1}, {"resnet20", 3, 8, 8, 1.5f},
     /* conv4-5 (96 -> 64 -> 64 channels on 5x5 maps: partial tiles) through Winograd (layers/conv_wino.c) */
     {"alexnet", 3, 20, 20, 0.25f},
+    /* full width: conv2 (64 -> 192, 5x5) on 4x4 maps and conv3-5 on 2x2, all through Winograd */
+    {"alexnet", 3, 8, 8, 1.0f},
 };
 
 static int g_fuse = 1; /* fold ReLUs into their neighbours in the models make() builds */
@@ -193,6 +195,7 @@ TEST(conv_paths_agree_through_feedback) {
         compare(&CASES[5], rules[r], 1, BW_PARAMS | BW_INPUT, 1);
         compare(&CASES[2], rules[r], 0, BW_INPUT, 1);
         compare(&CASES[6], rules[r], 1, BW_PARAMS | BW_INPUT, 1);
+        compare(&CASES[7], rules[r], 0, BW_INPUT, 1);
     }
 }
 
