@@ -6,7 +6,9 @@
 #   128); the paper's conv nets resnet20, vgg16 and alexnet on 32x32x3 synthetic data against
 #   ../shared/reference/torch_convnets.py (training samples/s; PGD-10 eps 8/255 alpha 2/255 images/s;
 #   APGD-CE-100 eps 8/255, Concord only: the reference has no APGD; lenet5 too, at eps 0.1); at 1 and 2 threads;
-#   GFLOP/s as a share of the sgemm peak measured in this run; peak resident memory; and "bg", the
+#   GFLOP/s as a share of the sgemm peak measured in this run (GFLOP/s count a direct convolution's flops:
+#   Winograd layers do fewer, so the share-of-peak target is taken from a CONCORD_WINO=0 training run of
+#   vgg16 and alexnet, made for it); peak resident memory; and "bg", the
 #   CPUs other processes used meanwhile (> ~0.1: the figure is contaminated, rerun on a quiet machine);
 #   and the sgemm-only ceiling (concord bench --what ceiling): the speed if nothing but sgemm cost time;
 #   at 2 threads also two 1-thread lenet5 processes at once: what two cores give at that moment.
@@ -103,6 +105,13 @@ for T in $THREADS; do
     W=train,pgd,apgd; [ "$AN" -gt 0 ] || W=train,pgd
     "$EXE" bench --what $W --model "$M" --dataset "synthetic:$((NB * 128)):3x32x32:10" --test-limit $((PB * 128)) \
       --apgd-limit "$AN" --eps 8/255 --alpha 2/255 --threads "$T" --repeats "$R" | tee -a "$OUT/concord.txt" >&2
+    if [ "$T" = 1 ] && { [ "$M" = vgg16 ] || [ "$M" = alexnet ]; }; then
+      # the share-of-peak target, on the direct kernels alone: Winograd layers (layers/conv_wino.c) do fewer
+      # flops than the direct-convolution count GFLOP/s is computed from, so their figure can pass 100%
+      wait_quiet
+      CONCORD_WINO=0 "$EXE" bench --what train --model "$M" --dataset "synthetic:$((NB * 128)):3x32x32:10" \
+        --threads 1 --repeats "$R" | sed 's/^bench /direct /' | tee -a "$OUT/concord.txt" >&2
+    fi
     if [ $have_torch = 1 ] && [ -f "$CREF" ]; then
       wait_quiet
       if [ "$T" -gt 1 ] && [ -d "$OMPLIB" ]; then
@@ -170,6 +179,7 @@ function target(what, a, b, want,   r) {
 }
 $1 == "bench" && kv($0, "what") == "sgemm" { t = kv($0, "threads"); peak[t] = kv($0, "gflops"); T[t] = 1; core[t] = kv($0, "core"); isa = kv($0, "dnnl_isa"); kisa = kv($0, "kernels") }
 $1 == "bench" && kv($0, "what") == "train" { k = kv($0, "model") SUBSEP kv($0, "threads"); tr[k] = kv($0, "samples_per_s"); tg[k] = kv($0, "gflops"); tgc[k] = kv($0, "gflops") * kv($0, "n") / kv($0, "samples_per_s") / kv($0, "cpu_s"); tb[k] = kv($0, "bg"); rss[k] = kv($0, "maxrss_mib"); tc[k] = kv($0, "n") / kv($0, "cpu_s") }
+$1 == "direct" && kv($0, "what") == "train" { k = kv($0, "model") SUBSEP kv($0, "threads"); dg[k] = kv($0, "gflops"); dgc[k] = kv($0, "gflops") * kv($0, "n") / kv($0, "samples_per_s") / kv($0, "cpu_s") }
 $1 == "bench" && kv($0, "what") == "pgd" { k = kv($0, "model") SUBSEP kv($0, "threads"); pg[k] = kv($0, "images_per_s"); pgg[k] = kv($0, "gflops"); pb[k] = kv($0, "bg"); rss[k] = kv($0, "maxrss_mib"); pc[k] = kv($0, "n") / kv($0, "cpu_s") }
 $1 == "bench" && kv($0, "what") == "apgd" { k = kv($0, "model") SUBSEP kv($0, "threads"); ag[k] = kv($0, "images_per_s"); ac[k] = kv($0, "n") / kv($0, "cpu_s"); as[k] = kv($0, "grad_steps_per_image"); af[k] = kv($0, "full_images_per_s"); ab[k] = kv($0, "bg") }
 $1 == "bench" && kv($0, "what") == "ceiling" { k = kv($0, "model") SUBSEP kv($0, "threads"); ct[k] = kv($0, "train_samples_per_s"); cp[k] = kv($0, "pgd_images_per_s"); cg[k] = kv($0, "train_gflops") }
@@ -244,9 +254,9 @@ END {
     target("lenet5 PGD-10 (wall: the reference records no CPU time for it)", pg[k], tpg[k], 3.0)
     for (i = 1; i <= nc; i++) if (cm[i] == "vgg16" || cm[i] == "alexnet") {
       k = cm[i] SUBSEP 1
-      if (tg[k] == "" || !(peak[1] > 0)) printf("- %s training, share of the sgemm peak: not measured\n", cm[i])
-      else printf("- %s training, share of the sgemm peak: %.0f%% wall, %.0f%% per CPU-second (target 75%%): %s\n", cm[i], 100 * tg[k] / peak[1],
-                  100 * tgc[k] / peak[1], tgc[k] >= 0.75 * peak[1] ? "met" : "MISSED")
+      if (dg[k] == "" || !(peak[1] > 0)) printf("- %s training, share of the sgemm peak: not measured\n", cm[i])
+      else printf("- %s training, share of the sgemm peak, direct kernels (CONCORD_WINO=0): %.0f%% wall, %.0f%% per CPU-second (target 75%%): %s; with Winograd, counted as direct flops: %.0f%%\n",
+                  cm[i], 100 * dg[k] / peak[1], 100 * dgc[k] / peak[1], dgc[k] >= 0.75 * peak[1] ? "met" : "MISSED", 100 * tgc[k] / peak[1])
     }
     if (2 in T) {
       target("resnet20 training, 2 threads / 1 (wall)", tr["resnet20" SUBSEP 2], tr["resnet20" SUBSEP 1], 1.8)
