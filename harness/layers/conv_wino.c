@@ -100,91 +100,57 @@ static inline __attribute__((always_inline)) void store_out(float *yb, int H, in
         }
 }
 
-static inline __attribute__((always_inline)) void in_tile3(float *X /* (16, TB, C) */, long s, long tl, int C,
-                                                          int cb, const float *xb /* (H, W, V) */, int H, int W,
-                                                          int y0, int x0, const int V) {
+/* B^T and A^T of F(2, 3) and F(2, 5) on a column (or row) a of n = k + 1 vectors: the same formulas both
+ * ways; B^T gives n, A^T two */
+#define BT3(o, a) (o[0] = a[0] - a[2], o[1] = a[1] + a[2], o[2] = a[2] - a[1], o[3] = a[1] - a[3])
+#define BT5(o, a)                                                                                            \
+    (o[0] = 4 * a[0] - 5 * a[2] + a[4], o[1] = -4 * a[1] - 4 * a[2] + a[3] + a[4],                           \
+     o[2] = 4 * a[1] - 4 * a[2] - a[3] + a[4], o[3] = -2 * a[1] - a[2] + 2 * a[3] + a[4],                    \
+     o[4] = 2 * a[1] - a[2] - 2 * a[3] + a[4], o[5] = 4 * a[1] - 5 * a[3] + a[5])
+#define AT3(o0, o1, a) (o0 = a[0] + a[1] + a[2], o1 = a[1] - a[2] - a[3])
+#define AT5(o0, o1, a) (o0 = a[0] + a[1] + a[2] + a[3] + a[4], o1 = a[1] - a[2] + 2 * a[3] - 2 * a[4] + a[5])
+
+/* the input transform of one tile and channel block: X[xi][tl][cb*V..] = (B^T d B)[xi], xi = n i + j,
+ * the positions s floats apart; R (3 or 5) and V are constants in each instance */
+static inline __attribute__((always_inline)) void in_tile(float *X /* (n^2, TB, C) */, long s, long tl, int C,
+                                                         int cb, const float *xb /* (H, W, V) */, int H, int W,
+                                                         int y0, int x0, const int R, const int V) {
+    const int n = R + 1;
     for (int h = 0; h < V; h += 8) {
-        v8 d[4][4], t[4][4];
-        LOAD_TILE(d, 4)
-        for (int j = 0; j < 4; j++) { /* B^T d: rows d0-d2, d1+d2, d2-d1, d1-d3 */
-            t[0][j] = d[0][j] - d[2][j];
-            t[1][j] = d[1][j] + d[2][j];
-            t[2][j] = d[2][j] - d[1][j];
-            t[3][j] = d[1][j] - d[3][j];
+        v8 d[6][6], t[6][6], c[6], u[6];
+        LOAD_TILE(d, n)
+        for (int j = 0; j < n; j++) { /* B^T d, column j */
+            for (int i = 0; i < n; i++) c[i] = d[i][j];
+            if (R == 3) BT3(u, c);
+            else BT5(u, c);
+            for (int i = 0; i < n; i++) t[i][j] = u[i];
         }
         float *o = X + tl * C + (long)cb * V + h;
-        for (int i = 0; i < 4; i++) { /* (B^T d) B, stored at xi = 4i + j, s floats apart */
-            ST(o + (4 * i + 0) * s, t[i][0] - t[i][2]);
-            ST(o + (4 * i + 1) * s, t[i][1] + t[i][2]);
-            ST(o + (4 * i + 2) * s, t[i][2] - t[i][1]);
-            ST(o + (4 * i + 3) * s, t[i][1] - t[i][3]);
+        for (int i = 0; i < n; i++) { /* (B^T d) B, row i */
+            if (R == 3) BT3(u, t[i]);
+            else BT5(u, t[i]);
+            for (int j = 0; j < n; j++) ST(o + (n * i + j) * s, u[j]);
         }
     }
 }
 
-static inline __attribute__((always_inline)) void out_tile3(float *yb /* (H, W, V) */, int H, int W, int y0, int x0,
-                                                           const float *M /* (16, TB, K) */, long s, long tl, int K,
-                                                           int kb, const float *bias, int relu, const int V) {
+/* the output transform of one tile and output-channel block: A^T M A, + bias, ReLU, into the map */
+static inline __attribute__((always_inline)) void out_tile(float *yb /* (H, W, V) */, int H, int W, int y0, int x0,
+                                                          const float *M /* (n^2, TB, K) */, long s, long tl, int K,
+                                                          int kb, const float *bias, int relu, const int R,
+                                                          const int V) {
+    const int n = R + 1;
     for (int h = 0; h < V; h += 8) {
         const float *m = M + tl * K + (long)kb * V + h;
-        v8 t[2][4], o[2][2];
-        for (int j = 0; j < 4; j++) { /* A^T m: rows m0+m1+m2, m1-m2-m3 */
-            const v8 m1 = LD(m + (4 + j) * s), m2 = LD(m + (8 + j) * s);
-            t[0][j] = LD(m + j * s) + m1 + m2;
-            t[1][j] = m1 - m2 - LD(m + (12 + j) * s);
+        v8 t[2][6], o[2][2], c[6];
+        for (int j = 0; j < n; j++) { /* A^T m, column j */
+            for (int i = 0; i < n; i++) c[i] = LD(m + (n * i + j) * s);
+            if (R == 3) AT3(t[0][j], t[1][j], c);
+            else AT5(t[0][j], t[1][j], c);
         }
         for (int i = 0; i < 2; i++) {
-            o[i][0] = t[i][0] + t[i][1] + t[i][2];
-            o[i][1] = t[i][1] - t[i][2] - t[i][3];
-        }
-        store_out(yb, H, W, y0, x0, h, V, o, bias ? bias + (long)kb * V : NULL, relu);
-    }
-}
-
-/* B^T of F(2, 5) on a column (or row) of six: the same six formulas both ways */
-#define BT5(o, a0, a1, a2, a3, a4, a5)                                                                       \
-    do {                                                                                                     \
-        o[0] = 4 * (a0) - 5 * (a2) + (a4);                                                                   \
-        o[1] = -4 * (a1) - 4 * (a2) + (a3) + (a4);                                                           \
-        o[2] = 4 * (a1) - 4 * (a2) - (a3) + (a4);                                                            \
-        o[3] = -2 * (a1) - (a2) + 2 * (a3) + (a4);                                                           \
-        o[4] = 2 * (a1) - (a2) - 2 * (a3) + (a4);                                                            \
-        o[5] = 4 * (a1) - 5 * (a3) + (a5);                                                                   \
-    } while (0)
-
-static inline __attribute__((always_inline)) void in_tile5(float *X /* (36, TB, C) */, long s, long tl, int C,
-                                                          int cb, const float *xb /* (H, W, V) */, int H, int W,
-                                                          int y0, int x0, const int V) {
-    for (int h = 0; h < V; h += 8) {
-        v8 d[6][6], t[6][6], u[6];
-        LOAD_TILE(d, 6)
-        for (int j = 0; j < 6; j++) { /* B^T d, column j */
-            BT5(u, d[0][j], d[1][j], d[2][j], d[3][j], d[4][j], d[5][j]);
-            for (int i = 0; i < 6; i++) t[i][j] = u[i];
-        }
-        float *o = X + tl * C + (long)cb * V + h;
-        for (int i = 0; i < 6; i++) { /* (B^T d) B, row i, stored at xi = 6i + j */
-            BT5(u, t[i][0], t[i][1], t[i][2], t[i][3], t[i][4], t[i][5]);
-            for (int j = 0; j < 6; j++) ST(o + (6 * i + j) * s, u[j]);
-        }
-    }
-}
-
-static inline __attribute__((always_inline)) void out_tile5(float *yb /* (H, W, V) */, int H, int W, int y0, int x0,
-                                                           const float *M /* (36, TB, K) */, long s, long tl, int K,
-                                                           int kb, const float *bias, int relu, const int V) {
-    for (int h = 0; h < V; h += 8) {
-        const float *m = M + tl * K + (long)kb * V + h;
-        v8 t[2][6], o[2][2];
-        for (int j = 0; j < 6; j++) { /* A^T m: rows m0+m1+m2+m3+m4, m1-m2+2m3-2m4+m5 */
-            const v8 m1 = LD(m + (6 + j) * s), m2 = LD(m + (12 + j) * s), m3 = LD(m + (18 + j) * s);
-            const v8 m4 = LD(m + (24 + j) * s);
-            t[0][j] = LD(m + j * s) + m1 + m2 + m3 + m4;
-            t[1][j] = m1 - m2 + 2 * m3 - 2 * m4 + LD(m + (30 + j) * s);
-        }
-        for (int i = 0; i < 2; i++) {
-            o[i][0] = t[i][0] + t[i][1] + t[i][2] + t[i][3] + t[i][4];
-            o[i][1] = t[i][1] - t[i][2] + 2 * t[i][3] - 2 * t[i][4] + t[i][5];
+            if (R == 3) AT3(o[i][0], o[i][1], t[i]);
+            else AT5(o[i][0], o[i][1], t[i]);
         }
         store_out(yb, H, W, y0, x0, h, V, o, bias ? bias + (long)kb * V : NULL, relu);
     }
@@ -201,7 +167,7 @@ static inline __attribute__((always_inline)) void out_tile5(float *yb /* (H, W, 
             const long tg = t0 + tl, n = tg / tpi, r = tg % tpi;                                              \
             const int y0 = 2 * (int)(r / tw) - R / 2, x0 = 2 * (int)(r % tw) - R / 2;                         \
             for (int cb = 0; cb < CB; cb++)                                                                   \
-                in_tile##R(X, TB * C + SKEW, tl, C, cb, x + (n * CB + cb) * hw * V, H, W, y0, x0, V);                       \
+                in_tile(X, TB * C + SKEW, tl, C, cb, x + (n * CB + cb) * hw * V, H, W, y0, x0, R, V);                       \
         }                                                                                                     \
         for (int xi = 0; xi < NP; xi++)                                                                       \
             gemm(0, 0, (int)TB, K, C, 1.0f, X + xi * (TB * C + SKEW), C, U + (long)xi * C * K, K, 0.0f,          \
@@ -210,7 +176,7 @@ static inline __attribute__((always_inline)) void out_tile5(float *yb /* (H, W, 
             const long tg = t0 + tl, n = tg / tpi, r = tg % tpi;                                              \
             const int y0 = 2 * (int)(r / tw), x0 = 2 * (int)(r % tw);                                         \
             for (int kb = 0; kb < KB; kb++)                                                                   \
-                out_tile##R(y + (n * KB + kb) * hw * V, H, W, y0, x0, M, TB * K + SKEW, tl, K, kb, bias, relu, V);          \
+                out_tile(y + (n * KB + kb) * hw * V, H, W, y0, x0, M, TB * K + SKEW, tl, K, kb, bias, relu, R, V);          \
         }                                                                                                     \
     }
 
