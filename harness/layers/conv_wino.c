@@ -189,18 +189,16 @@ typedef void (*WinoFn)(float *y, const float *x, const float *U, const float *bi
     }
 #define AVX2 __attribute__((target("avx2,fma")))
 #define AVX512 __attribute__((target("avx512f")))
-WINO_FN(w3v8_sse2, 8, 3, )
-WINO_FN(w3v16_sse2, 16, 3, )
-WINO_FN(w3v8_avx2, 8, 3, AVX2)
-WINO_FN(w3v16_avx2, 16, 3, AVX2)
-WINO_FN(w3v8_avx512, 8, 3, AVX512)
-WINO_FN(w3v16_avx512, 16, 3, AVX512)
-WINO_FN(w5v8_sse2, 8, 5, )
-WINO_FN(w5v16_sse2, 16, 5, )
-WINO_FN(w5v8_avx2, 8, 5, AVX2)
-WINO_FN(w5v16_avx2, 16, 5, AVX2)
-WINO_FN(w5v8_avx512, 8, 5, AVX512)
-WINO_FN(w5v16_avx512, 16, 5, AVX512)
+/* every level and block for kernel size R */
+#define WINO_FNS(R)                                                                                           \
+    WINO_FN(w##R##v8_sse2, 8, R, )                                                                            \
+    WINO_FN(w##R##v16_sse2, 16, R, )                                                                          \
+    WINO_FN(w##R##v8_avx2, 8, R, AVX2)                                                                        \
+    WINO_FN(w##R##v16_avx2, 16, R, AVX2)                                                                      \
+    WINO_FN(w##R##v8_avx512, 8, R, AVX512)                                                                    \
+    WINO_FN(w##R##v16_avx512, 16, R, AVX512)
+WINO_FNS(3)
+WINO_FNS(5)
 /* by kernel size (3, 5), vector level, block (8, 16) */
 static const WinoFn WINO[2][3][2] = {
     {{w3v8_sse2, w3v16_sse2}, {w3v8_avx2, w3v16_avx2}, {w3v8_avx512, w3v16_avx512}},
