@@ -1,6 +1,8 @@
 /* conv_dnnl.c -- L_CONV through oneDNN (Debian libdnnl 2.6): its direct convolution kernels on
  * channel-blocked tensors (layout.c) for the forward pass, the input gradient (backward data) and the
- * weight gradient (backward weights). conv.c sends a layer here when its output is blocked.
+ * weight gradient (backward weights). conv.c sends a layer here when its output is blocked. A stride-1
+ * "same" 3x3 or 5x5 layer with at least 64 channels in and out does its forward pass and input gradient
+ * by Winograd instead (conv_wino.c, on the same blocked tensors; wino_use).
  *
  * The rule seam as in linear.c: the input gradient is backward-data with the rule's B as its weights
  * (W with BW_TRUE), or D e for a direct rule; weight and bias gradients are oneDNN's backward-weights,
@@ -162,7 +164,7 @@ typedef struct DConv {
     uint64_t wb_key;
     dnnl_memory_t m_dw[POOL_MAX], m_dwo[POOL_MAX];   /* per thread: blocked gradient piece, oihw destination */
     int wino;                                        /* forward and input gradient by conv_wino.c */
-    float *uf, *ub;                                  /* then: their transformed weights (16, ic, c), (16, c, ic) */
+    float *uf, *ub;                                  /* then: W and B (or W) transformed, ((k+1)^2, ic, c) and ((k+1)^2, c, ic) */
     size_t u_n;                                      /* the bytes of each */
     Prim *prim[MB_LOG][P_N];                         /* by log2(mini-batch) and kind; NULL until needed */
 } DConv;
@@ -328,9 +330,7 @@ int conv_dnnl_supported(const Layer *L) {
 /* 1 when layer L's forward pass and input gradient go through conv_wino.c: 3x3 or 5x5, stride 1, "same", input
  * and output blocked alike with whole blocks of channels, at least WINO_MIN_C of each (measured:
  * docs/performance.md); CONCORD_WINO=0 turns it off (for measuring) */
-#ifndef WINO_MIN_C
 #define WINO_MIN_C 64
-#endif
 static int wino_use(const Layer *L) {
     static int off = -1;
     if (off < 0) {

@@ -4,9 +4,7 @@
 #define CONCORD_CONV_WINO_H
 
 /* tiles per round of (k+1)^2 products (the rows of each): the scratch holds their transforms */
-#ifndef WINO_TILES
 #define WINO_TILES 128
-#endif
 
 /* U ((k+1)^2, C, K) from W (K, C, k, k), k 3 or 5; flip: U ((k+1)^2, K, C) for the input gradient (W
  * turned 180 degrees) */
