@@ -180,7 +180,6 @@ static const char *TL_NAMES[TL_COUNT] = {"linear", "conv", "conv_stride2_pad1", 
 static Model *layer_model(TestLayer t) {
     /* on AVX2 oneDNN 2.6 has no kernels for the blocked models' 6x6 maps of 2 channels (the whole model
        would go NCHW): there they take 12x12 inputs of 3 channels */
-    conv_path_set(CONV_DNNL);
     const int big = t >= TL_BLK_CONV_POOL && conv_block() == 8;
     ModelSpec s = big ? spec_of(3, 12, 12, 3) : spec_of(2, 6, 6, 3);
     Model *m = xcalloc(1, sizeof *m);

@@ -135,6 +135,11 @@ static void *grow(void **p, size_t *pn, size_t n) {
     return *p;
 }
 static void *scratch(DnnlWork *d, int t, size_t n) { return grow(&d->scr[t], &d->scr_n[t], n); }
+/* thread t's scratch for a Winograd convolution of C channels into K (conv_wino.c) */
+static float *wino_scratch(Work *w, int t, const Layer *L, int C, int K) {
+    DnnlWork *d = dnnl_work(w);
+    return grow(&d->wbuf[t], &d->wbuf_n[t], sizeof(float) * wino_buf_n(C, K, L->k));
+}
 
 /* ------------------------------------------------------------------ per-layer state */
 
@@ -475,9 +480,8 @@ void conv_dnnl_forward(Model *m, Work *w, int i, long b0, long b1, int t) {
     const Layer *L = sp.L;
     DConv *d = w->lx[i];
     if (d->wino) {
-        DnnlWork *dw = dnnl_work(w);
-        float *buf = grow(&dw->wbuf[t], &dw->wbuf_n[t], sizeof(float) * wino_buf_n(L->ic, L->c, L->k));
-        wino_conv(sp.y, sp.x, d->uf, L->b, L->relu_out, sp.nb, L->ic, L->c, L->h, L->w, L->k, L->blk, buf);
+        wino_conv(sp.y, sp.x, d->uf, L->b, L->relu_out, sp.nb, L->ic, L->c, L->h, L->w, L->k, L->blk,
+                  wino_scratch(w, t, L, L->ic, L->c));
         return;
     }
     omp_one();
@@ -526,9 +530,8 @@ void conv_dnnl_backward(Model *m, Work *w, int i, const float *dout, int flags, 
             const int straight = L->iblk == L->blk && assign;
             float *dst = straight ? sp.dx + s * sp.inn : col;
             if (d->wino) {
-                DnnlWork *dw = w->dnnl;
-                float *buf = grow(&dw->wbuf[t], &dw->wbuf_n[t], sizeof(float) * wino_buf_n(L->c, L->ic, L->k));
-                wino_conv(dst, g, d->ub, NULL, 0, mb, L->c, L->ic, L->h, L->w, L->k, L->blk, buf);
+                wino_conv(dst, g, d->ub, NULL, 0, mb, L->c, L->ic, L->h, L->w, L->k, L->blk,
+                          wino_scratch(w, t, L, L->c, L->ic));
             } else {
                 void *h[A_N] = {dst, d->wb, NULL, (void *)g, NULL};
                 prim_run(w, prim_get(L, d, lg, P_BWD), t, h);
