@@ -3,8 +3,9 @@
  * scalar add per float, on lengths around every vector width, with signed zeros,
  * infinities and NaNs; col2im_wide_add, fed the wide column matrix (zeros in the extra columns), against
  * col2im_s1_add, the row-by-row adjoint of im2col, for padded and unpadded stride-1 layers, storing and
- * accumulating, at every level; the direct weight gradient (layers/conv_direct.c) against sums in double.
- * Canaries: a wrong float in each comparison is caught. */
+ * accumulating, at every level; the direct weight gradient (layers/conv_direct.c) against sums in double;
+ * layout_move's AVX2 turns (layers/layout.c) against its one-by-one loop. Canaries: a wrong float in each
+ * comparison is caught. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -187,4 +188,48 @@ static void corrupted_dw(void) {
 TEST(direct_weight_gradient_canary_flags_one_wrong_value) {
     if (kernels_level_max() < 1) { test_skip("no AVX2 + FMA on this CPU"); return; }
     T_ASSERT(test_expect_failure(corrupted_dw));
+}
+
+/* layout_move's assigning moves between NCHW and blocks of 8 (turned 8 x 8 at a time in AVX2) against the
+ * one-by-one loop (level sse2), bit for bit: channels 1-19 (padding lanes, whole blocks past C), maps of
+ * 1-196 pixels (tails of 1-7), both directions, signed zeros, infinities, NaNs; the destination starts as
+ * garbage, so a lane or a padding value left unwritten differs. Returns the mismatches. */
+static long check_turn(int level, int C, long HW, int to_blocked) {
+    const int CP = (C + 7) / 8 * 8 + (C == 8 ? 8 : 0); /* C = 8: a whole block of padding past it */
+    const long nb = 3, n = nb * CP * HW;
+    float *src = xmalloc(sizeof(float) * n), *d0 = xmalloc(sizeof(float) * n), *d1 = xmalloc(sizeof(float) * n);
+    fill(src, n, (uint64_t)(C * 1000 + HW));
+    for (long j = 0; j < n; j++) d0[j] = d1[j] = 12345.0f + (float)j;
+    const int dv = to_blocked ? 8 : 0, sv = to_blocked ? 0 : 8, scp = to_blocked ? C : CP, dcp = to_blocked ? CP : C;
+    kernels_level_set(0);
+    layout_move(d0, dv, dcp, src, sv, scp, C, HW, nb, 1);
+    kernels_level_set(level);
+    layout_move(d1, dv, dcp, src, sv, scp, C, HW, nb, 1);
+    kernels_level_set(-1);
+    if (g_corrupt) d1[n / 2 - 1] += 1.0f;
+    long bad = 0;
+    for (long j = 0; j < nb * dcp * HW; j++) bad += bits(d0[j]) != bits(d1[j]);
+    free(src); free(d0); free(d1);
+    return bad;
+}
+static long check_turns(void) {
+    static const int CS[] = {1, 3, 6, 8, 13, 16, 19};
+    static const long HWS[] = {1, 7, 8, 9, 25, 100, 196};
+    long bad = 0;
+    for (int l = 1; l <= kernels_level_max(); l++)
+        for (size_t c = 0; c < ARRAY_LEN(CS); c++)
+            for (size_t h = 0; h < ARRAY_LEN(HWS); h++)
+                for (int dir = 0; dir < 2; dir++) bad += check_turn(l, CS[c], HWS[h], dir);
+    return bad;
+}
+TEST(layout_move_turned_is_the_one_by_one_move) { T_EQ_INT(check_turns(), 0); }
+static void corrupted_turns(void) {
+    g_corrupt = 1;
+    long bad = check_turn(kernels_level_max(), 6, 196, 1);
+    g_corrupt = 0;
+    T_EQ_INT(bad, 0);
+}
+TEST(layout_move_canary_flags_one_wrong_float) {
+    if (kernels_level_max() < 1) return; /* no AVX2: nothing turned, nothing to compare */
+    T_ASSERT(test_expect_failure(corrupted_turns));
 }

@@ -23,6 +23,7 @@
 #include "harness/gemm.h"
 #include "harness/layers/conv_direct.h"
 #include "harness/layers/conv_dnnl.h"
+#include "harness/layers/conv_wino.h"
 #include "harness/layers/im2col.h"
 #include "harness/layers/kernels.h"
 #include "harness/layers/layer.h"
@@ -68,10 +69,52 @@ static long im2col_tmp_mid(const Layer *L, int cap) {
     long S = conv_chunk(L, cap), P = (long)L->h * L->w;
     return max_l(max_l((long)L->c * S * P, (long)L->c * wide_q(L)), L->stride == 1 ? direct_mid_n(L) : 0);
 }
+/* The forward pass of a layer like LeNet-5's conv2 (6 -> 16 channels, 5x5, 14x14 -> 10x10) by Winograd
+ * F(2x2, kxk) (conv_wino.c): a 2x2 output tile costs (k+1)^2 products per channel pair instead of 4 k^2
+ * (36 instead of 100), and no column matrix is built. The samples go through conv_wino.c's channel-blocked
+ * layout: NCHW -> (C/8, H, W, 8) with zero padding lanes, and back; a group of about WINO_TILES tiles
+ * per call. U, the transformed weights ((k+1)^2, IC, C), is the layer's aux, made before each forward
+ * pass (conv_prepare). Not for conv1-like layers: with one input channel the transforms cost more than
+ * the products they save. The input gradient stays on the wide column matrix: as a Winograd convolution
+ * of the zero-bordered dy, most of its tiles' transforms would be of zeros. CONCORD_WINO=0 turns it off. */
+#define WN_V 8
+#define WN_MIN_IC 4
+static int wino_nchw_use(const Layer *L) {
+    return wino_enabled() && L->stride == 1 && L->k == 5 && L->c % WN_V == 0 && L->ic >= WN_MIN_IC;
+}
+static int wn_icp(const Layer *L) { return (L->ic + WN_V - 1) / WN_V * WN_V; }
+/* samples per wino_conv call: about one round of WINO_TILES tiles */
+static int wn_group(const Layer *L) {
+    const long tiles = (long)((L->h + 1) / 2) * ((L->w + 1) / 2);
+    return tiles >= WINO_TILES ? 1 : (int)(WINO_TILES / tiles);
+}
+/* floats of its per-thread scratch: the group's input and output, blocked, and conv_wino.c's */
+static long wn_tmp_n(const Layer *L) {
+    const long G = wn_group(L);
+    return G * wn_icp(L) * L->ih * L->iw + G * L->c * L->h * L->w + wino_buf_n(wn_icp(L), L->c, L->k);
+}
+
 static void im2col_work_need(const Layer *L, int cap, WorkNeed *n) {
     long S = conv_chunk(L, cap), P = (long)L->h * L->w, KC = (long)L->ic * L->k * L->k;
     n->col = max_l(KC * S * P, KC * wide_q(L));
     n->tmp = im2col_tmp_head(L, cap) + im2col_tmp_mid(L, cap) + KC * L->c;
+    if (wino_nchw_use(L)) {
+        n->tmp = max_l(n->tmp, wn_tmp_n(L));
+        n->aux = (long)(L->k + 1) * (L->k + 1) * L->ic * L->c;
+    }
+}
+
+static void wn_forward(const Layer *L, const Span *sp, const float *U, float *tmp) {
+    const int G = wn_group(L), CP = wn_icp(L);
+    const long ihw = (long)L->ih * L->iw, ohw = (long)L->h * L->w;
+    float *xb = tmp /* (G, CP/8, IH, IW, 8) */, *yb = xb + G * CP * ihw /* (G, C/8, H, W, 8) */, *buf = yb + G * L->c * ohw;
+    const WinoGeom g = {CP, L->ic, L->c, L->ih, L->iw, L->h, L->w, L->pad, L->k, WN_V};
+    for (long s = 0; s < sp->nb; s += G) {
+        const int ns = (int)(sp->nb - s < G ? sp->nb - s : G);
+        layout_move(xb, WN_V, CP, sp->x + s * sp->inn, 0, L->ic, L->ic, ihw, ns, 1);
+        wino_conv(yb, xb, U, L->bias ? L->b : NULL, 0, ns, &g, buf);
+        layout_move(sp->y + s * sp->on, 0, L->c, yb, WN_V, L->c, L->c, ohw, ns, 1);
+    }
 }
 
 /* d (CP, H, GW) = dy (C, H, W) with each row followed by GW - W zeros, and channels C..CP-1 all zeros */
@@ -90,6 +133,7 @@ static void im2col_forward(Model *m, Work *w, int i, long b0, long b1, int t) {
     if (sp.nb <= 0) return;
     const int P = L->h * L->w, KC = L->ic * L->k * L->k, S = conv_chunk(L, w->cap);
     float *col = w->col + t * w->col_n, *tmp = w->tmp + t * w->tmp_n;
+    if (wino_nchw_use(L)) { wn_forward(L, &sp, w->aux[i], tmp); return; }
     for (long s = 0; s < sp.nb; s += S) {
         int ns = (int)(sp.nb - s < S ? sp.nb - s : S), NP = ns * P;
         float *ys = sp.y + s * sp.on;
@@ -206,7 +250,9 @@ static void conv_work_init(const Model *m, Work *w, int i) {
     if (m->L[i].blk) conv_dnnl_init(m, w, i);
 }
 static void conv_prepare(Model *m, Work *w, int i, int backward, int flags, int t) {
-    if (m->L[i].blk) conv_dnnl_prepare(m, w, i, backward, flags, t);
+    const Layer *L = &m->L[i];
+    if (L->blk) conv_dnnl_prepare(m, w, i, backward, flags, t);
+    else if (!backward && wino_nchw_use(L)) wino_weights(w->aux[i], L->W, L->c, L->ic, L->k, 0);
 }
 
 const LayerOps LAYER_CONV = {

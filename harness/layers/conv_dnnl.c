@@ -337,12 +337,7 @@ int conv_dnnl_supported(const Layer *L) {
  * docs/performance.md); CONCORD_WINO=0 turns it off (for measuring) */
 #define WINO_MIN_C 64
 static int wino_use(const Layer *L) {
-    static int off = -1;
-    if (off < 0) {
-        const char *e = getenv("CONCORD_WINO");
-        off = e && str_eq(e, "0");
-    }
-    return !off && (L->k == 3 || L->k == 5) && L->stride == 1 && L->pad == L->k / 2 && L->h == L->ih && L->w == L->iw &&
+    return wino_enabled() && (L->k == 3 || L->k == 5) && L->stride == 1 && L->pad == L->k / 2 && L->h == L->ih && L->w == L->iw &&
            L->iblk == L->blk && L->ic % L->blk == 0 && L->c % L->blk == 0 && L->ic >= WINO_MIN_C &&
            L->c >= WINO_MIN_C;
 }
@@ -480,8 +475,8 @@ void conv_dnnl_forward(Model *m, Work *w, int i, long b0, long b1, int t) {
     const Layer *L = sp.L;
     DConv *d = w->lx[i];
     if (d->wino) {
-        wino_conv(sp.y, sp.x, d->uf, L->b, L->relu_out, sp.nb, L->ic, L->c, L->h, L->w, L->k, L->blk,
-                  wino_scratch(w, t, L, L->ic, L->c));
+        const WinoGeom g = {L->ic, L->ic, L->c, L->h, L->w, L->h, L->w, L->pad, L->k, L->blk};
+        wino_conv(sp.y, sp.x, d->uf, L->b, L->relu_out, sp.nb, &g, wino_scratch(w, t, L, L->ic, L->c));
         return;
     }
     omp_one();
@@ -530,8 +525,8 @@ void conv_dnnl_backward(Model *m, Work *w, int i, const float *dout, int flags, 
             const int straight = L->iblk == L->blk && assign;
             float *dst = straight ? sp.dx + s * sp.inn : col;
             if (d->wino) {
-                wino_conv(dst, g, d->ub, NULL, 0, mb, L->c, L->ic, L->h, L->w, L->k, L->blk,
-                          wino_scratch(w, t, L, L->c, L->ic));
+                const WinoGeom wg = {L->c, L->c, L->ic, L->h, L->w, L->h, L->w, L->pad, L->k, L->blk};
+                wino_conv(dst, g, d->ub, NULL, 0, mb, &wg, wino_scratch(w, t, L, L->c, L->ic));
             } else {
                 void *h[A_N] = {dst, d->wb, NULL, (void *)g, NULL};
                 prim_run(w, prim_get(L, d, lg, P_BWD), t, h);

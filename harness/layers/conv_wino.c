@@ -24,6 +24,7 @@
  * wino_weights(flip)). The weight gradient stays oneDNN's. Touches only its arguments. */
 #include "harness/layers/conv_wino.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 #include "harness/core.h"
@@ -75,24 +76,27 @@ long wino_buf_n(int C, int K, int k) { return (long)(k + 1) * (k + 1) * (WINO_TI
 
 /* the transforms, on 8-float vectors: V / 8 of them per channel block (V is a constant in each instance);
  * the build's baseline (SSE2) splits each in two, the AVX2 and AVX-512 instances take one register */
+/* the tile loops fully unrolled (-O2 does not): the tiles stay in registers, no index arithmetic */
+#define UNROLL _Pragma("GCC unroll 8")
 typedef float v8 __attribute__((vector_size(32), aligned(4), may_alias));
 #define LD(p) (*(const v8 *)(p))
 #define ST(p, v) (*(v8 *)(p) = (v))
 
 /* the n x n input tile at (y0, x0) of one channel block, zero outside the map */
 #define LOAD_TILE(d, n)                                                                                      \
-    for (int i = 0; i < n; i++)                                                                              \
-        for (int j = 0; j < n; j++) {                                                                        \
+    UNROLL for (int i = 0; i < n; i++)                                                                              \
+        UNROLL for (int j = 0; j < n; j++) {                                                                        \
             const int r_ = y0 + i, q_ = x0 + j;                                                              \
-            d[i][j] = r_ >= 0 && r_ < H && q_ >= 0 && q_ < W ? LD(xb + ((long)r_ * W + q_) * V + h) : (v8){0}; \
+            d[i][j] = r_ >= 0 && r_ < IH && q_ >= 0 && q_ < IW ? LD(xb + ((long)r_ * IW + q_) * V + h) : (v8){0}; \
         }
 
 /* 2x2 outputs (o[i][j], i rows) + bias, ReLU, into the map where they fall in it */
 static inline __attribute__((always_inline)) void store_out(float *yb, int H, int W, int y0, int x0, int h, int V,
                                                             v8 o[2][2], const float *bias, int relu) {
     const v8 b = bias ? LD(bias + h) : (v8){0};
-    for (int i = 0; i < 2 && y0 + i < H; i++)
-        for (int j = 0; j < 2 && x0 + j < W; j++) {
+    UNROLL for (int i = 0; i < 2; i++)
+        UNROLL for (int j = 0; j < 2; j++) {
+            if (y0 + i >= H || x0 + j >= W) continue;
             v8 v = o[i][j];
             if (bias) v += b;
             if (relu) v = (v8)((__typeof__(v > v))(v > (v8){0}) & (__typeof__(v > v))v);
@@ -111,25 +115,26 @@ static inline __attribute__((always_inline)) void store_out(float *yb, int H, in
 #define AT5(o0, o1, a) (o0 = a[0] + a[1] + a[2] + a[3] + a[4], o1 = a[1] - a[2] + 2 * a[3] - 2 * a[4] + a[5])
 
 /* the input transform of one tile and channel block: X[xi][tl][cb*V..] = (B^T d B)[xi], xi = n i + j,
- * the positions s floats apart; R (3 or 5) and V are constants in each instance */
+ * the positions s floats apart, d the tile at (y0, x0) of the input map, zero outside it; R (3 or 5) and V
+ * are constants in each instance */
 static inline __attribute__((always_inline)) void in_tile(float *X /* (n^2, TB, C) */, long s, long tl, int C,
-                                                         int cb, const float *xb /* (H, W, V) */, int H, int W,
+                                                         int cb, const float *xb /* (IH, IW, V) */, int IH, int IW,
                                                          int y0, int x0, const int R, const int V) {
     const int n = R + 1;
     for (int h = 0; h < V; h += 8) {
         v8 d[6][6], t[6][6], c[6], u[6];
         LOAD_TILE(d, n)
-        for (int j = 0; j < n; j++) { /* B^T d, column j */
-            for (int i = 0; i < n; i++) c[i] = d[i][j];
+        UNROLL for (int j = 0; j < n; j++) { /* B^T d, column j */
+            UNROLL for (int i = 0; i < n; i++) c[i] = d[i][j];
             if (R == 3) BT3(u, c);
             else BT5(u, c);
-            for (int i = 0; i < n; i++) t[i][j] = u[i];
+            UNROLL for (int i = 0; i < n; i++) t[i][j] = u[i];
         }
         float *o = X + tl * C + (long)cb * V + h;
-        for (int i = 0; i < n; i++) { /* (B^T d) B, row i */
+        UNROLL for (int i = 0; i < n; i++) { /* (B^T d) B, row i */
             if (R == 3) BT3(u, t[i]);
             else BT5(u, t[i]);
-            for (int j = 0; j < n; j++) ST(o + (n * i + j) * s, u[j]);
+            UNROLL for (int j = 0; j < n; j++) ST(o + (n * i + j) * s, u[j]);
         }
     }
 }
@@ -143,12 +148,12 @@ static inline __attribute__((always_inline)) void out_tile(float *yb /* (H, W, V
     for (int h = 0; h < V; h += 8) {
         const float *m = M + tl * K + (long)kb * V + h;
         v8 t[2][6], o[2][2], c[6];
-        for (int j = 0; j < n; j++) { /* A^T m, column j */
-            for (int i = 0; i < n; i++) c[i] = LD(m + (n * i + j) * s);
+        UNROLL for (int j = 0; j < n; j++) { /* A^T m, column j */
+            UNROLL for (int i = 0; i < n; i++) c[i] = LD(m + (n * i + j) * s);
             if (R == 3) AT3(t[0][j], t[1][j], c);
             else AT5(t[0][j], t[1][j], c);
         }
-        for (int i = 0; i < 2; i++) {
+        UNROLL for (int i = 0; i < 2; i++) {
             if (R == 3) AT3(o[i][0], o[i][1], t[i]);
             else AT5(o[i][0], o[i][1], t[i]);
         }
@@ -156,35 +161,36 @@ static inline __attribute__((always_inline)) void out_tile(float *yb /* (H, W, V
     }
 }
 
-#define WINO_BODY(V, R)                                                                                          \
-    const int th = (H + 1) / 2, tw = (W + 1) / 2, CB = C / V, KB = K / V;                                   \
-    const long tpi = (long)th * tw, T = N * tpi, hw = (long)H * W;                                           \
+#define WINO_BODY(V, R)                                                                                      \
+    const int C = g->C, cr = g->cr, K = g->K, IH = g->ih, IW = g->iw, OH = g->h, OW = g->w, pad = g->pad;     \
+    const int th = (OH + 1) / 2, tw = (OW + 1) / 2, CB = C / V, KB = K / V;                                   \
+    const long tpi = (long)th * tw, T = N * tpi, ihw = (long)IH * IW, ohw = (long)OH * OW;                   \
     const int NP = (R + 1) * (R + 1);                                                                         \
     float *X = buf, *M = buf + (long)NP * (WINO_TILES * C + SKEW);                                            \
     for (long t0 = 0; t0 < T; t0 += WINO_TILES) {                                                             \
         const long TB = T - t0 < WINO_TILES ? T - t0 : WINO_TILES;                                            \
         for (long tl = 0; tl < TB; tl++) {                                                                    \
             const long tg = t0 + tl, n = tg / tpi, r = tg % tpi;                                              \
-            const int y0 = 2 * (int)(r / tw) - R / 2, x0 = 2 * (int)(r % tw) - R / 2;                         \
+            const int y0 = 2 * (int)(r / tw) - pad, x0 = 2 * (int)(r % tw) - pad;                             \
             for (int cb = 0; cb < CB; cb++)                                                                   \
-                in_tile(X, TB * C + SKEW, tl, C, cb, x + (n * CB + cb) * hw * V, H, W, y0, x0, R, V);                       \
+                in_tile(X, TB * C + SKEW, tl, C, cb, x + (n * CB + cb) * ihw * V, IH, IW, y0, x0, R, V);      \
         }                                                                                                     \
-        for (int xi = 0; xi < NP; xi++)                                                                       \
-            gemm(0, 0, (int)TB, K, C, 1.0f, X + xi * (TB * C + SKEW), C, U + (long)xi * C * K, K, 0.0f,          \
+        for (int xi = 0; xi < NP; xi++) /* the first cr channels of each row: the rest are padding lanes */  \
+            gemm(0, 0, (int)TB, K, cr, 1.0f, X + xi * (TB * C + SKEW), C, U + (long)xi * cr * K, K, 0.0f,     \
                  M + xi * (TB * K + SKEW), K);                                                                \
         for (long tl = 0; tl < TB; tl++) {                                                                    \
             const long tg = t0 + tl, n = tg / tpi, r = tg % tpi;                                              \
             const int y0 = 2 * (int)(r / tw), x0 = 2 * (int)(r % tw);                                         \
             for (int kb = 0; kb < KB; kb++)                                                                   \
-                out_tile(y + (n * KB + kb) * hw * V, H, W, y0, x0, M, TB * K + SKEW, tl, K, kb, bias, relu, R, V);          \
+                out_tile(y + (n * KB + kb) * ohw * V, OH, OW, y0, x0, M, TB * K + SKEW, tl, K, kb, bias, relu, R, V); \
         }                                                                                                     \
     }
 
-typedef void (*WinoFn)(float *y, const float *x, const float *U, const float *bias, int relu, long N, int C, int K,
-                       int H, int W, float *buf);
+typedef void (*WinoFn)(float *y, const float *x, const float *U, const float *bias, int relu, long N,
+                       const WinoGeom *g, float *buf);
 #define WINO_FN(name, V, R, target)                                                                           \
     target static void name(float *y, const float *x, const float *U, const float *bias, int relu, long N,   \
-                            int C, int K, int H, int W, float *buf) {                                         \
+                            const WinoGeom *g, float *buf) {                                                  \
         WINO_BODY(V, R)                                                                                       \
     }
 #define AVX2 __attribute__((target("avx2,fma")))
@@ -205,8 +211,19 @@ static const WinoFn WINO[2][3][2] = {
     {{w5v8_sse2, w5v16_sse2}, {w5v8_avx2, w5v16_avx2}, {w5v8_avx512, w5v16_avx512}},
 };
 
-void wino_conv(float *y, const float *x, const float *U, const float *bias, int relu, long N, int C, int K, int H,
-               int W, int k, int V, float *buf) {
-    CHECK((k == 3 || k == 5) && (V == 8 || V == 16) && C % V == 0 && K % V == 0);
-    WINO[k == 5][kernels_level()][V == 16](y, x, U, bias, relu, N, C, K, H, W, buf);
+int wino_enabled(void) {
+    static int off = -1;
+    if (off < 0) {
+        const char *e = getenv("CONCORD_WINO");
+        off = e && str_eq(e, "0");
+    }
+    return !off;
+}
+
+void wino_conv(float *y, const float *x, const float *U, const float *bias, int relu, long N, const WinoGeom *g,
+               float *buf) {
+    const int k = g->k, V = g->V;
+    CHECK((k == 3 || k == 5) && (V == 8 || V == 16) && g->C % V == 0 && g->K % V == 0 && g->cr >= 1 && g->cr <= g->C);
+    CHECK(g->pad >= 0 && g->h >= 1 && g->w >= 1 && g->h + k - 1 <= g->ih + 2 * g->pad && g->w + k - 1 <= g->iw + 2 * g->pad);
+    WINO[k == 5][kernels_level()][V == 16](y, x, U, bias, relu, N, g, buf);
 }

@@ -19,8 +19,10 @@
  * after it: the pool feeding the first such convolution converts to NCHW (vgg16 keeps its first four
  * stages, 91% of its multiply-adds, on oneDNN). When no pool feeds it (through batch-norm / ReLU /
  * dropout), or when the NCHW part would do most of the work (LeNet-5), the model is NCHW. */
+#include <immintrin.h>
 #include <string.h>
 
+#include "harness/layers/kernels.h"
 #include "harness/layers/layer.h"
 
 
@@ -125,19 +127,55 @@ void layout_plan(Model *m) {
     }
 }
 
+/* 8 x 8 floats turned over: rows i < ns of s (ss apart; zeros past ns) become the columns of rows
+ * j < nd of d (ds apart), each value stored as 0 + v (layout_move's assign) */
+#define T256 __attribute__((target("avx2")))
+T256 static void turn8(float *d, long ds, int nd, const float *s, long ss, int ns) {
+    __m256 r[8];
+    for (int i = 0; i < 8; i++) r[i] = i < ns ? _mm256_loadu_ps(s + i * ss) : _mm256_setzero_ps();
+    __m256 t[8], u[8];
+    for (int i = 0; i < 8; i += 2) {
+        t[i] = _mm256_unpacklo_ps(r[i], r[i + 1]);     /* 0 8 1 9 | 4 12 5 13 of rows i, i+1 */
+        t[i + 1] = _mm256_unpackhi_ps(r[i], r[i + 1]); /* 2 10 3 11 | 6 14 7 15 */
+    }
+    for (int i = 0; i < 8; i += 4) {
+        u[i] = _mm256_shuffle_ps(t[i], t[i + 2], 0x44);
+        u[i + 1] = _mm256_shuffle_ps(t[i], t[i + 2], 0xEE);
+        u[i + 2] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0x44);
+        u[i + 3] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0xEE);
+    }
+    const __m256 z = _mm256_setzero_ps();
+    for (int j = 0; j < nd; j++) {
+        const __m256 o = j < 4 ? _mm256_permute2f128_ps(u[j], u[j + 4], 0x20) : _mm256_permute2f128_ps(u[j - 4], u[j], 0x31);
+        _mm256_storeu_ps(d + j * ds, _mm256_add_ps(z, o));
+    }
+}
+
 /* dst (+)= src for nb samples of C channels x HW pixels, src stored with block sv (0: NCHW) and scp
- * channels, dst with dv and dcp; assign: dst = 0 + src, padding lanes of a blocked dst set to 0 */
+ * channels, dst with dv and dcp; assign: dst = 0 + src, padding lanes of a blocked dst set to 0. The
+ * assigning moves between NCHW and blocks of 8 (the im2col path's Winograd layers, conv.c) go 8 pixels
+ * x 8 channels at a time with AVX2; the same values. */
 void layout_move(float *dst, int dv, int dcp, const float *src, int sv, int scp, int C, long HW, long nb, int assign) {
+    const int turn = assign && kernels_level() >= 1 && ((sv == 0 && dv == 8) || (sv == 8 && dv == 0));
+    const long H8 = turn ? HW / 8 * 8 : 0; /* pixels [0, H8) turned, the rest one by one */
     for (long b = 0; b < nb; b++) {
         float *db = dst + b * dcp * HW;
         const float *sb = src + b * scp * HW;
-        if (assign && dcp > C) memset(db, 0, sizeof(float) * dcp * HW);
+        if (assign && dcp > C && (!turn || !dv)) memset(db, 0, sizeof(float) * dcp * HW);
+        for (int c0 = 0; c0 < C && H8 > 0; c0 += 8) {
+            const int n = C - c0 < 8 ? C - c0 : 8;
+            for (long q = 0; q < H8; q += 8)
+                if (dv) turn8(db + (c0 / 8 * HW + q) * 8, 8, 8, sb + (long)c0 * HW + q, HW, n);
+                else turn8(db + (long)c0 * HW + q, HW, n, sb + (c0 / 8 * HW + q) * 8, 8, 8);
+        }
+        if (turn && dv && dcp > C) /* the padding lanes of the last pixels, and of the blocks past C */
+            for (int c = C; c < dcp; c++)
+                for (long q = c < (C + 7) / 8 * 8 ? H8 : 0; q < HW; q++) db[blk_off(dv, HW, c, q)] = 0.0f;
         for (int c = 0; c < C; c++)
-            for (long q = 0; q < HW; q++) {
+            for (long q = H8; q < HW; q++) {
                 float *o = db + blk_off(dv, HW, c, q);
                 float v = sb[blk_off(sv, HW, c, q)];
                 *o = assign ? 0.0f + v : *o + v;
             }
     }
 }
-
