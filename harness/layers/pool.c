@@ -176,16 +176,78 @@ T512 static void maxpool2_grad_row512(const float *gp, const float *yp, const in
     _mm512_mask_storeu_ps(r1 + 16, hi, _mm512_permutex2var_ps(e2, ih, e3));
 }
 
+/* The same two rows in AVX2, for rows of 8 to 16 windows (LeNet-5's 14): 8 windows a step, the second
+ * step at n - 8, overlapping the first (it stores the same values again), so there are no masked stores
+ * (AVX2's vmaskmovps store is microcoded on AMD CPUs: an earlier masked version gained nothing). Same
+ * lane operations as the AVX-512 rows, so the same bits. */
+#define T256 __attribute__((target("avx2")))
+T256 static inline __m256 beats256(__m256 v, __m256 u) {
+    return _mm256_or_ps(_mm256_cmp_ps(v, u, _CMP_GT_OQ),
+                        _mm256_and_ps(_mm256_cmp_ps(v, v, _CMP_UNORD_Q), _mm256_cmp_ps(u, u, _CMP_ORD_Q)));
+}
+T256 static inline __m256 relu256(__m256 v, int relu) {
+    return relu ? _mm256_and_ps(_mm256_cmp_ps(v, _mm256_setzero_ps(), _CMP_GT_OQ), v) : v;
+}
+/* lanes 0 2 4 ... 14 (sel 0x88) or 1 3 ... 15 (0xDD) of the 16 floats a, b */
+T256 static inline __m256 pick256(__m256 a, __m256 b, const int sel) {
+    const __m256 s = sel == 0x88 ? _mm256_shuffle_ps(a, b, 0x88) : _mm256_shuffle_ps(a, b, 0xDD);
+    return _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(s), 0xD8));
+}
+T256 static void maxpool2_row256(const float *r0, const float *r1, int n, int base, int IW, int relu, float *yo,
+                                 int32_t *ao) {
+    const __m256i ev = _mm256_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14);
+    for (int ox = 0;; ox = n - 8) {
+        const __m256 a0 = _mm256_loadu_ps(r0 + 2 * ox), a1 = _mm256_loadu_ps(r0 + 2 * ox + 8);
+        const __m256 b0 = _mm256_loadu_ps(r1 + 2 * ox), b1 = _mm256_loadu_ps(r1 + 2 * ox + 8);
+        const __m256 v0 = relu256(pick256(a0, a1, 0x88), relu), v1 = relu256(pick256(a0, a1, 0xDD), relu);
+        const __m256 v2 = relu256(pick256(b0, b1, 0x88), relu), v3 = relu256(pick256(b0, b1, 0xDD), relu);
+        const __m256 t1 = beats256(v1, v0), t3 = beats256(v3, v2);
+        const __m256 a = _mm256_blendv_ps(v0, v1, t1), c = _mm256_blendv_ps(v2, v3, t3);
+        const __m256 tc = beats256(c, a);
+        _mm256_storeu_ps(yo + ox, _mm256_blendv_ps(a, c, tc));
+        const __m256i i0 = _mm256_add_epi32(_mm256_set1_epi32(base + 2 * ox), ev);
+        const __m256i ia = _mm256_sub_epi32(i0, _mm256_castps_si256(t1)); /* + 1 where t1 (-1) */
+        const __m256i ic = _mm256_sub_epi32(_mm256_add_epi32(i0, _mm256_set1_epi32(IW)), _mm256_castps_si256(t3));
+        _mm256_storeu_si256((__m256i *)(ao + ox), _mm256_castps_si256(_mm256_blendv_ps(
+                                                      _mm256_castsi256_ps(ia), _mm256_castsi256_ps(ic), tc)));
+        if (ox == n - 8) break;
+    }
+}
+T256 static void maxpool2_grad_row256(const float *gp, const float *yp, const int32_t *ap, int n, int base, int IW,
+                                      int relu, float *r0, float *r1) {
+    const __m256 z = _mm256_setzero_ps();
+    const __m256i ev = _mm256_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14);
+    for (int ox = 0;; ox = n - 8) {
+        __m256 g = _mm256_loadu_ps(gp + ox);
+        if (relu) g = _mm256_and_ps(_mm256_cmp_ps(_mm256_loadu_ps(yp + ox), z, _CMP_GT_OQ), g);
+        g = _mm256_add_ps(z, g);
+        const __m256i k = _mm256_sub_epi32(_mm256_loadu_si256((const __m256i *)(ap + ox)),
+                                           _mm256_add_epi32(_mm256_set1_epi32(base + 2 * ox), ev));
+#define WIN(d) _mm256_and_ps(_mm256_castsi256_ps(_mm256_cmpeq_epi32(k, _mm256_set1_epi32(d))), g)
+        const __m256 e0 = WIN(0), e1 = WIN(1), e2 = WIN(IW), e3 = WIN(IW + 1);
+#undef WIN
+        const __m256 l01 = _mm256_unpacklo_ps(e0, e1), h01 = _mm256_unpackhi_ps(e0, e1);
+        const __m256 l23 = _mm256_unpacklo_ps(e2, e3), h23 = _mm256_unpackhi_ps(e2, e3);
+        _mm256_storeu_ps(r0 + 2 * ox, _mm256_permute2f128_ps(l01, h01, 0x20));
+        _mm256_storeu_ps(r0 + 2 * ox + 8, _mm256_permute2f128_ps(l01, h01, 0x31));
+        _mm256_storeu_ps(r1 + 2 * ox, _mm256_permute2f128_ps(l23, h23, 0x20));
+        _mm256_storeu_ps(r1 + 2 * ox + 8, _mm256_permute2f128_ps(l23, h23, 0x31));
+        if (ox == n - 8) break;
+    }
+}
+
 /* NCHW 2x2 stride 2 as a tournament, (0 vs 1) and (2 vs 3) then the winners: the same winner as the
  * row-major scan (first maximum; first NaN), with shorter chains; 4 outputs at once (masks 0 / -1) */
 static void maxpool2_plain(const Layer *L, const float *x, float *y, int32_t *am, long nb) {
     const int IW = L->iw, OW = L->w, relu = L->relu_in;
-    if (OW <= 16 && kernels_level() >= 2) {
+    const int lv = kernels_level();
+    if (OW <= 16 && (lv >= 2 || (lv == 1 && OW >= 8))) {
         for (long bc = 0; bc < nb * L->c; bc++)
             for (int oy = 0; oy < L->h; oy++) {
                 const float *r0 = x + bc * L->ih * IW + 2L * oy * IW;
                 const long o = bc * L->h * OW + (long)oy * OW;
-                maxpool2_row512(r0, r0 + IW, OW, 2 * oy * IW, IW, relu, y + o, am + o);
+                if (lv >= 2) maxpool2_row512(r0, r0 + IW, OW, 2 * oy * IW, IW, relu, y + o, am + o);
+                else maxpool2_row256(r0, r0 + IW, OW, 2 * oy * IW, IW, relu, y + o, am + o);
             }
         return;
     }
@@ -295,13 +357,15 @@ static void maxpool_backward(Model *m, Work *w, int i, const float *dout, int fl
         }
         return;
     }
-    if (assign && L->w <= 16 && kernels_level() >= 2) { /* as below, a row of windows at once */
+    const int lv = kernels_level();
+    if (assign && L->w <= 16 && (lv >= 2 || (lv == 1 && L->w >= 8))) { /* as below, a row of windows at once */
         const int IW = L->iw, OW = L->w;
         for (long bc = 0; bc < s.nb * L->c; bc++)
             for (int oy = 0; oy < L->h; oy++) {
                 const long o = bc * ohw + (long)oy * OW;
                 float *r0 = s.dx + bc * ihw + 2L * oy * IW;
-                maxpool2_grad_row512(s.dy + o, yv + o, am + o, OW, 2 * oy * IW, IW, relu, r0, r0 + IW);
+                if (lv >= 2) maxpool2_grad_row512(s.dy + o, yv + o, am + o, OW, 2 * oy * IW, IW, relu, r0, r0 + IW);
+                else maxpool2_grad_row256(s.dy + o, yv + o, am + o, OW, 2 * oy * IW, IW, relu, r0, r0 + IW);
             }
         return;
     }
