@@ -73,8 +73,8 @@ static long im2col_tmp_mid(const Layer *L, int cap) {
  * F(2x2, kxk) (conv_wino.c): a 2x2 output tile costs (k+1)^2 products per channel pair instead of 4 k^2
  * (36 instead of 100), and no column matrix is built. The samples go through conv_wino.c's channel-blocked
  * layout: NCHW -> (C/8, H, W, 8) with zero padding lanes, and back; a group of about WINO_TILES tiles
- * per call. U, the transformed weights ((k+1)^2, IC, C), is the layer's aux, made before each forward
- * pass (conv_prepare). Not for conv1-like layers: with one input channel the transforms cost more than
+ * per call. U, the transformed weights ((k+1)^2, IC, C), is the layer's aux, made before a forward pass
+ * (conv_prepare; once while an attack fixes the weights). Not for conv1-like layers: with one input channel the transforms cost more than
  * the products they save. The input gradient stays on the wide column matrix: as a Winograd convolution
  * of the zero-bordered dy, most of its tiles' transforms would be of zeros. CONCORD_WINO=0 turns it off. */
 #define WN_V 8
@@ -101,6 +101,7 @@ static void im2col_work_need(const Layer *L, int cap, WorkNeed *n) {
     if (wino_nchw_use(L)) {
         n->tmp = max_l(n->tmp, wn_tmp_n(L));
         n->aux = (long)(L->k + 1) * (L->k + 1) * L->ic * L->c;
+        n->iaux = 2; /* U made (1), under the Work's weight promise wgen */
     }
 }
 
@@ -252,7 +253,13 @@ static void conv_work_init(const Model *m, Work *w, int i) {
 static void conv_prepare(Model *m, Work *w, int i, int backward, int flags, int t) {
     const Layer *L = &m->L[i];
     if (L->blk) conv_dnnl_prepare(m, w, i, backward, flags, t);
-    else if (!backward && wino_nchw_use(L)) wino_weights(w->aux[i], L->W, L->c, L->ic, L->k, 0);
+    else if (!backward && wino_nchw_use(L)) { /* U, kept while an attack fixes the weights */
+        int32_t *st = w->iaux[i];
+        if (w->weights_fixed && st[0] && (unsigned)st[1] == w->wgen) return;
+        wino_weights(w->aux[i], L->W, L->c, L->ic, L->k, 0);
+        st[0] = 1;
+        st[1] = (int32_t)w->wgen;
+    }
 }
 
 const LayerOps LAYER_CONV = {
