@@ -176,10 +176,13 @@ T512 static void maxpool2_grad_row512(const float *gp, const float *yp, const in
     _mm512_mask_storeu_ps(r1 + 16, hi, _mm512_permutex2var_ps(e2, ih, e3));
 }
 
-/* The same two rows in AVX2, for rows of 8 to 16 windows (LeNet-5's 14): 8 windows a step, the second
- * step at n - 8, overlapping the first (it stores the same values again), so there are no masked stores
- * (AVX2's vmaskmovps store is microcoded on AMD CPUs: an earlier masked version gained nothing). Same
- * lane operations as the AVX-512 rows, so the same bits. */
+/* The same two rows in AVX2, 8 windows a step, with no masked stores (AVX2's vmaskmovps store is
+ * microcoded on AMD CPUs: an earlier masked version gained nothing). Rows of 8 to 16 windows (LeNet-5's
+ * 14): a second step at n - 8 overlaps the first (it stores the same values again). Rows of fewer than 8
+ * (LeNet-5's 5): one step of 8 that reads 16 inputs from each row and spills its last 8 - n windows into
+ * what follows (the next row of windows, which the callers then store over, in order); the callers send
+ * the last row of their range, which has nothing after it, through short copies (row256_last). Same lane
+ * operations as the AVX-512 rows, so the same bits. */
 #define T256 __attribute__((target("avx2")))
 T256 static inline __m256 beats256(__m256 v, __m256 u) {
     return _mm256_or_ps(_mm256_cmp_ps(v, u, _CMP_GT_OQ),
@@ -210,7 +213,7 @@ T256 static void maxpool2_row256(const float *r0, const float *r1, int n, int ba
         const __m256i ic = _mm256_sub_epi32(_mm256_add_epi32(i0, _mm256_set1_epi32(IW)), _mm256_castps_si256(t3));
         _mm256_storeu_si256((__m256i *)(ao + ox), _mm256_castps_si256(_mm256_blendv_ps(
                                                       _mm256_castsi256_ps(ia), _mm256_castsi256_ps(ic), tc)));
-        if (ox == n - 8) break;
+        if (n <= 8 || ox == n - 8) break;
     }
 }
 T256 static void maxpool2_grad_row256(const float *gp, const float *yp, const int32_t *ap, int n, int base, int IW,
@@ -232,8 +235,31 @@ T256 static void maxpool2_grad_row256(const float *gp, const float *yp, const in
         _mm256_storeu_ps(r0 + 2 * ox + 8, _mm256_permute2f128_ps(l01, h01, 0x31));
         _mm256_storeu_ps(r1 + 2 * ox, _mm256_permute2f128_ps(l23, h23, 0x20));
         _mm256_storeu_ps(r1 + 2 * ox + 8, _mm256_permute2f128_ps(l23, h23, 0x31));
-        if (ox == n - 8) break;
+        if (n <= 8 || ox == n - 8) break;
     }
+}
+
+/* a last row of fewer than 8 windows, through 16-float copies (nothing may be read or written past it) */
+static void maxpool2_row256_last(const float *r0, const float *r1, int n, int base, int IW, int relu, float *yo,
+                                 int32_t *ao) {
+    float a[16] = {0}, b[16] = {0}, y8[8];
+    int32_t a8[8];
+    memcpy(a, r0, sizeof(float) * 2 * n);
+    memcpy(b, r1, sizeof(float) * 2 * n);
+    maxpool2_row256(a, b, n, base, IW, relu, y8, a8);
+    memcpy(yo, y8, sizeof(float) * n);
+    memcpy(ao, a8, sizeof(int32_t) * n);
+}
+static void maxpool2_grad_row256_last(const float *gp, const float *yp, const int32_t *ap, int n, int base, int IW,
+                                      int relu, float *r0, float *r1) {
+    float g[8] = {0}, y[8] = {0}, a[16], b[16];
+    int32_t w[8] = {0};
+    memcpy(g, gp, sizeof(float) * n);
+    memcpy(y, yp, sizeof(float) * n);
+    memcpy(w, ap, sizeof(int32_t) * n);
+    maxpool2_grad_row256(g, y, w, n, base, IW, relu, a, b);
+    memcpy(r0, a, sizeof(float) * 2 * n);
+    memcpy(r1, b, sizeof(float) * 2 * n);
 }
 
 /* NCHW 2x2 stride 2 as a tournament, (0 vs 1) and (2 vs 3) then the winners: the same winner as the
@@ -241,12 +267,15 @@ T256 static void maxpool2_grad_row256(const float *gp, const float *yp, const in
 static void maxpool2_plain(const Layer *L, const float *x, float *y, int32_t *am, long nb) {
     const int IW = L->iw, OW = L->w, relu = L->relu_in;
     const int lv = kernels_level();
-    if (OW <= 16 && (lv >= 2 || (lv == 1 && OW >= 8))) {
+    if (OW <= 16 && lv >= 1) {
+        const long last = nb * L->c * L->h - 1; /* the range's last row of windows */
         for (long bc = 0; bc < nb * L->c; bc++)
             for (int oy = 0; oy < L->h; oy++) {
                 const float *r0 = x + bc * L->ih * IW + 2L * oy * IW;
                 const long o = bc * L->h * OW + (long)oy * OW;
                 if (lv >= 2) maxpool2_row512(r0, r0 + IW, OW, 2 * oy * IW, IW, relu, y + o, am + o);
+                else if (OW < 8 && bc * L->h + oy == last)
+                    maxpool2_row256_last(r0, r0 + IW, OW, 2 * oy * IW, IW, relu, y + o, am + o);
                 else maxpool2_row256(r0, r0 + IW, OW, 2 * oy * IW, IW, relu, y + o, am + o);
             }
         return;
@@ -358,13 +387,16 @@ static void maxpool_backward(Model *m, Work *w, int i, const float *dout, int fl
         return;
     }
     const int lv = kernels_level();
-    if (assign && L->w <= 16 && (lv >= 2 || (lv == 1 && L->w >= 8))) { /* as below, a row of windows at once */
+    if (assign && L->w <= 16 && lv >= 1) { /* as below, a row of windows at once */
         const int IW = L->iw, OW = L->w;
+        const long last = s.nb * L->c * L->h - 1;
         for (long bc = 0; bc < s.nb * L->c; bc++)
             for (int oy = 0; oy < L->h; oy++) {
                 const long o = bc * ohw + (long)oy * OW;
                 float *r0 = s.dx + bc * ihw + 2L * oy * IW;
                 if (lv >= 2) maxpool2_grad_row512(s.dy + o, yv + o, am + o, OW, 2 * oy * IW, IW, relu, r0, r0 + IW);
+                else if (OW < 8 && bc * L->h + oy == last)
+                    maxpool2_grad_row256_last(s.dy + o, yv + o, am + o, OW, 2 * oy * IW, IW, relu, r0, r0 + IW);
                 else maxpool2_grad_row256(s.dy + o, yv + o, am + o, OW, 2 * oy * IW, IW, relu, r0, r0 + IW);
             }
         return;
