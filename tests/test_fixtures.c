@@ -31,6 +31,7 @@
 #include "harness/checkpoint.h"
 #include "harness/loss.h"
 #include "harness/model.h"
+#include "harness/layers/kernels.h"
 #include "tests/test.h"
 
 #define ATOL 2e-6
@@ -231,6 +232,15 @@ out:
 
 TEST(fixture_mlp) { run_fixture("mlp", CANARY_NONE); }
 TEST(fixture_lenet5) { run_fixture("lenet5", CANARY_NONE); }
+/* every vector level this CPU has: AVX2 without AVX-512 sends conv1 through the direct kernels and the
+ * pools through their AVX2 rows (layers/conv.c, pool.c) */
+TEST(fixture_lenet5_every_vector_level) {
+    for (int l = 0; l <= kernels_level_max(); l++) {
+        kernels_level_set(l);
+        run_fixture("lenet5", CANARY_NONE);
+    }
+    kernels_level_set(-1);
+}
 
 static void canary_mlp_expected(void) { run_fixture("mlp", CANARY_EXPECTED); }
 static void canary_mlp_weight(void) { run_fixture("mlp", CANARY_WEIGHT); }

@@ -3,7 +3,8 @@
  * scalar add per float, on lengths around every vector width, with signed zeros,
  * infinities and NaNs; col2im_wide_add, fed the wide column matrix (zeros in the extra columns), against
  * col2im_s1_add, the row-by-row adjoint of im2col, for padded and unpadded stride-1 layers, storing and
- * accumulating, at every level; the direct weight gradient (layers/conv_direct.c) against sums in double;
+ * accumulating, at every level; the direct weight gradient and the direct convolution (layers/conv_direct.c)
+ * against sums in double;
  * layout_move's AVX2 turns (layers/layout.c) against its one-by-one loop. Canaries: a wrong float in each
  * comparison is caught. */
 #include <stdlib.h>
@@ -232,4 +233,68 @@ static void corrupted_turns(void) {
 TEST(layout_move_canary_flags_one_wrong_float) {
     if (kernels_level_max() < 1) return; /* no AVX2: nothing turned, nothing to compare */
     T_ASSERT(test_expect_failure(corrupted_turns));
+}
+
+/* the direct convolution (layers/conv_direct.c: direct_conv, AVX2 + FMA) against sums in double: y = bias
+ * (or the stored y, with acc) + the correlation of a bordered input; the error of each output in units of
+ * 1e-6 of the sum of |terms| (+1). Shapes: LeNet-5's conv1 forward (1 -> 6, 28 wide) and input gradient
+ * (6 -> 1 over dy bordered by 2), 3 and 2 output channels (the other blocks), widths 24-32, heights that
+ * leave remainder rows. */
+static double check_dc(int ic, int oh, int ow, int oc, int bias, int acc) {
+    const int k = 5, H = oh + k - 1, PW = ow + k - 1, kk = k * k;
+    float *x = xmalloc(sizeof(float) * ic * (H - 2) * (PW - 2)), *in = xmalloc(sizeof(float) * direct_border_n(ic, H - 2, 1, PW));
+    float *W = xmalloc(sizeof(float) * oc * ic * kk), *b = xmalloc(sizeof(float) * oc), *y = xmalloc(sizeof(float) * oc * oh * ow);
+    Rng r;
+    rng_seed(&r, (uint64_t)(ic * 31 + oh * 7 + ow * 3 + oc * 101 + acc), 5, 0);
+    for (long j = 0; j < (long)ic * (H - 2) * (PW - 2); j++) x[j] = rng_uniform(&r) * 2.0f - 1.0f;
+    for (long j = 0; j < (long)oc * ic * kk; j++) W[j] = rng_uniform(&r) - 0.5f;
+    for (int j = 0; j < oc; j++) b[j] = rng_uniform(&r) - 0.5f;
+    for (long j = 0; j < (long)oc * oh * ow; j++) y[j] = acc ? 0.125f * (float)(j % 9) : 99.0f;
+    direct_border(x, ic, H - 2, PW - 2, 1, PW, in); /* a border of 1 inside the k - 1 the sum reaches */
+    direct_conv(y, in, ic, H, PW, W, bias ? b : NULL, oc, k, oh, ow, acc);
+    if (g_corrupt) y[(long)oc * oh * ow / 2] += 1e-3f;
+    double worst = 0;
+    for (int o = 0; o < oc; o++)
+        for (int i = 0; i < oh; i++)
+            for (int j = 0; j < ow; j++) {
+                const long at = ((long)o * oh + i) * ow + j;
+                double s = (bias ? b[o] : 0.0) + (acc ? 0.125 * (double)(at % 9) : 0.0), mag = fabs(s);
+                for (int c = 0; c < ic; c++)
+                    for (int u = 0; u < k; u++)
+                        for (int v = 0; v < k; v++) {
+                            const double t = (double)W[((long)o * ic + c) * kk + u * k + v] * in[((long)c * H + i + u) * PW + j + v];
+                            s += t;
+                            mag += fabs(t);
+                        }
+                const double err = fabs(y[at] - s) / (1e-6 * (mag + 1.0));
+                worst = err > worst ? err : worst;
+            }
+    free(x); free(in); free(W); free(b); free(y);
+    return worst;
+}
+static const int DC[][4] = { /* ic, oh, ow, oc */
+    {1, 28, 28, 6}, {6, 28, 28, 1}, {2, 7, 24, 3}, {3, 9, 32, 2}, {1, 5, 25, 6}, {4, 3, 30, 1},
+};
+TEST(direct_conv_matches_double_sums) {
+    if (kernels_level_max() < 1) return; /* no AVX2: conv.c never calls it */
+    kernels_level_set(1);
+    for (size_t s = 0; s < ARRAY_LEN(DC); s++)
+        for (int mode = 0; mode < 3; mode++) { /* bias; no bias; accumulating */
+            const double e = check_dc(DC[s][0], DC[s][1], DC[s][2], DC[s][3], mode == 0, mode == 2);
+            T_ASSERT_MSG(e <= 1.0, "direct_conv ic %d %dx%d oc %d mode %d: error %.3g x 1e-6 of the terms", DC[s][0], DC[s][1],
+                         DC[s][2], DC[s][3], mode, e);
+        }
+    kernels_level_set(-1);
+}
+static void corrupted_dc(void) {
+    g_corrupt = 1;
+    kernels_level_set(1);
+    const double e = check_dc(1, 28, 28, 6, 1, 0);
+    kernels_level_set(-1);
+    g_corrupt = 0;
+    T_ASSERT_MSG(e <= 1.0, "canary: error %.3g", e);
+}
+TEST(direct_conv_canary_flags_one_wrong_output) {
+    if (kernels_level_max() < 1) return;
+    T_ASSERT(test_expect_failure(corrupted_dc));
 }

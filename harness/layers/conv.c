@@ -58,6 +58,25 @@ static int direct_dw_ok(const Layer *L) {
 static long direct_head_n(const Layer *L) { return direct_border_n(L->ic, L->ih, L->pad, L->iw + 2 * L->pad); }
 static long direct_mid_n(const Layer *L) { return (long)direct_c_pad(L->c) * L->h * DIRECT_MAX_W; }
 
+/* LeNet-5's conv1 (1 -> 6 channels, 5x5, 28x28 rows) on a CPU with AVX2 but not AVX-512: the forward pass
+ * and the input gradient as direct correlations (conv_direct.c) instead of im2col + product + col2im.
+ * Measured (docs/performance.md): im2col + libxsmm took 11.7k TSC cycles a sample there; with AVX-512
+ * the products are twice as wide and the direct kernels gained nothing (the fourth round). The input
+ * gradient is the correlation of dy, bordered by k - 1 - pad, with W turned 180 degrees and transposed. */
+static int direct_fwd_ok(const Layer *L) {
+    return kernels_level() == 1 && L->stride == 1 && L->c <= DIRECT_MAX_C && direct_conv_ok(L->k, L->c, L->w);
+}
+static int direct_dx_ok(const Layer *L) {
+    return kernels_level() == 1 && L->stride == 1 && L->pad <= L->k - 1 && L->ic <= DIRECT_MAX_C &&
+           direct_conv_ok(L->k, L->ic, L->iw);
+}
+/* the bordered dy and the turned weights (ic, c, k, k) of the direct input gradient: in col */
+static int dx_border(const Layer *L) { return L->k - 1 - L->pad; }
+static long direct_dx_n(const Layer *L) {
+    const int e = dx_border(L);
+    return direct_border_n(L->c, L->h, e, L->w + 2 * e) + (long)L->ic * L->c * L->k * L->k;
+}
+
 /* per-thread scratch: col (KC, S*P) or (KC, Q); tmp = [xpad, a chunk's dy (C, S*P) or the direct bordered
  * input] [dy^T (S*P, C), or dy widened: (C, Q) for the wide column matrix, rows of 16 or 32 for the
  * direct weight gradient] [dW^T (KC, C)] */
@@ -97,6 +116,7 @@ static long wn_tmp_n(const Layer *L) {
 static void im2col_work_need(const Layer *L, int cap, WorkNeed *n) {
     long S = conv_chunk(L, cap), P = (long)L->h * L->w, KC = (long)L->ic * L->k * L->k;
     n->col = max_l(KC * S * P, KC * wide_q(L));
+    if (direct_dx_ok(L)) n->col = max_l(n->col, direct_dx_n(L));
     n->tmp = im2col_tmp_head(L, cap) + im2col_tmp_mid(L, cap) + KC * L->c;
     if (wino_nchw_use(L)) {
         n->tmp = max_l(n->tmp, wn_tmp_n(L));
@@ -135,6 +155,15 @@ static void im2col_forward(Model *m, Work *w, int i, long b0, long b1, int t) {
     const int P = L->h * L->w, KC = L->ic * L->k * L->k, S = conv_chunk(L, w->cap);
     float *col = w->col + t * w->col_n, *tmp = w->tmp + t * w->tmp_n;
     if (wino_nchw_use(L)) { wn_forward(L, &sp, w->aux[i], tmp); return; }
+    if (direct_fwd_ok(L)) { /* one sample at a time, through its bordered copy */
+        const int PW = L->iw + 2 * L->pad;
+        for (long s = 0; s < sp.nb; s++) {
+            direct_border(sp.x + s * sp.inn, L->ic, L->ih, L->iw, L->pad, PW, tmp);
+            direct_conv(sp.y + s * sp.on, tmp, L->ic, L->ih + 2 * L->pad, PW, L->W, L->bias ? L->b : NULL, L->c, L->k,
+                        L->h, L->w, 0);
+        }
+        return;
+    }
     for (long s = 0; s < sp.nb; s += S) {
         int ns = (int)(sp.nb - s < S ? sp.nb - s : S), NP = ns * P;
         float *ys = sp.y + s * sp.on;
@@ -201,7 +230,15 @@ static void im2col_backward(Model *m, Work *w, int i, const float *dout, int fla
             if (db)
                 for (int c = 0; c < L->c; c++) db[c] = (first ? 0.0f : db[c]) + (float)sum_f64(g + (long)c * NP, NP);
         }
-        if (need_dx && !direct && ns == 1 && L->stride == 1) { /* through the wide column matrix */
+        if (need_dx && !direct && ns == 1 && direct_dx_ok(L)) { /* dx (+)= dy bordered (x) W turned */
+            const int e = dx_border(L), PW = L->w + 2 * e, kk = L->k * L->k;
+            float *Wt = col + direct_border_n(L->c, L->h, e, PW); /* (ic, c, k, k) */
+            for (int o = 0; o < L->c; o++) /* (col may have held a column matrix since) */
+                for (int c = 0; c < L->ic; c++)
+                    for (int q = 0; q < kk; q++) Wt[((long)c * L->c + o) * kk + q] = B[((long)o * L->ic + c) * kk + kk - 1 - q];
+            direct_border(g, L->c, L->h, L->w, e, PW, col);
+            direct_conv(sp.dx + s * sp.inn, col, L->c, L->h + 2 * e, PW, Wt, NULL, L->ic, L->k, L->ih, L->iw, !assign);
+        } else if (need_dx && !direct && ns == 1 && L->stride == 1) { /* through the wide column matrix */
             const int PW = L->iw + 2 * L->pad, Q = L->h * PW;
             widen_rows(g, L->c, L->c, L->h, L->w, PW, gT); /* dy in the wide layout */
             gemm(1, 0, KC, Q, L->c, 1.0f, B, KC, gT, Q, 0.0f, col, Q);

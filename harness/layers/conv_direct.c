@@ -89,3 +89,68 @@ void direct_dw(const float *in, int IC, int H, int PW, const float *gw, int OC, 
     else f = nv == 1 ? dw256_k3_1 : nv == 2 ? dw256_k3_2 : dw256_k3_4;
     f(in, IC, H, PW, gw, OC, OH, dWt, acc);
 }
+
+/* ---- the direct convolution (conv_direct.h: direct_conv), AVX2 + FMA ----
+ * A block of RO output channels x RY output rows x 2 vectors of 8 columns keeps RO*RY*2 accumulators;
+ * for each input channel c and column offset kj it walks the RY + K - 1 input rows the block reads, loads
+ * each row's 2 vectors once and adds them into every (channel, row) they reach, with the weight of that
+ * (ki = input row - output row, kj). A row of OW (24..32) columns is two such halves, at columns (0, 8)
+ * and (16, OW - 8): the last vector overlaps the one before it and stores the same values again, so no
+ * masked store is needed (AVX2's vmaskmovps store is microcoded on AMD CPUs). With acc, every
+ * accumulator starts from the stored y, all loaded before any is stored, so the overlap adds once. */
+#define DC_KERNEL(NAME, RO, RY, K)                                                                               \
+    T256 static void NAME(float *y, const float *in, int IC, int H, int PW, const float *W, const float *bias,      \
+                          int OH, int OW, int acc, int o0, int oy0, int x0, int x1) {                              \
+        const int xo[2] = {x0, x1};                                                                              \
+        __m256 a[RO][RY][2];                                                                                     \
+        UNROLL for (int o = 0; o < RO; o++) UNROLL for (int ry = 0; ry < RY; ry++) UNROLL for (int v = 0; v < 2; v++) \
+            a[o][ry][v] = acc ? _mm256_loadu_ps(y + ((long)(o0 + o) * OH + oy0 + ry) * OW + xo[v])               \
+                              : _mm256_set1_ps(bias ? bias[o0 + o] : 0.0f);                                      \
+        for (int c = 0; c < IC; c++)                                                                             \
+            for (int kj = 0; kj < K; kj++) {                                                                     \
+                const float *row = in + ((long)c * H + oy0) * PW + kj, *w = W + ((long)o0 * IC + c) * K * K + kj; \
+                UNROLL for (int r = 0; r < RY + K - 1; r++) {                                                    \
+                    __m256 xv[2];                                                                                \
+                    UNROLL for (int v = 0; v < 2; v++) {                                                         \
+                        xv[v] = _mm256_loadu_ps(row + (long)r * PW + xo[v]);                                     \
+                        __asm__("" : "+x"(xv[v])); /* one load for every product it feeds */                    \
+                    }                                                                                            \
+                    UNROLL for (int ry = 0; ry < RY; ry++) {                                                     \
+                        const int ki = r - ry;                                                                   \
+                        if (ki < 0 || ki >= K) continue;                                                         \
+                        UNROLL for (int o = 0; o < RO; o++) {                                                    \
+                            const __m256 wv = _mm256_broadcast_ss(w + (long)o * IC * K * K + ki * K);           \
+                            UNROLL for (int v = 0; v < 2; v++) a[o][ry][v] = _mm256_fmadd_ps(wv, xv[v], a[o][ry][v]); \
+                        }                                                                                        \
+                    }                                                                                            \
+                }                                                                                                \
+            }                                                                                                    \
+        UNROLL for (int o = 0; o < RO; o++) UNROLL for (int ry = 0; ry < RY; ry++) UNROLL for (int v = 0; v < 2; v++) \
+            _mm256_storeu_ps(y + ((long)(o0 + o) * OH + oy0 + ry) * OW + xo[v], a[o][ry][v]);                     \
+    }
+typedef void (*DcFn)(float *, const float *, int, int, int, const float *, const float *, int, int, int, int, int,
+                     int, int);
+/* at most 15 of AVX2's 16 registers (accumulators, 2 input vectors, a weight; the input gradient's block
+ * may keep its 5 weights of a column offset too): GCC spilled accumulators of a 3 x 2-row block to the
+ * stack and ran at half speed. LeNet-5's conv1 forward: its 6 channels, one row at a time; its input
+ * gradient: 1 channel, 4 rows at a time */
+DC_KERNEL(dc_r6y1, 6, 1, 5)
+DC_KERNEL(dc_r3y1, 3, 1, 5)
+DC_KERNEL(dc_r1y4, 1, 4, 5)
+DC_KERNEL(dc_r1y1, 1, 1, 5)
+
+int direct_conv_ok(int K, int OC, int OW) { return K == 5 && OW >= 24 && OW <= DIRECT_MAX_W && OC >= 1; }
+
+void direct_conv(float *y, const float *in, int IC, int H, int PW, const float *W, const float *bias, int OC, int K,
+                 int OH, int OW, int acc) {
+    CHECK(kernels_level() >= 1 && direct_conv_ok(K, OC, OW) && H >= OH + K - 1 && PW >= OW + K - 1);
+    const int RO = OC % 6 == 0 ? 6 : OC % 3 == 0 ? 3 : 1, RY = RO == 1 ? 4 : 1;
+    const DcFn big = RO == 6 ? dc_r6y1 : RO == 3 ? dc_r3y1 : dc_r1y4, one = RO == 6 ? dc_r6y1 : RO == 3 ? dc_r3y1 : dc_r1y1;
+    for (int o0 = 0; o0 < OC; o0 += RO)
+        for (int h = 0; h < 2; h++) {
+            const int x0 = h ? 16 : 0, x1 = h ? OW - 8 : 8;
+            int oy = 0;
+            for (; oy + RY <= OH; oy += RY) big(y, in, IC, H, PW, W, bias, OH, OW, acc, o0, oy, x0, x1);
+            for (; oy < OH; oy++) one(y, in, IC, H, PW, W, bias, OH, OW, acc, o0, oy, x0, x1);
+        }
+}

@@ -27,4 +27,12 @@ long direct_border_n(int C, int H, int pad, int PW);
  * direct_dw_k(K) (CHECKed). */
 void direct_dw(const float *in, int IC, int H, int PW, const float *gw, int OC, int K, int OH, int OW, float *dWt,
                int acc);
+
+/* y (OC, OH, OW) (=, or += with acc) bias (or 0) + the stride-1 correlation of in, a direct_border'ed
+ * input (IC, H, PW), H >= OH + K - 1, PW >= OW + K - 1, with W (OC, IC, K, K); for K = 5 and rows of 24
+ * to 32 columns (direct_conv_ok), in AVX2 + FMA (kernels_level() >= 1; CHECKed). conv.c: LeNet-5's conv1
+ * on AVX2-only CPUs, forward and input gradient. */
+int direct_conv_ok(int K, int OC, int OW);
+void direct_conv(float *y, const float *in, int IC, int H, int PW, const float *W, const float *bias, int OC, int K,
+                 int OH, int OW, int acc);
 #endif

@@ -178,11 +178,12 @@ T512 static void maxpool2_grad_row512(const float *gp, const float *yp, const in
 
 /* The same two rows in AVX2, 8 windows a step, with no masked stores (AVX2's vmaskmovps store is
  * microcoded on AMD CPUs: an earlier masked version gained nothing). Rows of 8 to 16 windows (LeNet-5's
- * 14): a second step at n - 8 overlaps the first (it stores the same values again). Rows of fewer than 8
+ * 14): a second step at n - 8 overlaps the first (it stores the same values again). Rows of 4 to 7
  * (LeNet-5's 5): one step of 8 that reads 16 inputs from each row and spills its last 8 - n windows into
- * what follows (the next row of windows, which the callers then store over, in order); the callers send
- * the last row of their range, which has nothing after it, through short copies (row256_last). Same lane
- * operations as the AVX-512 rows, so the same bits. */
+ * the next row of windows, which the callers then store over, in order; with n >= 4 (rows of >= 8
+ * inputs) what it reads and writes stays within that next row (fewer windows take the 4-lane code). The
+ * callers send the last row of their range, which has nothing after it, through short copies
+ * (row256_last). Same lane operations as the AVX-512 rows, so the same bits. */
 #define T256 __attribute__((target("avx2")))
 T256 static inline __m256 beats256(__m256 v, __m256 u) {
     return _mm256_or_ps(_mm256_cmp_ps(v, u, _CMP_GT_OQ),
@@ -267,7 +268,7 @@ static void maxpool2_grad_row256_last(const float *gp, const float *yp, const in
 static void maxpool2_plain(const Layer *L, const float *x, float *y, int32_t *am, long nb) {
     const int IW = L->iw, OW = L->w, relu = L->relu_in;
     const int lv = kernels_level();
-    if (OW <= 16 && lv >= 1) {
+    if (OW <= 16 && (lv >= 2 || (lv == 1 && OW >= 4))) {
         const long last = nb * L->c * L->h - 1; /* the range's last row of windows */
         for (long bc = 0; bc < nb * L->c; bc++)
             for (int oy = 0; oy < L->h; oy++) {
@@ -387,7 +388,7 @@ static void maxpool_backward(Model *m, Work *w, int i, const float *dout, int fl
         return;
     }
     const int lv = kernels_level();
-    if (assign && L->w <= 16 && lv >= 1) { /* as below, a row of windows at once */
+    if (assign && L->w <= 16 && (lv >= 2 || (lv == 1 && L->w >= 4))) { /* as below, a row of windows at once */
         const int IW = L->iw, OW = L->w;
         const long last = s.nb * L->c * L->h - 1;
         for (long bc = 0; bc < s.nb * L->c; bc++)
