@@ -93,13 +93,17 @@ static long im2col_tmp_mid(const Layer *L, int cap) {
  * (36 instead of 100), and no column matrix is built. The samples go through conv_wino.c's channel-blocked
  * layout: NCHW -> (C/8, H, W, 8) with zero padding lanes, and back; a group of about WINO_TILES tiles
  * per call. U, the transformed weights ((k+1)^2, IC, C), is the layer's aux, made before a forward pass
- * (conv_prepare; once while an attack fixes the weights). Not for conv1-like layers: with one input channel the transforms cost more than
- * the products they save. The input gradient stays on the wide column matrix: as a Winograd convolution
- * of the zero-bordered dy, most of its tiles' transforms would be of zeros. CONCORD_WINO=0 turns it off. */
+ * (conv_prepare; once while an attack fixes the weights). Measured (docs/performance.md, sixth round):
+ * on a CPU with AVX2 but not AVX-512 the layer's forward time fell 18-21%; with AVX-512, where libxsmm's
+ * products are twice as wide, it rose 7-12%, so it is used at kernels_level() 1 only. Not for conv1-like
+ * layers: with one input channel the transforms cost more than the products they save. Not for the input
+ * gradient: as a Winograd convolution of dy bordered by k - 1, its tiles' transforms would cost more than
+ * the products saved. CONCORD_WINO=0 turns it off. */
 #define WN_V 8
 #define WN_MIN_IC 4
 static int wino_nchw_use(const Layer *L) {
-    return wino_enabled() && L->stride == 1 && L->k == 5 && L->c % WN_V == 0 && L->ic >= WN_MIN_IC;
+    return wino_enabled() && kernels_level() == 1 && L->stride == 1 && L->k == 5 && L->c % WN_V == 0 &&
+           L->ic >= WN_MIN_IC;
 }
 static int wn_icp(const Layer *L) { return (L->ic + WN_V - 1) / WN_V * WN_V; }
 /* samples per wino_conv call: about one round of WINO_TILES tiles */
