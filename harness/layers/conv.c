@@ -70,11 +70,11 @@ static int direct_dx_ok(const Layer *L) {
     return kernels_level() == 1 && L->stride == 1 && L->pad <= L->k - 1 && L->ic <= DIRECT_MAX_C &&
            direct_conv_ok(L->k, L->ic, L->iw);
 }
-/* the bordered dy and the turned weights (ic, c, k, k) of the direct input gradient: in col */
+/* the direct input gradient's dy, bordered by k - 1 - pad: in col */
 static int dx_border(const Layer *L) { return L->k - 1 - L->pad; }
 static long direct_dx_n(const Layer *L) {
     const int e = dx_border(L);
-    return direct_border_n(L->c, L->h, e, L->w + 2 * e) + (long)L->ic * L->c * L->k * L->k;
+    return direct_border_n(L->c, L->h, e, L->w + 2 * e);
 }
 
 /* per-thread scratch: col (KC, S*P) or (KC, Q); tmp = [xpad, a chunk's dy (C, S*P) or the direct bordered
@@ -117,6 +117,11 @@ static long wn_tmp_n(const Layer *L) {
     return G * wn_icp(L) * L->ih * L->iw + G * L->c * L->h * L->w + wino_buf_n(wn_icp(L), L->c, L->k);
 }
 
+/* the layer's aux: [U of the Winograd forward pass] [the direct input gradient's weights, B (or W) turned
+ * 180 degrees and transposed: (ic, c, k, k)], each made in conv_prepare */
+static long wn_u_n(const Layer *L) { return wino_nchw_use(L) ? (long)(L->k + 1) * (L->k + 1) * L->ic * L->c : 0; }
+static long turned_n(const Layer *L) { return direct_dx_ok(L) ? (long)L->ic * L->c * L->k * L->k : 0; }
+
 static void im2col_work_need(const Layer *L, int cap, WorkNeed *n) {
     long S = conv_chunk(L, cap), P = (long)L->h * L->w, KC = (long)L->ic * L->k * L->k;
     n->col = max_l(KC * S * P, KC * wide_q(L));
@@ -124,9 +129,9 @@ static void im2col_work_need(const Layer *L, int cap, WorkNeed *n) {
     n->tmp = im2col_tmp_head(L, cap) + im2col_tmp_mid(L, cap) + KC * L->c;
     if (wino_nchw_use(L)) {
         n->tmp = max_l(n->tmp, wn_tmp_n(L));
-        n->aux = (long)(L->k + 1) * (L->k + 1) * L->ic * L->c;
         n->iaux = 2; /* U made (1), under the Work's weight promise wgen */
     }
+    n->aux = wn_u_n(L) + turned_n(L);
 }
 
 static void wn_forward(const Layer *L, const Span *sp, const float *U, float *tmp) {
@@ -235,13 +240,10 @@ static void im2col_backward(Model *m, Work *w, int i, const float *dout, int fla
                 for (int c = 0; c < L->c; c++) db[c] = (first ? 0.0f : db[c]) + (float)sum_f64(g + (long)c * NP, NP);
         }
         if (need_dx && !direct && ns == 1 && direct_dx_ok(L)) { /* dx (+)= dy bordered (x) W turned */
-            const int e = dx_border(L), PW = L->w + 2 * e, kk = L->k * L->k;
-            float *Wt = col + direct_border_n(L->c, L->h, e, PW); /* (ic, c, k, k) */
-            for (int o = 0; o < L->c; o++) /* (col may have held a column matrix since) */
-                for (int c = 0; c < L->ic; c++)
-                    for (int q = 0; q < kk; q++) Wt[((long)c * L->c + o) * kk + q] = B[((long)o * L->ic + c) * kk + kk - 1 - q];
+            const int e = dx_border(L), PW = L->w + 2 * e;
             direct_border(g, L->c, L->h, L->w, e, PW, col);
-            direct_conv(sp.dx + s * sp.inn, col, L->c, L->h + 2 * e, PW, Wt, NULL, L->ic, L->k, L->ih, L->iw, !assign);
+            direct_conv(sp.dx + s * sp.inn, col, L->c, L->h + 2 * e, PW, w->aux[i] + wn_u_n(L), NULL, L->ic, L->k, L->ih,
+                        L->iw, !assign);
         } else if (need_dx && !direct && ns == 1 && L->stride == 1) { /* through the wide column matrix */
             const int PW = L->iw + 2 * L->pad, Q = L->h * PW;
             widen_rows(g, L->c, L->c, L->h, L->w, PW, gT); /* dy in the wide layout */
@@ -294,7 +296,14 @@ static void conv_work_init(const Model *m, Work *w, int i) {
 static void conv_prepare(Model *m, Work *w, int i, int backward, int flags, int t) {
     const Layer *L = &m->L[i];
     if (L->blk) conv_dnnl_prepare(m, w, i, backward, flags, t);
-    else if (!backward && wino_nchw_use(L)) { /* U, kept while an attack fixes the weights */
+    else if (backward && turned_n(L) && need_dx_of(m, L, flags) && ((flags & BW_TRUE) || !L->fb_direct)) {
+        const float *B = (flags & BW_TRUE) ? L->W : L->B; /* the direct input gradient's weights */
+        float *Wt = w->aux[i] + wn_u_n(L);
+        const int kk = L->k * L->k;
+        for (int o = 0; o < L->c; o++)
+            for (int c = 0; c < L->ic; c++)
+                for (int q = 0; q < kk; q++) Wt[((long)c * L->c + o) * kk + q] = B[((long)o * L->ic + c) * kk + kk - 1 - q];
+    } else if (!backward && wino_nchw_use(L)) { /* U, kept while an attack fixes the weights */
         int32_t *st = w->iaux[i];
         if (w->weights_fixed && st[0] && (unsigned)st[1] == w->wgen) return;
         wino_weights(w->aux[i], L->W, L->c, L->ic, L->k, 0);
