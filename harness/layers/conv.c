@@ -17,7 +17,12 @@
  * bordered input width: dy is spread to rows of PW with zeros after its OW values, so that col2im adds
  * each of the KC rows as one run of OH*PW floats (col2im_wide_add, in the CPU's widest vectors) instead
  * of OH runs of OW. It costs (PW/OW - 1) more product (14% for LeNet-5's conv1, 40% for conv2) and saves
- * more (perf, lenet5 PGD-10: conv2's col2im of 1500 10-float rows cost more than its product). */
+ * more (perf, lenet5 PGD-10: conv2's col2im of 1500 10-float rows cost more than its product).
+ *
+ * On a CPU with AVX2 but not AVX-512, where the small products are half as wide, LeNet-5's two layers take
+ * other routes (measured: docs/performance.md, sixth round): conv2's forward pass by Winograd
+ * (wino_nchw_use), conv1's forward pass and input gradient as direct correlations (direct_fwd_ok,
+ * direct_dx_ok). */
 #include <string.h>
 
 #include "harness/gemm.h"
