@@ -96,8 +96,8 @@ void direct_dw(const float *in, int IC, int H, int PW, const float *gw, int OC, 
  * each row's 2 vectors once and adds them into every (channel, row) they reach, with the weight of that
  * (ki = input row - output row, kj). A row of OW (24..32) columns is two such halves, at columns (0, 8)
  * and (16, OW - 8): the last vector overlaps the one before it and stores the same values again, so no
- * masked store is needed (AVX2's vmaskmovps store is microcoded on AMD CPUs). With acc, every
- * accumulator starts from the stored y, all loaded before any is stored, so the overlap adds once. */
+ * masked store is needed (see pool.c's AVX2 rows on vmaskmovps). With acc, every accumulator starts from
+ * the stored y, all loaded before any is stored, so the overlap adds once. */
 #define DC_KERNEL(NAME, RO, RY, K)                                                                               \
     T256 static void NAME(float *y, const float *in, int IC, int H, int PW, const float *W, const float *bias,      \
                           int OH, int OW, int acc, int o0, int oy0, int x0, int x1) {                              \

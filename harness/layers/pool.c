@@ -176,8 +176,9 @@ T512 static void maxpool2_grad_row512(const float *gp, const float *yp, const in
     _mm512_mask_storeu_ps(r1 + 16, hi, _mm512_permutex2var_ps(e2, ih, e3));
 }
 
-/* The same two rows in AVX2, 8 windows a step, with no masked stores (AVX2's vmaskmovps store is
- * microcoded on AMD CPUs: an earlier masked version gained nothing). Rows of 8 to 16 windows (LeNet-5's
+/* The same two rows in AVX2, 8 windows a step, with no masked stores (an earlier version with AVX2's
+ * vmaskmovps stores gained nothing on this project's AMD machine, where LLVM's scheduling models have
+ * them microcoded; not measured alone). Rows of 8 to 16 windows (LeNet-5's
  * 14): a second step at n - 8 overlaps the first (it stores the same values again). Rows of 4 to 7
  * (LeNet-5's 5): one step of 8 that reads 16 inputs from each row and spills its last 8 - n windows into
  * the next row of windows, which the callers then store over, in order; with n >= 4 (rows of >= 8
