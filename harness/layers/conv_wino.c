@@ -1,4 +1,4 @@
-/* conv_wino.c -- k x k (3 or 5), stride 1, "same" (pad k/2) convolutions of channel-blocked tensors by
+/* conv_wino.c -- k x k (3 or 5), stride-1, zero-padded convolutions of channel-blocked tensors by
  * Winograd's minimal filtering F(2x2, kxk) (Lavin and Gray 2016): each 2x2 output tile is
  * A^T [ (G g G^T) . (B^T d B) ] A over an n x n input tile d (n = k + 1), so the 4 k^2 multiply-adds per
  * tile and channel pair of the direct form become n^2 — one product per position xi of the transformed
@@ -21,7 +21,9 @@
  *
  * Used by conv_dnnl.c for the forward pass and the input gradient (the input gradient of a stride-1
  * "same" convolution is the same convolution of dy with the weights turned 180 degrees and transposed:
- * wino_weights(flip)). The weight gradient stays oneDNN's. Touches only its arguments. */
+ * wino_weights(flip)). The weight gradient stays oneDNN's. Also used by conv.c, on CPUs with AVX2 but not
+ * AVX-512, for the forward pass of LeNet-5's unpadded conv2 (6 inputs in a block of 8: WinoGeom's cr). Touches
+ * only its arguments (and reads CONCORD_WINO once: wino_enabled). */
 #include "harness/layers/conv_wino.h"
 
 #include <stdlib.h>
