@@ -2,6 +2,7 @@
 #include "harness/threads.h"
 
 #include <pthread.h>
+#include <sched.h>
 #include <stdlib.h>
 
 /* Hand-offs spin before they sleep. A pass runs several regions (pool_run) per batch, a few hundred
@@ -27,6 +28,9 @@ struct Pool {
     int quit;      /* written under mu, read atomically */
     int sleepers;  /* workers asleep on go, or about to be (changed under mu) */
     int waiting;   /* the caller asleep on done, or about to be (changed under mu) */
+    /* pool_sync: threads arrived at the current barrier, and the barrier's number (bumped by the last) */
+    int arrived __attribute__((aligned(64)));
+    unsigned bgen;
 };
 
 typedef struct { struct Pool *p; int t; } PoolArg;
@@ -128,4 +132,22 @@ void pool_run(struct Pool *p, TaskFn fn, void *arg) {
     while (!workers_done(p, 0)) pthread_cond_wait(&p->done, &p->mu);
     __atomic_store_n(&p->waiting, 0, __ATOMIC_SEQ_CST);
     pthread_mutex_unlock(&p->mu);
+}
+
+/* A barrier inside a region: every thread of the region is running it, so a waiter spins (no lock, no
+ * sleep); past SPIN_NS it yields the CPU between polls, for a VM whose other vCPU was taken away. The
+ * barrier's number is read before arriving: it can only move once this thread has arrived. */
+void pool_sync(struct Pool *p) {
+    if (!p || p->T == 1) return;
+    const unsigned g = __atomic_load_n(&p->bgen, __ATOMIC_ACQUIRE);
+    if (__atomic_add_fetch(&p->arrived, 1, __ATOMIC_ACQ_REL) == p->T) {
+        __atomic_store_n(&p->arrived, 0, __ATOMIC_RELAXED);  /* before the release below: no one arrives sooner */
+        __atomic_store_n(&p->bgen, g + 1, __ATOMIC_RELEASE); /* publishes every thread's writes before it */
+        return;
+    }
+    const double t0 = now_seconds();
+    for (long i = 1; __atomic_load_n(&p->bgen, __ATOMIC_ACQUIRE) == g; i++) {
+        cpu_relax();
+        if ((i & 255) == 0 && now_seconds() - t0 > SPIN_NS * 1e-9) sched_yield();
+    }
 }

@@ -5,8 +5,9 @@
  * there is never a second pool competing for the cores. Samples are independent in every layer but
  * batch-norm in any mode and dropout's forward in training (its mask is one sequential random stream):
  * a run of sample-local layers executes as ONE parallel region (each thread carries its own samples
- * through all of them, no barrier in between); batch-norm runs channel-parallel and dropout's forward
- * serially, between regions. Weight gradients: thread 0 writes m->grads, thread t > 0 its own partial
+ * through all of them, no barrier in between); batch-norm runs between regions, each thread on its own
+ * samples with barriers inside (pool_sync), and dropout's forward serially. Weight gradients: thread 0
+ * writes m->grads, thread t > 0 its own partial
  * block, summed after the pass (so with several threads the summation order over samples differs
  * from the one-thread order: results agree to rounding, not bitwise; tests run with one thread). */
 #ifndef CONCORD_THREADS_H
@@ -19,4 +20,7 @@ struct Pool *pool_create(int T);                   /* T threads in all (T - 1 st
 void pool_free(struct Pool *p);                    /* NULL: nothing */
 /* fn(arg, t, T) for t = 0..T-1, the caller being thread 0; returns when all are done. p NULL: fn(arg, 0, 1). */
 void pool_run(struct Pool *p, TaskFn fn, void *arg);
+/* inside a region run by pool_run: waits until all T threads have called it; every write made before it
+   by any thread is then visible to all (batch-norm's per-thread partial sums). p NULL: nothing. */
+void pool_sync(struct Pool *p);
 #endif

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "harness/gemm.h"
+#include "harness/layers/kernels.h"
 #include "harness/layers/layer.h"
 #include "harness/loss.h"
 #include "attacks/attack.h"
@@ -210,7 +211,49 @@ TEST(conv_paths_agree_with_two_threads) {
     compare(&CASES[0], "bp", 1, BW_PARAMS | BW_INPUT | BW_TRUE, 2);
     compare(&CASES[5], "bp", 1, BW_PARAMS | BW_INPUT | BW_TRUE, 2);
     compare(&CASES[5], "bp", 0, BW_INPUT | BW_TRUE, 2);
+    /* batch-norm's partial sums over 3 and 4 threads' samples (6 samples: 2 each; 1 or 2 each) */
+    compare(&CASES[4], "bp", 1, BW_PARAMS | BW_INPUT | BW_TRUE, 3);
+    compare(&CASES[4], "bp", 1, BW_PARAMS | BW_INPUT | BW_TRUE, 4);
 }
+
+/* batch-norm's vector loops (GCC vector types, at the baseline and at AVX2) against its scalar ones:
+ * the same operations in the same order, so bit for bit. ResNet-20 at widths 1 (16-channel blocks with
+ * AVX-512, 8 with AVX2) and 1.5 (24 channels: padding lanes), training (batch statistics, parameter
+ * gradients) and inference, one and two threads, every vector level the CPU has. The canary flips one
+ * bit of one input-gradient element. */
+static int g_bn_flip;
+static int same_bits(const float *a, const float *b, long n) { return memcmp(a, b, sizeof(float) * n) == 0; }
+static void bn_forms_case(const Case *k, int mode, int threads, int level) {
+    Model *a = make(k, "bp", CONV_DNNL), *b = make(k, "bp", CONV_DNNL);
+    const int flags = BW_PARAMS | BW_INPUT | BW_TRUE;
+    bn_scalar_set(1);
+    kernels_level_set(0);
+    Out ob = run(b, threads, 6, mode, flags);
+    bn_scalar_set(0);
+    kernels_level_set(level);
+    Out oa = run(a, threads, 6, mode, flags);
+    kernels_level_set(-1);
+    if (g_bn_flip) { uint32_t u; memcpy(&u, &oa.dx[3], 4); u ^= 1; memcpy(&oa.dx[3], &u, 4); }
+    const char *tag = mode ? "train" : "infer";
+    T_ASSERT_MSG(same_bits(oa.logits, ob.logits, oa.nk), "%s w%.3g %s T%d level %d: logits", k->arch, k->width, tag, threads, level);
+    T_ASSERT_MSG(same_bits(oa.dx, ob.dx, oa.nd), "%s w%.3g %s T%d level %d: d/dx", k->arch, k->width, tag, threads, level);
+    T_ASSERT_MSG(same_bits(oa.grads, ob.grads, oa.np), "%s w%.3g %s T%d level %d: parameter gradients", k->arch, k->width, tag, threads, level);
+    T_ASSERT_MSG(same_bits(oa.stats, ob.stats, oa.ns), "%s w%.3g %s T%d level %d: running statistics", k->arch, k->width, tag, threads, level);
+    out_free(&oa); out_free(&ob);
+    model_free(a); model_free(b);
+}
+TEST(batchnorm_vector_loops_match_the_scalar_ones_bit_for_bit) {
+    for (int c = 4; c <= 5; c++)
+        for (int mode = 0; mode < 2; mode++)
+            for (int threads = 1; threads <= 2; threads++)
+                for (int level = 0; level <= kernels_level_max(); level++) bn_forms_case(&CASES[c], mode, threads, level);
+}
+static void bn_flipped(void) {
+    g_bn_flip = 1;
+    bn_forms_case(&CASES[4], 1, 1, 0);
+    g_bn_flip = 0;
+}
+TEST(batchnorm_forms_canary_flags_one_flipped_bit) { T_ASSERT(test_expect_failure(bn_flipped)); }
 
 /* every conv of alexnet, vgg16, resnet18, resnet20 blocked; LeNet-5 (conv2 reads 6 channels, for which
  * oneDNN has only reference loops on blocked tensors) NCHW throughout. On AVX2, oneDNN 2.6 has no kernels

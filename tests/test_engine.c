@@ -591,3 +591,35 @@ TEST(pool_hands_off_every_region_once_polling_or_asleep) {
     }
     alarm(0);
 }
+
+/* pool_sync: a barrier inside a region. Each round every thread adds one to a shared count, waits, and
+ * must then see all T additions of that round (and not yet any of the next); one thread is slow to arrive
+ * (past the 200 us spin: the yielding branch) in some rounds. The canary replaces the barrier by nothing
+ * and delays the workers' arrival by 2 ms: thread 0 then reads its own addition only. */
+typedef struct { struct Pool *p; int rounds, bad, skip; long count; } SyncProbe;
+static void task_sync(void *arg, int t, int T) {
+    SyncProbe *k = arg;
+    for (int r = 0; r < k->rounds; r++) {
+        if (k->skip && t > 0) busy_us(2000);
+        else if (r % 5 == (t % 5)) busy_us(r % 2 ? 30 : 260);
+        __atomic_add_fetch(&k->count, 1, __ATOMIC_RELAXED);
+        if (!k->skip) pool_sync(k->p);
+        long c = __atomic_load_n(&k->count, __ATOMIC_RELAXED);
+        if (c != (long)(r + 1) * T) __atomic_store_n(&k->bad, 1, __ATOMIC_RELAXED);
+        if (!k->skip) pool_sync(k->p); /* nobody starts round r + 1 before everyone has read round r */
+    }
+}
+static void sync_rounds(int T, int skip) {
+    SyncProbe k = {pool_create(T), skip ? 1 : 200, 0, skip, 0};
+    pool_run(k.p, task_sync, &k);
+    T_ASSERT_MSG(!k.bad, "T=%d: a thread passed pool_sync before every thread had arrived", T);
+    pool_free(k.p);
+}
+TEST(pool_sync_holds_every_thread_until_all_arrive) {
+    alarm(60);
+    for (int T = 2; T <= 4; T++) sync_rounds(T, 0);
+    pool_sync(NULL); /* no pool (one thread): returns */
+    alarm(0);
+}
+static void unsynced(void) { sync_rounds(2, 1); }
+TEST(pool_sync_canary_flags_a_missing_barrier) { T_ASSERT(test_expect_failure(unsynced)); }

@@ -123,6 +123,8 @@ int conv_chunk(const Layer *L, int cap);
 /* the channel block of the convolution path in use: V > 0 for oneDNN's blocked kernels, 0 for the
  * im2col + gemm path (conv_dnnl.c; CONCORD_CONV=im2col or conv_path_set) */
 int conv_block(void);
+/* batch-norm's loops: 1 = the scalar form for channel blocks too (tests compare it with the vector form) */
+void bn_scalar_set(int on);
 /* fuse.c: set every layer's fused/relu_in/relu_out (model_finalize calls it, after layout_plan) */
 void fuse_plan(Model *m);
 /* layout.c: set every layer's blk/iblk/cp/icp (model_finalize calls it) */
