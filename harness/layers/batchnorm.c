@@ -141,7 +141,8 @@ typedef float v8fu __attribute__((vector_size(32), aligned(4), may_alias));
 /* ReLU's gate on 8 lanes: dy where y's bits but the sign are not all zero, else +0 */
 #define GATE(dyv, yv) ((v8f)((v8i)(dyv) & (((v8i)(yv) & 0x7fffffff) != 0)))
 
-AI void store4(double *d, v4d a) { memcpy(d, &a, sizeof a); }
+/* a vector of 4 sums into a per-lane array (a macro: a function taking a 32-byte vector draws GCC's ABI note) */
+#define store4(d, a) do { const v4d t_ = (a); memcpy((d), &t_, sizeof t_); } while (0)
 
 AI void blk_sum_v(const float *x, long b0, long b1, long on, long off, long hw, const int V, double *s) {
     v4d a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0};
@@ -155,8 +156,8 @@ AI void blk_sum_v(const float *x, long b0, long b1, long on, long off, long hw, 
             a3 += HI(u2);
         }
     }
-    store4(s, a0), store4(s + 4, a1);
-    if (V == 16) store4(s + 8, a2), store4(s + 12, a3);
+    store4(s, a0); store4(s + 4, a1);
+    if (V == 16) { store4(s + 8, a2); store4(s + 12, a3); }
 }
 AI void blk_ssq_v(const float *x, long b0, long b1, long on, long off, long hw, const int V, const double *mu,
                   double *ss) {
@@ -174,8 +175,8 @@ AI void blk_ssq_v(const float *x, long b0, long b1, long on, long off, long hw, 
             a3 += d3 * d3;
         }
     }
-    store4(ss, a0), store4(ss + 4, a1);
-    if (V == 16) store4(ss + 8, a2), store4(ss + 12, a3);
+    store4(ss, a0); store4(ss + 4, a1);
+    if (V == 16) { store4(ss + 8, a2); store4(ss + 12, a3); }
 }
 AI void blk_affine_v(const float *x, float *y, long b0, long b1, long on, long off, long hw, const int V,
                      const float *mean, const float *inv, const float *g, const float *be, const int relu) {
@@ -208,8 +209,8 @@ AI void blk_bsum_v(const float *dy, const float *y, const float *x, long b0, lon
             c3 += HI(d2) * HI(xh2);
         }
     }
-    store4(sdy, a0), store4(sdy + 4, a1), store4(sdyx, c0), store4(sdyx + 4, c1);
-    if (V == 16) store4(sdy + 8, a2), store4(sdy + 12, a3), store4(sdyx + 8, c2), store4(sdyx + 12, c3);
+    store4(sdy, a0); store4(sdy + 4, a1); store4(sdyx, c0); store4(sdyx + 4, c1);
+    if (V == 16) { store4(sdy + 8, a2); store4(sdy + 12, a3); store4(sdyx + 8, c2); store4(sdyx + 12, c3); }
 }
 AI void blk_dx_v(const float *dy, const float *y, const float *x, float *dx, long b0, long b1, long on, long off,
                  long hw, const int V, const float *mean, const float *inv, const float *g, const float *a,
