@@ -134,7 +134,8 @@ typedef float v8fu __attribute__((vector_size(32), aligned(4), may_alias));
 #define SPLAT8(a) ((v8f){(a), (a), (a), (a), (a), (a), (a), (a)})
 /* lanes [8h, 8h + 8) of a per-lane array, as a vector */
 #define LV(arr, h) LD((arr) + 8 * (h))
-/* the block's vectors: h = 0 and, for 16 lanes, h = 1 */
+/* every pixel of the block in samples [b0, b1), o_ its first lane (the loops over the block's vectors,
+   h = 0 and for 16 lanes h = 1, are inside or around it) */
 #define FOR_SAMPLES \
     for (long b = b0; b < b1; b++) \
         for (long q = 0, o_ = b * on + off; q < hw; q++, o_ += V)
