@@ -68,6 +68,9 @@ static inline double bn_total(const double *const *part, int T, long j) {
     return s;
 }
 
+/* 1 / std from the running variance, channel c (0 on a padding lane) */
+static inline float run_inv(const Layer *L, int c) { return c < L->c ? 1.0f / sqrtf(L->run_var[c] + BN_EPS) : 0; }
+
 static int g_bn_scalar; /* tests: the scalar loops for blocks too (bn_scalar_set) */
 void bn_scalar_set(int on) { g_bn_scalar = on; }
 
@@ -303,7 +306,7 @@ AI void bn_fwd_infer(const Layer *L, const float *x, float *y, long nb, const in
             int c = k * V + v;
             int real = c < L->c;
             mean[v] = real ? L->run_mean[c] : 0;
-            inv[v] = real ? 1.0f / sqrtf(L->run_var[c] + BN_EPS) : 0;
+            inv[v] = run_inv(L, c);
             g[v] = real ? L->gamma[c] : 0;
             be[v] = real ? L->beta[c] : 0;
         }
@@ -331,7 +334,7 @@ AI void bn_stats(const Model *m, const Work *w, int i, int k, const int V, const
     for (int v = 0; v < V; v++) {
         int c = k * V + v, real = c < L->c;
         if (train) { mean[v] = BN_MEAN(w, i)[c]; inv[v] = BN_INVSTD(w, L, i)[c]; }
-        else { mean[v] = real ? L->run_mean[c] : 0; inv[v] = real ? 1.0f / sqrtf(L->run_var[c] + BN_EPS) : 0; }
+        else { mean[v] = real ? L->run_mean[c] : 0; inv[v] = run_inv(L, c); }
         g[v] = real ? L->gamma[c] * inv[v] : 0;
     }
 }
@@ -396,7 +399,7 @@ AI void bn_bwd_infer(const Layer *L, const float *dy, const float *y, float *dx,
         float g[VMAX], zero[VMAX] = {0};
         for (int v = 0; v < V; v++) {
             int c = k * V + v;
-            g[v] = c < L->c ? L->gamma[c] * (1.0f / sqrtf(L->run_var[c] + BN_EPS)) : 0;
+            g[v] = c < L->c ? L->gamma[c] * run_inv(L, c) : 0;
         }
         BLK(blk_dx, V, dy, y, NULL, dx, 0, nb, on, k * hw * V, hw, V, zero, zero, g, zero, zero, relu, 0, assign);
     }
