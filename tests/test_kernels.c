@@ -5,6 +5,7 @@
  * col2im_s1_add, the row-by-row adjoint of im2col, for padded and unpadded stride-1 layers, storing and
  * accumulating, at every level; the direct weight gradient and the direct convolution (layers/conv_direct.c)
  * against sums in double;
+ * im2col_s1's rows at every level against the index formula;
  * layout_move's AVX2 turns (layers/layout.c) against its one-by-one loop. Canaries: a wrong float in each
  * comparison is caught. */
 #include <stdlib.h>
@@ -121,6 +122,56 @@ static void corrupted_wide(void) {
     kernels_level_set(-1);
 }
 TEST(col2im_wide_canary_flags_one_wrong_value) { T_ASSERT(test_expect_failure(corrupted_wide)); }
+
+/* im2col_s1 (its rows in AVX-512 masked moves, AVX2 overlapping moves or 4-float copies) against the index
+ * formula, bit for bit (NaNs, infinities, signed zeros), at every level; output rows 1 to 40 wide, padded
+ * and not; the floats after the matrix must stay untouched. Returns the mismatches. */
+static long check_im2col(int ic, int ih, int iw, int k, int pad, int level) {
+    kernels_level_set(level);
+    Layer L;
+    memset(&L, 0, sizeof L);
+    L.ic = ic; L.ih = ih; L.iw = iw; L.k = k; L.pad = pad; L.stride = 1;
+    L.h = ih + 2 * pad - k + 1; L.w = iw + 2 * pad - k + 1; L.c = 2;
+    const long KC = (long)ic * k * k, P = (long)L.h * L.w, xn = (long)ic * ih * iw, G = 40;
+    float *x = xmalloc(sizeof(float) * xn), *col = xmalloc(sizeof(float) * (KC * P + G));
+    float *xpad = xmalloc(sizeof(float) * ic * (ih + 2 * pad) * (iw + 2 * pad) + 1);
+    fill(x, xn, (uint64_t)(ic * 7 + iw * 100 + pad));
+    for (long j = 0; j < KC * P + G; j++) col[j] = 7.0f;
+    im2col_s1(&L, x, xpad, col);
+    if (g_corrupt) col[KC * P / 2] = -col[KC * P / 2];
+    long bad = 0;
+    for (int c = 0; c < ic; c++)
+        for (int ki = 0; ki < k; ki++)
+            for (int kj = 0; kj < k; kj++)
+                for (int oy = 0; oy < L.h; oy++)
+                    for (int ox = 0; ox < L.w; ox++) {
+                        const int iy = oy - pad + ki, ix = ox - pad + kj;
+                        const float want = iy < 0 || iy >= ih || ix < 0 || ix >= iw ? 0.0f : x[((long)c * ih + iy) * iw + ix];
+                        bad += bits(col[(((long)c * k + ki) * k + kj) * P + (long)oy * L.w + ox]) != bits(want);
+                    }
+    for (long j = KC * P; j < KC * P + G; j++) bad += col[j] != 7.0f;
+    free(x); free(col); free(xpad);
+    return bad;
+}
+TEST(im2col_rows_are_the_index_formula_at_every_level) {
+    for (int l = 0; l <= kernels_level_max(); l++)
+        for (int ow = 1; ow <= 40; ow++)
+            for (int pad = 0; pad <= 2; pad += 2) {
+                const int k = ow % 2 ? 5 : 3, ic = 1 + ow % 3, iw = ow + k - 1 - 2 * pad, ih = 5 + ow % 5;
+                if (iw < 1) continue;
+                long bad = check_im2col(ic, ih, iw, k, pad, l);
+                T_ASSERT_MSG(bad == 0, "level %s, ic %d %dx%d k %d pad %d: %ld values differ", kernels_level_name(l), ic, ih,
+                             iw, k, pad, bad);
+            }
+    kernels_level_set(-1);
+}
+static void corrupted_im2col(void) {
+    g_corrupt = 1;
+    T_ASSERT(check_im2col(6, 14, 14, 5, 0, kernels_level_max()) == 0);
+    g_corrupt = 0;
+    kernels_level_set(-1);
+}
+TEST(im2col_canary_flags_one_wrong_value) { T_ASSERT(test_expect_failure(corrupted_im2col)); }
 
 /* direct_dw (layers/conv_direct.c) against sums in double, at every level that has it (avx2, avx512), for
  * the shapes it is built for: K 3 and 5, output rows 1-32 wide (one, two or four vectors), padded and

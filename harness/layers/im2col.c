@@ -1,6 +1,7 @@
 /* im2col.c -- the column matrices convolutions multiply (im2col) and their adjoints (col2im). See im2col.h. */
 #include "harness/layers/im2col.h"
 
+#include <immintrin.h>
 #include <string.h>
 
 #include "harness/layers/kernels.h"
@@ -37,15 +38,44 @@ void im2col(const Layer *L, int ns, const float *x, float *col) {
             }
 }
 
-static void im2col_rows(const Layer *L, const float *src, int PH, int PW, float *col) {
-    const int K = L->k, OW = L->w, P = L->h * OW;
-    for (int c = 0; c < L->ic; c++)
-        for (int ki = 0; ki < K; ki++)
-            for (int kj = 0; kj < K; kj++) {
-                float *row = col + (long)((c * K + ki) * K + kj) * P;
-                const float *sp = src + ((long)c * PH + ki) * PW + kj;
-                for (int oy = 0; oy < L->h; oy++) row_copy(row + oy * OW, sp + (long)oy * PW, OW);
+/* the column matrix (KC, OH*OW) of ONE sample at stride 1 from its (bordered) copy src (IC, PH, PW): every
+ * row a copy of OW floats. Rows of up to 32 floats go in the CPU's wider vectors (perf, lenet5 training
+ * on the AVX-512 EPYC: row_copy's 4-float loops were 13% of the epoch, their loop control as many
+ * instructions as their moves; 2% of the epoch saved, alternated runs): with AVX-512 a row of OW <= 16
+ * floats is one masked load and store, of <= 32 two; with AVX2 (no masked stores: vmaskmovps is
+ * microcoded on AMD) 8-float moves, the last one overlapping the one before (OW >= 8). Copies: the same
+ * bits at every level. (Building the matrix in blocks of output rows small enough to stay in L1 for the
+ * product was measured 4-6% slower on lenet5 training: the narrower products lost more.) */
+#define T512 __attribute__((target("avx512f")))
+#define T256 __attribute__((target("avx2")))
+#define ROWS_FOR(body)                                                              \
+    for (int c = 0; c < L->ic; c++)                                                 \
+        for (int ki = 0; ki < L->k; ki++)                                           \
+            for (int kj = 0; kj < L->k; kj++) {                                     \
+                float *row = col + (long)((c * L->k + ki) * L->k + kj) * L->h * OW; \
+                const float *sp = src + ((long)c * PH + ki) * PW + kj;              \
+                for (int oy = 0; oy < L->h; oy++, row += OW, sp += PW) { body; }    \
             }
+T512 static void rows512(const Layer *L, const float *src, int PH, int PW, float *col) {
+    const int OW = L->w;
+    const __mmask16 m0 = (__mmask16)(OW >= 16 ? 0xFFFFu : (1u << OW) - 1);
+    if (OW <= 16) ROWS_FOR(_mm512_mask_storeu_ps(row, m0, _mm512_maskz_loadu_ps(m0, sp)))
+    else {
+        const __mmask16 m1 = (__mmask16)((1u << (OW - 16)) - 1);
+        ROWS_FOR(_mm512_storeu_ps(row, _mm512_loadu_ps(sp));
+                 _mm512_mask_storeu_ps(row + 16, m1, _mm512_maskz_loadu_ps(m1, sp + 16)))
+    }
+}
+T256 static void rows256(const Layer *L, const float *src, int PH, int PW, float *col) {
+    const int OW = L->w;
+    ROWS_FOR(for (int j = 0; j + 8 < OW; j += 8) _mm256_storeu_ps(row + j, _mm256_loadu_ps(sp + j));
+             _mm256_storeu_ps(row + OW - 8, _mm256_loadu_ps(sp + OW - 8)))
+}
+static void im2col_rows(const Layer *L, const float *src, int PH, int PW, float *col) {
+    const int OW = L->w, lv = kernels_level();
+    if (lv >= 2 && OW <= 32) rows512(L, src, PH, PW, col);
+    else if (lv == 1 && OW >= 8 && OW <= 32) rows256(L, src, PH, PW, col);
+    else ROWS_FOR(row_copy(row, sp, OW))
 }
 /* im2col of ONE sample for stride 1: with pad > 0 the sample is first copied into a zero-bordered
  * buffer xpad (IC, IH+2pad, IW+2pad), so every column-matrix row is a plain copy of OW floats with no
