@@ -132,7 +132,7 @@ T512 static inline void row_masks(int n, __mmask16 *lo, __mmask16 *hi) {
     *lo = (__mmask16)(2 * n >= 16 ? 0xFFFF : (1u << (2 * n)) - 1);
     *hi = (__mmask16)(2 * n > 16 ? (1u << (2 * n - 16)) - 1 : 0);
 }
-T512 static void maxpool2_row512(const float *r0, const float *r1, int n, int base, int IW, int relu, float *yo,
+T512 static inline void maxpool2_row512(const float *r0, const float *r1, int n, int base, int IW, int relu, float *yo,
                                  int32_t *ao) {
     __mmask16 lo, hi;
     row_masks(n, &lo, &hi);
@@ -153,7 +153,7 @@ T512 static void maxpool2_row512(const float *r0, const float *r1, int n, int ba
 }
 /* the backward pass's store of one row of windows: 0 + dy at each winner, +0 elsewhere, as the 4-lane
  * code (relu_in: dy only where the pooled value is > 0) */
-T512 static void maxpool2_grad_row512(const float *gp, const float *yp, const int32_t *ap, int n, int base, int IW,
+T512 static inline void maxpool2_grad_row512(const float *gp, const float *yp, const int32_t *ap, int n, int base, int IW,
                                       int relu, float *r0, float *r1) {
     __mmask16 lo, hi;
     row_masks(n, &lo, &hi);
@@ -174,6 +174,28 @@ T512 static void maxpool2_grad_row512(const float *gp, const float *yp, const in
     _mm512_mask_storeu_ps(r0 + 16, hi, _mm512_permutex2var_ps(e0, ih, e1));
     _mm512_mask_storeu_ps(r1, lo, _mm512_permutex2var_ps(e2, il, e3));
     _mm512_mask_storeu_ps(r1 + 16, hi, _mm512_permutex2var_ps(e2, ih, e3));
+}
+
+/* the rows above over NBC planes (samples x channels) of a 2x2 pool, in one AVX-512 function: the row
+ * kernels inline, their constants stay in registers and the SSE code around them is not re-entered
+ * (perf, lenet5 training: the per-row calls' entry, constants and vzeroupper were a third of their time) */
+T512 static void maxpool2_rows512(const float *x, long nbc, int IH, int IW, int OH, int OW, int relu, float *y,
+                                  int32_t *am) {
+    for (long bc = 0; bc < nbc; bc++)
+        for (int oy = 0; oy < OH; oy++) {
+            const float *r0 = x + bc * IH * IW + 2L * oy * IW;
+            const long o = (bc * OH + oy) * OW;
+            maxpool2_row512(r0, r0 + IW, OW, 2 * oy * IW, IW, relu, y + o, am + o);
+        }
+}
+T512 static void maxpool2_grad_rows512(const float *dy, const float *yv, const int32_t *am, long nbc, int IH, int IW,
+                                       int OH, int OW, int relu, float *dx) {
+    for (long bc = 0; bc < nbc; bc++)
+        for (int oy = 0; oy < OH; oy++) {
+            const long o = (bc * OH + oy) * OW;
+            float *r0 = dx + bc * IH * IW + 2L * oy * IW;
+            maxpool2_grad_row512(dy + o, yv + o, am + o, OW, 2 * oy * IW, IW, relu, r0, r0 + IW);
+        }
 }
 
 /* The same two rows in AVX2, 8 windows a step, with no masked stores (an earlier version with AVX2's
@@ -269,14 +291,14 @@ static void maxpool2_grad_row256_last(const float *gp, const float *yp, const in
 static void maxpool2_plain(const Layer *L, const float *x, float *y, int32_t *am, long nb) {
     const int IW = L->iw, OW = L->w, relu = L->relu_in;
     const int lv = kernels_level();
-    if (OW <= 16 && (lv >= 2 || (lv == 1 && OW >= 4))) {
+    if (OW <= 16 && lv >= 2) { maxpool2_rows512(x, nb * L->c, L->ih, IW, L->h, OW, relu, y, am); return; }
+    if (OW <= 16 && lv == 1 && OW >= 4) {
         const long last = nb * L->c * L->h - 1; /* the range's last row of windows */
         for (long bc = 0; bc < nb * L->c; bc++)
             for (int oy = 0; oy < L->h; oy++) {
                 const float *r0 = x + bc * L->ih * IW + 2L * oy * IW;
                 const long o = bc * L->h * OW + (long)oy * OW;
-                if (lv >= 2) maxpool2_row512(r0, r0 + IW, OW, 2 * oy * IW, IW, relu, y + o, am + o);
-                else if (OW < 8 && bc * L->h + oy == last)
+                if (OW < 8 && bc * L->h + oy == last)
                     maxpool2_row256_last(r0, r0 + IW, OW, 2 * oy * IW, IW, relu, y + o, am + o);
                 else maxpool2_row256(r0, r0 + IW, OW, 2 * oy * IW, IW, relu, y + o, am + o);
             }
@@ -389,15 +411,18 @@ static void maxpool_backward(Model *m, Work *w, int i, const float *dout, int fl
         return;
     }
     const int lv = kernels_level();
-    if (assign && L->w <= 16 && (lv >= 2 || (lv == 1 && L->w >= 4))) { /* as below, a row of windows at once */
+    if (assign && L->w <= 16 && lv >= 2) { /* as below, a row of windows at once */
+        maxpool2_grad_rows512(s.dy, yv, am, s.nb * L->c, L->ih, L->iw, L->h, L->w, relu, s.dx);
+        return;
+    }
+    if (assign && L->w <= 16 && lv == 1 && L->w >= 4) {
         const int IW = L->iw, OW = L->w;
         const long last = s.nb * L->c * L->h - 1;
         for (long bc = 0; bc < s.nb * L->c; bc++)
             for (int oy = 0; oy < L->h; oy++) {
                 const long o = bc * ohw + (long)oy * OW;
                 float *r0 = s.dx + bc * ihw + 2L * oy * IW;
-                if (lv >= 2) maxpool2_grad_row512(s.dy + o, yv + o, am + o, OW, 2 * oy * IW, IW, relu, r0, r0 + IW);
-                else if (OW < 8 && bc * L->h + oy == last)
+                if (OW < 8 && bc * L->h + oy == last)
                     maxpool2_grad_row256_last(s.dy + o, yv + o, am + o, OW, 2 * oy * IW, IW, relu, r0, r0 + IW);
                 else maxpool2_grad_row256(s.dy + o, yv + o, am + o, OW, 2 * oy * IW, IW, relu, r0, r0 + IW);
             }
