@@ -5,9 +5,10 @@
  * col2im_s1_add, the row-by-row adjoint of im2col, for padded and unpadded stride-1 layers, storing and
  * accumulating, at every level; the direct weight gradient and the direct convolution (layers/conv_direct.c)
  * against sums in double;
- * im2col_s1's rows at every level against the index formula;
+ * im2col_s1's rows at every level against the index formula; sums_f64's rows against sum_f64;
  * layout_move's AVX2 turns (layers/layout.c) against its one-by-one loop. Canaries: a wrong float in each
  * comparison is caught. */
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -71,6 +72,47 @@ static void corrupted_runs(void) {
     kernels_level_set(-1);
 }
 TEST(kernels_canary_flags_one_wrong_float) { T_ASSERT(test_expect_failure(corrupted_runs)); }
+
+/* sums_f64 (four rows at a time, double vectors) against sum_f64 row by row, bit for bit, at every level:
+ * 1-9 rows (whole groups of four and the rest), lengths 0-70, infinities, NaNs and signed zeros in some
+ * rows; returns the mismatching sums */
+static long check_sums(int level) {
+    kernels_level_set(level);
+    enum { LD = 73, R = 9 };
+    float x[R * LD];
+    double out[R];
+    long bad = 0;
+    for (int n = 0; n <= 70; n++)
+        for (int rows = 1; rows <= R; rows++) {
+            fill(x, R * LD, (uint64_t)(n * 16 + rows));
+            for (int j = 0; j < R * LD; j++) {
+                if (n % 3 && !(x[j] - x[j] == 0.0f)) x[j] = 0.125f * (float)(j % 7); /* mostly finite rows */
+                x[j] = ldexpf(x[j], (j * 37) % 61 - 30); /* magnitudes 2^-30..2^30: the order of the adds shows */
+            }
+            sums_f64(x, rows, n, LD, out);
+            if (g_corrupt && n == 40 && rows == 5) out[4] = nextafter(out[4], 1e300);
+            for (int r = 0; r < rows; r++) {
+                const double want = sum_f64(x + r * LD, n);
+                /* NaN for NaN: which operand's payload an add keeps is the compiler's choice */
+                bad += isnan(want) ? !isnan(out[r]) : memcmp(&want, &out[r], sizeof want) != 0;
+            }
+        }
+    return bad;
+}
+TEST(sums_f64_rows_are_sum_f64_bit_for_bit_at_every_level) {
+    for (int l = 0; l <= kernels_level_max(); l++) {
+        long bad = check_sums(l);
+        T_ASSERT_MSG(bad == 0, "level %s: %ld sums differ", kernels_level_name(l), bad);
+    }
+    kernels_level_set(-1);
+}
+static void corrupted_sums(void) {
+    g_corrupt = 1;
+    T_ASSERT(check_sums(kernels_level_max()) == 0);
+    g_corrupt = 0;
+    kernels_level_set(-1);
+}
+TEST(sums_f64_canary_flags_one_wrong_sum) { T_ASSERT(test_expect_failure(corrupted_sums)); }
 
 /* col2im_wide_add against col2im_s1_add for a stride-1 layer; returns the mismatching floats */
 static long check_wide(int ic, int ih, int iw, int k, int pad, int assign, int level) {

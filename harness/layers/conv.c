@@ -241,8 +241,12 @@ static void im2col_backward(Model *m, Work *w, int i, const float *dout, int fla
         }
         if (want_params) {
             const int first = b0 + s == bstart;
-            if (db)
-                for (int c = 0; c < L->c; c++) db[c] = (first ? 0.0f : db[c]) + (float)sum_f64(g + (long)c * NP, NP);
+            double sum[64];
+            for (int c0 = 0; db && c0 < L->c; c0 += 64) {
+                const int nc = L->c - c0 < 64 ? L->c - c0 : 64;
+                sums_f64(g + (long)c0 * NP, nc, NP, NP, sum);
+                for (int c = 0; c < nc; c++) db[c0 + c] = (first ? 0.0f : db[c0 + c]) + (float)sum[c];
+            }
         }
         if (need_dx && !direct && ns == 1 && direct_dx_ok(L)) { /* dx (+)= dy bordered (x) W turned */
             const int e = dx_border(L), PW = L->w + 2 * e;

@@ -60,6 +60,8 @@ static inline double sum_f64(const float *x, long n) {
  * every level); the level in use (0 sse2, 1 avx2, 2 avx512: the CPU's, capped by
  * CONCORD_ISA), the CPU's own, setting it (tests; -1: from the CPU and CONCORD_ISA again), its name */
 void run_add(float *restrict d, const float *restrict s, long n);
+/* out[r] = sum_f64(x + r*ld, n) for r < rows, bit for bit, several rows at once */
+void sums_f64(const float *x, int rows, long n, long ld, double *out);
 int kernels_level(void);
 int kernels_level_max(void);
 void kernels_level_set(int level);
