@@ -4,7 +4,7 @@
  * infinities and NaNs; col2im_wide_add, fed the wide column matrix (zeros in the extra columns), against
  * col2im_s1_add, the row-by-row adjoint of im2col, for padded and unpadded stride-1 layers, storing and
  * accumulating, at every level; the direct weight gradient and the direct convolution (layers/conv_direct.c)
- * against sums in double;
+ * against sums in double, and its 16-channel form against its own FMA chain;
  * im2col_s1's rows at every level against the index formula; sums_f64's rows against sum_f64;
  * layout_move's AVX2 turns (layers/layout.c) against its one-by-one loop. Canaries: a wrong float in each
  * comparison is caught. */
@@ -282,6 +282,72 @@ static void corrupted_dw(void) {
 TEST(direct_weight_gradient_canary_flags_one_wrong_value) {
     if (kernels_level_max() < 1) { test_skip("no AVX2 + FMA on this CPU"); return; }
     T_ASSERT(test_expect_failure(corrupted_dw));
+}
+
+/* direct_dw16 (16 output channels per vector, AVX-512) against the operation order it claims, bit for bit:
+ * per element one fmaf chain over the pixels in order, from 0 or the stored value (fmaf rounds once, as
+ * the vector FMA does); and against sums in double. K 3 and 5, padded (bordered input wider than needed)
+ * and not, 16 and 32 output channels, 1-6 input channels, storing and accumulating. Returns the number
+ * of elements off either oracle. */
+static long check_dw16(int ic, int ih, int iw, int k, int pad, int oc, int acc) {
+    const int OH = ih + 2 * pad - k + 1, OW = iw + 2 * pad - k + 1, PW = iw + 2 * pad + 3, H = ih + 2 * pad;
+    const long KC = (long)ic * k * k, P = (long)OH * OW;
+    float *x = xmalloc(sizeof(float) * ic * ih * iw), *in = xmalloc(sizeof(float) * direct_border_n(ic, ih, pad, PW));
+    float *gT = xmalloc(sizeof(float) * P * oc), *dwt = xmalloc(sizeof(float) * KC * oc);
+    Rng r;
+    rng_seed(&r, (uint64_t)(ic * 31 + ih * 7 + k + pad * 3 + oc * 100 + acc), 5, 0);
+    for (long j = 0; j < (long)ic * ih * iw; j++) x[j] = rng_uniform(&r) * 2.0f - 1.0f;
+    for (long j = 0; j < P * oc; j++) gT[j] = rng_uniform(&r) * 2.0f - 1.0f;
+    for (long j = 0; j < KC * oc; j++) dwt[j] = acc ? 0.25f * (float)(j % 7) - 0.5f : 99.0f;
+    direct_border(x, ic, ih, iw, pad, PW, in);
+    direct_dw16(in, ic, H, PW, gT, oc, k, OH, OW, dwt, acc);
+    if (g_corrupt) dwt[KC * oc / 2] = nextafterf(dwt[KC * oc / 2], 1e30f);
+    long bad = 0;
+    for (int o = 0; o < oc; o++)
+        for (int c = 0; c < ic; c++)
+            for (int ki = 0; ki < k; ki++)
+                for (int kj = 0; kj < k; kj++) {
+                    const long at = (((long)c * k + ki) * k + kj) * oc + o;
+                    float f = acc ? 0.25f * (float)(at % 7) - 0.5f : 0.0f;
+                    double s = f, mag = fabs(s);
+                    for (int y = 0; y < OH; y++)
+                        for (int xx = 0; xx < OW; xx++) {
+                            const float v = in[((long)c * H + y + ki) * PW + xx + kj], g = gT[((long)y * OW + xx) * oc + o];
+                            f = fmaf(v, g, f);
+                            s += (double)v * g;
+                            mag += fabs((double)v * g);
+                        }
+                    bad += bits(f) != bits(dwt[at]) || fabs(dwt[at] - s) > 1e-6 * (mag + 1.0);
+                }
+    free(x); free(in); free(gT); free(dwt);
+    return bad;
+}
+static const int DW16[][6] = { /* ic, ih, iw, k, pad, oc */
+    {6, 14, 14, 5, 0, 16}, {1, 9, 9, 3, 1, 16}, {3, 7, 11, 5, 2, 32}, {2, 5, 5, 5, 0, 16}, {4, 6, 13, 3, 0, 32},
+};
+TEST(direct_weight_gradient_16_channels_is_its_fma_chain_bit_for_bit) {
+    if (kernels_level_max() < 2) { test_skip("no AVX-512 on this CPU: direct_dw16 is never used"); return; }
+    kernels_level_set(2);
+    for (size_t i = 0; i < ARRAY_LEN(DW16); i++)
+        for (int acc = 0; acc < 2; acc++) {
+            const int *c = DW16[i];
+            long bad = check_dw16(c[0], c[1], c[2], c[3], c[4], c[5], acc);
+            T_ASSERT_MSG(bad == 0, "ic %d %dx%d k %d pad %d oc %d acc %d: %ld values off", c[0], c[1], c[2], c[3], c[4],
+                         c[5], acc, bad);
+        }
+    T_ASSERT(!direct_dw16_ok(5, 24) && !direct_dw16_ok(7, 16)); /* what it is not built for goes elsewhere */
+    kernels_level_set(-1);
+}
+static void corrupted_dw16(void) {
+    g_corrupt = 1;
+    kernels_level_set(2);
+    T_ASSERT(check_dw16(6, 14, 14, 5, 0, 16, 1) == 0);
+    g_corrupt = 0;
+    kernels_level_set(-1);
+}
+TEST(direct_weight_gradient_16_canary_flags_one_ulp) {
+    if (kernels_level_max() < 2) { test_skip("no AVX-512 on this CPU"); return; }
+    T_ASSERT(test_expect_failure(corrupted_dw16));
 }
 
 /* layout_move's assigning moves between NCHW and blocks of 8 (turned 8 x 8 at a time in AVX2) against the

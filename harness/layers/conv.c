@@ -55,7 +55,11 @@ static long max_l(long a, long b) { return a > b ? a : b; }
  * (conv_direct.c) on CPUs with AVX2 + FMA: as a product, dW^T = col dy^T has C = 6 columns, which libxsmm
  * vectorises over (a third of an AVX-512 vector), and it needs dy transposed and the column matrix
  * built (perf, lenet5 training: conv1's weight product 451, im2col 198, transpose 191 Mcycles of an
- * epoch's 4,880). */
+ * epoch's 4,880). With 16, 32, ... output channels on an AVX-512 CPU (LeNet-5's conv2: 16 channels of
+ * 10x10) the weight gradient is the product's own sums, 16 channels to a vector, with each input value broadcast from the
+ * sample (conv_direct.c: direct_dw16): the same bits as col dy^T through libxsmm without building col
+ * (perf, lenet5 training natively: 7% faster, alternated runs; the column matrix was a third of im2col's
+ * 15%). */
 static int direct_dw_ok(const Layer *L) {
     return L->stride == 1 && L->c <= DIRECT_MAX_C && L->w <= DIRECT_MAX_W && direct_dw_k(L->k) && kernels_level() >= 1;
 }
@@ -235,9 +239,16 @@ static void im2col_backward(Model *m, Work *w, int i, const float *dout, int fla
                call's sum goes into dW once, below */
             for (int c = 0; c < L->c; c++)
                 for (int p = 0; p < NP; p++) gT[(long)p * L->c + c] = g[(long)c * NP + p];
-            if (ns == 1 && L->stride == 1) im2col_s1(L, sp.x + s * sp.inn, tmp, col);
-            else im2col(L, ns, sp.x + s * sp.inn, col);
-            gemm(0, 0, KC, L->c, NP, 1.0f, col, NP, gT, L->c, s == 0 ? 0.0f : 1.0f, dWt, L->c);
+            if (ns == 1 && L->stride == 1 && direct_dw16_ok(L->k, L->c)) { /* the same sums without col */
+                const int PW = L->iw + 2 * L->pad;
+                const float *in = sp.x + s * sp.inn;
+                if (L->pad) { direct_border(in, L->ic, L->ih, L->iw, L->pad, PW, tmp); in = tmp; }
+                direct_dw16(in, L->ic, L->ih + 2 * L->pad, PW, gT, L->c, L->k, L->h, L->w, dWt, s > 0);
+            } else {
+                if (ns == 1 && L->stride == 1) im2col_s1(L, sp.x + s * sp.inn, tmp, col);
+                else im2col(L, ns, sp.x + s * sp.inn, col);
+                gemm(0, 0, KC, L->c, NP, 1.0f, col, NP, gT, L->c, s == 0 ? 0.0f : 1.0f, dWt, L->c);
+            }
         }
         if (want_params) {
             const int first = b0 + s == bstart;

@@ -90,6 +90,48 @@ void direct_dw(const float *in, int IC, int H, int PW, const float *gw, int OC, 
     f(in, IC, H, PW, gw, OC, OH, dWt, acc);
 }
 
+/* ---- the weight gradient over 16 output channels at once (conv_direct.h: direct_dw16), AVX-512 ----
+ * For one input channel c the K*K rows (ki, kj) of dWt, 16 channels each, stay in K*K registers (25 of
+ * 32 for K = 5) over all P output pixels: per pixel one load of dy^T's 16 channels and K*K fused
+ * multiply-adds, each with the input value it meets broadcast from the L1-resident sample. Per element
+ * the chain is the product col x dy^T's, pixel by pixel from 0 (or the stored value), so the same bits
+ * as libxsmm's kernel for that product, without building col. */
+#define DW16_KERNEL(NAME, RK)                                                                                    \
+    T512 static void NAME(const float *in, int IC, int H, int PW, const float *gT, int OC, int OH, int OW,       \
+                          float *dWt, int acc) {                                                                \
+        for (int o0 = 0; o0 < OC; o0 += 16)                                                                     \
+            for (int c = 0; c < IC; c++) {                                                                      \
+                __m512 a[RK * RK];                                                                              \
+                float *d = dWt + (long)c * RK * RK * OC + o0;                                                   \
+                UNROLL for (int r = 0; r < RK * RK; r++) a[r] = acc ? _mm512_loadu_ps(d + (long)r * OC) : _mm512_setzero_ps(); \
+                for (int y = 0; y < OH; y++) {                                                                  \
+                    const float *q[RK], *g = gT + (long)y * OW * OC + o0; /* q: the K input rows pixel y meets */ \
+                    UNROLL for (int ki = 0; ki < RK; ki++) q[ki] = in + ((long)c * H + y + ki) * PW;          \
+                    for (int x = 0; x < OW; x++, g += OC) {                                                     \
+                        const __m512 gv = _mm512_loadu_ps(g);                                                   \
+                        UNROLL for (int ki = 0; ki < RK; ki++) {                                                \
+                            /* each input value broadcast from memory in its FMA (GCC otherwise carries them \
+                               across pixels in spilled registers), at an offset from its row's pointer */     \
+                            __asm__("" : "+r"(q[ki]));                                                          \
+                            UNROLL for (int kj = 0; kj < RK; kj++)                                              \
+                                a[ki * RK + kj] = _mm512_fmadd_ps(_mm512_set1_ps(q[ki][kj]), gv, a[ki * RK + kj]); \
+                            q[ki]++;                                                                            \
+                        }                                                                                       \
+                    }                                                                                           \
+                }                                                                                               \
+                UNROLL for (int r = 0; r < RK * RK; r++) _mm512_storeu_ps(d + (long)r * OC, a[r]);              \
+            }                                                                                                   \
+    }
+DW16_KERNEL(dw16_k5, 5)
+DW16_KERNEL(dw16_k3, 3)
+
+int direct_dw16_ok(int K, int OC) { return kernels_level() >= 2 && (K == 3 || K == 5) && OC % 16 == 0; }
+void direct_dw16(const float *in, int IC, int H, int PW, const float *gT, int OC, int K, int OH, int OW, float *dWt,
+                 int acc) {
+    CHECK(direct_dw16_ok(K, OC) && H >= OH + K - 1 && PW >= OW + K - 1);
+    (K == 5 ? dw16_k5 : dw16_k3)(in, IC, H, PW, gT, OC, OH, OW, dWt, acc);
+}
+
 /* ---- the direct convolution (conv_direct.h: direct_conv), AVX2 + FMA ----
  * A block of RO output channels x RY output rows x 2 vectors of 8 columns keeps RO*RY*2 accumulators;
  * for each input channel c and column offset kj it walks the RY + K - 1 input rows the block reads, loads

@@ -28,6 +28,15 @@ long direct_border_n(int C, int H, int pad, int PW);
 void direct_dw(const float *in, int IC, int H, int PW, const float *gw, int OC, int K, int OH, int OW, float *dWt,
                int acc);
 
+/* the same sums for OC a multiple of 16, vectorised over the output channels: dWt as above (=, or += with
+ * acc), from in (IC, H, PW) (H >= OH + K - 1, PW >= OW + K - 1: the sample or its bordered copy) and
+ * gT = dy transposed, (OH*OW, OC); per element in pixel order from 0 (or the stored value), one fused
+ * multiply-add each: the bits of the product col x gT in libxsmm. AVX-512 only; K 3 or 5
+ * (direct_dw16_ok; CHECKed). conv.c: LeNet-5's conv2 (16 channels of 10x10). */
+int direct_dw16_ok(int K, int OC);
+void direct_dw16(const float *in, int IC, int H, int PW, const float *gT, int OC, int K, int OH, int OW, float *dWt,
+                 int acc);
+
 /* y (OC, OH, OW) (=, or += with acc) bias (or 0) + the stride-1 correlation of in, a direct_border'ed
  * input (IC, H, PW), H >= OH + K - 1, PW >= OW + K - 1, with W (OC, IC, K, K); for K = 5 and rows of 24
  * to 32 columns (direct_conv_ok), in AVX2 + FMA (kernels_level() >= 1; CHECKed). conv.c: LeNet-5's conv1
