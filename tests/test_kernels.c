@@ -5,7 +5,8 @@
  * col2im_s1_add, the row-by-row adjoint of im2col, for padded and unpadded stride-1 layers, storing and
  * accumulating, at every level; the direct weight gradient and the direct convolution (layers/conv_direct.c)
  * against sums in double, and its 16-channel form against its own FMA chain;
- * im2col_s1's rows at every level against the index formula; sums_f64's rows against sum_f64;
+ * im2col_s1's rows at every level against the index formula; sums_f64's rows against sum_f64; dy's
+ * transposed and widened layouts against their index formulas;
  * layout_move's AVX2 turns (layers/layout.c) against its one-by-one loop. Canaries: a wrong float in each
  * comparison is caught. */
 #include <math.h>
@@ -214,6 +215,54 @@ static void corrupted_im2col(void) {
     kernels_level_set(-1);
 }
 TEST(im2col_canary_flags_one_wrong_value) { T_ASSERT(test_expect_failure(corrupted_im2col)); }
+
+/* transpose_rows and widen_rows (dy's two layouts for the weight and input gradients) against their index
+ * formulas, bit for bit, at every level: 1-48 channels (multiples of 16 take the gathers), rows 1-32
+ * wide widened to up to 32, padding channels; the floats after the output stay untouched. Returns the
+ * mismatches. */
+static long check_dy_layouts(int level) {
+    kernels_level_set(level);
+    enum { G = 40 };
+    long bad = 0;
+    static const int CS[] = {1, 3, 6, 15, 16, 17, 32, 40, 48};
+    for (size_t i = 0; i < ARRAY_LEN(CS); i++) {
+        const int C = CS[i];
+        const int H = 1 + C % 7, W = 1 + (C * 5) % 32, GW = W + C % 3 > 32 ? 32 : W + C % 3, CP = C + C % 2;
+        const long NP = (long)H * W, nt = NP * C, nw = (long)CP * H * GW;
+        float *g = xmalloc(sizeof(float) * NP * C), *t = xmalloc(sizeof(float) * (nt + G)), *d = xmalloc(sizeof(float) * (nw + G));
+        fill(g, NP * C, (uint64_t)C);
+        for (long j = 0; j < nt + G; j++) t[j] = 7.0f;
+        for (long j = 0; j < nw + G; j++) d[j] = 7.0f;
+        transpose_rows(g, C, NP, t);
+        widen_rows(g, C, CP, H, W, GW, d);
+        if (g_corrupt) t[nt / 2] = -t[nt / 2];
+        for (int c = 0; c < C; c++)
+            for (long p = 0; p < NP; p++) bad += bits(t[p * C + c]) != bits(g[(long)c * NP + p]);
+        for (int c = 0; c < CP; c++)
+            for (int y = 0; y < H; y++)
+                for (int x = 0; x < GW; x++) {
+                    const float want = c < C && x < W ? g[((long)c * H + y) * W + x] : 0.0f;
+                    bad += bits(d[((long)c * H + y) * GW + x]) != bits(want);
+                }
+        for (long j = 0; j < G; j++) bad += (t[nt + j] != 7.0f) + (d[nw + j] != 7.0f);
+        free(g); free(t); free(d);
+    }
+    return bad;
+}
+TEST(dy_transpose_and_widen_are_their_index_formulas_at_every_level) {
+    for (int l = 0; l <= kernels_level_max(); l++) {
+        long bad = check_dy_layouts(l);
+        T_ASSERT_MSG(bad == 0, "level %s: %ld values differ", kernels_level_name(l), bad);
+    }
+    kernels_level_set(-1);
+}
+static void corrupted_layouts(void) {
+    g_corrupt = 1;
+    T_ASSERT(check_dy_layouts(kernels_level_max()) == 0);
+    g_corrupt = 0;
+    kernels_level_set(-1);
+}
+TEST(dy_layouts_canary_flags_one_wrong_value) { T_ASSERT(test_expect_failure(corrupted_layouts)); }
 
 /* direct_dw (layers/conv_direct.c) against sums in double, at every level that has it (avx2, avx512), for
  * the shapes it is built for: K 3 and 5, output rows 1-32 wide (one, two or four vectors), padded and

@@ -156,16 +156,6 @@ static void wn_forward(const Layer *L, const Span *sp, const float *U, float *tm
     }
 }
 
-/* d (CP, H, GW) = dy (C, H, W) with each row followed by GW - W zeros, and channels C..CP-1 all zeros */
-static void widen_rows(const float *g, int C, int CP, int H, int W, int GW, float *d) {
-    for (int c = 0; c < CP; c++)
-        for (int y = 0; y < H; y++) {
-            float *r = d + ((long)c * H + y) * GW;
-            if (c < C) row_copy(r, g + ((long)c * H + y) * W, W);
-            for (int x = c < C ? W : 0; x < GW; x++) r[x] = 0.0f;
-        }
-}
-
 static void im2col_forward(Model *m, Work *w, int i, long b0, long b1, int t) {
     Span sp = span_of(m, w, i, b0, b1);
     const Layer *L = sp.L;
@@ -237,8 +227,7 @@ static void im2col_backward(Model *m, Work *w, int i, const float *dout, int fla
         } else if (want_params) {
             /* dW^T (+)= col dy^T, both as stored for libxsmm (gemm.c, which takes B untransposed); the
                call's sum goes into dW once, below */
-            for (int c = 0; c < L->c; c++)
-                for (int p = 0; p < NP; p++) gT[(long)p * L->c + c] = g[(long)c * NP + p];
+            transpose_rows(g, L->c, NP, gT);
             if (ns == 1 && L->stride == 1 && direct_dw16_ok(L->k, L->c)) { /* the same sums without col */
                 const int PW = L->iw + 2 * L->pad;
                 const float *in = sp.x + s * sp.inn;

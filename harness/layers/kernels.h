@@ -60,6 +60,10 @@ static inline double sum_f64(const float *x, long n) {
  * every level); the level in use (0 sse2, 1 avx2, 2 avx512: the CPU's, capped by
  * CONCORD_ISA), the CPU's own, setting it (tests; -1: from the CPU and CONCORD_ISA again), its name */
 void run_add(float *restrict d, const float *restrict s, long n);
+/* gT (NP, C) = g (C, NP) transposed; d (CP, H, GW) = g (C, H, W) with each row followed by GW - W zeros
+ * and channels C..CP-1 all zeros */
+void transpose_rows(const float *g, int C, long NP, float *gT);
+void widen_rows(const float *g, int C, int CP, int H, int W, int GW, float *d);
 /* out[r] = sum_f64(x + r*ld, n) for r < rows, bit for bit, several rows at once */
 void sums_f64(const float *x, int rows, long n, long ld, double *out);
 int kernels_level(void);

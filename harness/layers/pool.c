@@ -171,9 +171,9 @@ T512 static inline void maxpool2_grad_row512(const float *gp, const float *yp, c
     const __m512i il = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23),
                   ih = _mm512_add_epi32(il, _mm512_set1_epi32(8));
     _mm512_mask_storeu_ps(r0, lo, _mm512_permutex2var_ps(e0, il, e1));
-    _mm512_mask_storeu_ps(r0 + 16, hi, _mm512_permutex2var_ps(e0, ih, e1));
+    if (hi) _mm512_mask_storeu_ps(r0 + 16, hi, _mm512_permutex2var_ps(e0, ih, e1));
     _mm512_mask_storeu_ps(r1, lo, _mm512_permutex2var_ps(e2, il, e3));
-    _mm512_mask_storeu_ps(r1 + 16, hi, _mm512_permutex2var_ps(e2, ih, e3));
+    if (hi) _mm512_mask_storeu_ps(r1 + 16, hi, _mm512_permutex2var_ps(e2, ih, e3));
 }
 
 /* the rows above over NBC planes (samples x channels) of a 2x2 pool, in one AVX-512 function: the row
