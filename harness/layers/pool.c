@@ -220,7 +220,7 @@ T256 static inline __m256 pick256(__m256 a, __m256 b, const int sel) {
     const __m256 s = sel == 0x88 ? _mm256_shuffle_ps(a, b, 0x88) : _mm256_shuffle_ps(a, b, 0xDD);
     return _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(s), 0xD8));
 }
-T256 static void maxpool2_row256(const float *r0, const float *r1, int n, int base, int IW, int relu, float *yo,
+T256 static inline void maxpool2_row256(const float *r0, const float *r1, int n, int base, int IW, int relu, float *yo,
                                  int32_t *ao) {
     const __m256i ev = _mm256_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14);
     for (int ox = 0;; ox = n - 8) {
@@ -240,7 +240,7 @@ T256 static void maxpool2_row256(const float *r0, const float *r1, int n, int ba
         if (n <= 8 || ox == n - 8) break;
     }
 }
-T256 static void maxpool2_grad_row256(const float *gp, const float *yp, const int32_t *ap, int n, int base, int IW,
+T256 static inline void maxpool2_grad_row256(const float *gp, const float *yp, const int32_t *ap, int n, int base, int IW,
                                       int relu, float *r0, float *r1) {
     const __m256 z = _mm256_setzero_ps();
     const __m256i ev = _mm256_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14);
@@ -264,6 +264,29 @@ T256 static void maxpool2_grad_row256(const float *gp, const float *yp, const in
 }
 
 /* a last row of fewer than 8 windows, through 16-float copies (nothing may be read or written past it) */
+/* the rows above over NBC planes in one AVX2 function, as maxpool2_rows512 (PGD-10 on Haswell-class:
+ * the per-row calls and their callers were 2% of the epoch); rows of fewer than 8 windows leave the
+ * range's last row to the caller (maxpool2_row256_last) */
+T256 static void maxpool2_rows256(const float *x, long nbc, int IH, int IW, int OH, int OW, int relu, float *y,
+                                  int32_t *am) {
+    const long rows = nbc * OH - (OW < 8);
+    for (long bc = 0; bc < nbc; bc++)
+        for (int oy = 0; oy < OH && bc * OH + oy < rows; oy++) {
+            const float *r0 = x + bc * IH * IW + 2L * oy * IW;
+            const long o = (bc * OH + oy) * OW;
+            maxpool2_row256(r0, r0 + IW, OW, 2 * oy * IW, IW, relu, y + o, am + o);
+        }
+}
+T256 static void maxpool2_grad_rows256(const float *dy, const float *yv, const int32_t *am, long nbc, int IH, int IW,
+                                       int OH, int OW, int relu, float *dx) {
+    const long rows = nbc * OH - (OW < 8 && nbc > 0);
+    for (long bc = 0; bc < nbc; bc++)
+        for (int oy = 0; oy < OH && bc * OH + oy < rows; oy++) {
+            const long o = (bc * OH + oy) * OW;
+            float *r0 = dx + bc * IH * IW + 2L * oy * IW;
+            maxpool2_grad_row256(dy + o, yv + o, am + o, OW, 2 * oy * IW, IW, relu, r0, r0 + IW);
+        }
+}
 static void maxpool2_row256_last(const float *r0, const float *r1, int n, int base, int IW, int relu, float *yo,
                                  int32_t *ao) {
     float a[16] = {0}, b[16] = {0}, y8[8];
@@ -293,15 +316,12 @@ static void maxpool2_plain(const Layer *L, const float *x, float *y, int32_t *am
     const int lv = kernels_level();
     if (OW <= 16 && lv >= 2) { maxpool2_rows512(x, nb * L->c, L->ih, IW, L->h, OW, relu, y, am); return; }
     if (OW <= 16 && lv == 1 && OW >= 4) {
-        const long last = nb * L->c * L->h - 1; /* the range's last row of windows */
-        for (long bc = 0; bc < nb * L->c; bc++)
-            for (int oy = 0; oy < L->h; oy++) {
-                const float *r0 = x + bc * L->ih * IW + 2L * oy * IW;
-                const long o = bc * L->h * OW + (long)oy * OW;
-                if (OW < 8 && bc * L->h + oy == last)
-                    maxpool2_row256_last(r0, r0 + IW, OW, 2 * oy * IW, IW, relu, y + o, am + o);
-                else maxpool2_row256(r0, r0 + IW, OW, 2 * oy * IW, IW, relu, y + o, am + o);
-            }
+        maxpool2_rows256(x, nb * L->c, L->ih, IW, L->h, OW, relu, y, am);
+        if (OW < 8) { /* the range's last row of windows */
+            const long bc = nb * L->c - 1, oy = L->h - 1, o = bc * L->h * OW + oy * OW;
+            const float *r0 = x + bc * L->ih * IW + 2L * oy * IW;
+            maxpool2_row256_last(r0, r0 + IW, OW, (int)(2 * oy * IW), IW, relu, y + o, am + o);
+        }
         return;
     }
     for (long bc = 0; bc < nb * L->c; bc++) {
@@ -417,15 +437,12 @@ static void maxpool_backward(Model *m, Work *w, int i, const float *dout, int fl
     }
     if (assign && L->w <= 16 && lv == 1 && L->w >= 4) {
         const int IW = L->iw, OW = L->w;
-        const long last = s.nb * L->c * L->h - 1;
-        for (long bc = 0; bc < s.nb * L->c; bc++)
-            for (int oy = 0; oy < L->h; oy++) {
-                const long o = bc * ohw + (long)oy * OW;
-                float *r0 = s.dx + bc * ihw + 2L * oy * IW;
-                if (OW < 8 && bc * L->h + oy == last)
-                    maxpool2_grad_row256_last(s.dy + o, yv + o, am + o, OW, 2 * oy * IW, IW, relu, r0, r0 + IW);
-                else maxpool2_grad_row256(s.dy + o, yv + o, am + o, OW, 2 * oy * IW, IW, relu, r0, r0 + IW);
-            }
+        maxpool2_grad_rows256(s.dy, yv, am, s.nb * L->c, L->ih, IW, L->h, OW, relu, s.dx);
+        if (OW < 8 && s.nb > 0) { /* the range's last row of windows */
+            const long bc = s.nb * L->c - 1, oy = L->h - 1, o = bc * ohw + oy * OW;
+            float *r0 = s.dx + bc * ihw + 2L * oy * IW;
+            maxpool2_grad_row256_last(s.dy + o, yv + o, am + o, OW, (int)(2 * oy * IW), IW, relu, r0, r0 + IW);
+        }
         return;
     }
     if (assign) { /* 2x2 windows tile the input: each window stores 0 + dy at its winner, 0 elsewhere */
