@@ -58,21 +58,33 @@ static long check_runs(int level) {
     return bad;
 }
 
-TEST(kernels_every_level_adds_the_same_bits) {
+/* a checker of one vector level (returns its mismatches; g_corrupt spoils one value): run at every level
+ * the CPU has, and its canary, run at the highest level with g_corrupt set */
+typedef long (*LevelCheck)(int level);
+static void at_every_level(LevelCheck check, const char *what) {
     for (int l = 0; l <= kernels_level_max(); l++) {
-        long bad = check_runs(l);
-        T_ASSERT_MSG(bad == 0, "level %s: %ld floats differ from the scalar add", kernels_level_name(l), bad);
+        long bad = check(l);
+        T_ASSERT_MSG(bad == 0, "level %s: %ld %s differ", kernels_level_name(l), bad, what);
     }
-    T_ASSERT_MSG(kernels_level_max() >= 0 && kernels_level_max() <= 2, "level %d", kernels_level_max());
     kernels_level_set(-1);
 }
-static void corrupted_runs(void) {
+static LevelCheck g_check;
+static void corrupted_check(void) {
     g_corrupt = 1;
-    T_ASSERT(check_runs(kernels_level_max()) == 0);
+    T_ASSERT(g_check(kernels_level_max()) == 0);
     g_corrupt = 0;
     kernels_level_set(-1);
 }
-TEST(kernels_canary_flags_one_wrong_float) { T_ASSERT(test_expect_failure(corrupted_runs)); }
+static int canary_fails(LevelCheck check) {
+    g_check = check;
+    return test_expect_failure(corrupted_check);
+}
+
+TEST(kernels_every_level_adds_the_same_bits) {
+    at_every_level(check_runs, "floats of the scalar add");
+    T_ASSERT_MSG(kernels_level_max() >= 0 && kernels_level_max() <= 2, "level %d", kernels_level_max());
+}
+TEST(kernels_canary_flags_one_wrong_float) { T_ASSERT(canary_fails(check_runs)); }
 
 /* sums_f64 (four rows at a time, double vectors) against sum_f64 row by row, bit for bit, at every level:
  * 1-9 rows (whole groups of four and the rest), lengths 0-70, infinities, NaNs and signed zeros in some
@@ -100,20 +112,8 @@ static long check_sums(int level) {
         }
     return bad;
 }
-TEST(sums_f64_rows_are_sum_f64_bit_for_bit_at_every_level) {
-    for (int l = 0; l <= kernels_level_max(); l++) {
-        long bad = check_sums(l);
-        T_ASSERT_MSG(bad == 0, "level %s: %ld sums differ", kernels_level_name(l), bad);
-    }
-    kernels_level_set(-1);
-}
-static void corrupted_sums(void) {
-    g_corrupt = 1;
-    T_ASSERT(check_sums(kernels_level_max()) == 0);
-    g_corrupt = 0;
-    kernels_level_set(-1);
-}
-TEST(sums_f64_canary_flags_one_wrong_sum) { T_ASSERT(test_expect_failure(corrupted_sums)); }
+TEST(sums_f64_rows_are_sum_f64_bit_for_bit_at_every_level) { at_every_level(check_sums, "sums"); }
+TEST(sums_f64_canary_flags_one_wrong_sum) { T_ASSERT(canary_fails(check_sums)); }
 
 /* col2im_wide_add against col2im_s1_add for a stride-1 layer; returns the mismatching floats */
 static long check_wide(int ic, int ih, int iw, int k, int pad, int assign, int level) {
@@ -249,20 +249,8 @@ static long check_dy_layouts(int level) {
     }
     return bad;
 }
-TEST(dy_transpose_and_widen_are_their_index_formulas_at_every_level) {
-    for (int l = 0; l <= kernels_level_max(); l++) {
-        long bad = check_dy_layouts(l);
-        T_ASSERT_MSG(bad == 0, "level %s: %ld values differ", kernels_level_name(l), bad);
-    }
-    kernels_level_set(-1);
-}
-static void corrupted_layouts(void) {
-    g_corrupt = 1;
-    T_ASSERT(check_dy_layouts(kernels_level_max()) == 0);
-    g_corrupt = 0;
-    kernels_level_set(-1);
-}
-TEST(dy_layouts_canary_flags_one_wrong_value) { T_ASSERT(test_expect_failure(corrupted_layouts)); }
+TEST(dy_transpose_and_widen_are_their_index_formulas_at_every_level) { at_every_level(check_dy_layouts, "values"); }
+TEST(dy_layouts_canary_flags_one_wrong_value) { T_ASSERT(canary_fails(check_dy_layouts)); }
 
 /* direct_dw (layers/conv_direct.c) against sums in double, at every level that has it (avx2, avx512), for
  * the shapes it is built for: K 3 and 5, output rows 1-32 wide (one, two or four vectors), padded and
