@@ -56,10 +56,10 @@ static long max_l(long a, long b) { return a > b ? a : b; }
  * vectorises over (a third of an AVX-512 vector), and it needs dy transposed and the column matrix
  * built (perf, lenet5 training: conv1's weight product 451, im2col 198, transpose 191 Mcycles of an
  * epoch's 4,880). With 16, 32, ... output channels on an AVX-512 CPU (LeNet-5's conv2: 16 channels of
- * 10x10) the weight gradient is the product's own sums, 16 channels to a vector, with each input value broadcast from the
- * sample (conv_direct.c: direct_dw16): the same bits as col dy^T through libxsmm without building col
- * (perf, lenet5 training natively: 7% faster, alternated runs; the column matrix was a third of im2col's
- * 15%). */
+ * 10x10) the weight gradient is the product's own sums, 16 channels to a vector, with each input value
+ * broadcast from the sample (conv_direct.c: direct_dw16): the same bits as col dy^T through libxsmm
+ * without building col (perf, lenet5 training natively: 7% faster, alternated runs; that column matrix
+ * was a third of im2col's 15%). */
 static int direct_dw_ok(const Layer *L) {
     return L->stride == 1 && L->c <= DIRECT_MAX_C && L->w <= DIRECT_MAX_W && direct_dw_k(L->k) && kernels_level() >= 1;
 }

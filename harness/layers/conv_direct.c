@@ -103,7 +103,8 @@ void direct_dw(const float *in, int IC, int H, int PW, const float *gw, int OC, 
             for (int c = 0; c < IC; c++) {                                                                      \
                 __m512 a[RK * RK];                                                                              \
                 float *d = dWt + (long)c * RK * RK * OC + o0;                                                   \
-                UNROLL for (int r = 0; r < RK * RK; r++) a[r] = acc ? _mm512_loadu_ps(d + (long)r * OC) : _mm512_setzero_ps(); \
+                UNROLL for (int r = 0; r < RK * RK; r++)                                                        \
+                    a[r] = acc ? _mm512_loadu_ps(d + (long)r * OC) : _mm512_setzero_ps();                      \
                 for (int y = 0; y < OH; y++) {                                                                  \
                     const float *q[RK], *g = gT + (long)y * OW * OC + o0; /* q: the K input rows pixel y meets */ \
                     UNROLL for (int ki = 0; ki < RK; ki++) q[ki] = in + ((long)c * H + y + ki) * PW;          \

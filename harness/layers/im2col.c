@@ -42,7 +42,7 @@ void im2col(const Layer *L, int ns, const float *x, float *col) {
  * row a copy of OW floats. Rows of up to 32 floats go in the CPU's wider vectors (perf, lenet5 training
  * on the AVX-512 EPYC: row_copy's 4-float loops were 13% of the epoch, their loop control as many
  * instructions as their moves; 2% of the epoch saved, alternated runs): with AVX-512 a row of OW <= 16
- * floats is one masked load and store, of <= 32 two; with AVX2 (no masked stores: vmaskmovps is
+ * floats is one masked load and one store, of <= 32 two of each; with AVX2 (no masked stores: vmaskmovps is
  * microcoded on AMD) 8-float moves, the last one overlapping the one before (OW >= 8). Copies: the same
  * bits at every level. (Building the matrix in blocks of output rows small enough to stay in L1 for the
  * product was measured 4-6% slower on lenet5 training: the narrower products lost more.) */
@@ -70,7 +70,8 @@ T512 static void rows512(const Layer *L, const float *src, int PH, int PW, float
     if (OW <= 16) ROWS_FOR(store_row(row, _mm512_maskz_loadu_ps(m0, sp), m0, end))
     else {
         const __mmask16 m1 = (__mmask16)((1u << (OW - 16)) - 1);
-        ROWS_FOR(_mm512_storeu_ps(row, _mm512_loadu_ps(sp)); store_row(row + 16, _mm512_maskz_loadu_ps(m1, sp + 16), m1, end))
+        ROWS_FOR(_mm512_storeu_ps(row, _mm512_loadu_ps(sp));
+                 store_row(row + 16, _mm512_maskz_loadu_ps(m1, sp + 16), m1, end))
     }
 }
 T256 static void rows256(const Layer *L, const float *src, int PH, int PW, float *col) {

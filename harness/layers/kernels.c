@@ -56,12 +56,14 @@ typedef double v4d __attribute__((vector_size(32)));
     }                                                                                                  \
     for (; r < rows; r++) out[r] = sum_f64(x + r * ld, n);
 static void sums_base(const float *x, int rows, long n, long ld, double *out) { SUMS_BODY }
-__attribute__((target("avx2"))) static void sums_avx2(const float *x, int rows, long n, long ld, double *out) { SUMS_BODY }
+__attribute__((target("avx2"))) static void sums_avx2(const float *x, int rows, long n, long ld, double *out) {
+    SUMS_BODY
+}
 #undef SUMS_BODY
 
 /* dy (C, NP) -> dy^T (NP, C) (the weight products' operand), and dy's rows widened (zeros after W). In
- * AVX-512: for C a multiple of 16, a pixel's 16 channels are one gather (the scalar loop stored one
- * float a cycle, a cache line apart); a widened row of up to 16 floats is one masked load and one
+ * AVX-512: for C a multiple of 16, a pixel's 16 channels are one gather (the scalar loop stores one
+ * float at a time, each a cache line from the last); a widened row of up to 16 floats is one masked load and one
  * masked store (two of each for up to 32). Copies: the same bits at every level. */
 __attribute__((target("avx512f"))) static void transpose512(const float *g, int C, long NP, float *gT) {
     const __m512i idx = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
