@@ -265,26 +265,34 @@ T256 static inline void maxpool2_grad_row256(const float *gp, const float *yp, c
 
 /* a last row of fewer than 8 windows, through 16-float copies (nothing may be read or written past it) */
 /* the rows above over NBC planes in one AVX2 function, as maxpool2_rows512 (PGD-10 on Haswell-class:
- * the per-row calls and their callers were 2% of the epoch); rows of fewer than 8 windows leave the
- * range's last row to the caller (maxpool2_row256_last) */
+ * the per-row calls and their callers were 2% of the epoch); with rows of fewer than 8 windows the
+ * range's last row goes through the short copies (maxpool2_row256_last, below) */
+static void maxpool2_row256_last(const float *r0, const float *r1, int n, int base, int IW, int relu, float *yo,
+                                 int32_t *ao);
+static void maxpool2_grad_row256_last(const float *gp, const float *yp, const int32_t *ap, int n, int base, int IW,
+                                      int relu, float *r0, float *r1);
 T256 static void maxpool2_rows256(const float *x, long nbc, int IH, int IW, int OH, int OW, int relu, float *y,
                                   int32_t *am) {
-    const long rows = nbc * OH - (OW < 8);
+    const long last = nbc * OH - 1;
     for (long bc = 0; bc < nbc; bc++)
-        for (int oy = 0; oy < OH && bc * OH + oy < rows; oy++) {
+        for (int oy = 0; oy < OH; oy++) {
             const float *r0 = x + bc * IH * IW + 2L * oy * IW;
             const long o = (bc * OH + oy) * OW;
-            maxpool2_row256(r0, r0 + IW, OW, 2 * oy * IW, IW, relu, y + o, am + o);
+            if (OW < 8 && bc * OH + oy == last)
+                maxpool2_row256_last(r0, r0 + IW, OW, 2 * oy * IW, IW, relu, y + o, am + o);
+            else maxpool2_row256(r0, r0 + IW, OW, 2 * oy * IW, IW, relu, y + o, am + o);
         }
 }
 T256 static void maxpool2_grad_rows256(const float *dy, const float *yv, const int32_t *am, long nbc, int IH, int IW,
                                        int OH, int OW, int relu, float *dx) {
-    const long rows = nbc * OH - (OW < 8 && nbc > 0);
+    const long last = nbc * OH - 1;
     for (long bc = 0; bc < nbc; bc++)
-        for (int oy = 0; oy < OH && bc * OH + oy < rows; oy++) {
+        for (int oy = 0; oy < OH; oy++) {
             const long o = (bc * OH + oy) * OW;
             float *r0 = dx + bc * IH * IW + 2L * oy * IW;
-            maxpool2_grad_row256(dy + o, yv + o, am + o, OW, 2 * oy * IW, IW, relu, r0, r0 + IW);
+            if (OW < 8 && bc * OH + oy == last)
+                maxpool2_grad_row256_last(dy + o, yv + o, am + o, OW, 2 * oy * IW, IW, relu, r0, r0 + IW);
+            else maxpool2_grad_row256(dy + o, yv + o, am + o, OW, 2 * oy * IW, IW, relu, r0, r0 + IW);
         }
 }
 static void maxpool2_row256_last(const float *r0, const float *r1, int n, int base, int IW, int relu, float *yo,
@@ -314,14 +322,8 @@ static void maxpool2_grad_row256_last(const float *gp, const float *yp, const in
 static void maxpool2_plain(const Layer *L, const float *x, float *y, int32_t *am, long nb) {
     const int IW = L->iw, OW = L->w, relu = L->relu_in;
     const int lv = kernels_level();
-    if (OW <= 16 && lv >= 2) { maxpool2_rows512(x, nb * L->c, L->ih, IW, L->h, OW, relu, y, am); return; }
-    if (OW <= 16 && lv == 1 && OW >= 4) {
-        maxpool2_rows256(x, nb * L->c, L->ih, IW, L->h, OW, relu, y, am);
-        if (OW < 8) { /* the range's last row of windows */
-            const long bc = nb * L->c - 1, oy = L->h - 1, o = bc * L->h * OW + oy * OW;
-            const float *r0 = x + bc * L->ih * IW + 2L * oy * IW;
-            maxpool2_row256_last(r0, r0 + IW, OW, (int)(2 * oy * IW), IW, relu, y + o, am + o);
-        }
+    if (OW <= 16 && (lv >= 2 || (lv == 1 && OW >= 4))) { /* a row of windows at once */
+        (lv >= 2 ? maxpool2_rows512 : maxpool2_rows256)(x, nb * L->c, L->ih, IW, L->h, OW, relu, y, am);
         return;
     }
     for (long bc = 0; bc < nb * L->c; bc++) {
@@ -431,18 +433,9 @@ static void maxpool_backward(Model *m, Work *w, int i, const float *dout, int fl
         return;
     }
     const int lv = kernels_level();
-    if (assign && L->w <= 16 && lv >= 2) { /* as below, a row of windows at once */
-        maxpool2_grad_rows512(s.dy, yv, am, s.nb * L->c, L->ih, L->iw, L->h, L->w, relu, s.dx);
-        return;
-    }
-    if (assign && L->w <= 16 && lv == 1 && L->w >= 4) {
-        const int IW = L->iw, OW = L->w;
-        maxpool2_grad_rows256(s.dy, yv, am, s.nb * L->c, L->ih, IW, L->h, OW, relu, s.dx);
-        if (OW < 8 && s.nb > 0) { /* the range's last row of windows */
-            const long bc = s.nb * L->c - 1, oy = L->h - 1, o = bc * ohw + oy * OW;
-            float *r0 = s.dx + bc * ihw + 2L * oy * IW;
-            maxpool2_grad_row256_last(s.dy + o, yv + o, am + o, OW, (int)(2 * oy * IW), IW, relu, r0, r0 + IW);
-        }
+    if (assign && L->w <= 16 && (lv >= 2 || (lv == 1 && L->w >= 4))) { /* as below, a row of windows at once */
+        (lv >= 2 ? maxpool2_grad_rows512 : maxpool2_grad_rows256)(s.dy, yv, am, s.nb * L->c, L->ih, L->iw, L->h, L->w,
+                                                                  relu, s.dx);
         return;
     }
     if (assign) { /* 2x2 windows tile the input: each window stores 0 + dy at its winner, 0 elsewhere */
