@@ -1,8 +1,8 @@
 /* test_kernels.c -- Concord's own vector levels (layers/kernels.c) and the wide col2im of the im2col path
  * (layers/im2col.c), bit for bit: run_add at every level this CPU has (sse2, avx2, avx512) against one
  * scalar add per float, on lengths around every vector width, with signed zeros,
- * infinities and NaNs; col2im_wide_add, fed the wide column matrix (zeros in the extra columns), against
- * col2im_s1_add, the row-by-row adjoint of im2col, for padded and unpadded stride-1 layers, storing and
+ * infinities and NaNs; col2im_s1_add (the row-by-row adjoint of im2col) and col2im_wide_add (from the
+ * wide column matrix) against the index formula, for padded and unpadded stride-1 layers, storing and
  * accumulating, at every level; the direct weight gradient and the direct convolution (layers/conv_direct.c)
  * against sums in double, and its 16-channel form against its own FMA chain;
  * im2col_s1's rows at every level against the index formula; sums_f64's rows against sum_f64; dy's
@@ -115,18 +115,22 @@ static long check_sums(int level) {
 TEST(sums_f64_rows_are_sum_f64_bit_for_bit_at_every_level) { at_every_level(check_sums, "sums"); }
 TEST(sums_f64_canary_flags_one_wrong_sum) { T_ASSERT(canary_fails(check_sums)); }
 
-/* col2im_wide_add against col2im_s1_add for a stride-1 layer; returns the mismatching floats */
+/* col2im_s1_add (its rows in AVX-512 masked adds, AVX2 overlapping adds or 4-float adds) and
+ * col2im_wide_add (fed the wide column matrix: zeros in the extra columns) against the index formula,
+ * added one float at a time in the same order: into the zero-bordered buffer by (c, ki, kj, oy, ox), then
+ * its interior into dx (0 + v when assigning); unpadded, straight into dx. Returns the mismatching floats. */
 static long check_wide(int ic, int ih, int iw, int k, int pad, int assign, int level) {
     kernels_level_set(level);
     Layer L;
     memset(&L, 0, sizeof L);
     L.ic = ic; L.ih = ih; L.iw = iw; L.k = k; L.pad = pad; L.stride = 1;
     L.h = ih + 2 * pad - k + 1; L.w = iw + 2 * pad - k + 1; L.c = 3;
-    const int KC = ic * k * k, P = L.h * L.w, PW = iw + 2 * pad, Q = L.h * PW;
-    const long xn = (long)ic * ih * iw, pn = (long)ic * (ih + 2 * pad) * PW;
-    float *col = xmalloc(sizeof(float) * KC * P), *wide = xmalloc(sizeof(float) * KC * Q);
+    const int KC = ic * k * k, P = L.h * L.w, PH = ih + 2 * pad, PW = iw + 2 * pad, Q = L.h * PW;
+    const long xn = (long)ic * ih * iw, pn = (long)ic * PH * PW;
+    float *col = xmalloc(sizeof(float) * KC * P), *wide = xmalloc(sizeof(float) * KC * Q), *want = xmalloc(sizeof(float) * xn);
     float *dx0 = xmalloc(sizeof(float) * xn), *dx1 = xmalloc(sizeof(float) * xn), *xpad = xmalloc(sizeof(float) * (pn + 1));
-    fill(col, (long)KC * P, (uint64_t)(ic * 1000 + ih * 10 + pad));
+    float *ref = xmalloc(sizeof(float) * pn);
+    fill(col, (long)KC * P, (uint64_t)(ic * 1000 + ih * 10 + iw * 7 + pad));
     for (long j = 0; j < (long)KC * P; j++) /* finite: a NaN would spread to every value it touches */
         if (!(col[j] - col[j] == 0.0f)) col[j] = 0.25f;
     for (int r = 0; r < KC; r++)
@@ -136,19 +140,37 @@ static long check_wide(int ic, int ih, int iw, int k, int pad, int assign, int l
     for (long j = 0; j < xn; j++) /* accumulating into -0 is the one case the extra zeros may change */
         if (dx0[j] == 0.0f || !(dx0[j] - dx0[j] == 0.0f)) dx0[j] = 0.5f;
     memcpy(dx1, dx0, sizeof(float) * xn);
+    memcpy(want, dx0, sizeof(float) * xn);
+    for (long j = 0; j < pn; j++) ref[j] = 0.0f;
+    if (!pad && assign) memset(want, 0, sizeof(float) * xn);
+    float *acc = pad ? ref : want; /* (ic, PH, PW); PH = ih, PW = iw unpadded */
+    for (int c = 0; c < ic; c++)
+        for (int ki = 0; ki < k; ki++)
+            for (int kj = 0; kj < k; kj++)
+                for (int oy = 0; oy < L.h; oy++)
+                    for (int ox = 0; ox < L.w; ox++)
+                        acc[((long)c * PH + oy + ki) * PW + ox + kj] += col[(((long)c * k + ki) * k + kj) * P + (long)oy * L.w + ox];
+    for (int c = 0; pad && c < ic; c++)
+        for (int y = 0; y < ih; y++)
+            for (int x = 0; x < iw; x++) {
+                const float v = ref[((long)c * PH + y + pad) * PW + x + pad];
+                float *d = &want[((long)c * ih + y) * iw + x];
+                *d = assign ? v + 0.0f : *d + v;
+            }
     col2im_s1_add(&L, col, xpad, dx0, assign);
     col2im_wide_add(&L, wide, xpad, dx1, assign);
     if (g_corrupt) dx1[xn / 2] += 1.0f;
     long bad = 0;
-    for (long j = 0; j < xn; j++) bad += bits(dx0[j]) != bits(dx1[j]);
-    free(col); free(wide); free(dx0); free(dx1); free(xpad);
+    for (long j = 0; j < xn; j++) bad += (bits(dx0[j]) != bits(want[j])) + (bits(dx1[j]) != bits(want[j]));
+    free(col); free(wide); free(want); free(dx0); free(dx1); free(xpad); free(ref);
     return bad;
 }
 static const int WIDE[][5] = { /* ic, ih, iw, k, pad */
     {1, 28, 28, 5, 2}, {6, 14, 14, 5, 0}, {2, 7, 9, 3, 1}, {3, 5, 5, 5, 0}, {1, 12, 30, 5, 4}, {4, 8, 8, 1, 0}, {2, 6, 11, 3, 2},
 };
-TEST(col2im_wide_is_bitwise_the_row_by_row_col2im) {
-    for (int l = 0; l <= kernels_level_max(); l++)
+/* the shapes above, and output rows 1 to 40 wide (every case of the vector rows) */
+TEST(col2im_rows_and_wide_are_the_index_formula_at_every_level) {
+    for (int l = 0; l <= kernels_level_max(); l++) {
         for (size_t i = 0; i < ARRAY_LEN(WIDE); i++)
             for (int assign = 0; assign < 2; assign++) {
                 const int *c = WIDE[i];
@@ -156,6 +178,15 @@ TEST(col2im_wide_is_bitwise_the_row_by_row_col2im) {
                 T_ASSERT_MSG(bad == 0, "level %s, ic %d %dx%d k %d pad %d assign %d: %ld values differ", kernels_level_name(l),
                              c[0], c[1], c[2], c[3], c[4], assign, bad);
             }
+        for (int ow = 1; ow <= 40; ow++)
+            for (int pad = 0; pad <= 2; pad += 2) {
+                const int k = ow % 2 ? 5 : 3, ic = 1 + ow % 3, iw = ow + k - 1 - 2 * pad, ih = 5 + ow % 5;
+                if (iw < 1) continue;
+                long bad = check_wide(ic, ih, iw, k, pad, ow % 3 == 0, l);
+                T_ASSERT_MSG(bad == 0, "level %s, ic %d %dx%d k %d pad %d: %ld values differ", kernels_level_name(l), ic, ih, iw,
+                             k, pad, bad);
+            }
+    }
     kernels_level_set(-1);
 }
 static void corrupted_wide(void) {
@@ -164,7 +195,7 @@ static void corrupted_wide(void) {
     g_corrupt = 0;
     kernels_level_set(-1);
 }
-TEST(col2im_wide_canary_flags_one_wrong_value) { T_ASSERT(test_expect_failure(corrupted_wide)); }
+TEST(col2im_canary_flags_one_wrong_value) { T_ASSERT(test_expect_failure(corrupted_wide)); }
 
 /* im2col_s1 (its rows in AVX-512 masked moves, AVX2 overlapping moves or 4-float copies) against the index
  * formula, bit for bit (NaNs, infinities, signed zeros), at every level; output rows 1 to 40 wide, padded

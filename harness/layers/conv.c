@@ -22,7 +22,7 @@
  * On a CPU with AVX2 but not AVX-512, where the small products are half as wide, LeNet-5's two layers take
  * other routes (measured: docs/performance.md, sixth round): conv2's forward pass by Winograd
  * (wino_nchw_use), conv1's forward pass and input gradient as direct correlations (direct_fwd_ok,
- * direct_dx_ok). */
+ * direct_dx_ok), conv2's input gradient through the exact column matrix, not the wide one (narrow_dx). */
 #include <string.h>
 
 #include "harness/gemm.h"
@@ -198,6 +198,14 @@ static void im2col_forward(Model *m, Work *w, int i, long b0, long b1, int t) {
     }
 }
 
+/* On a CPU with AVX2 but not AVX-512, an input gradient with output rows of 8-16 floats (LeNet-5's conv2: 10)
+ * goes through the exact column matrix (KC, OH*OW) and col2im_s1_add's vector rows instead of the wide one:
+ * 29% less product for conv2 (its PW = 14 against OW = 10), and 8-float adds of its rows (perf, lenet5
+ * on Haswell-class, alternated runs: training and PGD-10 5.8% faster). With AVX-512 the wide matrix stays
+ * (the same change there was 21% slower on lenet5 PGD-10). With libxsmm's AVX2 kernels (LIBXSMM_TARGET=hsw,
+ * as on such a CPU) the exact product has the wide one's bits (scripts/same_behaviour.sh unchanged); its
+ * AVX-512 kernels round the two widths differently, so CONCORD_ISA=avx2 alone on an AVX-512 CPU moves them. */
+static int narrow_dx(const Layer *L) { return kernels_level() == 1 && L->w <= 16 && col2im_s1_vectors(L); }
 static void im2col_backward(Model *m, Work *w, int i, const float *dout, int flags, int assign, long b0, long b1,
                             long bstart, int t) {
     Span sp = span_of(m, w, i, b0, b1);
@@ -253,6 +261,9 @@ static void im2col_backward(Model *m, Work *w, int i, const float *dout, int fla
             direct_border(g, L->c, L->h, L->w, e, PW, col);
             direct_conv(sp.dx + s * sp.inn, col, L->c, L->h + 2 * e, PW, w->aux[i] + wn_u_n(L), NULL, L->ic, L->k, L->ih,
                         L->iw, !assign);
+        } else if (need_dx && !direct && ns == 1 && L->stride == 1 && narrow_dx(L)) { /* exact col, vector rows */
+            gemm(1, 0, KC, P, L->c, 1.0f, B, KC, g, P, 0.0f, col, P);
+            col2im_s1_add(L, col, tmp, sp.dx + s * sp.inn, assign);
         } else if (need_dx && !direct && ns == 1 && L->stride == 1) { /* through the wide column matrix */
             const int PW = L->iw + 2 * L->pad, Q = L->h * PW;
             widen_rows(g, L->c, L->c, L->h, L->w, PW, gT); /* dy in the wide layout */

@@ -15,6 +15,9 @@ void im2col_s1(const Layer *L, const float *x, float *xpad, float *col);
 /* dx += col2im(col) for ONE sample at stride 1 (the adjoint of im2col_s1; assign: dx = 0 + ...), row by
  * row: the reference tests compare col2im_wide_add with */
 void col2im_s1_add(const Layer *L, const float *col, float *xpad, float *dx, int assign);
+/* whether col2im_s1_add adds its rows in the CPU's wider vectors (AVX-512: rows of up to 32 floats; AVX2:
+ * of at least 8) */
+int col2im_s1_vectors(const Layer *L);
 /* the same from the wide column matrix (KC, OH*PW), PW = IW + 2 pad: a pixel's column at oy*PW + ox,
  * zeros in the PW - OW extra columns of each output row */
 void col2im_wide_add(const Layer *L, const float *dcol, float *xpad, float *dx, int assign);
