@@ -25,7 +25,8 @@
 #   BENCH_CONV_N (1024: vgg16 and alexnet training samples; PGD on a third as many, as the reference does),
 #   BENCH_CONV ("resnet20 vgg16 alexnet"; empty: none), BENCH_APGD_N (128: APGD-CE-100 images; 0: no APGD), BENCH_WAIT (seconds to wait for the machine to go quiet before each
 #   measurement, 60), BENCH_ALT (3: alternations of 1 and 2 threads, below; 0: none), BENCH_VS (3: lenet5 at 1
-#   thread, Concord then PyTorch back to back, for its targets; 0: none), BENCH_HASWELL=1: behave as a Haswell-class CPU, both sides (OPENBLAS_CORETYPE=Haswell,
+#   thread, Concord then PyTorch back to back, for its targets; 0: none),
+#   BENCH_HASWELL=1: behave as a Haswell-class CPU, both sides (OPENBLAS_CORETYPE=Haswell,
 #   ONEDNN_MAX_CPU_ISA=AVX2, LIBXSMM_TARGET=hsw, CONCORD_ISA=avx2, ATEN_CPU_CAPABILITY=avx2).
 # The reference's 2-thread figure uses the OpenMP OpenBLAS build when it is installed
 # (libopenblas0-openmp; with the pthread build torch's OpenMP pool and OpenBLAS fight over the cores);
@@ -169,9 +170,11 @@ VS=${BENCH_VS:-3}
 n_vs=1
 while [ "$n_vs" -le "$VS" ]; do
   wait_quiet
-  "$EXE" bench --what train,pgd --model lenet5 --threads 1 --repeats 1 | sed "s/^bench /vs$n_vs /" | tee -a "$OUT/concord.txt" >&2
+  "$EXE" bench --what train,pgd --model lenet5 --threads 1 --repeats 1 | sed "s/^bench /vs$n_vs /" |
+    tee -a "$OUT/concord.txt" >&2
   wait_quiet
-  /usr/bin/python3 "$REF" --model lenet --threads 1 --repeats 1 --alpha 0.01 --tag "vs$n_vs" --json "$OUT/torchvs.jsonl" >&2
+  /usr/bin/python3 "$REF" --model lenet --threads 1 --repeats 1 --alpha 0.01 --tag "vs$n_vs" \
+    --json "$OUT/torchvs.jsonl" >&2
   n_vs=$((n_vs + 1))
 done
 
@@ -245,8 +248,9 @@ function vs_ratio(w,   a, n, i, j, x, r) {
 function target_vs(what, w, a, b, want,   med) {
   med = vs_ratio(w)
   if (med == "") { target(what, a, b, want); return }
-  printf("- %s: %.2fx (target %.2fx): %s; the median of Concord and PyTorch run back to back (%s); the main runs, minutes apart: %s\n",
-         what, med, want, med >= want - 1e-9 ? "met" : "MISSED", vs_list, rat(a, b))
+  printf("- %s: %.2fx (target %.2fx): %s; the median of Concord and PyTorch run back to back (%s); ", what, med, want,
+         med >= want - 1e-9 ? "met" : "MISSED", vs_list)
+  printf("the main runs, minutes apart: %s\n", rat(a, b))
 }
 function target(what, a, b, want,   r) {
   if (a == "" || b == "" || b <= 0) { printf("- %s: not measured\n", what); return }

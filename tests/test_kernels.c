@@ -127,7 +127,8 @@ static long check_wide(int ic, int ih, int iw, int k, int pad, int assign, int l
     L.h = ih + 2 * pad - k + 1; L.w = iw + 2 * pad - k + 1; L.c = 3;
     const int KC = ic * k * k, P = L.h * L.w, PH = ih + 2 * pad, PW = iw + 2 * pad, Q = L.h * PW;
     const long xn = (long)ic * ih * iw, pn = (long)ic * PH * PW;
-    float *col = xmalloc(sizeof(float) * KC * P), *wide = xmalloc(sizeof(float) * KC * Q), *want = xmalloc(sizeof(float) * xn);
+    float *col = xmalloc(sizeof(float) * KC * P), *wide = xmalloc(sizeof(float) * KC * Q);
+    float *want = xmalloc(sizeof(float) * xn);
     float *dx0 = xmalloc(sizeof(float) * xn), *dx1 = xmalloc(sizeof(float) * xn), *xpad = xmalloc(sizeof(float) * (pn + 1));
     float *ref = xmalloc(sizeof(float) * pn);
     fill(col, (long)KC * P, (uint64_t)(ic * 1000 + ih * 10 + iw * 7 + pad));
@@ -149,7 +150,8 @@ static long check_wide(int ic, int ih, int iw, int k, int pad, int assign, int l
             for (int kj = 0; kj < k; kj++)
                 for (int oy = 0; oy < L.h; oy++)
                     for (int ox = 0; ox < L.w; ox++)
-                        acc[((long)c * PH + oy + ki) * PW + ox + kj] += col[(((long)c * k + ki) * k + kj) * P + (long)oy * L.w + ox];
+                        acc[((long)c * PH + oy + ki) * PW + ox + kj] +=
+                            col[(((long)c * k + ki) * k + kj) * P + (long)oy * L.w + ox];
     for (int c = 0; pad && c < ic; c++)
         for (int y = 0; y < ih; y++)
             for (int x = 0; x < iw; x++) {
@@ -183,8 +185,8 @@ TEST(col2im_rows_and_wide_are_the_index_formula_at_every_level) {
                 const int k = ow % 2 ? 5 : 3, ic = 1 + ow % 3, iw = ow + k - 1 - 2 * pad, ih = 5 + ow % 5;
                 if (iw < 1) continue;
                 long bad = check_wide(ic, ih, iw, k, pad, ow % 3 == 0, l);
-                T_ASSERT_MSG(bad == 0, "level %s, ic %d %dx%d k %d pad %d: %ld values differ", kernels_level_name(l), ic, ih, iw,
-                             k, pad, bad);
+                T_ASSERT_MSG(bad == 0, "level %s, ic %d %dx%d k %d pad %d: %ld values differ",
+                             kernels_level_name(l), ic, ih, iw, k, pad, bad);
             }
     }
     kernels_level_set(-1);
