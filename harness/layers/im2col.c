@@ -55,14 +55,17 @@ T512 static inline void store_row(float *row, __m512 v, __mmask16 m, const float
     if (row <= end) _mm512_storeu_ps(row, v);
     else _mm512_mask_storeu_ps(row, m, v);
 }
-#define ROWS_FOR(body)                                                              \
-    for (int c = 0; c < L->ic; c++)                                                 \
-        for (int ki = 0; ki < L->k; ki++)                                           \
-            for (int kj = 0; kj < L->k; kj++) {                                     \
-                float *row = col + (long)((c * L->k + ki) * L->k + kj) * L->h * OW; \
-                const float *sp = src + ((long)c * PH + ki) * PW + kj;              \
-                for (int oy = 0; oy < L->h; oy++, row += OW, sp += PW) { body; }    \
+/* every row of the column matrix col (KC, OH*OW), `row`, with the row of OW floats of the bordered sample
+ * img (IC, PH, PW) it holds, `sp` (im2col copies sp to row, col2im adds row into sp); RT and ST their types */
+#define COL_ROWS(RT, ST, img, body)                                                \
+    for (int c = 0; c < L->ic; c++)                                                \
+        for (int ki = 0; ki < L->k; ki++)                                          \
+            for (int kj = 0; kj < L->k; kj++) {                                    \
+                RT *row = col + (long)((c * L->k + ki) * L->k + kj) * L->h * OW;   \
+                ST *sp = (img) + ((long)c * PH + ki) * PW + kj;                    \
+                for (int oy = 0; oy < L->h; oy++, row += OW, sp += PW) { body; }   \
             }
+#define ROWS_FOR(body) COL_ROWS(float, const float, src, body)
 T512 static void rows512(const Layer *L, const float *src, int PH, int PW, float *col) {
     const int OW = L->w;
     const float *end = col + (long)L->ic * L->k * L->k * L->h * OW - 16;
@@ -124,44 +127,37 @@ static void s1_end(const Layer *L, const float *xpad, float *dx, int assign) {
  * of each for up to 32); with AVX2 8-float adds, the last overlapping the one before, its sum taken before
  * any of the row is stored (the overlapping lanes are stored twice with the same value). One add per
  * float in the same order at every level: the same bits. */
-#define ADDS_FOR(body)                                                                  \
-    for (int c = 0; c < L->ic; c++)                                                     \
-        for (int ki = 0; ki < L->k; ki++)                                               \
-            for (int kj = 0; kj < L->k; kj++) {                                         \
-                const float *row = col + (long)((c * L->k + ki) * L->k + kj) * L->h * OW; \
-                float *dp = dst + ((long)c * PH + ki) * PW + kj;                        \
-                for (int oy = 0; oy < L->h; oy++, row += OW, dp += PW) { body; }        \
-            }
+#define ADDS_FOR(body) COL_ROWS(const float, float, dst, body)
 T512 static inline void add_masked(float *d, const float *s, __mmask16 m) {
     _mm512_mask_storeu_ps(d, m, _mm512_add_ps(_mm512_maskz_loadu_ps(m, d), _mm512_maskz_loadu_ps(m, s)));
 }
 T512 static void adds512(const Layer *L, const float *col, float *dst, int PH, int PW) {
     const int OW = L->w;
     const __mmask16 m0 = (__mmask16)(OW >= 16 ? 0xFFFFu : (1u << OW) - 1);
-    if (OW <= 16) ADDS_FOR(add_masked(dp, row, m0))
+    if (OW <= 16) ADDS_FOR(add_masked(sp, row, m0))
     else {
         const __mmask16 m1 = (__mmask16)((1u << (OW - 16)) - 1);
-        ADDS_FOR(_mm512_storeu_ps(dp, _mm512_add_ps(_mm512_loadu_ps(dp), _mm512_loadu_ps(row)));
-                 add_masked(dp + 16, row + 16, m1))
+        ADDS_FOR(_mm512_storeu_ps(sp, _mm512_add_ps(_mm512_loadu_ps(sp), _mm512_loadu_ps(row)));
+                 add_masked(sp + 16, row + 16, m1))
     }
 }
 T256 static void adds256(const Layer *L, const float *col, float *dst, int PH, int PW) {
     const int OW = L->w;
-    ADDS_FOR(const __m256 last = _mm256_add_ps(_mm256_loadu_ps(dp + OW - 8), _mm256_loadu_ps(row + OW - 8));
+    ADDS_FOR(const __m256 last = _mm256_add_ps(_mm256_loadu_ps(sp + OW - 8), _mm256_loadu_ps(row + OW - 8));
              for (int j = 0; j + 8 < OW; j += 8)
-                 _mm256_storeu_ps(dp + j, _mm256_add_ps(_mm256_loadu_ps(dp + j), _mm256_loadu_ps(row + j)));
-             _mm256_storeu_ps(dp + OW - 8, last))
+                 _mm256_storeu_ps(sp + j, _mm256_add_ps(_mm256_loadu_ps(sp + j), _mm256_loadu_ps(row + j)));
+             _mm256_storeu_ps(sp + OW - 8, last))
 }
 int col2im_s1_vectors(const Layer *L) {
     const int lv = kernels_level();
     return (lv >= 2 && L->w <= 32) || (lv == 1 && L->w >= 8);
 }
 void col2im_s1_add(const Layer *L, const float *col, float *xpad, float *dx, int assign) {
-    const int PH = L->ih + 2 * L->pad, PW = L->iw + 2 * L->pad, OW = L->w, lv = kernels_level();
+    const int PH = L->ih + 2 * L->pad, PW = L->iw + 2 * L->pad, OW = L->w;
     float *dst = s1_begin(L, xpad, dx, assign);
-    if (lv >= 2 && OW <= 32) adds512(L, col, dst, PH, PW);
-    else if (lv == 1 && OW >= 8) adds256(L, col, dst, PH, PW);
-    else ADDS_FOR(row_add(dp, row, OW))
+    if (!col2im_s1_vectors(L)) ADDS_FOR(row_add(sp, row, OW))
+    else if (kernels_level() >= 2) adds512(L, col, dst, PH, PW);
+    else adds256(L, col, dst, PH, PW);
     s1_end(L, xpad, dx, assign);
 }
 /* dx (+)= col2im of ONE sample at stride 1 from its wide column matrix dcol (KC, Q), Q = OH*PW: column

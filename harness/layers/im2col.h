@@ -13,7 +13,7 @@ void im2col(const Layer *L, int ns, const float *x, float *col);
  * pad > 0, so every row is a plain copy */
 void im2col_s1(const Layer *L, const float *x, float *xpad, float *col);
 /* dx += col2im(col) for ONE sample at stride 1 (the adjoint of im2col_s1; assign: dx = 0 + ...), row by
- * row: the reference tests compare col2im_wide_add with */
+ * row, the rows in vectors where col2im_s1_vectors says so */
 void col2im_s1_add(const Layer *L, const float *col, float *xpad, float *dx, int assign);
 /* whether col2im_s1_add adds its rows in the CPU's wider vectors (AVX-512: rows of up to 32 floats; AVX2:
  * of at least 8) */
