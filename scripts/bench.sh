@@ -225,31 +225,33 @@ function kv(s, k,   i, a, n) { n = split(s, a, " "); for (i = 1; i <= n; i++) if
 function rat(a, b) { return (a != "" && b != "" && b > 0) ? sprintf("%.2fx", a / b) : "-" }
 function pct(g, t) { return (g != "" && peak[t] > 0) ? sprintf("%.0f%%", 100 * g / peak[t]) : "-" }
 function val(x, f) { return x == "" ? "-" : sprintf(f, x) }
-# the 2-thread / 1-thread ratios of the alternations of model m, work w ("train" or "pgd"): sets
-# alt_list (each ratio) and returns their median ("" when there are none)
-function alt_ratio(m, w,   a, n, i, j, x, r) {
-  n = 0; alt_list = ""
-  for (a in altn) if (alt[m, w, 1, a] > 0 && alt[m, w, 2, a] > 0) r[++n] = alt[m, w, 2, a] / alt[m, w, 1, a]
+# r[1..n] sorted; sets med_list (each ratio) and returns their median ("" when n is 0)
+function median_list(r, n,   i, j, x) {
   for (i = 2; i <= n; i++) for (j = i; j > 1 && r[j - 1] > r[j]; j--) { x = r[j]; r[j] = r[j - 1]; r[j - 1] = x }
-  for (i = 1; i <= n; i++) alt_list = alt_list (i > 1 ? ", " : "") sprintf("%.2fx", r[i])
+  med_list = ""
+  for (i = 1; i <= n; i++) med_list = med_list (i > 1 ? ", " : "") sprintf("%.2fx", r[i])
   if (n == 0) return ""
   return n % 2 ? r[(n + 1) / 2] : (r[n / 2] + r[n / 2 + 1]) / 2
 }
-# the Concord / PyTorch ratios of the back-to-back lenet5 pairs, work w: sets vs_list, returns their median
-function vs_ratio(w,   a, n, i, j, x, r) {
-  n = 0; vs_list = ""
+# the 2-thread / 1-thread ratios of the alternations of model m, work w ("train" or "pgd"): their median,
+# each in med_list
+function alt_ratio(m, w,   a, n, r) {
+  n = 0
+  for (a in altn) if (alt[m, w, 1, a] > 0 && alt[m, w, 2, a] > 0) r[++n] = alt[m, w, 2, a] / alt[m, w, 1, a]
+  return median_list(r, n)
+}
+# the Concord / PyTorch ratios of the back-to-back lenet5 pairs, work w: their median, each in med_list
+function vs_ratio(w,   a, n, r) {
+  n = 0
   for (a in vsn) if (vs_c[a, w] > 0 && vs_t[a, w] > 0) r[++n] = vs_c[a, w] / vs_t[a, w]
-  for (i = 2; i <= n; i++) for (j = i; j > 1 && r[j - 1] > r[j]; j--) { x = r[j]; r[j] = r[j - 1]; r[j - 1] = x }
-  for (i = 1; i <= n; i++) vs_list = vs_list (i > 1 ? ", " : "") sprintf("%.2fx", r[i])
-  if (n == 0) return ""
-  return n % 2 ? r[(n + 1) / 2] : (r[n / 2] + r[n / 2 + 1]) / 2
+  return median_list(r, n)
 }
 # a lenet5 target: by the median of the back-to-back pairs when there are any, the main runs beside it
 function target_vs(what, w, a, b, want,   med) {
   med = vs_ratio(w)
   if (med == "") { target(what, a, b, want); return }
   printf("- %s: %.2fx (target %.2fx): %s; the median of Concord and PyTorch run back to back (%s); ", what, med, want,
-         med >= want - 1e-9 ? "met" : "MISSED", vs_list)
+         med >= want - 1e-9 ? "met" : "MISSED", med_list)
   printf("the main runs, minutes apart: %s\n", rat(a, b))
 }
 function target(what, a, b, want,   r) {
@@ -350,7 +352,7 @@ END {
         med = alt_ratio(m, w)
         if (med == "") target(m " " wn ", 2 threads / 1 (wall)", b2, b1, 1.8)
         else printf("- %s %s, 2 threads / 1 (wall): %.2fx (target 1.80x): %s; the median of 1 and 2 threads run back to back (%s); the main runs, minutes apart: %s\n",
-                    m, wn, med, med >= 1.8 - 1e-9 ? "met" : "MISSED", alt_list, rat(b2, b1))
+                    m, wn, med, med >= 1.8 - 1e-9 ? "met" : "MISSED", med_list, rat(b2, b1))
       }
       if (pair_n == 2 && pair_m == 2) printf("  (two 1-thread lenet5 processes at once gave %s training, %s PGD-10 the 1-thread figures: the scaling the machine offered)\n",
                               rat(pair_tr, tr["lenet5" SUBSEP 1]), rat(pair_pg, pg["lenet5" SUBSEP 1]))

@@ -1,4 +1,4 @@
-/* test_kernels.c -- Concord's own vector levels (layers/kernels.c) and the wide col2im of the im2col path
+/* test_kernels.c -- Concord's own vector levels (layers/kernels.c) and the col2im forms of the im2col path
  * (layers/im2col.c), bit for bit: run_add at every level this CPU has (sse2, avx2, avx512) against one
  * scalar add per float, on lengths around every vector width, with signed zeros,
  * infinities and NaNs; col2im_s1_add (the row-by-row adjoint of im2col) and col2im_wide_add (from the
@@ -119,7 +119,7 @@ TEST(sums_f64_canary_flags_one_wrong_sum) { T_ASSERT(canary_fails(check_sums)); 
  * col2im_wide_add (fed the wide column matrix: zeros in the extra columns) against the index formula,
  * added one float at a time in the same order: into the zero-bordered buffer by (c, ki, kj, oy, ox), then
  * its interior into dx (0 + v when assigning); unpadded, straight into dx. Returns the mismatching floats. */
-static long check_wide(int ic, int ih, int iw, int k, int pad, int assign, int level) {
+static long check_col2im(int ic, int ih, int iw, int k, int pad, int assign, int level) {
     kernels_level_set(level);
     Layer L;
     memset(&L, 0, sizeof L);
@@ -167,16 +167,16 @@ static long check_wide(int ic, int ih, int iw, int k, int pad, int assign, int l
     free(col); free(wide); free(want); free(dx0); free(dx1); free(xpad); free(ref);
     return bad;
 }
-static const int WIDE[][5] = { /* ic, ih, iw, k, pad */
+static const int COL2IM[][5] = { /* ic, ih, iw, k, pad */
     {1, 28, 28, 5, 2}, {6, 14, 14, 5, 0}, {2, 7, 9, 3, 1}, {3, 5, 5, 5, 0}, {1, 12, 30, 5, 4}, {4, 8, 8, 1, 0}, {2, 6, 11, 3, 2},
 };
 /* the shapes above, and output rows 1 to 40 wide (every case of the vector rows) */
 TEST(col2im_rows_and_wide_are_the_index_formula_at_every_level) {
     for (int l = 0; l <= kernels_level_max(); l++) {
-        for (size_t i = 0; i < ARRAY_LEN(WIDE); i++)
+        for (size_t i = 0; i < ARRAY_LEN(COL2IM); i++)
             for (int assign = 0; assign < 2; assign++) {
-                const int *c = WIDE[i];
-                long bad = check_wide(c[0], c[1], c[2], c[3], c[4], assign, l);
+                const int *c = COL2IM[i];
+                long bad = check_col2im(c[0], c[1], c[2], c[3], c[4], assign, l);
                 T_ASSERT_MSG(bad == 0, "level %s, ic %d %dx%d k %d pad %d assign %d: %ld values differ", kernels_level_name(l),
                              c[0], c[1], c[2], c[3], c[4], assign, bad);
             }
@@ -184,20 +184,20 @@ TEST(col2im_rows_and_wide_are_the_index_formula_at_every_level) {
             for (int pad = 0; pad <= 2; pad += 2) {
                 const int k = ow % 2 ? 5 : 3, ic = 1 + ow % 3, iw = ow + k - 1 - 2 * pad, ih = 5 + ow % 5;
                 if (iw < 1) continue;
-                long bad = check_wide(ic, ih, iw, k, pad, ow % 3 == 0, l);
+                long bad = check_col2im(ic, ih, iw, k, pad, ow % 3 == 0, l);
                 T_ASSERT_MSG(bad == 0, "level %s, ic %d %dx%d k %d pad %d: %ld values differ",
                              kernels_level_name(l), ic, ih, iw, k, pad, bad);
             }
     }
     kernels_level_set(-1);
 }
-static void corrupted_wide(void) {
+static void corrupted_col2im(void) {
     g_corrupt = 1;
-    T_ASSERT(check_wide(6, 14, 14, 5, 0, 1, kernels_level_max()) == 0);
+    T_ASSERT(check_col2im(6, 14, 14, 5, 0, 1, kernels_level_max()) == 0);
     g_corrupt = 0;
     kernels_level_set(-1);
 }
-TEST(col2im_canary_flags_one_wrong_value) { T_ASSERT(test_expect_failure(corrupted_wide)); }
+TEST(col2im_canary_flags_one_wrong_value) { T_ASSERT(test_expect_failure(corrupted_col2im)); }
 
 /* im2col_s1 (its rows in AVX-512 masked moves, AVX2 overlapping moves or 4-float copies) against the index
  * formula, bit for bit (NaNs, infinities, signed zeros), at every level; output rows 1 to 40 wide, padded
