@@ -14,7 +14,8 @@
 #   at 2 threads also two 1-thread lenet5 processes at once: what two cores give at that moment; and,
 #   for the 2-thread scaling targets, lenet5 and resnet20 run 1 thread then 2 threads back to back,
 #   BENCH_ALT times: each ratio is taken within a minute (the main 1- and 2-thread runs lie ten minutes
-#   apart, and this VM's speed drifts by more than the targets' margin over such spans); for lenet5's
+#   apart, and this VM's speed drifts by more than the targets' margin over such spans), lenet5's 2-thread
+#   run followed by two 1-thread processes at once (what the two cores gave in that minute); for lenet5's
 #   targets against PyTorch, Concord and the reference run back to back BENCH_VS times, the same way.
 #
 # Every figure is given per second of wall time and per CPU-second of the process (the robust one on a
@@ -152,6 +153,14 @@ while [ "$n_alt" -le "$ALT" ]; do
       wait_quiet
       if [ "$M" = lenet5 ]; then
         "$EXE" bench --what train,pgd --model lenet5 --threads "$T" --repeats 1 | sed "s/^bench /alt$n_alt /" | tee -a "$OUT/concord.txt" >&2
+        if [ "$T" = 2 ]; then # then two 1-thread processes at once: what the two cores gave in the same minute
+          wait_quiet
+          for P in 1 2; do
+            "$EXE" bench --what train,pgd --model lenet5 --threads 1 --repeats 1 | sed "s/^bench /twin$n_alt /" >"$OUT/twin$P.txt" &
+          done
+          wait
+          cat "$OUT/twin1.txt" "$OUT/twin2.txt" | tee -a "$OUT/concord.txt" >&2
+        fi
       else
         NB=$((RN / 128)); PB=$((NB / 3)); [ "$PB" -ge 1 ] || PB=1
         "$EXE" bench --what train,pgd --model resnet20 --dataset "synthetic:$((NB * 128)):3x32x32:10" --test-limit $((PB * 128)) \
@@ -240,6 +249,17 @@ function alt_ratio(m, w,   a, n, r) {
   for (a in altn) if (alt[m, w, 1, a] > 0 && alt[m, w, 2, a] > 0) r[++n] = alt[m, w, 2, a] / alt[m, w, 1, a]
   return median_list(r, n)
 }
+# lenet5 work w in each alternation with twins: the two 1-thread processes at once over the 1-thread run (the
+# scaling the machine gave; twinp) and Concord at 2 threads over the twins (twinc). Medians; each in twinp_list, twinc_list
+function twin_ratios(w,   a, n, p, c, med) {
+  n = 0
+  for (a in altn) if (twin[w, a] > 0 && twinc_n[w, a] == 2 && alt["lenet5", w, 1, a] > 0 && alt["lenet5", w, 2, a] > 0) {
+    n++; p[n] = twin[w, a] / alt["lenet5", w, 1, a]; c[n] = alt["lenet5", w, 2, a] / twin[w, a]
+  }
+  twinc = median_list(c, n); twinc_list = med_list
+  med = median_list(p, n); twinp_list = med_list
+  return med
+}
 # the Concord / PyTorch ratios of the back-to-back lenet5 pairs, work w: their median, each in med_list
 function vs_ratio(w,   a, n, r) {
   n = 0
@@ -268,6 +288,8 @@ $1 == "pair" && kv($0, "what") == "train" { pair_tr += kv($0, "samples_per_s"); 
 $1 == "pair" && kv($0, "what") == "pgd" { pair_pg += kv($0, "images_per_s"); pair_pgs = pair_pgs (pair_m++ ? " + " : "") sprintf("%.0f", kv($0, "images_per_s")) }
 $1 ~ /^alt[0-9]+$/ && kv($0, "what") == "train" { alt[kv($0, "model"), "train", kv($0, "threads"), $1] = kv($0, "samples_per_s"); altn[$1] = 1 }
 $1 ~ /^alt[0-9]+$/ && kv($0, "what") == "pgd" { alt[kv($0, "model"), "pgd", kv($0, "threads"), $1] = kv($0, "images_per_s") }
+$1 ~ /^twin[0-9]+$/ && kv($0, "what") == "train" { a = "alt" substr($1, 5); twin["train", a] += kv($0, "samples_per_s"); twinc_n["train", a]++ }
+$1 ~ /^twin[0-9]+$/ && kv($0, "what") == "pgd" { a = "alt" substr($1, 5); twin["pgd", a] += kv($0, "images_per_s"); twinc_n["pgd", a]++ }
 $1 ~ /^vs[0-9]+$/ && kv($0, "what") == "train" { vs_c[$1, "train"] = kv($0, "n") / kv($0, "cpu_s") }
 $1 ~ /^vs[0-9]+$/ && kv($0, "what") == "pgd" { vs_c[$1, "pgd"] = kv($0, "images_per_s") }
 $1 == "torchvs" { vs_t[$2, "train"] = $3; vs_t[$2, "pgd"] = $4; vsn[$2] = 1 }
@@ -354,7 +376,12 @@ END {
         else printf("- %s %s, 2 threads / 1 (wall): %.2fx (target 1.80x): %s; the median of 1 and 2 threads run back to back (%s); the main runs, minutes apart: %s\n",
                     m, wn, med, med >= 1.8 - 1e-9 ? "met" : "MISSED", med_list, rat(b2, b1))
       }
-      if (pair_n == 2 && pair_m == 2) printf("  (two 1-thread lenet5 processes at once gave %s training, %s PGD-10 the 1-thread figures: the scaling the machine offered)\n",
+      for (j = 1; j <= 2; j++) {
+        w = sw[j]; med = twin_ratios(w)
+        if (med != "") printf("  (lenet5 %s: two 1-thread processes at once, right after each 2-thread run, gave %.2fx the 1-thread run (%s): the scaling the machine offered; Concord at 2 threads ran %.0f%% of them (%s))\n",
+                              w == "train" ? "training" : "PGD-10", med, twinp_list, 100 * twinc, twinc_list)
+      }
+      if (pair_n == 2 && pair_m == 2) printf("  (two 1-thread lenet5 processes at once after the main 2-thread run gave %s training, %s PGD-10 the main 1-thread figures)\n",
                               rat(pair_tr, tr["lenet5" SUBSEP 1]), rat(pair_pg, pg["lenet5" SUBSEP 1]))
     }
   }
