@@ -82,6 +82,15 @@ wait_quiet() {
 CPU="$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')"
 VEC="$(grep -m1 '^flags' /proc/cpuinfo | tr ' ' '\n' | grep -E '^(sse4_2|avx|avx2|fma|avx512f|avx512bw|avx512vl|avx512_vnni|avx512_bf16|amx_tile|avx_vnni)$' | tr '\n' ' ' | sed 's/ $//')"
 LOAD0="$(cut -d' ' -f1-3 /proc/loadavg)"
+# two 1-thread lenet5 processes at once (what the two cores give at that moment): two_at_once WHAT TAG REPEATS,
+# their lines tagged TAG instead of "bench"
+two_at_once() {
+  for P in 1 2; do
+    "$EXE" bench --what "$1" --model lenet5 --threads 1 --repeats "$3" | sed "s/^bench /$2 /" >"$OUT/$2.$P.txt" &
+  done
+  wait
+  cat "$OUT/$2.1.txt" "$OUT/$2.2.txt" | tee -a "$OUT/concord.txt" >&2
+}
 echo "bench: $(nproc) cores, $CPU, repeats $R, load average $LOAD0, results in $OUT" >&2
 for T in $THREADS; do
   wait_quiet
@@ -98,11 +107,7 @@ for T in $THREADS; do
     # minutes at a time, invisible to "bg": the 2-thread figures read against this, not only against 1 thread)
     for W in train pgd; do
       wait_quiet
-      for P in 1 2; do
-        "$EXE" bench --what $W --model lenet5 --threads 1 --repeats "$R" | sed 's/^bench /pair /' >"$OUT/pair$P.txt" &
-      done
-      wait
-      cat "$OUT/pair1.txt" "$OUT/pair2.txt" | tee -a "$OUT/concord.txt" >&2
+      two_at_once $W pair "$R"
     done
   fi
   for M in $CONV; do
@@ -155,11 +160,7 @@ while [ "$n_alt" -le "$ALT" ]; do
         "$EXE" bench --what train,pgd --model lenet5 --threads "$T" --repeats 1 | sed "s/^bench /alt$n_alt /" | tee -a "$OUT/concord.txt" >&2
         if [ "$T" = 2 ]; then # then two 1-thread processes at once: what the two cores gave in the same minute
           wait_quiet
-          for P in 1 2; do
-            "$EXE" bench --what train,pgd --model lenet5 --threads 1 --repeats 1 | sed "s/^bench /twin$n_alt /" >"$OUT/twin$P.txt" &
-          done
-          wait
-          cat "$OUT/twin1.txt" "$OUT/twin2.txt" | tee -a "$OUT/concord.txt" >&2
+          two_at_once train,pgd "twin$n_alt" 1
         fi
       else
         NB=$((RN / 128)); PB=$((NB / 3)); [ "$PB" -ge 1 ] || PB=1
@@ -253,7 +254,7 @@ function alt_ratio(m, w,   a, n, r) {
 # scaling the machine gave; twinp) and Concord at 2 threads over the twins (twinc). Medians; each in twinp_list, twinc_list
 function twin_ratios(w,   a, n, p, c, med) {
   n = 0
-  for (a in altn) if (twin[w, a] > 0 && twinc_n[w, a] == 2 && alt["lenet5", w, 1, a] > 0 && alt["lenet5", w, 2, a] > 0) {
+  for (a in altn) if (twin[w, a] > 0 && twin_k[w, a] == 2 && alt["lenet5", w, 1, a] > 0 && alt["lenet5", w, 2, a] > 0) {
     n++; p[n] = twin[w, a] / alt["lenet5", w, 1, a]; c[n] = alt["lenet5", w, 2, a] / twin[w, a]
   }
   twinc = median_list(c, n); twinc_list = med_list
@@ -288,8 +289,8 @@ $1 == "pair" && kv($0, "what") == "train" { pair_tr += kv($0, "samples_per_s"); 
 $1 == "pair" && kv($0, "what") == "pgd" { pair_pg += kv($0, "images_per_s"); pair_pgs = pair_pgs (pair_m++ ? " + " : "") sprintf("%.0f", kv($0, "images_per_s")) }
 $1 ~ /^alt[0-9]+$/ && kv($0, "what") == "train" { alt[kv($0, "model"), "train", kv($0, "threads"), $1] = kv($0, "samples_per_s"); altn[$1] = 1 }
 $1 ~ /^alt[0-9]+$/ && kv($0, "what") == "pgd" { alt[kv($0, "model"), "pgd", kv($0, "threads"), $1] = kv($0, "images_per_s") }
-$1 ~ /^twin[0-9]+$/ && kv($0, "what") == "train" { a = "alt" substr($1, 5); twin["train", a] += kv($0, "samples_per_s"); twinc_n["train", a]++ }
-$1 ~ /^twin[0-9]+$/ && kv($0, "what") == "pgd" { a = "alt" substr($1, 5); twin["pgd", a] += kv($0, "images_per_s"); twinc_n["pgd", a]++ }
+$1 ~ /^twin[0-9]+$/ && kv($0, "what") == "train" { a = "alt" substr($1, 5); twin["train", a] += kv($0, "samples_per_s"); twin_k["train", a]++ }
+$1 ~ /^twin[0-9]+$/ && kv($0, "what") == "pgd" { a = "alt" substr($1, 5); twin["pgd", a] += kv($0, "images_per_s"); twin_k["pgd", a]++ }
 $1 ~ /^vs[0-9]+$/ && kv($0, "what") == "train" { vs_c[$1, "train"] = kv($0, "n") / kv($0, "cpu_s") }
 $1 ~ /^vs[0-9]+$/ && kv($0, "what") == "pgd" { vs_c[$1, "pgd"] = kv($0, "images_per_s") }
 $1 == "torchvs" { vs_t[$2, "train"] = $3; vs_t[$2, "pgd"] = $4; vsn[$2] = 1 }
