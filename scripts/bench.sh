@@ -289,8 +289,8 @@ $1 == "pair" && kv($0, "what") == "train" { pair_tr += kv($0, "samples_per_s"); 
 $1 == "pair" && kv($0, "what") == "pgd" { pair_pg += kv($0, "images_per_s"); pair_pgs = pair_pgs (pair_m++ ? " + " : "") sprintf("%.0f", kv($0, "images_per_s")) }
 $1 ~ /^alt[0-9]+$/ && kv($0, "what") == "train" { alt[kv($0, "model"), "train", kv($0, "threads"), $1] = kv($0, "samples_per_s"); altn[$1] = 1 }
 $1 ~ /^alt[0-9]+$/ && kv($0, "what") == "pgd" { alt[kv($0, "model"), "pgd", kv($0, "threads"), $1] = kv($0, "images_per_s") }
-$1 ~ /^twin[0-9]+$/ && kv($0, "what") == "train" { a = "alt" substr($1, 5); twin["train", a] += kv($0, "samples_per_s"); twin_k["train", a]++ }
-$1 ~ /^twin[0-9]+$/ && kv($0, "what") == "pgd" { a = "alt" substr($1, 5); twin["pgd", a] += kv($0, "images_per_s"); twin_k["pgd", a]++ }
+$1 ~ /^twin[0-9]+$/ && (kv($0, "what") == "train" || kv($0, "what") == "pgd") {
+  w = kv($0, "what"); a = "alt" substr($1, 5); twin[w, a] += kv($0, w == "train" ? "samples_per_s" : "images_per_s"); twin_k[w, a]++ }
 $1 ~ /^vs[0-9]+$/ && kv($0, "what") == "train" { vs_c[$1, "train"] = kv($0, "n") / kv($0, "cpu_s") }
 $1 ~ /^vs[0-9]+$/ && kv($0, "what") == "pgd" { vs_c[$1, "pgd"] = kv($0, "images_per_s") }
 $1 == "torchvs" { vs_t[$2, "train"] = $3; vs_t[$2, "pgd"] = $4; vsn[$2] = 1 }
@@ -379,8 +379,8 @@ END {
       }
       for (j = 1; j <= 2; j++) {
         w = sw[j]; med = twin_ratios(w)
-        if (med != "") printf("  (lenet5 %s: two 1-thread processes at once, right after each 2-thread run, gave %.2fx the 1-thread run (%s): the scaling the machine offered; Concord at 2 threads ran %.0f%% of them (%s))\n",
-                              w == "train" ? "training" : "PGD-10", med, twinp_list, 100 * twinc, twinc_list)
+        if (med != "") printf("  (lenet5 %s: two 1-thread processes at once, right after each 2-thread run, gave %.2fx the 1-thread run (%s): the scaling the machine offered; Concord at 2 threads over them: %.2fx (%s))\n",
+                              w == "train" ? "training" : "PGD-10", med, twinp_list, twinc, twinc_list)
       }
       if (pair_n == 2 && pair_m == 2) printf("  (two 1-thread lenet5 processes at once after the main 2-thread run gave %s training, %s PGD-10 the main 1-thread figures)\n",
                               rat(pair_tr, tr["lenet5" SUBSEP 1]), rat(pair_pg, pg["lenet5" SUBSEP 1]))
