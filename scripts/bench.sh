@@ -27,8 +27,11 @@
 #   BENCH_CONV ("resnet20 vgg16 alexnet"; empty: none), BENCH_APGD_N (128: APGD-CE-100 images; 0: no APGD), BENCH_WAIT (seconds to wait for the machine to go quiet before each
 #   measurement, 60), BENCH_ALT (3: alternations of 1 and 2 threads, below; 0: none), BENCH_VS (3: lenet5 at 1
 #   thread, Concord then PyTorch back to back, for its targets; 0: none),
-#   BENCH_HASWELL=1: behave as a Haswell-class CPU, both sides (OPENBLAS_CORETYPE=Haswell,
-#   ONEDNN_MAX_CPU_ISA=AVX2, LIBXSMM_TARGET=hsw, CONCORD_ISA=avx2, ATEN_CPU_CAPABILITY=avx2).
+#   BENCH_CLASS: behave as another CPU class, both sides, on a CPU that has its instructions: haswell
+#   (AVX2 + FMA: OPENBLAS_CORETYPE=Haswell, ONEDNN_MAX_CPU_ISA=AVX2, LIBXSMM_TARGET=hsw, CONCORD_ISA=avx2,
+#   ATEN_CPU_CAPABILITY=avx2; BENCH_HASWELL=1 is the same) or skylakex (Intel's AVX-512 server cores:
+#   OPENBLAS_CORETYPE=SkylakeX, ONEDNN_MAX_CPU_ISA=AVX512_CORE, LIBXSMM_TARGET=skx, CONCORD_ISA=avx512,
+#   ATEN_CPU_CAPABILITY=avx512). The code paths change, not the machine's caches or clocks.
 # The reference's 2-thread figure uses the OpenMP OpenBLAS build when it is installed
 # (libopenblas0-openmp; with the pthread build torch's OpenMP pool and OpenBLAS fight over the cores);
 # the table says which build it used.
@@ -42,9 +45,16 @@ RN=${BENCH_RESNET_N:-2560}
 CN=${BENCH_CONV_N:-1024}
 AN=${BENCH_APGD_N:-128}
 CONV=${BENCH_CONV-resnet20 vgg16 alexnet}
-if [ "${BENCH_HASWELL:-0}" = 1 ]; then
-  export OPENBLAS_CORETYPE=Haswell ONEDNN_MAX_CPU_ISA=AVX2 LIBXSMM_TARGET=hsw CONCORD_ISA=avx2 ATEN_CPU_CAPABILITY=avx2
-fi
+CLASS=${BENCH_CLASS:-}
+[ "${BENCH_HASWELL:-0}" = 1 ] && CLASS=haswell
+case $CLASS in
+  '') ;;
+  haswell) export OPENBLAS_CORETYPE=Haswell ONEDNN_MAX_CPU_ISA=AVX2 LIBXSMM_TARGET=hsw CONCORD_ISA=avx2 ATEN_CPU_CAPABILITY=avx2 ;;
+  skylakex)
+    grep -q avx512f /proc/cpuinfo || { echo "bench.sh: BENCH_CLASS=skylakex needs a CPU with AVX-512 (this one has none)" >&2; exit 2; }
+    export OPENBLAS_CORETYPE=SkylakeX ONEDNN_MAX_CPU_ISA=AVX512_CORE LIBXSMM_TARGET=skx CONCORD_ISA=avx512 ATEN_CPU_CAPABILITY=avx512 ;;
+  *) echo "bench.sh: BENCH_CLASS=$CLASS: unknown CPU class (haswell or skylakex; empty: this CPU as it is)" >&2; exit 2 ;;
+esac
 WAIT=${BENCH_WAIT:-60}
 OUT=$(mktemp -d /tmp/concord-bench.XXXXXX)
 trap 'rm -rf "$OUT"' EXIT
