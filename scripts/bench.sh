@@ -378,15 +378,15 @@ END {
     target_vs("lenet5 training", "train", tc[k], ttc[k], 2.5)
     target_vs("lenet5 PGD-10 (wall: the reference records no CPU time for it)", "pgd", pg[k], tpg[k], 3.0)
     for (i = 1; i <= nc; i++) if (cm[i] == "vgg16" || cm[i] == "alexnet") {
-      k = cm[i] SUBSEP 1
+      m = cm[i]; k = m SUBSEP 1
       # judged against the mean of the peaks measured just before and after the direct run (the
       # first peak of the run when they are missing)
-      pk = dpn[cm[i]] > 0 ? dps[cm[i]] / dpn[cm[i]] : peak[1]
-      if (dg[k] == "" || !(pk > 0)) printf("- %s training, share of the sgemm peak: not measured\n", cm[i])
+      beside = dpn[m] > 0; pk = beside ? dps[m] / dpn[m] : peak[1]
+      if (dg[k] == "" || !(pk > 0) || !(peak[1] > 0)) printf("- %s training, share of the sgemm peak: not measured\n", m)
       else printf("- %s training, share of the sgemm peak %s (%.1f GFLOP/s), direct kernels (CONCORD_WINO=0): %.0f%% wall, %.0f%% per CPU-second (target 75%%): %s%s; with Winograd, counted as direct flops: %.0f%% of the first peak\n",
-                  cm[i], dpn[cm[i]] > 0 ? "measured just before and after it, their mean" : "measured at the start of the run", pk,
+                  m, beside ? "measured just before and after it, their mean" : "measured at the start of the run", pk,
                   100 * dg[k] / pk, 100 * dgc[k] / pk, dgc[k] >= 0.75 * pk ? "met" : "MISSED",
-                  dpn[cm[i]] > 0 && peak[1] > 0 ? sprintf("; of the first peak of the run (%.1f), %.0f%% per CPU-second", peak[1], 100 * dgc[k] / peak[1]) : "",
+                  beside ? sprintf("; of the first peak of the run (%.1f), %.0f%% per CPU-second", peak[1], 100 * dgc[k] / peak[1]) : "",
                   100 * tgc[k] / peak[1])
     }
     if (2 in T) {
