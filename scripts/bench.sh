@@ -93,6 +93,8 @@ wait_quiet() {
 CPU="$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')"
 VEC="$(grep -m1 '^flags' /proc/cpuinfo | tr ' ' '\n' | grep -E '^(sse4_2|avx|avx2|fma|avx512f|avx512bw|avx512vl|avx512_vnni|avx512_bf16|amx_tile|avx_vnni)$' | tr '\n' ' ' | sed 's/ $//')"
 LOAD0="$(cut -d' ' -f1-3 /proc/loadavg)"
+# the 1-thread sgemm peak again, tagged for model M's share-of-peak target: dpeak M
+dpeak() { "$EXE" bench --what sgemm --threads 1 | sed "s/^bench /dpeak model=$1 /" | tee -a "$OUT/concord.txt" >&2; }
 # two 1-thread lenet5 processes at once (what the two cores give at that moment): two_at_once WHAT TAG REPEATS,
 # their lines tagged TAG instead of "bench"
 two_at_once() {
@@ -134,10 +136,10 @@ for T in $THREADS; do
       # The sgemm peak is measured again just before and just after it (the run's first peak lies minutes
       # away, and this VM's speed drifts by more than the target's margin over such spans)
       wait_quiet
-      "$EXE" bench --what sgemm --threads 1 | sed "s/^bench /dpeak model=$M /" | tee -a "$OUT/concord.txt" >&2
+      dpeak "$M"
       CONCORD_WINO=0 "$EXE" bench --what train --model "$M" --dataset "synthetic:$((NB * 128)):3x32x32:10" \
         --threads 1 --repeats "$R" | sed 's/^bench /direct /' | tee -a "$OUT/concord.txt" >&2
-      "$EXE" bench --what sgemm --threads 1 | sed "s/^bench /dpeak model=$M /" | tee -a "$OUT/concord.txt" >&2
+      dpeak "$M"
     fi
     if [ $have_torch = 1 ] && [ -f "$CREF" ]; then
       wait_quiet

@@ -34,7 +34,8 @@ void omp_set_num_threads(int n); /* libgomp, oneDNN's threading runtime in Debia
 /* Pieces of up to 128 samples: a 1-thread training batch's weight gradient is one primitive, not two
  * 64-sample ones summed by a reorder (vgg16 training on the direct kernels, CONCORD_WINO=0, 1 thread,
  * alternated three times: 64.5-67.3 -> 77.3-77.9 samples/s; its 4x4 and 2x2 stages' weight gradients had
- * run at 29-47% of the sgemm peak in 64-sample pieces). Other bits than 64: the gradient's sum order. */
+ * run at 29-47% of the sgemm peak in 64-sample pieces). Its bits differ from 64-sample pieces': the
+ * gradient's sum order. */
 #define MB_LOG 8
 #define MB_MAX (1 << (MB_LOG - 1)) /* 128 */
 
@@ -566,7 +567,8 @@ long conv_dnnl_dw_n(const Layer *L) { /* floats of a blocked weight gradient, at
 }
 
 void conv_dnnl_work_need(const Layer *L, int cap, WorkNeed *n) {
-    long ihw = (long)L->ih * L->iw, bwd = (long)MB_MAX * round_up_blk(L->ic, 16) * ihw;
+    const long piece = cap < MB_MAX ? cap : MB_MAX; /* the largest piece a call can cut */
+    long ihw = (long)L->ih * L->iw, bwd = piece * round_up_blk(L->ic, 16) * ihw;
     long dfa = L->fb_direct ? (long)cap * L->ic * ihw : 0;
     n->col = bwd > dfa ? bwd : dfa;
     n->tmp = conv_dnnl_dw_n(L) + L->c;
