@@ -103,6 +103,93 @@ static void run_all(void) {
 
 TEST(winograd_matches_direct_sums_in_double) { run_all(); }
 
+/* the weight gradient (wino_dw): max over weights and biases of |wino - sum in double| / (1e-6 * sum |terms|
+ * + 1e-30), after adding to dW and db what was there (add = 1) or storing (add = 0). A weight's terms are
+ * those of its whole k x k block (Winograd mixes the block's taps: a tap that only padding reaches, whose
+ * sum is exactly 0, gets the rounding of its neighbours') and the value added to. */
+static double check_dw(int k, int V, long N, int C, int K, int H, int W, int add, int level) {
+    kernels_level_set(level);
+    Rng r;
+    rng_seed(&r, (uint64_t)(k * 31 + V * 1009 + N * 7 + C * 3 + K * 5 + H * 11 + W * 13 + add), 4, 0);
+    const int kk = k * k, p = k / 2;
+    float *x = xmalloc(sizeof(float) * N * C * H * W), *dy = xmalloc(sizeof(float) * N * K * H * W);
+    float *dW = xmalloc(sizeof(float) * K * C * kk), *db = xmalloc(sizeof(float) * K);
+    float *dW0 = xmalloc(sizeof(float) * K * C * kk), *db0 = xmalloc(sizeof(float) * K);
+    float *buf = xmalloc(sizeof(float) * wino_dw_buf_n(C, K, k));
+    for (long j = 0; j < N * C * H * W; j++) x[j] = rng_uniform(&r) * 2.0f - 1.0f;
+    for (long j = 0; j < N * K * H * W; j++) dy[j] = rng_uniform(&r) * 2.0f - 1.0f;
+    for (long j = 0; j < (long)K * C * kk; j++) dW0[j] = dW[j] = add ? rng_uniform(&r) - 0.5f : NAN;
+    for (int j = 0; j < K; j++) db0[j] = db[j] = add ? rng_uniform(&r) - 0.5f : NAN;
+    const WinoGeom g = {C, C, K, H, W, H, W, p, k, V};
+    wino_dw(dW, db, x, dy, N, &g, add, buf);
+    if (g_corrupt) dW[(long)K * C * kk - 1] += 1e-3f;
+    double worst = 0;
+    for (int o = 0; o < K; o++) {
+        double s = add ? db0[o] : 0, a = fabs(s);
+        for (long n = 0; n < N; n++)
+            for (int i = 0; i < H; i++)
+                for (int j = 0; j < W; j++) s += dy[at(V, K, H, W, n, o, i, j)], a += fabs(dy[at(V, K, H, W, n, o, i, j)]);
+        const double e = isfinite(db[o]) ? fabs(db[o] - s) / (1e-6 * a + 1e-30) : INFINITY;
+        if (e > worst) worst = e;
+        for (int c = 0; c < C; c++) {
+            double ss[25], blk = 0; /* the k x k block's sums and the sum of all their |terms| */
+            for (int u = 0; u < k; u++)
+                for (int v = 0; v < k; v++) { /* dW[o][c][u][v] = sum of dy[o](i, j) x[c](i + u - p, j + v - p) */
+                    const long wi = ((long)o * C + c) * kk + u * k + v;
+                    s = add ? dW0[wi] : 0, a = fabs(s);
+                    for (long n = 0; n < N; n++)
+                        for (int i = 0; i < H; i++)
+                            for (int j = 0; j < W; j++) {
+                                const int ii = i + u - p, jj = j + v - p;
+                                if (ii < 0 || ii >= H || jj < 0 || jj >= W) continue;
+                                const double t = (double)dy[at(V, K, H, W, n, o, i, j)] * x[at(V, C, H, W, n, c, ii, jj)];
+                                s += t;
+                                a += fabs(t);
+                            }
+                    ss[u * k + v] = s;
+                    blk += a;
+                }
+            for (int j = 0; j < kk; j++) {
+                const float v = dW[((long)o * C + c) * kk + j];
+                const double e2 = isfinite(v) ? fabs(v - ss[j]) / (1e-6 * blk + 1e-30) : INFINITY;
+                if (e2 > worst) worst = e2;
+            }
+        }
+    }
+    free(x); free(dy); free(dW); free(db); free(dW0); free(db0); free(buf);
+    return worst;
+}
+
+/* V, N, C, K, H, W: odd maps (partial tiles), one map of 1x1, more tiles than a round of wino_dw's */
+static const int DW_SHAPES[][6] = {{8, 1, 8, 8, 1, 1}, {8, 2, 16, 8, 2, 2}, {8, 3, 8, 24, 5, 7},
+                                   {16, 2, 16, 32, 8, 8}, {16, 1, 32, 16, 9, 3}, {8, 5, 8, 16, 16, 14},
+                                   {16, 40, 16, 16, 4, 4}, {8, 12, 8, 8, 16, 16} /* 768 tiles: two rounds */};
+
+/* the bound, in millionths of the terms: measured worst 0.06 (3x3) and 0.46 (5x5) */
+static void run_all_dw(void) {
+    for (int k = 3; k <= 5; k += 2)
+        for (int l = 0; l <= kernels_level_max(); l++)
+            for (size_t s = 0; s < ARRAY_LEN(DW_SHAPES); s++)
+                for (int add = 0; add < 2; add++) {
+                    const int *c = DW_SHAPES[s];
+                    double e = check_dw(k, c[0], c[1], c[2], c[3], c[4], c[5], add, l);
+                    T_ASSERT_MSG(e <= (k == 3 ? 0.5 : 2.0),
+                                 "%dx%d weight gradient, level %s, V %d N %d C %d K %d %dx%d, %s: error %.3g x 1e-6 of "
+                                 "the terms", k, k, kernels_level_name(l), c[0], c[1], c[2], c[3], c[4], c[5],
+                                 add ? "added" : "stored", e);
+                }
+    kernels_level_set(-1);
+}
+TEST(winograd_weight_gradient_matches_sums_in_double) { run_all_dw(); }
+
+static void corrupted_dw(void) {
+    g_corrupt = 1;
+    double e = check_dw(3, 8, 2, 8, 8, 4, 4, 0, 0);
+    T_ASSERT_MSG(e <= 0.5, "canary: error %.3g", e);
+    g_corrupt = 0;
+}
+TEST(winograd_weight_gradient_canary_flags_one_wrong_weight) { T_ASSERT(test_expect_failure(corrupted_dw)); }
+
 static void corrupted(void) {
     g_corrupt = 1;
     double e = check(5, 8, 2, 16, 8, 2, 2, -1, 1, 0, 0, 0);

@@ -1,12 +1,12 @@
 /* conv_dnnl.c -- L_CONV through oneDNN (Debian libdnnl 2.6): its direct convolution kernels on
  * channel-blocked tensors (layout.c) for the forward pass, the input gradient (backward data) and the
  * weight gradient (backward weights). conv.c sends a layer here when its output is blocked. A stride-1
- * "same" 3x3 or 5x5 layer with at least 64 channels in and out does its forward pass and input gradient
- * by Winograd instead (conv_wino.c, on the same blocked tensors; wino_use).
+ * "same" 3x3 or 5x5 layer with at least 64 channels in and out does its forward pass, input gradient and
+ * weight gradient by Winograd instead (conv_wino.c, on the same blocked tensors; wino_use).
  *
  * The rule seam as in linear.c: the input gradient is backward-data with the rule's B as its weights
- * (W with BW_TRUE), or D e for a direct rule; weight and bias gradients are oneDNN's backward-weights,
- * exact. Measured on one AVX-512 core (docs/performance.md): 150-200 GFLOP/s on blocked tensors against
+ * (W with BW_TRUE), or D e for a direct rule; weight and bias gradients are oneDNN's backward-weights
+ * (or wino_dw), exact: the true gradient, whatever the rule. Measured on one AVX-512 core (docs/performance.md): 150-200 GFLOP/s on blocked tensors against
  * 25-120 for oneDNN's own NCHW path and ~90 for OpenBLAS's sgemm (Haswell kernels) under im2col.
  *
  * Threads: the Work's threads split the batch (pass.c); each runs oneDNN single-threaded (its OpenMP
@@ -144,6 +144,11 @@ static void *scratch(DnnlWork *d, int t, size_t n) { return grow(&d->scr[t], &d-
 static float *wino_scratch(Work *w, int t, const Layer *L, int C, int K) {
     DnnlWork *d = dnnl_work(w);
     return grow(&d->wbuf[t], &d->wbuf_n[t], sizeof(float) * wino_buf_n(C, K, L->k));
+}
+/* the same, for its weight gradient (wino_dw) */
+static float *wino_dw_scratch(Work *w, int t, const Layer *L) {
+    DnnlWork *d = dnnl_work(w);
+    return grow(&d->wbuf[t], &d->wbuf_n[t], sizeof(float) * wino_dw_buf_n(L->ic, L->c, L->k));
 }
 
 /* ------------------------------------------------------------------ per-layer state */
@@ -513,11 +518,15 @@ void conv_dnnl_backward(Model *m, Work *w, int i, const float *dout, int flags, 
     }
     float *col = w->col + t * w->col_n, *tmp = w->tmp + t * w->tmp_n;
     const long ihw = (long)L->ih * L->iw, bin = (long)round_up_blk(L->ic, L->blk) * ihw; /* blocked input floats */
+    if (want_params && d->wino) { /* the whole slice at once: its tiles are the products' inner dimension */
+        const WinoGeom g = {L->ic, L->ic, L->c, L->h, L->w, L->h, L->w, L->pad, L->k, L->blk};
+        wino_dw(dW, db, sp.x, sp.dy, sp.nb, &g, b0 != bstart, wino_dw_scratch(w, t, L));
+    }
     for (long s = 0; s < sp.nb;) {
         const int lg = piece_lg(sp.nb - s);
         const long mb = 1L << lg;
         const float *x = sp.x + s * sp.inn, *g = sp.dy + s * sp.on;
-        if (want_params) {
+        if (want_params && !d->wino) {
             const int first = b0 + s == bstart;
             float *gb = first ? db : tmp + conv_dnnl_dw_n(L);
             void *h[A_N] = {(void *)x, tmp, gb, (void *)g, NULL};

@@ -21,7 +21,9 @@
  *
  * Used by conv_dnnl.c for the forward pass and the input gradient (the input gradient of a stride-1
  * "same" convolution is the same convolution of dy with the weights turned 180 degrees and transposed:
- * wino_weights(flip)). The weight gradient stays oneDNN's. Also used by conv.c, on CPUs with AVX2 but not
+ * wino_weights(flip)) and for the weight gradient (wino_dw, below: the forward pass's transforms taken back
+ * through the chain rule; on the issue's AVX2 Zen 3 it took vgg16's training from 39.5-45.8 to 54.9-55.9
+ * samples/s, alexnet's 81-82 -> 101-102, alternated twice). Also used by conv.c, on CPUs with AVX2 but not
  * AVX-512, for the forward pass of LeNet-5's unpadded conv2 (6 inputs in a block of 8: WinoGeom's cr). Touches
  * only its arguments (and reads CONCORD_WINO once: wino_enabled). */
 #include "harness/layers/conv_wino.h"
@@ -44,8 +46,40 @@ static const double G5[6][5] = {{1.0 / 4, 0, 0, 0, 0},
 
 /* U[xi][c][k] (n^2, C, K) = G g G^T of g = W[k][c] (oihw: K, C, k, k); with flip, the input gradient's
  * weights: U[xi][k][c] (n^2, K, C) from g = W[k][c] turned by 180 degrees */
+/* G of F(2, 3) on a column (a0, a1, a2), in double: the generic loop's sums in its order, its products by
+ * 1 and 1/2 exact (the same values but for the sign of a zero) */
+#define G3COL(o, a0, a1, a2)                                                                                 \
+    (o[0] = (a0), o[1] = 0.5 * (a0) + 0.5 * (a1) + 0.5 * (a2), o[2] = 0.5 * (a0) - 0.5 * (a1) + 0.5 * (a2),   \
+     o[3] = (a2))
+
+/* 3x3: the same transform, unrolled (the generic loop cost vgg16's training 5% of its time, twice a batch) */
+static void wino_weights3(float *U, const float *W, int K, int C, int flip) {
+    const long cs = (long)C * K;
+    for (int o = 0; o < K; o++)
+        for (int c = 0; c < C; c++) {
+            const float *w = W + ((long)o * C + c) * 9;
+            double g[3][3], t[4][3], u[4];
+            for (int i = 0; i < 3; i++)
+                for (int j = 0; j < 3; j++) g[i][j] = flip ? w[(2 - i) * 3 + (2 - j)] : w[i * 3 + j];
+            for (int j = 0; j < 3; j++) { /* G g, column j */
+                double c4[4];
+                G3COL(c4, g[0][j], g[1][j], g[2][j]);
+                for (int i = 0; i < 4; i++) t[i][j] = c4[i];
+            }
+            float *out = U + (flip ? (long)o * C + c : (long)c * K + o);
+            for (int i = 0; i < 4; i++) { /* (G g) G^T, row i */
+                G3COL(u, t[i][0], t[i][1], t[i][2]);
+                for (int j = 0; j < 4; j++) out[(i * 4 + j) * cs] = (float)u[j];
+            }
+        }
+}
+
 void wino_weights(float *U, const float *W, int K, int C, int k, int flip) {
     CHECK(k == 3 || k == 5);
+    if (k == 3) {
+        wino_weights3(U, W, K, C, flip);
+        return;
+    }
     const int n = k + 1;
     const double *G = k == 3 ? &G3[0][0] : &G5[0][0];
     for (int o = 0; o < K; o++)
@@ -212,6 +246,146 @@ static const WinoFn WINO[2][3][2] = {
     {{w3v8_sse2, w3v16_sse2}, {w3v8_avx2, w3v16_avx2}, {w3v8_avx512, w3v16_avx512}},
     {{w5v8_sse2, w5v16_sse2}, {w5v8_avx2, w5v16_avx2}, {w5v8_avx512, w5v16_avx512}},
 };
+
+/* ------------------------------------------------------------------ the weight gradient
+ *
+ * The forward pass is y = A^T [U . (B^T d B)] A per tile with U = G g G^T, so, by the chain rule through
+ * the same linear maps, dL/dU[xi] (C, K) = sum over tiles of (B^T d B)[xi] (the input tile's transform,
+ * as the forward pass makes it) times (A dy A^T)[xi] (the output gradient's 2x2 tile taken back to n x n),
+ * one product per position xi with the tiles as the inner dimension, and dL/dg = G^T dL/dU G. It is the
+ * exact gradient of the convolution (in real arithmetic, as the forward pass is its exact value), rounded
+ * differently from a direct sum; the test bounds it against sums in double. */
+
+/* A of F(2, 3) and F(2, 5) on a pair (p0, p1): the n values A (p0, p1)^T */
+#define AC3(o, p0, p1) (o[0] = p0, o[1] = p0 + p1, o[2] = p0 - p1, o[3] = -(p1))
+#define AC5(o, p0, p1) (o[0] = p0, o[1] = p0 + p1, o[2] = p0 - p1, o[3] = p0 + 2 * p1, o[4] = p0 - 2 * p1, o[5] = p1)
+
+/* the output gradient's transform of one tile and output-channel block: D[xi][tl][kb*V..] = (A e A^T)[xi], e
+ * the 2x2 output gradients at (y0, x0), zero outside the map; their sum added to acc (the bias gradient) */
+static inline __attribute__((always_inline)) void dy_tile(float *D /* (n^2, TB, K) */, long s, long tl, int K, int kb,
+                                                         const float *gb /* (H, W, V) */, int H, int W, int y0,
+                                                         int x0, float *acc /* (K) */, const int R, const int V) {
+    const int n = R + 1;
+    for (int h = 0; h < V; h += 8) {
+        v8 e[2][2], t[2][6], u[6], c[6];
+        UNROLL for (int i = 0; i < 2; i++)
+            UNROLL for (int j = 0; j < 2; j++) e[i][j] =
+                y0 + i < H && x0 + j < W ? LD(gb + ((long)(y0 + i) * W + x0 + j) * V + h) : (v8){0};
+        ST(acc + (long)kb * V + h, LD(acc + (long)kb * V + h) + ((e[0][0] + e[0][1]) + (e[1][0] + e[1][1])));
+        UNROLL for (int i = 0; i < 2; i++) { /* e A^T, row i */
+            if (R == 3) AC3(u, e[i][0], e[i][1]);
+            else AC5(u, e[i][0], e[i][1]);
+            UNROLL for (int j = 0; j < n; j++) t[i][j] = u[j];
+        }
+        float *o = D + tl * K + (long)kb * V + h;
+        UNROLL for (int j = 0; j < n; j++) { /* A (e A^T), column j */
+            if (R == 3) AC3(c, t[0][j], t[1][j]);
+            else AC5(c, t[0][j], t[1][j]);
+            UNROLL for (int i = 0; i < n; i++) ST(o + (n * i + j) * s, c[i]);
+        }
+    }
+}
+
+/* the scratch of wino_dw: the bias gradient's sums (K doubles, K floats), then the transforms of WINO_DW_TILES
+ * tiles of the input (n^2 rows of C) and of the output gradient (n^2 rows of K), then Z (n^2, K, C) */
+#define WINO_DW_TILES 512 /* tiles per round: Z is read and written once a round */
+long wino_dw_buf_n(int C, int K, int k) {
+    const long np = (long)(k + 1) * (k + 1);
+    return 3L * K + np * (WINO_DW_TILES * (long)(C + K) + 2 * SKEW) + np * C * K;
+}
+
+#define WINO_DW_BODY(V, R)                                                                                   \
+    const int C = g->C, K = g->K, IH = g->ih, IW = g->iw, OH = g->h, OW = g->w, pad = g->pad;                 \
+    const int th = (OH + 1) / 2, tw = (OW + 1) / 2, CB = C / V, KB = K / V;                                   \
+    const long tpi = (long)th * tw, T = N * tpi, ihw = (long)IH * IW, ohw = (long)OH * OW;                   \
+    const int NP = (R + 1) * (R + 1);                                                                         \
+    const long sx = WINO_DW_TILES * (long)C + SKEW, sd = WINO_DW_TILES * (long)K + SKEW;                            \
+    double *dsum = (double *)buf;                                                                             \
+    float *acc = buf + 2L * K, *X = acc + K, *D = X + NP * sx, *Z = D + NP * sd;                              \
+    for (int o = 0; o < K; o++) dsum[o] = 0;                                                                  \
+    for (long t0 = 0; t0 < T; t0 += WINO_DW_TILES) {                                                             \
+        const long TB = T - t0 < WINO_DW_TILES ? T - t0 : WINO_DW_TILES;                                            \
+        memset(acc, 0, sizeof(float) * K);                                                                    \
+        for (long tl = 0; tl < TB; tl++) {                                                                    \
+            const long tg = t0 + tl, n = tg / tpi, r = tg % tpi;                                              \
+            const int y0 = 2 * (int)(r / tw), x0 = 2 * (int)(r % tw);                                         \
+            for (int cb = 0; cb < CB; cb++)                                                                   \
+                in_tile(X, sx, tl, C, cb, x + (n * CB + cb) * ihw * V, IH, IW, y0 - pad, x0 - pad, R, V);     \
+            for (int kb = 0; kb < KB; kb++)                                                                   \
+                dy_tile(D, sd, tl, K, kb, dy + (n * KB + kb) * ohw * V, OH, OW, y0, x0, acc, R, V);           \
+        }                                                                                                     \
+        for (int xi = 0; xi < NP; xi++) /* Z[xi] (K, C) (+)= D[xi]^T X[xi] */                                \
+            gemm(1, 0, K, C, (int)TB, 1.0f, D + xi * sd, K, X + xi * sx, C, t0 ? 1.0f : 0.0f,                 \
+                 Z + (long)xi * K * C, C);                                                                    \
+        for (int o = 0; o < K; o++) dsum[o] += acc[o];                                                        \
+    }
+
+typedef void (*WinoDwFn)(const float *x, const float *dy, long N, const WinoGeom *g, float *buf);
+#define WINO_DW_FN(name, V, R, target)                                                                        \
+    target static void name(const float *x, const float *dy, long N, const WinoGeom *g, float *buf) {         \
+        WINO_DW_BODY(V, R)                                                                                    \
+    }
+#define WINO_DW_FNS(R)                                                                                        \
+    WINO_DW_FN(d##R##v8_sse2, 8, R, )                                                                         \
+    WINO_DW_FN(d##R##v16_sse2, 16, R, )                                                                       \
+    WINO_DW_FN(d##R##v8_avx2, 8, R, AVX2)                                                                     \
+    WINO_DW_FN(d##R##v16_avx2, 16, R, AVX2)                                                                   \
+    WINO_DW_FN(d##R##v8_avx512, 8, R, AVX512)                                                                 \
+    WINO_DW_FN(d##R##v16_avx512, 16, R, AVX512)
+WINO_DW_FNS(3)
+WINO_DW_FNS(5)
+static const WinoDwFn WINO_DW[2][3][2] = {
+    {{d3v8_sse2, d3v16_sse2}, {d3v8_avx2, d3v16_avx2}, {d3v8_avx512, d3v16_avx512}},
+    {{d5v8_sse2, d5v16_sse2}, {d5v8_avx2, d5v16_avx2}, {d5v8_avx512, d5v16_avx512}},
+};
+
+void wino_dw(float *dW, float *db, const float *x, const float *dy, long N, const WinoGeom *g, int add, float *buf) {
+    const int k = g->k, V = g->V, C = g->C, K = g->K, n = k + 1, kk = k * k;
+    CHECK((k == 3 || k == 5) && (V == 8 || V == 16) && C % V == 0 && K % V == 0 && g->cr == C);
+    CHECK(g->pad >= 0 && g->h >= 1 && g->w >= 1 && g->h + k - 1 <= g->ih + 2 * g->pad && g->w + k - 1 <= g->iw + 2 * g->pad);
+    WINO_DW[k == 5][kernels_level()][V == 16](x, dy, N, g, buf);
+    const double *dsum = (const double *)buf, *G = k == 3 ? &G3[0][0] : &G5[0][0];
+    const float *Z = buf + 3L * K + (long)n * n * (WINO_DW_TILES * (long)(C + K) + 2 * SKEW);
+    const long zs = (long)C * K; /* Z[xi][o][c] at xi zs + o C + c */
+    for (int o = 0; o < K; o++) {
+        if (db) db[o] = add ? db[o] + (float)dsum[o] : (float)dsum[o];
+        if (k == 3) { /* G^T of F(2, 3) on a column (z0..z3): (z0 + z1/2 + z2/2, z1/2 - z2/2, z1/2 + z2/2 + z3) */
+            for (int c = 0; c < C; c++) {
+                const float *z = Z + (long)o * C + c;
+                double t[3][4];
+                for (int j = 0; j < 4; j++) {
+                    const double a0 = z[j * zs], a1 = 0.5 * z[(4 + j) * zs], a2 = 0.5 * z[(8 + j) * zs],
+                                 a3 = z[(12 + j) * zs];
+                    t[0][j] = a0 + a1 + a2, t[1][j] = a1 - a2, t[2][j] = a1 + a2 + a3;
+                }
+                float *w = dW + ((long)o * C + c) * 9;
+                for (int i = 0; i < 3; i++) {
+                    const double a0 = t[i][0], a1 = 0.5 * t[i][1], a2 = 0.5 * t[i][2], a3 = t[i][3];
+                    const double v[3] = {a0 + a1 + a2, a1 - a2, a1 + a2 + a3};
+                    for (int j = 0; j < 3; j++) w[i * 3 + j] = add ? w[i * 3 + j] + (float)v[j] : (float)v[j];
+                }
+            }
+            continue;
+        }
+        for (int c = 0; c < C; c++) { /* dW[o][c] (+)= G^T Z[.][o][c] G, in double, rounded once */
+            const float *z = Z + (long)o * C + c;
+            double t[5][6];
+            for (int i = 0; i < k; i++) /* G^T z */
+                for (int j = 0; j < n; j++) {
+                    double a = 0;
+                    for (int l = 0; l < n; l++) a += G[l * k + i] * z[(l * n + j) * zs];
+                    t[i][j] = a;
+                }
+            float *w = dW + ((long)o * C + c) * kk;
+            for (int i = 0; i < k; i++) /* (G^T z) G */
+                for (int j = 0; j < k; j++) {
+                    double a = 0;
+                    for (int l = 0; l < n; l++) a += t[i][l] * G[l * k + j];
+                    w[i * k + j] = add ? w[i * k + j] + (float)a : (float)a;
+                }
+        }
+    }
+}
 
 int wino_enabled(void) {
     static int off = -1;

@@ -25,4 +25,10 @@ typedef struct WinoGeom {
 void wino_conv(float *y, const float *x, const float *U, const float *bias, int relu, long N, const WinoGeom *g,
                float *buf);
 
+/* the weight gradient of that convolution (cr = C: no padding lanes): dW (K, C, k, k) and db (K, or NULL) =
+ * the sums over the N images of x (N, C/V, ih, iw, V) times dy (N, K/V, h, w, V), by the same transforms
+ * (see conv_wino.c); add: 1 adds them to dW and db, 0 stores them; buf: wino_dw_buf_n(C, K, k) floats */
+long wino_dw_buf_n(int C, int K, int k);
+void wino_dw(float *dW, float *db, const float *x, const float *dy, long N, const WinoGeom *g, int add, float *buf);
+
 #endif
