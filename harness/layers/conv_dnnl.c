@@ -1,7 +1,7 @@
 /* conv_dnnl.c -- L_CONV through oneDNN (Debian libdnnl 2.6): its direct convolution kernels on
  * channel-blocked tensors (layout.c) for the forward pass, the input gradient (backward data) and the
  * weight gradient (backward weights). conv.c sends a layer here when its output is blocked. A stride-1
- * "same" 3x3 or 5x5 layer with at least 64 channels in and out does its forward pass, input gradient and
+ * "same" 3x3 or 5x5 layer with at least 64 channels in and out (16 on AVX2) does its forward pass, input gradient and
  * weight gradient by Winograd instead (conv_wino.c, on the same blocked tensors; wino_use).
  *
  * The rule seam as in linear.c: the input gradient is backward-data with the rule's B as its weights
@@ -342,14 +342,17 @@ int conv_dnnl_supported(const Layer *L) {
     return ok;
 }
 
-/* 1 when layer L's forward pass and input gradient go through conv_wino.c: 3x3 or 5x5, stride 1, "same", input
- * and output blocked alike with whole blocks of channels, at least WINO_MIN_C of each (measured:
- * docs/performance.md); CONCORD_WINO=0 turns it off (for measuring) */
-#define WINO_MIN_C 64
+/* 1 when layer L's forward pass and gradients go through conv_wino.c: 3x3 or 5x5, stride 1, "same", input
+ * and output blocked alike with whole blocks of channels, at least wino_min_c of each; CONCORD_WINO=0 turns
+ * it off (for measuring). The threshold, measured (docs/performance.md): on AVX-512 (blocks of 16) oneDNN's
+ * direct kernels win below 64 channels; on AVX2 (blocks of 8; the issue's Zen 3) Winograd wins down to 16:
+ * ResNet-20's 16- and 32-channel stages through it took its training from 299-302 to 324-335 samples/s and
+ * PGD-10 from 40-43 to 52 images/s (alternated twice; 32 alone did as well within the noise) */
+static int wino_min_c(int blk) { return blk == 8 ? 16 : 64; }
 static int wino_use(const Layer *L) {
+    const int mc = wino_min_c(L->blk);
     return wino_enabled() && (L->k == 3 || L->k == 5) && L->stride == 1 && L->pad == L->k / 2 && L->h == L->ih && L->w == L->iw &&
-           L->iblk == L->blk && L->ic % L->blk == 0 && L->c % L->blk == 0 && L->ic >= WINO_MIN_C &&
-           L->c >= WINO_MIN_C;
+           L->iblk == L->blk && L->ic % L->blk == 0 && L->c % L->blk == 0 && L->ic >= mc && L->c >= mc;
 }
 
 void conv_dnnl_init(const Model *m, Work *w, int i) {
