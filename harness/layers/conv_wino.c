@@ -52,26 +52,49 @@ static const double G5[6][5] = {{1.0 / 4, 0, 0, 0, 0},
     (o[0] = (a0), o[1] = 0.5 * (a0) + 0.5 * (a1) + 0.5 * (a2), o[2] = 0.5 * (a0) - 0.5 * (a1) + 0.5 * (a2),   \
      o[3] = (a2))
 
-/* 3x3: the same transform, unrolled (the generic loop cost vgg16's training 5% of its time, twice a batch) */
-static void wino_weights3(float *U, const float *W, int K, int C, int flip) {
+/* 3x3: the same transform, unrolled, four (o, c) pairs at once in double vectors (the same operations as
+ * the scalar form on each lane, so the same bits; the generic loop cost vgg16's training 5% of its time,
+ * twice a batch). In the order U is written: (c, o) for the forward form (U[xi][c][o]: the K rows of W it
+ * reads, 36 bytes each, stay in L2 from one c to the next), (o, c) flipped; with the other order each
+ * float stored was a cache line, 21 ms per 512x512 layer on the issue's Zen 3 (now 4) */
+typedef double v4d __attribute__((vector_size(32)));
+typedef float v4f_ __attribute__((vector_size(16), aligned(4), may_alias));
+static inline __attribute__((always_inline)) void wino_weights3_body(float *U, const float *W, int K, int C, int flip) {
     const long cs = (long)C * K;
-    for (int o = 0; o < K; o++)
-        for (int c = 0; c < C; c++) {
-            const float *w = W + ((long)o * C + c) * 9;
-            double g[3][3], t[4][3], u[4];
-            for (int i = 0; i < 3; i++)
-                for (int j = 0; j < 3; j++) g[i][j] = flip ? w[(2 - i) * 3 + (2 - j)] : w[i * 3 + j];
+    const int na = flip ? K : C, nb = flip ? C : K;
+    for (int a = 0; a < na; a++)
+        for (int b = 0; b < nb; b += 4) {
+            const int lanes = nb - b < 4 ? nb - b : 4;
+            v4d g[3][3] = {{{0}}}, t[4][3], u[4], c4[4];
+            for (int l = 0; l < lanes; l++) {
+                const int o = flip ? a : b + l, c = flip ? b + l : a;
+                const float *w = W + ((long)o * C + c) * 9;
+                for (int i = 0; i < 3; i++)
+                    for (int j = 0; j < 3; j++) g[i][j][l] = flip ? w[(2 - i) * 3 + (2 - j)] : w[i * 3 + j];
+            }
             for (int j = 0; j < 3; j++) { /* G g, column j */
-                double c4[4];
                 G3COL(c4, g[0][j], g[1][j], g[2][j]);
                 for (int i = 0; i < 4; i++) t[i][j] = c4[i];
             }
-            float *out = U + (flip ? (long)o * C + c : (long)c * K + o);
+            float *out = U + (long)a * nb + b; /* U[xi][a][b]: (c, o) or, flipped, (o, c) */
             for (int i = 0; i < 4; i++) { /* (G g) G^T, row i */
                 G3COL(u, t[i][0], t[i][1], t[i][2]);
-                for (int j = 0; j < 4; j++) out[(i * 4 + j) * cs] = (float)u[j];
+                for (int j = 0; j < 4; j++) {
+                    const v4f_ f = __builtin_convertvector(u[j], v4f_);
+                    if (lanes == 4) *(v4f_ *)(out + (i * 4 + j) * cs) = f;
+                    else
+                        for (int l = 0; l < lanes; l++) out[(i * 4 + j) * cs + l] = f[l];
+                }
             }
         }
+}
+static void wino_weights3_sse2(float *U, const float *W, int K, int C, int flip) { wino_weights3_body(U, W, K, C, flip); }
+__attribute__((target("avx2"))) static void wino_weights3_avx2(float *U, const float *W, int K, int C, int flip) {
+    wino_weights3_body(U, W, K, C, flip);
+}
+static void wino_weights3(float *U, const float *W, int K, int C, int flip) {
+    if (kernels_level() >= 1) wino_weights3_avx2(U, W, K, C, flip);
+    else wino_weights3_sse2(U, W, K, C, flip);
 }
 
 void wino_weights(float *U, const float *W, int K, int C, int k, int flip) {
@@ -102,6 +125,18 @@ void wino_weights(float *U, const float *W, int K, int C, int k, int flip) {
                     U[(long)(i * n + j) * C * K + at] = (float)a;
                 }
         }
+}
+
+/* The products of both forms. Below AVX-512, OpenBLAS for all but the smallest: on the issue's AVX2 Zen 3, one
+ * thread, libxsmm (gemm()'s choice up to 2^25 multiply-adds) ran the forward products (128 tiles x C x K)
+ * at 68 GFLOP/s for 128 channels and 49 for 512 where OpenBLAS ran 86-89, and the weight gradient's (K x
+ * C x 512 tiles, A transposed) at 48-56 where OpenBLAS ran 83-92; libxsmm won only at 64 channels (95
+ * against 80). On AVX-512 gemm() decides, as measured there. */
+#define WINO_XSMM_MAX (1L << 20)
+static void wgemm(int ta, int M, int N, int K, const float *A, int lda, const float *B, int ldb, float beta, float *C,
+                  int ldc) {
+    if (kernels_level() < 2 && (long)M * N * K > WINO_XSMM_MAX) gemm_blas(ta, 0, M, N, K, 1.0f, A, lda, B, ldb, beta, C, ldc);
+    else gemm(ta, 0, M, N, K, 1.0f, A, lda, B, ldb, beta, C, ldc);
 }
 
 /* the transformed tiles of position xi start SKEW floats (a cache line) past a multiple of the rows:
@@ -212,8 +247,8 @@ static inline __attribute__((always_inline)) void out_tile(float *yb /* (H, W, V
                 in_tile(X, TB * C + SKEW, tl, C, cb, x + (n * CB + cb) * ihw * V, IH, IW, y0, x0, R, V);      \
         }                                                                                                     \
         for (int xi = 0; xi < NP; xi++) /* the first cr channels of each row: the rest are padding lanes */  \
-            gemm(0, 0, (int)TB, K, cr, 1.0f, X + xi * (TB * C + SKEW), C, U + (long)xi * cr * K, K, 0.0f,     \
-                 M + xi * (TB * K + SKEW), K);                                                                \
+            wgemm(0, (int)TB, K, cr, X + xi * (TB * C + SKEW), C, U + (long)xi * cr * K, K, 0.0f,              \
+                  M + xi * (TB * K + SKEW), K);                                                               \
         for (long tl = 0; tl < TB; tl++) {                                                                    \
             const long tg = t0 + tl, n = tg / tpi, r = tg % tpi;                                              \
             const int y0 = 2 * (int)(r / tw), x0 = 2 * (int)(r % tw);                                         \
@@ -315,8 +350,7 @@ long wino_dw_buf_n(int C, int K, int k) {
                 dy_tile(D, sd, tl, K, kb, dy + (n * KB + kb) * ohw * V, OH, OW, y0, x0, acc, R, V);           \
         }                                                                                                     \
         for (int xi = 0; xi < NP; xi++) /* Z[xi] (K, C) (+)= D[xi]^T X[xi] */                                \
-            gemm(1, 0, K, C, (int)TB, 1.0f, D + xi * sd, K, X + xi * sx, C, t0 ? 1.0f : 0.0f,                 \
-                 Z + (long)xi * K * C, C);                                                                    \
+            wgemm(1, K, C, (int)TB, D + xi * sd, K, X + xi * sx, C, t0 ? 1.0f : 0.0f, Z + (long)xi * K * C, C);   \
         for (int o = 0; o < K; o++) dsum[o] += acc[o];                                                        \
     }
 
