@@ -123,7 +123,7 @@ static int wn_group(const Layer *L) {
 /* floats of its per-thread scratch: the group's input and output, blocked, and conv_wino.c's */
 static long wn_tmp_n(const Layer *L) {
     const long G = wn_group(L);
-    return G * wn_icp(L) * L->ih * L->iw + G * L->c * L->h * L->w + wino_buf_n(wn_icp(L), L->c, L->k);
+    return G * wn_icp(L) * L->ih * L->iw + G * L->c * L->h * L->w + wino_buf_n(wn_icp(L), L->c, L->k, 2);
 }
 
 /* the layer's aux: [U of the Winograd forward pass] [the direct input gradient's weights, B (or W) turned
@@ -147,7 +147,7 @@ static void wn_forward(const Layer *L, const Span *sp, const float *U, float *tm
     const int G = wn_group(L), CP = wn_icp(L);
     const long ihw = (long)L->ih * L->iw, ohw = (long)L->h * L->w;
     float *xb = tmp /* (G, CP/8, IH, IW, 8) */, *yb = xb + G * CP * ihw /* (G, C/8, H, W, 8) */, *buf = yb + G * L->c * ohw;
-    const WinoGeom g = {CP, L->ic, L->c, L->ih, L->iw, L->h, L->w, L->pad, L->k, WN_V};
+    const WinoGeom g = {CP, L->ic, L->c, L->ih, L->iw, L->h, L->w, L->pad, L->k, WN_V, 2};
     for (long s = 0; s < sp->nb; s += G) {
         const int ns = (int)(sp->nb - s < G ? sp->nb - s : G);
         layout_move(xb, WN_V, CP, sp->x + s * sp->inn, 0, L->ic, L->ic, ihw, ns, 1);
@@ -326,7 +326,7 @@ static void conv_prepare(Model *m, Work *w, int i, int backward, int flags, int 
     } else if (!backward && wino_nchw_use(L)) { /* U, kept while an attack fixes the weights */
         int32_t *st = w->iaux[i];
         if (w->weights_fixed && st[0] && (unsigned)st[1] == w->wgen) return;
-        wino_weights(w->aux[i], L->W, L->c, L->ic, L->k, 0);
+        wino_weights(w->aux[i], L->W, L->c, L->ic, L->k, 2, 0);
         st[0] = 1;
         st[1] = (int32_t)w->wgen;
     }

@@ -140,15 +140,27 @@ static void *grow(void **p, size_t *pn, size_t n) {
     return *p;
 }
 static void *scratch(DnnlWork *d, int t, size_t n) { return grow(&d->scr[t], &d->scr_n[t], n); }
+/* The Winograd tiles of layer L (outputs per side). The input gradient: F(4x4, 3x3) for 3x3 layers on maps of
+ * at least 4x4 on AVX2 (blocks of 8), where it was measured (docs/performance.md: 1.2-1.7x faster than
+ * F(2x2, 3x3) on vgg16's layers); F(2x2, k x k) otherwise. The forward pass stays F(2x2, k x k): with
+ * F(4x4, 3x3) there, test_conv_paths' ResNet-20 at width 1.5 (24 and 48 channels on 12x12 and 6x6 maps) gave
+ * parameter gradients up to 2% of their scale away from the im2col reference (the tolerance is 0.01%) while
+ * every unit test of the forward form passed at 3.5 millionths of the terms: not understood, so not used.
+ * The weight gradient: F(4x4, 3x3) from 16x16 maps only (on 8x8 and 4x4 maps its 36 products of K x C,
+ * each summed over few tiles, and its larger transform of Z lost to F(2x2, 3x3): vgg16's 512-channel 4x4
+ * layer 60 -> 153 ms a batch; on 16x16, 67 -> 53). */
+static int wino_m_dx(const Layer *L) { return L->k == 3 && L->blk == 8 && L->h >= 4 && L->w >= 4 ? 4 : 2; }
+static int wino_m_dw(const Layer *L) { return L->h >= 16 && L->w >= 16 ? wino_m_dx(L) : 2; }
+
 /* thread t's scratch for a Winograd convolution of C channels into K (conv_wino.c) */
-static float *wino_scratch(Work *w, int t, const Layer *L, int C, int K) {
+static float *wino_scratch(Work *w, int t, const Layer *L, int C, int K, int m) {
     DnnlWork *d = dnnl_work(w);
-    return grow(&d->wbuf[t], &d->wbuf_n[t], sizeof(float) * wino_buf_n(C, K, L->k));
+    return grow(&d->wbuf[t], &d->wbuf_n[t], sizeof(float) * wino_buf_n(C, K, L->k, m));
 }
 /* the same, for its weight gradient (wino_dw) */
 static float *wino_dw_scratch(Work *w, int t, const Layer *L) {
     DnnlWork *d = dnnl_work(w);
-    return grow(&d->wbuf[t], &d->wbuf_n[t], sizeof(float) * wino_dw_buf_n(L->ic, L->c, L->k));
+    return grow(&d->wbuf[t], &d->wbuf_n[t], sizeof(float) * wino_dw_buf_n(L->ic, L->c, L->k, wino_m_dw(L)));
 }
 
 /* ------------------------------------------------------------------ per-layer state */
@@ -178,9 +190,9 @@ typedef struct DConv {
     int wf_ok, wb_ok;
     uint64_t wb_key;
     dnnl_memory_t m_dw[POOL_MAX], m_dwo[POOL_MAX];   /* per thread: blocked gradient piece, oihw destination */
-    int wino;                                        /* forward and input gradient by conv_wino.c */
-    float *uf, *ub;                                  /* then: W and B (or W) transformed, ((k+1)^2, ic, c) and ((k+1)^2, c, ic) */
-    size_t u_n;                                      /* the bytes of each */
+    int wino;                                        /* forward and gradients by conv_wino.c */
+    float *uf, *ub;                                  /* then: W and B (or W) transformed, ((k+1)^2, ic, c) and (n^2, c, ic) */
+    size_t u_n, ub_n;                                /* their bytes */
     Prim *prim[MB_LOG][P_N];                         /* by log2(mini-batch) and kind; NULL until needed */
 } DConv;
 
@@ -401,9 +413,11 @@ void conv_dnnl_init(const Model *m, Work *w, int i) {
     }
     d->wino = wino_use(L);
     if (d->wino) {
+        const int n = L->k + wino_m_dx(L) - 1;
         d->u_n = sizeof(float) * (L->k + 1) * (L->k + 1) * (size_t)L->ic * L->c;
+        d->ub_n = sizeof(float) * n * n * (size_t)L->ic * L->c;
         d->uf = big_alloc(d->u_n);
-        d->ub = big_alloc(d->u_n);
+        d->ub = big_alloc(d->ub_n);
         CHECK(d->uf && d->ub);
     }
     w->lx[i] = d;
@@ -437,7 +451,7 @@ void conv_dnnl_fini(Work *w, int i) {
     big_free(d->wb, d->wb_n);
     if (d->wino) {
         big_free(d->uf, d->u_n);
-        big_free(d->ub, d->u_n);
+        big_free(d->ub, d->ub_n);
     }
     pthread_mutex_destroy(&d->mu);
     free(d);
@@ -459,7 +473,7 @@ void conv_dnnl_prepare(Model *m, Work *w, int i, int backward, int flags, int t)
     omp_one();
     if (!backward) {
         if (w->weights_fixed && d->wf_ok && d->wf_gen == w->wgen) return;
-        if (d->wino) wino_weights(d->uf, L->W, L->c, L->ic, L->k, 0);
+        if (d->wino) wino_weights(d->uf, L->W, L->c, L->ic, L->k, 2, 0);
         else run_reorder(w, t, d->r_wf, d->m_w, L->W, d->m_wf, d->wf);
         d->wf_ok = 1;
         d->wf_gen = w->wgen;
@@ -469,7 +483,7 @@ void conv_dnnl_prepare(Model *m, Work *w, int i, int backward, int flags, int t)
     if (!need_dx_of(m, L, flags) || direct) return;
     const uint64_t key = (flags & BW_TRUE) || L->B == L->W ? ~(uint64_t)0 : m->fb_count;
     if (w->weights_fixed && d->wb_ok && d->wb_gen == w->wgen && d->wb_key == key) return;
-    if (d->wino) wino_weights(d->ub, (flags & BW_TRUE) ? L->W : L->B, L->c, L->ic, L->k, 1);
+    if (d->wino) wino_weights(d->ub, (flags & BW_TRUE) ? L->W : L->B, L->c, L->ic, L->k, wino_m_dx(L), 1);
     else run_reorder(w, t, d->r_wb, d->m_w, (flags & BW_TRUE) ? L->W : L->B, d->m_wb, d->wb);
     d->wb_ok = 1;
     d->wb_gen = w->wgen;
@@ -488,8 +502,8 @@ void conv_dnnl_forward(Model *m, Work *w, int i, long b0, long b1, int t) {
     const Layer *L = sp.L;
     DConv *d = w->lx[i];
     if (d->wino) {
-        const WinoGeom g = {L->ic, L->ic, L->c, L->h, L->w, L->h, L->w, L->pad, L->k, L->blk};
-        wino_conv(sp.y, sp.x, d->uf, L->b, L->relu_out, sp.nb, &g, wino_scratch(w, t, L, L->ic, L->c));
+        const WinoGeom g = {L->ic, L->ic, L->c, L->h, L->w, L->h, L->w, L->pad, L->k, L->blk, 2};
+        wino_conv(sp.y, sp.x, d->uf, L->b, L->relu_out, sp.nb, &g, wino_scratch(w, t, L, L->ic, L->c, 2));
         return;
     }
     omp_one();
@@ -522,7 +536,7 @@ void conv_dnnl_backward(Model *m, Work *w, int i, const float *dout, int flags, 
     float *col = w->col + t * w->col_n, *tmp = w->tmp + t * w->tmp_n;
     const long ihw = (long)L->ih * L->iw, bin = (long)round_up_blk(L->ic, L->blk) * ihw; /* blocked input floats */
     if (want_params && d->wino) { /* the whole slice at once: its tiles are the products' inner dimension */
-        const WinoGeom g = {L->ic, L->ic, L->c, L->h, L->w, L->h, L->w, L->pad, L->k, L->blk};
+        const WinoGeom g = {L->ic, L->ic, L->c, L->h, L->w, L->h, L->w, L->pad, L->k, L->blk, wino_m_dw(L)};
         wino_dw(dW, db, sp.x, sp.dy, sp.nb, &g, b0 != bstart, wino_dw_scratch(w, t, L));
     }
     for (long s = 0; s < sp.nb;) {
@@ -542,8 +556,8 @@ void conv_dnnl_backward(Model *m, Work *w, int i, const float *dout, int flags, 
             const int straight = L->iblk == L->blk && assign;
             float *dst = straight ? sp.dx + s * sp.inn : col;
             if (d->wino) {
-                const WinoGeom wg = {L->c, L->c, L->ic, L->h, L->w, L->h, L->w, L->pad, L->k, L->blk};
-                wino_conv(dst, g, d->ub, NULL, 0, mb, &wg, wino_scratch(w, t, L, L->c, L->ic));
+                const WinoGeom wg = {L->c, L->c, L->ic, L->h, L->w, L->h, L->w, L->pad, L->k, L->blk, wino_m_dx(L)};
+                wino_conv(dst, g, d->ub, NULL, 0, mb, &wg, wino_scratch(w, t, L, L->c, L->ic, wino_m_dx(L)));
             } else {
                 void *h[A_N] = {dst, d->wb, NULL, (void *)g, NULL};
                 prim_run(w, prim_get(L, d, lg, P_BWD), t, h);

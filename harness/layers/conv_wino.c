@@ -35,7 +35,18 @@
 #include "harness/gemm.h"
 #include "harness/layers/kernels.h"
 
-/* G of F(2, 3) and F(2, 5), in double: the weight transform is computed in double and rounded once */
+/* The three forms, by kind: 0 F(2x2, 3x3), 1 F(2x2, 5x5), 2 F(4x4, 3x3) (n = 6 as F(2, 5): the same points,
+ * the same B^T; 36 products per 4x4 outputs instead of 4 x 16: the GEMMs 1.78x smaller, the rounding a
+ * little larger). Kernel size R, output tile MO, input tile n: */
+#define KR(kd) ((kd) == 1 ? 5 : 3)
+#define KM(kd) ((kd) == 2 ? 4 : 2)
+#define KN(kd) ((kd) == 0 ? 4 : 6)
+static int kind_of(int k, int m) {
+    CHECK((k == 3 || k == 5) && (m == 2 || m == 4) && !(k == 5 && m == 4));
+    return k == 5 ? 1 : m == 4 ? 2 : 0;
+}
+
+/* G of F(2, 3), F(2, 5) and F(4, 3), in double: the weight transform is computed in double and rounded once */
 static const double G3[4][3] = {{1, 0, 0}, {0.5, 0.5, 0.5}, {0.5, -0.5, 0.5}, {0, 0, 1}};
 static const double G5[6][5] = {{1.0 / 4, 0, 0, 0, 0},
                                 {-1.0 / 6, -1.0 / 6, -1.0 / 6, -1.0 / 6, -1.0 / 6},
@@ -43,6 +54,8 @@ static const double G5[6][5] = {{1.0 / 4, 0, 0, 0, 0},
                                 {1.0 / 24, 1.0 / 12, 1.0 / 6, 1.0 / 3, 2.0 / 3},
                                 {1.0 / 24, -1.0 / 12, 1.0 / 6, -1.0 / 3, 2.0 / 3},
                                 {0, 0, 0, 0, 1}};
+static const double G43[6][3] = {{1.0 / 4, 0, 0},           {-1.0 / 6, -1.0 / 6, -1.0 / 6}, {-1.0 / 6, 1.0 / 6, -1.0 / 6},
+                                 {1.0 / 24, 1.0 / 12, 1.0 / 6}, {1.0 / 24, -1.0 / 12, 1.0 / 6}, {0, 0, 1}};
 
 /* U[xi][c][k] (n^2, C, K) = G g G^T of g = W[k][c] (oihw: K, C, k, k); with flip, the input gradient's
  * weights: U[xi][k][c] (n^2, K, C) from g = W[k][c] turned by 180 degrees */
@@ -52,6 +65,11 @@ static const double G5[6][5] = {{1.0 / 4, 0, 0, 0, 0},
     (o[0] = (a0), o[1] = 0.5 * (a0) + 0.5 * (a1) + 0.5 * (a2), o[2] = 0.5 * (a0) - 0.5 * (a1) + 0.5 * (a2),   \
      o[3] = (a2))
 
+/* G of F(4, 3) on a column */
+#define G43COL(o, a0, a1, a2)                                                                                \
+    (o[0] = (a0) / 4, o[1] = -((a0) + (a1) + (a2)) / 6, o[2] = -((a0) - (a1) + (a2)) / 6,                     \
+     o[3] = (a0) / 24 + (a1) / 12 + (a2) / 6, o[4] = (a0) / 24 - (a1) / 12 + (a2) / 6, o[5] = (a2))
+
 /* 3x3: the same transform, unrolled, four (o, c) pairs at once in double vectors (the same operations as
  * the scalar form on each lane, so the same bits; the generic loop cost vgg16's training 5% of its time,
  * twice a batch). In the order U is written: (c, o) for the forward form (U[xi][c][o]: the K rows of W it
@@ -59,13 +77,14 @@ static const double G5[6][5] = {{1.0 / 4, 0, 0, 0, 0},
  * float stored was a cache line, 21 ms per 512x512 layer on the issue's Zen 3 (now 4) */
 typedef double v4d __attribute__((vector_size(32)));
 typedef float v4f_ __attribute__((vector_size(16), aligned(4), may_alias));
-static inline __attribute__((always_inline)) void wino_weights3_body(float *U, const float *W, int K, int C, int flip) {
+static inline __attribute__((always_inline)) void wino_weights3_body(float *U, const float *W, int K, int C, int flip,
+                                                                    const int NN) {
     const long cs = (long)C * K;
     const int na = flip ? K : C, nb = flip ? C : K;
     for (int a = 0; a < na; a++)
         for (int b = 0; b < nb; b += 4) {
             const int lanes = nb - b < 4 ? nb - b : 4;
-            v4d g[3][3] = {{{0}}}, t[4][3], u[4], c4[4];
+            v4d g[3][3] = {{{0}}}, t[6][3], u[6], c4[6];
             for (int l = 0; l < lanes; l++) {
                 const int o = flip ? a : b + l, c = flip ? b + l : a;
                 const float *w = W + ((long)o * C + c) * 9;
@@ -73,38 +92,44 @@ static inline __attribute__((always_inline)) void wino_weights3_body(float *U, c
                     for (int j = 0; j < 3; j++) g[i][j][l] = flip ? w[(2 - i) * 3 + (2 - j)] : w[i * 3 + j];
             }
             for (int j = 0; j < 3; j++) { /* G g, column j */
-                G3COL(c4, g[0][j], g[1][j], g[2][j]);
-                for (int i = 0; i < 4; i++) t[i][j] = c4[i];
+                if (NN == 4) G3COL(c4, g[0][j], g[1][j], g[2][j]);
+                else G43COL(c4, g[0][j], g[1][j], g[2][j]);
+                for (int i = 0; i < NN; i++) t[i][j] = c4[i];
             }
             float *out = U + (long)a * nb + b; /* U[xi][a][b]: (c, o) or, flipped, (o, c) */
-            for (int i = 0; i < 4; i++) { /* (G g) G^T, row i */
-                G3COL(u, t[i][0], t[i][1], t[i][2]);
-                for (int j = 0; j < 4; j++) {
+            for (int i = 0; i < NN; i++) { /* (G g) G^T, row i */
+                if (NN == 4) G3COL(u, t[i][0], t[i][1], t[i][2]);
+                else G43COL(u, t[i][0], t[i][1], t[i][2]);
+                for (int j = 0; j < NN; j++) {
                     const v4f_ f = __builtin_convertvector(u[j], v4f_);
-                    if (lanes == 4) *(v4f_ *)(out + (i * 4 + j) * cs) = f;
+                    if (lanes == 4) *(v4f_ *)(out + (i * NN + j) * cs) = f;
                     else
-                        for (int l = 0; l < lanes; l++) out[(i * 4 + j) * cs + l] = f[l];
+                        for (int l = 0; l < lanes; l++) out[(i * NN + j) * cs + l] = f[l];
                 }
             }
         }
 }
-static void wino_weights3_sse2(float *U, const float *W, int K, int C, int flip) { wino_weights3_body(U, W, K, C, flip); }
-__attribute__((target("avx2"))) static void wino_weights3_avx2(float *U, const float *W, int K, int C, int flip) {
-    wino_weights3_body(U, W, K, C, flip);
+static void wino_weights3_sse2(float *U, const float *W, int K, int C, int flip, int m) {
+    if (m == 2) wino_weights3_body(U, W, K, C, flip, 4);
+    else wino_weights3_body(U, W, K, C, flip, 6);
 }
-static void wino_weights3(float *U, const float *W, int K, int C, int flip) {
-    if (kernels_level() >= 1) wino_weights3_avx2(U, W, K, C, flip);
-    else wino_weights3_sse2(U, W, K, C, flip);
+__attribute__((target("avx2"))) static void wino_weights3_avx2(float *U, const float *W, int K, int C, int flip, int m) {
+    if (m == 2) wino_weights3_body(U, W, K, C, flip, 4);
+    else wino_weights3_body(U, W, K, C, flip, 6);
+}
+static void wino_weights3(float *U, const float *W, int K, int C, int flip, int m) {
+    if (kernels_level() >= 1) wino_weights3_avx2(U, W, K, C, flip, m);
+    else wino_weights3_sse2(U, W, K, C, flip, m);
 }
 
-void wino_weights(float *U, const float *W, int K, int C, int k, int flip) {
-    CHECK(k == 3 || k == 5);
+void wino_weights(float *U, const float *W, int K, int C, int k, int m, int flip) {
+    kind_of(k, m);
     if (k == 3) {
-        wino_weights3(U, W, K, C, flip);
+        wino_weights3(U, W, K, C, flip, m);
         return;
     }
     const int n = k + 1;
-    const double *G = k == 3 ? &G3[0][0] : &G5[0][0];
+    const double *G = &G5[0][0];
     for (int o = 0; o < K; o++)
         for (int c = 0; c < C; c++) {
             const float *w = W + ((long)o * C + c) * k * k;
@@ -143,7 +168,10 @@ static void wgemm(int ta, int M, int N, int K, const float *A, int lda, const fl
  * without it the n^2 streams an input or output transform writes or reads are a multiple of 4 KiB apart
  * and all fall in one L1 set */
 #define SKEW 16
-long wino_buf_n(int C, int K, int k) { return (long)(k + 1) * (k + 1) * (WINO_TILES * (long)(C + K) + 2 * SKEW); }
+long wino_buf_n(int C, int K, int k, int m) {
+    const long n = KN(kind_of(k, m));
+    return n * n * (WINO_TILES * (long)(C + K) + 2 * SKEW);
+}
 
 /* the transforms, on 8-float vectors: V / 8 of them per channel block (V is a constant in each instance);
  * the build's baseline (SSE2) splits each in two, the AVX2 and AVX-512 instances take one register */
@@ -161,12 +189,12 @@ typedef float v8 __attribute__((vector_size(32), aligned(4), may_alias));
             d[i][j] = r_ >= 0 && r_ < IH && q_ >= 0 && q_ < IW ? LD(xb + ((long)r_ * IW + q_) * V + h) : (v8){0}; \
         }
 
-/* 2x2 outputs (o[i][j], i rows) + bias, ReLU, into the map where they fall in it */
+/* MO x MO outputs (o[i][j], i rows) + bias, ReLU, into the map where they fall in it */
 static inline __attribute__((always_inline)) void store_out(float *yb, int H, int W, int y0, int x0, int h, int V,
-                                                            v8 o[2][2], const float *bias, int relu) {
+                                                            v8 o[4][4], const float *bias, int relu, const int MO) {
     const v8 b = bias ? LD(bias + h) : (v8){0};
-    UNROLL for (int i = 0; i < 2; i++)
-        UNROLL for (int j = 0; j < 2; j++) {
+    UNROLL for (int i = 0; i < MO; i++)
+        UNROLL for (int j = 0; j < MO; j++) {
             if (y0 + i >= H || x0 + j >= W) continue;
             v8 v = o[i][j];
             if (bias) v += b;
@@ -184,26 +212,29 @@ static inline __attribute__((always_inline)) void store_out(float *yb, int H, in
      o[4] = 2 * a[1] - a[2] - 2 * a[3] + a[4], o[5] = 4 * a[1] - 5 * a[3] + a[5])
 #define AT3(o0, o1, a) (o0 = a[0] + a[1] + a[2], o1 = a[1] - a[2] - a[3])
 #define AT5(o0, o1, a) (o0 = a[0] + a[1] + a[2] + a[3] + a[4], o1 = a[1] - a[2] + 2 * a[3] - 2 * a[4] + a[5])
+/* A^T of F(4, 3): four outputs, into o[0..3] */
+#define AT43(o, a)                                                                                           \
+    (o[0] = a[0] + a[1] + a[2] + a[3] + a[4], o[1] = a[1] - a[2] + 2 * a[3] - 2 * a[4],                       \
+     o[2] = a[1] + a[2] + 4 * a[3] + 4 * a[4], o[3] = a[1] - a[2] + 8 * a[3] - 8 * a[4] + a[5])
 
 /* the input transform of one tile and channel block: X[xi][tl][cb*V..] = (B^T d B)[xi], xi = n i + j,
- * the positions s floats apart, d the tile at (y0, x0) of the input map, zero outside it; R (3 or 5) and V
+ * the positions s floats apart, d the tile at (y0, x0) of the input map, zero outside it; n (4 or 6) and V
  * are constants in each instance */
 static inline __attribute__((always_inline)) void in_tile(float *X /* (n^2, TB, C) */, long s, long tl, int C,
                                                          int cb, const float *xb /* (IH, IW, V) */, int IH, int IW,
-                                                         int y0, int x0, const int R, const int V) {
-    const int n = R + 1;
+                                                         int y0, int x0, const int n, const int V) {
     for (int h = 0; h < V; h += 8) {
         v8 d[6][6], t[6][6], c[6], u[6];
         LOAD_TILE(d, n)
         UNROLL for (int j = 0; j < n; j++) { /* B^T d, column j */
             UNROLL for (int i = 0; i < n; i++) c[i] = d[i][j];
-            if (R == 3) BT3(u, c);
+            if (n == 4) BT3(u, c);
             else BT5(u, c);
             UNROLL for (int i = 0; i < n; i++) t[i][j] = u[i];
         }
         float *o = X + tl * C + (long)cb * V + h;
         UNROLL for (int i = 0; i < n; i++) { /* (B^T d) B, row i */
-            if (R == 3) BT3(u, t[i]);
+            if (n == 4) BT3(u, t[i]);
             else BT5(u, t[i]);
             UNROLL for (int j = 0; j < n; j++) ST(o + (n * i + j) * s, u[j]);
         }
@@ -213,73 +244,80 @@ static inline __attribute__((always_inline)) void in_tile(float *X /* (n^2, TB, 
 /* the output transform of one tile and output-channel block: A^T M A, + bias, ReLU, into the map */
 static inline __attribute__((always_inline)) void out_tile(float *yb /* (H, W, V) */, int H, int W, int y0, int x0,
                                                           const float *M /* (n^2, TB, K) */, long s, long tl, int K,
-                                                          int kb, const float *bias, int relu, const int R,
+                                                          int kb, const float *bias, int relu, const int KD,
                                                           const int V) {
-    const int n = R + 1;
+    const int n = KN(KD), MO = KM(KD);
     for (int h = 0; h < V; h += 8) {
         const float *m = M + tl * K + (long)kb * V + h;
-        v8 t[2][6], o[2][2], c[6];
+        v8 t[4][6], o[4][4], c[6], r4[4];
         UNROLL for (int j = 0; j < n; j++) { /* A^T m, column j */
             UNROLL for (int i = 0; i < n; i++) c[i] = LD(m + (n * i + j) * s);
-            if (R == 3) AT3(t[0][j], t[1][j], c);
-            else AT5(t[0][j], t[1][j], c);
+            if (KD == 0) AT3(t[0][j], t[1][j], c);
+            else if (KD == 1) AT5(t[0][j], t[1][j], c);
+            else {
+                AT43(r4, c);
+                UNROLL for (int i = 0; i < 4; i++) t[i][j] = r4[i];
+            }
         }
-        UNROLL for (int i = 0; i < 2; i++) {
-            if (R == 3) AT3(o[i][0], o[i][1], t[i]);
-            else AT5(o[i][0], o[i][1], t[i]);
+        UNROLL for (int i = 0; i < MO; i++) {
+            if (KD == 0) AT3(o[i][0], o[i][1], t[i]);
+            else if (KD == 1) AT5(o[i][0], o[i][1], t[i]);
+            else AT43(o[i], t[i]);
         }
-        store_out(yb, H, W, y0, x0, h, V, o, bias ? bias + (long)kb * V : NULL, relu);
+        store_out(yb, H, W, y0, x0, h, V, o, bias ? bias + (long)kb * V : NULL, relu, MO);
     }
 }
 
-#define WINO_BODY(V, R)                                                                                      \
+#define WINO_BODY(V, KD)                                                                                     \
     const int C = g->C, cr = g->cr, K = g->K, IH = g->ih, IW = g->iw, OH = g->h, OW = g->w, pad = g->pad;     \
-    const int th = (OH + 1) / 2, tw = (OW + 1) / 2, CB = C / V, KB = K / V;                                   \
+    const int MO = KM(KD), th = (OH + MO - 1) / MO, tw = (OW + MO - 1) / MO, CB = C / V, KB = K / V;         \
     const long tpi = (long)th * tw, T = N * tpi, ihw = (long)IH * IW, ohw = (long)OH * OW;                   \
-    const int NP = (R + 1) * (R + 1);                                                                         \
+    const int NP = KN(KD) * KN(KD);                                                                           \
     float *X = buf, *M = buf + (long)NP * (WINO_TILES * C + SKEW);                                            \
     for (long t0 = 0; t0 < T; t0 += WINO_TILES) {                                                             \
         const long TB = T - t0 < WINO_TILES ? T - t0 : WINO_TILES;                                            \
         for (long tl = 0; tl < TB; tl++) {                                                                    \
             const long tg = t0 + tl, n = tg / tpi, r = tg % tpi;                                              \
-            const int y0 = 2 * (int)(r / tw) - pad, x0 = 2 * (int)(r % tw) - pad;                             \
+            const int y0 = MO * (int)(r / tw) - pad, x0 = MO * (int)(r % tw) - pad;                           \
             for (int cb = 0; cb < CB; cb++)                                                                   \
-                in_tile(X, TB * C + SKEW, tl, C, cb, x + (n * CB + cb) * ihw * V, IH, IW, y0, x0, R, V);      \
+                in_tile(X, TB * C + SKEW, tl, C, cb, x + (n * CB + cb) * ihw * V, IH, IW, y0, x0, KN(KD), V); \
         }                                                                                                     \
         for (int xi = 0; xi < NP; xi++) /* the first cr channels of each row: the rest are padding lanes */  \
             wgemm(0, (int)TB, K, cr, X + xi * (TB * C + SKEW), C, U + (long)xi * cr * K, K, 0.0f,              \
                   M + xi * (TB * K + SKEW), K);                                                               \
         for (long tl = 0; tl < TB; tl++) {                                                                    \
             const long tg = t0 + tl, n = tg / tpi, r = tg % tpi;                                              \
-            const int y0 = 2 * (int)(r / tw), x0 = 2 * (int)(r % tw);                                         \
+            const int y0 = MO * (int)(r / tw), x0 = MO * (int)(r % tw);                                       \
             for (int kb = 0; kb < KB; kb++)                                                                   \
-                out_tile(y + (n * KB + kb) * ohw * V, OH, OW, y0, x0, M, TB * K + SKEW, tl, K, kb, bias, relu, R, V); \
+                out_tile(y + (n * KB + kb) * ohw * V, OH, OW, y0, x0, M, TB * K + SKEW, tl, K, kb, bias, relu, KD, V); \
         }                                                                                                     \
     }
 
 typedef void (*WinoFn)(float *y, const float *x, const float *U, const float *bias, int relu, long N,
                        const WinoGeom *g, float *buf);
-#define WINO_FN(name, V, R, target)                                                                           \
+#define WINO_FN(name, V, KD, target)                                                                          \
     target static void name(float *y, const float *x, const float *U, const float *bias, int relu, long N,   \
                             const WinoGeom *g, float *buf) {                                                  \
-        WINO_BODY(V, R)                                                                                       \
+        WINO_BODY(V, KD)                                                                                      \
     }
 #define AVX2 __attribute__((target("avx2,fma")))
 #define AVX512 __attribute__((target("avx512f")))
-/* every level and block for kernel size R */
-#define WINO_FNS(R)                                                                                           \
-    WINO_FN(w##R##v8_sse2, 8, R, )                                                                            \
-    WINO_FN(w##R##v16_sse2, 16, R, )                                                                          \
-    WINO_FN(w##R##v8_avx2, 8, R, AVX2)                                                                        \
-    WINO_FN(w##R##v16_avx2, 16, R, AVX2)                                                                      \
-    WINO_FN(w##R##v8_avx512, 8, R, AVX512)                                                                    \
-    WINO_FN(w##R##v16_avx512, 16, R, AVX512)
-WINO_FNS(3)
-WINO_FNS(5)
-/* by kernel size (3, 5), vector level, block (8, 16) */
-static const WinoFn WINO[2][3][2] = {
-    {{w3v8_sse2, w3v16_sse2}, {w3v8_avx2, w3v16_avx2}, {w3v8_avx512, w3v16_avx512}},
-    {{w5v8_sse2, w5v16_sse2}, {w5v8_avx2, w5v16_avx2}, {w5v8_avx512, w5v16_avx512}},
+/* every level and block for kind KD */
+#define WINO_FNS(KD)                                                                                          \
+    WINO_FN(w##KD##v8_sse2, 8, KD, )                                                                          \
+    WINO_FN(w##KD##v16_sse2, 16, KD, )                                                                        \
+    WINO_FN(w##KD##v8_avx2, 8, KD, AVX2)                                                                      \
+    WINO_FN(w##KD##v16_avx2, 16, KD, AVX2)                                                                    \
+    WINO_FN(w##KD##v8_avx512, 8, KD, AVX512)                                                                  \
+    WINO_FN(w##KD##v16_avx512, 16, KD, AVX512)
+WINO_FNS(0)
+WINO_FNS(1)
+WINO_FNS(2)
+/* by kind, vector level, block (8, 16) */
+static const WinoFn WINO[3][3][2] = {
+    {{w0v8_sse2, w0v16_sse2}, {w0v8_avx2, w0v16_avx2}, {w0v8_avx512, w0v16_avx512}},
+    {{w1v8_sse2, w1v16_sse2}, {w1v8_avx2, w1v16_avx2}, {w1v8_avx512, w1v16_avx512}},
+    {{w2v8_sse2, w2v16_sse2}, {w2v8_avx2, w2v16_avx2}, {w2v8_avx512, w2v16_avx512}},
 };
 
 /* ------------------------------------------------------------------ the weight gradient
@@ -291,31 +329,37 @@ static const WinoFn WINO[2][3][2] = {
  * exact gradient of the convolution (in real arithmetic, as the forward pass is its exact value), rounded
  * differently from a direct sum; the test bounds it against sums in double. */
 
-/* A of F(2, 3) and F(2, 5) on a pair (p0, p1): the n values A (p0, p1)^T */
-#define AC3(o, p0, p1) (o[0] = p0, o[1] = p0 + p1, o[2] = p0 - p1, o[3] = -(p1))
-#define AC5(o, p0, p1) (o[0] = p0, o[1] = p0 + p1, o[2] = p0 - p1, o[3] = p0 + 2 * p1, o[4] = p0 - 2 * p1, o[5] = p1)
+/* A of F(2, 3) and F(2, 5) on a pair p[0..1], of F(4, 3) on four p[0..3]: the n values A p */
+#define AC3(o, p) (o[0] = p[0], o[1] = p[0] + p[1], o[2] = p[0] - p[1], o[3] = -(p[1]))
+#define AC5(o, p) (o[0] = p[0], o[1] = p[0] + p[1], o[2] = p[0] - p[1], o[3] = p[0] + 2 * p[1], o[4] = p[0] - 2 * p[1], o[5] = p[1])
+#define AC43(o, p)                                                                                           \
+    (o[0] = p[0], o[1] = p[0] + p[1] + p[2] + p[3], o[2] = p[0] - p[1] + p[2] - p[3],                         \
+     o[3] = p[0] + 2 * p[1] + 4 * p[2] + 8 * p[3], o[4] = p[0] - 2 * p[1] + 4 * p[2] - 8 * p[3], o[5] = p[3])
+
+#define AC(KD, o, p) ((KD) == 0 ? AC3(o, p) : (KD) == 1 ? AC5(o, p) : AC43(o, p))
 
 /* the output gradient's transform of one tile and output-channel block: D[xi][tl][kb*V..] = (A e A^T)[xi], e
- * the 2x2 output gradients at (y0, x0), zero outside the map; their sum added to acc (the bias gradient) */
+ * the MO x MO output gradients at (y0, x0), zero outside the map; their sum added to acc (the bias gradient) */
 static inline __attribute__((always_inline)) void dy_tile(float *D /* (n^2, TB, K) */, long s, long tl, int K, int kb,
                                                          const float *gb /* (H, W, V) */, int H, int W, int y0,
-                                                         int x0, float *acc /* (K) */, const int R, const int V) {
-    const int n = R + 1;
+                                                         int x0, float *acc /* (K) */, const int KD, const int V) {
+    const int n = KN(KD), MO = KM(KD);
     for (int h = 0; h < V; h += 8) {
-        v8 e[2][2], t[2][6], u[6], c[6];
-        UNROLL for (int i = 0; i < 2; i++)
-            UNROLL for (int j = 0; j < 2; j++) e[i][j] =
-                y0 + i < H && x0 + j < W ? LD(gb + ((long)(y0 + i) * W + x0 + j) * V + h) : (v8){0};
-        ST(acc + (long)kb * V + h, LD(acc + (long)kb * V + h) + ((e[0][0] + e[0][1]) + (e[1][0] + e[1][1])));
-        UNROLL for (int i = 0; i < 2; i++) { /* e A^T, row i */
-            if (R == 3) AC3(u, e[i][0], e[i][1]);
-            else AC5(u, e[i][0], e[i][1]);
+        v8 e[4][4], t[4][6], u[6], c[6], p[4], sum = {0};
+        UNROLL for (int i = 0; i < MO; i++)
+            UNROLL for (int j = 0; j < MO; j++) {
+                e[i][j] = y0 + i < H && x0 + j < W ? LD(gb + ((long)(y0 + i) * W + x0 + j) * V + h) : (v8){0};
+                sum += e[i][j];
+            }
+        ST(acc + (long)kb * V + h, LD(acc + (long)kb * V + h) + sum);
+        UNROLL for (int i = 0; i < MO; i++) { /* e A^T, row i */
+            AC(KD, u, e[i]);
             UNROLL for (int j = 0; j < n; j++) t[i][j] = u[j];
         }
         float *o = D + tl * K + (long)kb * V + h;
         UNROLL for (int j = 0; j < n; j++) { /* A (e A^T), column j */
-            if (R == 3) AC3(c, t[0][j], t[1][j]);
-            else AC5(c, t[0][j], t[1][j]);
+            UNROLL for (int i = 0; i < MO; i++) p[i] = t[i][j];
+            AC(KD, c, p);
             UNROLL for (int i = 0; i < n; i++) ST(o + (n * i + j) * s, c[i]);
         }
     }
@@ -324,16 +368,16 @@ static inline __attribute__((always_inline)) void dy_tile(float *D /* (n^2, TB, 
 /* the scratch of wino_dw: the bias gradient's sums (K doubles, K floats), then the transforms of WINO_DW_TILES
  * tiles of the input (n^2 rows of C) and of the output gradient (n^2 rows of K), then Z (n^2, K, C) */
 #define WINO_DW_TILES 512 /* tiles per round: Z is read and written once a round */
-long wino_dw_buf_n(int C, int K, int k) {
-    const long np = (long)(k + 1) * (k + 1);
+long wino_dw_buf_n(int C, int K, int k, int m) {
+    const long np = (long)KN(kind_of(k, m)) * KN(kind_of(k, m));
     return 3L * K + np * (WINO_DW_TILES * (long)(C + K) + 2 * SKEW) + np * C * K;
 }
 
-#define WINO_DW_BODY(V, R)                                                                                   \
+#define WINO_DW_BODY(V, KD)                                                                                  \
     const int C = g->C, K = g->K, IH = g->ih, IW = g->iw, OH = g->h, OW = g->w, pad = g->pad;                 \
-    const int th = (OH + 1) / 2, tw = (OW + 1) / 2, CB = C / V, KB = K / V;                                   \
+    const int MO = KM(KD), th = (OH + MO - 1) / MO, tw = (OW + MO - 1) / MO, CB = C / V, KB = K / V;         \
     const long tpi = (long)th * tw, T = N * tpi, ihw = (long)IH * IW, ohw = (long)OH * OW;                   \
-    const int NP = (R + 1) * (R + 1);                                                                         \
+    const int NP = KN(KD) * KN(KD);                                                                           \
     const long sx = WINO_DW_TILES * (long)C + SKEW, sd = WINO_DW_TILES * (long)K + SKEW;                            \
     double *dsum = (double *)buf;                                                                             \
     float *acc = buf + 2L * K, *X = acc + K, *D = X + NP * sx, *Z = D + NP * sd;                              \
@@ -343,11 +387,11 @@ long wino_dw_buf_n(int C, int K, int k) {
         memset(acc, 0, sizeof(float) * K);                                                                    \
         for (long tl = 0; tl < TB; tl++) {                                                                    \
             const long tg = t0 + tl, n = tg / tpi, r = tg % tpi;                                              \
-            const int y0 = 2 * (int)(r / tw), x0 = 2 * (int)(r % tw);                                         \
+            const int y0 = MO * (int)(r / tw), x0 = MO * (int)(r % tw);                                       \
             for (int cb = 0; cb < CB; cb++)                                                                   \
-                in_tile(X, sx, tl, C, cb, x + (n * CB + cb) * ihw * V, IH, IW, y0 - pad, x0 - pad, R, V);     \
+                in_tile(X, sx, tl, C, cb, x + (n * CB + cb) * ihw * V, IH, IW, y0 - pad, x0 - pad, KN(KD), V); \
             for (int kb = 0; kb < KB; kb++)                                                                   \
-                dy_tile(D, sd, tl, K, kb, dy + (n * KB + kb) * ohw * V, OH, OW, y0, x0, acc, R, V);           \
+                dy_tile(D, sd, tl, K, kb, dy + (n * KB + kb) * ohw * V, OH, OW, y0, x0, acc, KD, V);          \
         }                                                                                                     \
         for (int xi = 0; xi < NP; xi++) /* Z[xi] (K, C) (+)= D[xi]^T X[xi] */                                \
             wgemm(1, K, C, (int)TB, D + xi * sd, K, X + xi * sx, C, t0 ? 1.0f : 0.0f, Z + (long)xi * K * C, C);   \
@@ -355,35 +399,37 @@ long wino_dw_buf_n(int C, int K, int k) {
     }
 
 typedef void (*WinoDwFn)(const float *x, const float *dy, long N, const WinoGeom *g, float *buf);
-#define WINO_DW_FN(name, V, R, target)                                                                        \
+#define WINO_DW_FN(name, V, KD, target)                                                                       \
     target static void name(const float *x, const float *dy, long N, const WinoGeom *g, float *buf) {         \
-        WINO_DW_BODY(V, R)                                                                                    \
+        WINO_DW_BODY(V, KD)                                                                                   \
     }
-#define WINO_DW_FNS(R)                                                                                        \
-    WINO_DW_FN(d##R##v8_sse2, 8, R, )                                                                         \
-    WINO_DW_FN(d##R##v16_sse2, 16, R, )                                                                       \
-    WINO_DW_FN(d##R##v8_avx2, 8, R, AVX2)                                                                     \
-    WINO_DW_FN(d##R##v16_avx2, 16, R, AVX2)                                                                   \
-    WINO_DW_FN(d##R##v8_avx512, 8, R, AVX512)                                                                 \
-    WINO_DW_FN(d##R##v16_avx512, 16, R, AVX512)
-WINO_DW_FNS(3)
-WINO_DW_FNS(5)
-static const WinoDwFn WINO_DW[2][3][2] = {
-    {{d3v8_sse2, d3v16_sse2}, {d3v8_avx2, d3v16_avx2}, {d3v8_avx512, d3v16_avx512}},
-    {{d5v8_sse2, d5v16_sse2}, {d5v8_avx2, d5v16_avx2}, {d5v8_avx512, d5v16_avx512}},
+#define WINO_DW_FNS(KD)                                                                                       \
+    WINO_DW_FN(d##KD##v8_sse2, 8, KD, )                                                                       \
+    WINO_DW_FN(d##KD##v16_sse2, 16, KD, )                                                                     \
+    WINO_DW_FN(d##KD##v8_avx2, 8, KD, AVX2)                                                                   \
+    WINO_DW_FN(d##KD##v16_avx2, 16, KD, AVX2)                                                                 \
+    WINO_DW_FN(d##KD##v8_avx512, 8, KD, AVX512)                                                               \
+    WINO_DW_FN(d##KD##v16_avx512, 16, KD, AVX512)
+WINO_DW_FNS(0)
+WINO_DW_FNS(1)
+WINO_DW_FNS(2)
+static const WinoDwFn WINO_DW[3][3][2] = {
+    {{d0v8_sse2, d0v16_sse2}, {d0v8_avx2, d0v16_avx2}, {d0v8_avx512, d0v16_avx512}},
+    {{d1v8_sse2, d1v16_sse2}, {d1v8_avx2, d1v16_avx2}, {d1v8_avx512, d1v16_avx512}},
+    {{d2v8_sse2, d2v16_sse2}, {d2v8_avx2, d2v16_avx2}, {d2v8_avx512, d2v16_avx512}},
 };
 
 void wino_dw(float *dW, float *db, const float *x, const float *dy, long N, const WinoGeom *g, int add, float *buf) {
-    const int k = g->k, V = g->V, C = g->C, K = g->K, n = k + 1, kk = k * k;
-    CHECK((k == 3 || k == 5) && (V == 8 || V == 16) && C % V == 0 && K % V == 0 && g->cr == C);
+    const int k = g->k, V = g->V, C = g->C, K = g->K, kd = kind_of(k, g->m ? g->m : 2), n = KN(kd), kk = k * k;
+    CHECK((V == 8 || V == 16) && C % V == 0 && K % V == 0 && g->cr == C);
     CHECK(g->pad >= 0 && g->h >= 1 && g->w >= 1 && g->h + k - 1 <= g->ih + 2 * g->pad && g->w + k - 1 <= g->iw + 2 * g->pad);
-    WINO_DW[k == 5][kernels_level()][V == 16](x, dy, N, g, buf);
-    const double *dsum = (const double *)buf, *G = k == 3 ? &G3[0][0] : &G5[0][0];
+    WINO_DW[kd][kernels_level()][V == 16](x, dy, N, g, buf);
+    const double *dsum = (const double *)buf, *G = kd == 0 ? &G3[0][0] : kd == 1 ? &G5[0][0] : &G43[0][0];
     const float *Z = buf + 3L * K + (long)n * n * (WINO_DW_TILES * (long)(C + K) + 2 * SKEW);
     const long zs = (long)C * K; /* Z[xi][o][c] at xi zs + o C + c */
     for (int o = 0; o < K; o++) {
         if (db) db[o] = add ? db[o] + (float)dsum[o] : (float)dsum[o];
-        if (k == 3) { /* G^T of F(2, 3) on a column (z0..z3): (z0 + z1/2 + z2/2, z1/2 - z2/2, z1/2 + z2/2 + z3) */
+        if (kd == 0) { /* G^T of F(2, 3) on a column (z0..z3): (z0 + z1/2 + z2/2, z1/2 - z2/2, z1/2 + z2/2 + z3) */
             for (int c = 0; c < C; c++) {
                 const float *z = Z + (long)o * C + c;
                 double t[3][4];
@@ -432,8 +478,8 @@ int wino_enabled(void) {
 
 void wino_conv(float *y, const float *x, const float *U, const float *bias, int relu, long N, const WinoGeom *g,
                float *buf) {
-    const int k = g->k, V = g->V;
-    CHECK((k == 3 || k == 5) && (V == 8 || V == 16) && g->C % V == 0 && g->K % V == 0 && g->cr >= 1 && g->cr <= g->C);
+    const int k = g->k, V = g->V, kd = kind_of(k, g->m ? g->m : 2);
+    CHECK((V == 8 || V == 16) && g->C % V == 0 && g->K % V == 0 && g->cr >= 1 && g->cr <= g->C);
     CHECK(g->pad >= 0 && g->h >= 1 && g->w >= 1 && g->h + k - 1 <= g->ih + 2 * g->pad && g->w + k - 1 <= g->iw + 2 * g->pad);
-    WINO[k == 5][kernels_level()][V == 16](y, x, U, bias, relu, N, g, buf);
+    WINO[kd][kernels_level()][V == 16](y, x, U, bias, relu, N, g, buf);
 }
