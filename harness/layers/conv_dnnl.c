@@ -1,8 +1,9 @@
 /* conv_dnnl.c -- L_CONV through oneDNN (Debian libdnnl 2.6): its direct convolution kernels on
  * channel-blocked tensors (layout.c) for the forward pass, the input gradient (backward data) and the
  * weight gradient (backward weights). conv.c sends a layer here when its output is blocked. A stride-1
- * "same" 3x3 or 5x5 layer with at least 64 channels in and out (16 on AVX2) does its forward pass, input gradient and
- * weight gradient by Winograd instead (conv_wino.c, on the same blocked tensors; wino_use).
+ * "same" 3x3 or 5x5 layer with at least 64 channels in and out (16 on AVX2) does its forward pass and input
+ * gradient by Winograd instead (conv_wino.c, on the same blocked tensors; wino_use), on AVX2 its weight
+ * gradient too.
  *
  * The rule seam as in linear.c: the input gradient is backward-data with the rule's B as its weights
  * (W with BW_TRUE), or D e for a direct rule; weight and bias gradients are oneDNN's backward-weights
@@ -535,7 +536,10 @@ void conv_dnnl_backward(Model *m, Work *w, int i, const float *dout, int flags, 
     }
     float *col = w->col + t * w->col_n, *tmp = w->tmp + t * w->tmp_n;
     const long ihw = (long)L->ih * L->iw, bin = (long)round_up_blk(L->ic, L->blk) * ihw; /* blocked input floats */
-    if (want_params && d->wino) { /* the whole slice at once: its tiles are the products' inner dimension */
+    /* the weight gradient by Winograd too, on AVX2 (blocks of 8), where it was measured (docs/performance.md,
+       twelfth round); on AVX-512 oneDNN's, as measured there. The whole slice at once: its tiles are the
+       products' inner dimension */
+    if (want_params && d->wino && L->blk == 8) {
         const WinoGeom g = {L->ic, L->ic, L->c, L->h, L->w, L->h, L->w, L->pad, L->k, L->blk, wino_m_dw(L)};
         wino_dw(dW, db, sp.x, sp.dy, sp.nb, &g, b0 != bstart, wino_dw_scratch(w, t, L));
     }
@@ -543,7 +547,7 @@ void conv_dnnl_backward(Model *m, Work *w, int i, const float *dout, int flags, 
         const int lg = piece_lg(sp.nb - s);
         const long mb = 1L << lg;
         const float *x = sp.x + s * sp.inn, *g = sp.dy + s * sp.on;
-        if (want_params && !d->wino) {
+        if (want_params && !(d->wino && L->blk == 8)) {
             const int first = b0 + s == bstart;
             float *gb = first ? db : tmp + conv_dnnl_dw_n(L);
             void *h[A_N] = {(void *)x, tmp, gb, (void *)g, NULL};
