@@ -2,8 +2,8 @@
  * channel-blocked tensors (layout.c) for the forward pass, the input gradient (backward data) and the
  * weight gradient (backward weights). conv.c sends a layer here when its output is blocked. A stride-1
  * "same" 3x3 or 5x5 layer with at least 64 channels in and out (16 on AVX2) does its forward pass and input
- * gradient by Winograd instead (conv_wino.c, on the same blocked tensors; wino_use), on AVX2 its weight
- * gradient too.
+ * gradient by Winograd instead (conv_wino.c, on the same blocked tensors; wino_use), and its weight
+ * gradient too (wino_dw).
  *
  * The rule seam as in linear.c: the input gradient is backward-data with the rule's B as its weights
  * (W with BW_TRUE), or D e for a direct rule; weight and bias gradients are oneDNN's backward-weights
@@ -142,16 +142,17 @@ static void *grow(void **p, size_t *pn, size_t n) {
 }
 static void *scratch(DnnlWork *d, int t, size_t n) { return grow(&d->scr[t], &d->scr_n[t], n); }
 /* The Winograd tiles of layer L (outputs per side). The input gradient: F(4x4, 3x3) for 3x3 layers on maps of
- * at least 4x4 on AVX2 (blocks of 8), where it was measured (docs/performance.md: 1.2-1.7x faster than
- * F(2x2, 3x3) on vgg16's layers); F(2x2, k x k) otherwise. The forward pass stays F(2x2, k x k): with
+ * at least 4x4 (docs/performance.md: 1.2-1.7x faster than F(2x2, 3x3) on vgg16's layers on the issue's AVX2
+ * Zen 3; on an AVX-512 Zen 5, vgg16 PGD-10 +5-8%); F(2x2, k x k) otherwise. The forward pass stays F(2x2, k x k): with
  * F(4x4, 3x3) there, test_conv_paths' ResNet-20 at width 1.5 (24 and 48 channels on 12x12 and 6x6 maps) gave
  * parameter gradients up to 2% of their scale away from the im2col reference (the tolerance is 0.01%) while
  * every unit test of the forward form passed at 3.5 millionths of the terms: not understood, so not used.
  * The weight gradient: F(4x4, 3x3) from 16x16 maps only (on 8x8 and 4x4 maps its 36 products of K x C,
  * each summed over few tiles, and its larger transform of Z lost to F(2x2, 3x3): vgg16's 512-channel 4x4
- * layer 60 -> 153 ms a batch; on 16x16, 67 -> 53). */
-static int wino_m_dx(const Layer *L) { return L->k == 3 && L->blk == 8 && L->h >= 4 && L->w >= 4 ? 4 : 2; }
-static int wino_m_dw(const Layer *L) { return L->h >= 16 && L->w >= 16 ? wino_m_dx(L) : 2; }
+ * layer 60 -> 153 ms a batch; on 16x16, 67 -> 53), on AVX2 only: on AVX-512 F(4x4, 3x3) there cost vgg16
+ * training 1-10%, so blocks of 16 keep F(2x2, 3x3). */
+static int wino_m_dx(const Layer *L) { return L->k == 3 && L->h >= 4 && L->w >= 4 ? 4 : 2; }
+static int wino_m_dw(const Layer *L) { return L->blk == 8 && L->h >= 16 && L->w >= 16 ? wino_m_dx(L) : 2; }
 
 /* thread t's scratch for a Winograd convolution of C channels into K (conv_wino.c) */
 static float *wino_scratch(Work *w, int t, const Layer *L, int C, int K, int m) {
@@ -536,10 +537,10 @@ void conv_dnnl_backward(Model *m, Work *w, int i, const float *dout, int flags, 
     }
     float *col = w->col + t * w->col_n, *tmp = w->tmp + t * w->tmp_n;
     const long ihw = (long)L->ih * L->iw, bin = (long)round_up_blk(L->ic, L->blk) * ihw; /* blocked input floats */
-    /* the weight gradient by Winograd too, on AVX2 (blocks of 8), where it was measured (docs/performance.md,
-       twelfth round); on AVX-512 oneDNN's, as measured there. The whole slice at once: its tiles are the
-       products' inner dimension */
-    if (want_params && d->wino && L->blk == 8) {
+    /* the weight gradient of a Winograd layer by Winograd too (docs/performance.md, twelfth and thirteenth
+       rounds: vgg16 training +19-32% over oneDNN's on AVX-512, +20-39% on AVX2). The whole slice at once:
+       its tiles are the products' inner dimension */
+    if (want_params && d->wino) {
         const WinoGeom g = {L->ic, L->ic, L->c, L->h, L->w, L->h, L->w, L->pad, L->k, L->blk, wino_m_dw(L)};
         wino_dw(dW, db, sp.x, sp.dy, sp.nb, &g, b0 != bstart, wino_dw_scratch(w, t, L));
     }
@@ -547,7 +548,7 @@ void conv_dnnl_backward(Model *m, Work *w, int i, const float *dout, int flags, 
         const int lg = piece_lg(sp.nb - s);
         const long mb = 1L << lg;
         const float *x = sp.x + s * sp.inn, *g = sp.dy + s * sp.on;
-        if (want_params && !(d->wino && L->blk == 8)) {
+        if (want_params && !d->wino) {
             const int first = b0 + s == bstart;
             float *gb = first ? db : tmp + conv_dnnl_dw_n(L);
             void *h[A_N] = {(void *)x, tmp, gb, (void *)g, NULL};
