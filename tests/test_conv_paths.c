@@ -131,12 +131,12 @@ static void follow_site(const Model *a, Work *wa, Model *b, Work *wb, int r, int
                 if ((va > 0) == (*vb > 0)) continue;
                 g_far += !(fabs(*vb) <= KINK * scale && fabs(va) <= KINK * scale);
                 T_ASSERT_MSG(fabs(*vb) <= KINK * scale && fabs(va) <= KINK * scale,
-                             "%s: ReLU input (sample %d, channel %d, pixel %ld) is %.9g tested, %.9g reference: "
-                             "not within rounding of zero (%.3g)", b->L[r].name, s, c, q, va, *vb, KINK * scale);
+                             "ReLU on %s (layer %d): input (sample %d, channel %d, pixel %ld) is %.9g tested, %.9g "
+                             "reference: not within rounding of zero (%.3g)", Lb->name, P, s, c, q, va, *vb, KINK * scale);
                 *vb = va > 0 ? va : 0.0f;
                 flips++;
             }
-    T_ASSERT_MSG(flips <= 2 + units / 2000, "%s: %ld of %ld ReLU decisions differ", b->L[r].name, flips, units);
+    T_ASSERT_MSG(flips <= 2 + units / 2000, "ReLU on %s (layer %d): %ld of %ld decisions differ", Lb->name, P, flips, units);
     g_flips += flips;
 }
 
