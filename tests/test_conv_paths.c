@@ -72,6 +72,12 @@ static int blocked_convs(const Model *m) {
     return n;
 }
 
+static double max_abs(const float *v, long n) {
+    double s = 0;
+    for (long j = 0; j < n; j++) s = fabs(v[j]) > s ? fabs(v[j]) : s;
+    return s;
+}
+
 /* One pass on a model: forward in `mode`, backward with `flags`, and what it produced. */
 typedef struct Out { float *logits, *dx, *grads, *stats; long nk, nd, np, ns; } Out;
 typedef struct Pass { Model *m; Work *w; float *x; int32_t *y; int n, mode; } Pass;
@@ -120,8 +126,7 @@ static void follow_site(const Model *a, Work *wa, Model *b, Work *wb, int r, int
         ya[o] = ya[o] > 0 ? 0.0f : -ya[o];
         g_corrupt_site = 0;
     }
-    double scale = 0;
-    for (long j = 0; j < n * out_n(Lb); j++) scale = fabs(yb[j]) > scale ? fabs(yb[j]) : scale;
+    const double near = KINK * max_abs(yb, n * out_n(Lb));
     long flips = 0;
     for (int s = 0; s < n; s++)
         for (int c = 0; c < Lb->c; c++)
@@ -129,10 +134,11 @@ static void follow_site(const Model *a, Work *wa, Model *b, Work *wb, int r, int
                 const float va = ya[s * out_n(La) + blk_off(La->blk, HW, c, q)];
                 float *vb = &yb[s * out_n(Lb) + blk_off(Lb->blk, HW, c, q)];
                 if ((va > 0) == (*vb > 0)) continue;
-                g_far += !(fabs(*vb) <= KINK * scale && fabs(va) <= KINK * scale);
-                T_ASSERT_MSG(fabs(*vb) <= KINK * scale && fabs(va) <= KINK * scale,
+                const int within = fabs(*vb) <= near && fabs(va) <= near;
+                g_far += !within;
+                T_ASSERT_MSG(within,
                              "ReLU on %s (layer %d): input (sample %d, channel %d, pixel %ld) is %.9g tested, %.9g "
-                             "reference: not within rounding of zero (%.3g)", Lb->name, P, s, c, q, va, *vb, KINK * scale);
+                             "reference: not within rounding of zero (%.3g)", Lb->name, P, s, c, q, va, *vb, near);
                 *vb = va > 0 ? va : 0.0f;
                 flips++;
             }
@@ -143,10 +149,9 @@ static void follow_site(const Model *a, Work *wa, Model *b, Work *wb, int r, int
 /* another summation order's rounding, made up: ReLU inputs within 1e-5 of the site's largest magnitude
  * to the other side of zero */
 static void mirror_site(float *y, long n) {
-    double scale = 0;
-    for (long j = 0; j < n; j++) scale = fabs(y[j]) > scale ? fabs(y[j]) : scale;
+    const double near = 1e-5 * max_abs(y, n);
     for (long j = 0; j < n; j++)
-        if (fabs(y[j]) < 1e-5 * scale) y[j] = -y[j];
+        if (fabs(y[j]) < near) y[j] = -y[j];
 }
 
 /* model_forward on the reference (one thread), following the tested model (pa, forward done) */
@@ -210,11 +215,6 @@ static Out run(Model *m, int threads, int n, int mode, int flags) {
 }
 static void out_free(Out *o) { free(o->logits); free(o->dx); free(o->grads); free(o->stats); }
 
-static double max_abs(const float *v, long n) {
-    double s = 0;
-    for (long j = 0; j < n; j++) s = fabs(v[j]) > s ? fabs(v[j]) : s;
-    return s;
-}
 /* scale: the size the rounding errors are relative to (0: the tensor's own largest value) */
 static void close_to_scaled(const char *what, const float *a, const float *b, long n, double scale) {
     double *bd = xmalloc(sizeof(double) * (n + 1));

@@ -152,9 +152,8 @@ static void *scratch(DnnlWork *d, int t, size_t n) { return grow(&d->scr[t], &d-
  * each summed over few tiles, and its larger transform of Z lost to F(2x2, 3x3): vgg16's 512-channel 4x4
  * layer 60 -> 153 ms a batch; on 16x16, 67 -> 53), on AVX2 only: on AVX-512 F(4x4, 3x3) there cost vgg16
  * training 1-10%, so blocks of 16 keep F(2x2, 3x3). */
-static int wino_m_dx(const Layer *L) { return L->k == 3 && L->h >= 4 && L->w >= 4 ? 4 : 2; }
-static int wino_m_fwd(const Layer *L) { return wino_m_dx(L); }
-static int wino_m_dw(const Layer *L) { return L->blk == 8 && L->h >= 16 && L->w >= 16 ? wino_m_dx(L) : 2; }
+static int wino_m(const Layer *L) { return L->k == 3 && L->h >= 4 && L->w >= 4 ? 4 : 2; } /* forward and input gradient */
+static int wino_m_dw(const Layer *L) { return L->blk == 8 && L->h >= 16 && L->w >= 16 ? wino_m(L) : 2; }
 
 /* thread t's scratch for a Winograd convolution of C channels into K (conv_wino.c) */
 static float *wino_scratch(Work *w, int t, const Layer *L, int C, int K, int m) {
@@ -195,7 +194,7 @@ typedef struct DConv {
     uint64_t wb_key;
     dnnl_memory_t m_dw[POOL_MAX], m_dwo[POOL_MAX];   /* per thread: blocked gradient piece, oihw destination */
     int wino;                                        /* forward and gradients by conv_wino.c */
-    float *uf, *ub;                                  /* then: W and B (or W) transformed, (nf^2, ic, c) and (n^2, c, ic) */
+    float *uf, *ub;                                  /* then: W and B (or W) transformed, (n^2, ic, c) and (n^2, c, ic) */
     size_t u_n, ub_n;                                /* their bytes */
     Prim *prim[MB_LOG][P_N];                         /* by log2(mini-batch) and kind; NULL until needed */
 } DConv;
@@ -417,9 +416,8 @@ void conv_dnnl_init(const Model *m, Work *w, int i) {
     }
     d->wino = wino_use(L);
     if (d->wino) {
-        const int n = L->k + wino_m_dx(L) - 1;
-        const int nf = L->k + wino_m_fwd(L) - 1;
-        d->u_n = sizeof(float) * nf * nf * (size_t)L->ic * L->c;
+        const int n = L->k + wino_m(L) - 1; /* tile side, forward and input gradient */
+        d->u_n = sizeof(float) * n * n * (size_t)L->ic * L->c;
         d->ub_n = sizeof(float) * n * n * (size_t)L->ic * L->c;
         d->uf = big_alloc(d->u_n);
         d->ub = big_alloc(d->ub_n);
@@ -478,7 +476,7 @@ void conv_dnnl_prepare(Model *m, Work *w, int i, int backward, int flags, int t)
     omp_one();
     if (!backward) {
         if (w->weights_fixed && d->wf_ok && d->wf_gen == w->wgen) return;
-        if (d->wino) wino_weights(d->uf, L->W, L->c, L->ic, L->k, wino_m_fwd(L), 0);
+        if (d->wino) wino_weights(d->uf, L->W, L->c, L->ic, L->k, wino_m(L), 0);
         else run_reorder(w, t, d->r_wf, d->m_w, L->W, d->m_wf, d->wf);
         d->wf_ok = 1;
         d->wf_gen = w->wgen;
@@ -488,7 +486,7 @@ void conv_dnnl_prepare(Model *m, Work *w, int i, int backward, int flags, int t)
     if (!need_dx_of(m, L, flags) || direct) return;
     const uint64_t key = (flags & BW_TRUE) || L->B == L->W ? ~(uint64_t)0 : m->fb_count;
     if (w->weights_fixed && d->wb_ok && d->wb_gen == w->wgen && d->wb_key == key) return;
-    if (d->wino) wino_weights(d->ub, (flags & BW_TRUE) ? L->W : L->B, L->c, L->ic, L->k, wino_m_dx(L), 1);
+    if (d->wino) wino_weights(d->ub, (flags & BW_TRUE) ? L->W : L->B, L->c, L->ic, L->k, wino_m(L), 1);
     else run_reorder(w, t, d->r_wb, d->m_w, (flags & BW_TRUE) ? L->W : L->B, d->m_wb, d->wb);
     d->wb_ok = 1;
     d->wb_gen = w->wgen;
@@ -507,7 +505,7 @@ void conv_dnnl_forward(Model *m, Work *w, int i, long b0, long b1, int t) {
     const Layer *L = sp.L;
     DConv *d = w->lx[i];
     if (d->wino) {
-        const int mf = wino_m_fwd(L);
+        const int mf = wino_m(L);
         const WinoGeom g = {L->ic, L->ic, L->c, L->h, L->w, L->h, L->w, L->pad, L->k, L->blk, mf};
         wino_conv(sp.y, sp.x, d->uf, L->b, L->relu_out, sp.nb, &g, wino_scratch(w, t, L, L->ic, L->c, mf));
         return;
@@ -565,8 +563,8 @@ void conv_dnnl_backward(Model *m, Work *w, int i, const float *dout, int flags, 
             const int straight = L->iblk == L->blk && assign;
             float *dst = straight ? sp.dx + s * sp.inn : col;
             if (d->wino) {
-                const WinoGeom wg = {L->c, L->c, L->ic, L->h, L->w, L->h, L->w, L->pad, L->k, L->blk, wino_m_dx(L)};
-                wino_conv(dst, g, d->ub, NULL, 0, mb, &wg, wino_scratch(w, t, L, L->c, L->ic, wino_m_dx(L)));
+                const WinoGeom wg = {L->c, L->c, L->ic, L->h, L->w, L->h, L->w, L->pad, L->k, L->blk, wino_m(L)};
+                wino_conv(dst, g, d->ub, NULL, 0, mb, &wg, wino_scratch(w, t, L, L->c, L->ic, wino_m(L)));
             } else {
                 void *h[A_N] = {dst, d->wb, NULL, (void *)g, NULL};
                 prim_run(w, prim_get(L, d, lg, P_BWD), t, h);

@@ -21,10 +21,10 @@
  *
  * Used by conv_dnnl.c for the forward pass and the input gradient (the input gradient of a stride-1
  * "same" convolution is the same convolution of dy with the weights turned 180 degrees and transposed:
- * wino_weights(flip)) and for the weight gradient (wino_dw, below: the forward pass's transforms taken back
- * through the chain rule; on the issue's AVX2 Zen 3 it took vgg16's training from 39.5-45.8 to 54.9-55.9
- * samples/s, alexnet's 81-82 -> 101-102, alternated twice; on AVX-512 too since the thirteenth round). Also used by conv.c, on CPUs with AVX2 but not
- * AVX-512, for the forward pass of LeNet-5's unpadded conv2 (6 inputs in a block of 8: WinoGeom's cr). Touches
+ * wino_weights(flip)) and for the weight gradient (wino_dw, below: the forward pass's transforms taken
+ * back through the chain rule; on the issue's AVX2 Zen 3 it took vgg16's training from 39.5-45.8 to
+ * 54.9-55.9 samples/s, alexnet's 81-82 -> 101-102, alternated twice; on AVX-512 too since the thirteenth
+ * round). Also used by conv.c, on CPUs with AVX2 but not AVX-512, for the forward pass of LeNet-5's unpadded conv2 (6 inputs in a block of 8: WinoGeom's cr). Touches
  * only its arguments (and reads CONCORD_WINO once: wino_enabled). */
 #include "harness/layers/conv_wino.h"
 
