@@ -26,7 +26,7 @@ B        := build/release
 LIBOBJ   := $(LIBSRC:%.c=$(B)/%.o)
 TESTOBJ  := $(TESTSRC:%.c=$(B)/%.o)
 
-.PHONY: all deps-build test asan demo bench fuzz clean fixtures FORCE
+.PHONY: all deps-build test asan demo bench fuzz clean fixtures print-ldlibs FORCE
 all: deps-build concord
 
 deps-build:
@@ -41,6 +41,10 @@ $(B)/concord_test: $(LIBOBJ) $(TESTOBJ)
 $(B)/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(ALLCFLAGS) -c -o $@ $<
+
+# the libraries a program linking the library needs (scripts/fuzz.sh links its targets with them)
+print-ldlibs:
+	@echo $(LDLIBS)
 
 # the git revision recorded with every run and evaluation: this one object is rebuilt on every build
 GIT_REV := $(shell git describe --always --dirty --abbrev=12 2>/dev/null || echo unknown)

@@ -346,10 +346,11 @@ static void maxpool2_plain(const Layer *L, const float *x, float *y, int32_t *am
                     b0 = (v4f){q[0], q[1], n > 1 ? q[2] : 0, n > 1 ? q[3] : 0};
                     b1 = (v4f){n > 2 ? q[4] : 0, n > 2 ? q[5] : 0, 0, 0};
                 }
-                const v4i ev = {0, 2, 4, 6}, od = {1, 3, 5, 7};
-                v4i t1, t3, tc;
-                const v4f y4 = tourney4(__builtin_shuffle(a0, a1, ev), __builtin_shuffle(a0, a1, od),
-                                        __builtin_shuffle(b0, b1, ev), __builtin_shuffle(b0, b1, od), relu, &t1, &t3, &tc);
+                const v4i ev = {0, 2, 4, 6};
+                v4i t1, t3, tc; /* even and odd lanes of each pair of rows (GCC >= 12 and clang spell it alike) */
+                const v4f y4 = tourney4(__builtin_shufflevector(a0, a1, 0, 2, 4, 6), __builtin_shufflevector(a0, a1, 1, 3, 5, 7),
+                                        __builtin_shufflevector(b0, b1, 0, 2, 4, 6), __builtin_shufflevector(b0, b1, 1, 3, 5, 7),
+                                        relu, &t1, &t3, &tc);
                 const v4i i0 = ev + base + 2 * ox;
                 const v4i ia = i0 - t1, ic = i0 + IW - t3, best = (ic & tc) | (ia & ~tc);
                 if (n == 4) { v4_st(yo + ox, y4); st4i(ao + ox, best); continue; }
@@ -454,10 +455,10 @@ static void maxpool_backward(Model *m, Work *w, int i, const float *dout, int fl
                     const v4f g = pool_grad4(v4_ld(gp + oy * OW + ox), v4_ld(yp + oy * OW + ox), relu);
                     const v4i c0 = {0, 0, 0, 0}, c1 = {1, 1, 1, 1}, c2 = c0 + IW, c3 = c1 + IW;
                     const v4f e0 = keep4(g, k == c0), e1 = keep4(g, k == c1), e2 = keep4(g, k == c2), e3 = keep4(g, k == c3);
-                    v4_st(r0 + 2 * ox, __builtin_shuffle(e0, e1, (v4i){0, 4, 1, 5}));
-                    v4_st(r0 + 2 * ox + 4, __builtin_shuffle(e0, e1, (v4i){2, 6, 3, 7}));
-                    v4_st(r1 + 2 * ox, __builtin_shuffle(e2, e3, (v4i){0, 4, 1, 5}));
-                    v4_st(r1 + 2 * ox + 4, __builtin_shuffle(e2, e3, (v4i){2, 6, 3, 7}));
+                    v4_st(r0 + 2 * ox, __builtin_shufflevector(e0, e1, 0, 4, 1, 5));
+                    v4_st(r0 + 2 * ox + 4, __builtin_shufflevector(e0, e1, 2, 6, 3, 7));
+                    v4_st(r1 + 2 * ox, __builtin_shufflevector(e2, e3, 0, 4, 1, 5));
+                    v4_st(r1 + 2 * ox + 4, __builtin_shufflevector(e2, e3, 2, 6, 3, 7));
                 }
                 for (; ox < OW; ox++) {
                     const int k = ap[oy * OW + ox] - base - 2 * ox;
