@@ -4,6 +4,7 @@
 #include <pthread.h>
 #include <sched.h>
 #include <stdlib.h>
+#include <string.h>
 
 /* Hand-offs spin before they sleep. A pass runs several regions (pool_run) per batch, a few hundred
  * microseconds each on small models; waking a sleeping thread through a condition variable costs tens
@@ -31,7 +32,48 @@ struct Pool {
     /* pool_sync: threads arrived at the current barrier, and the barrier's number (bumped by the last) */
     int arrived __attribute__((aligned(64)));
     unsigned bgen;
+    /* the region profile: set by the caller before a region is published, busy[t] written by thread t */
+    int prof __attribute__((aligned(64)));
+    double busy[POOL_MAX];
 };
+
+/* ---- the region profile (threads.h); its table changes under prof_mu, once per region, only while on */
+#define PROF_SITES 64
+static int g_prof_on;
+static pthread_mutex_t prof_mu = PTHREAD_MUTEX_INITIALIZER;
+static RegionProfile g_prof[PROF_SITES];
+static int g_prof_n;
+
+void pool_profile(int on) {
+    pthread_mutex_lock(&prof_mu);
+    if (on) { /* turning it on clears the table; turning it off keeps it for pool_profile_get */
+        memset(g_prof, 0, sizeof g_prof);
+        g_prof_n = 0;
+    }
+    __atomic_store_n(&g_prof_on, on, __ATOMIC_RELAXED);
+    pthread_mutex_unlock(&prof_mu);
+}
+int pool_profile_get(RegionProfile *out, int max) {
+    pthread_mutex_lock(&prof_mu);
+    const int n = g_prof_n;
+    for (int i = 0; i < n && i < max; i++) out[i] = g_prof[i];
+    pthread_mutex_unlock(&prof_mu);
+    return n;
+}
+static void prof_add(const char *site, double wall, const double *busy, int T) {
+    pthread_mutex_lock(&prof_mu);
+    int i = 0;
+    while (i < g_prof_n && strcmp(g_prof[i].site, site) != 0) i++;
+    if (i == g_prof_n && i < PROF_SITES) g_prof[g_prof_n++].site = site;
+    if (i < g_prof_n) {
+        RegionProfile *r = &g_prof[i];
+        r->calls++;
+        r->wall_s += wall;
+        if (T > r->threads) r->threads = T;
+        for (int t = 0; t < T; t++) r->thread_s[t] += busy[t];
+    }
+    pthread_mutex_unlock(&prof_mu);
+}
 
 typedef struct { struct Pool *p; int t; } PoolArg;
 
@@ -76,7 +118,12 @@ static void *pool_main(void *a) {
         }
         if (__atomic_load_n(&p->quit, __ATOMIC_SEQ_CST)) return NULL;
         seen = __atomic_load_n(&p->gen, __ATOMIC_ACQUIRE); /* fn and arg were set before it */
-        p->fn(p->arg, t, p->T);
+        if (p->prof) {
+            const double t0 = now_seconds();
+            p->fn(p->arg, t, p->T);
+            p->busy[t] = now_seconds() - t0;
+        } else
+            p->fn(p->arg, t, p->T);
         if (__atomic_sub_fetch(&p->pending, 1, __ATOMIC_SEQ_CST) == 0 && __atomic_load_n(&p->waiting, __ATOMIC_SEQ_CST)) {
             pthread_mutex_lock(&p->mu);
             pthread_cond_signal(&p->done);
@@ -113,8 +160,29 @@ void pool_free(struct Pool *p) {
     free(p);
 }
 
-void pool_run(struct Pool *p, TaskFn fn, void *arg) {
-    if (!p) { fn(arg, 0, 1); return; }
+static void run_region(struct Pool *p, TaskFn fn, void *arg);
+void pool_run_at(struct Pool *p, TaskFn fn, void *arg, const char *site) {
+    if (!__atomic_load_n(&g_prof_on, __ATOMIC_RELAXED)) {
+        if (p) {
+            if (p->prof) p->prof = 0; /* written only when it changes: the workers read its line every region */
+            run_region(p, fn, arg);
+        }
+        else fn(arg, 0, 1);
+        return;
+    }
+    const double t0 = now_seconds();
+    if (p) {
+        p->prof = 1;
+        run_region(p, fn, arg); /* every worker's busy[t] is visible: it wrote it before leaving pending */
+        prof_add(site, now_seconds() - t0, p->busy, p->T);
+    } else {
+        fn(arg, 0, 1);
+        const double w = now_seconds() - t0;
+        prof_add(site, w, &w, 1);
+    }
+}
+
+static void run_region(struct Pool *p, TaskFn fn, void *arg) {
     /* the workers of the previous region have all finished it (pending was 0) and read fn/arg before */
     p->fn = fn;
     p->arg = arg;
@@ -125,7 +193,12 @@ void pool_run(struct Pool *p, TaskFn fn, void *arg) {
         pthread_cond_broadcast(&p->go);
         pthread_mutex_unlock(&p->mu);
     }
-    fn(arg, 0, p->T);
+    if (p->prof) {
+        const double t0 = now_seconds();
+        fn(arg, 0, p->T);
+        p->busy[0] = now_seconds() - t0;
+    } else
+        fn(arg, 0, p->T);
     if (poll_for(workers_done, p, 0)) return;
     pthread_mutex_lock(&p->mu);
     __atomic_store_n(&p->waiting, 1, __ATOMIC_SEQ_CST);

@@ -18,9 +18,20 @@
 typedef void (*TaskFn)(void *arg, int t, int T);
 struct Pool *pool_create(int T);                   /* T threads in all (T - 1 started), 1 <= T <= POOL_MAX */
 void pool_free(struct Pool *p);                    /* NULL: nothing */
-/* fn(arg, t, T) for t = 0..T-1, the caller being thread 0; returns when all are done. p NULL: fn(arg, 0, 1). */
-void pool_run(struct Pool *p, TaskFn fn, void *arg);
+/* fn(arg, t, T) for t = 0..T-1, the caller being thread 0; returns when all are done. p NULL: fn(arg, 0, 1).
+   site names the region in the profile below; pool_run passes the task function's name. */
+void pool_run_at(struct Pool *p, TaskFn fn, void *arg, const char *site);
+#define pool_run(p, fn, arg) pool_run_at((p), (fn), (arg), #fn)
 /* inside a region run by pool_run: waits until all T threads have called it; every write made before it
    by any thread is then visible to all (batch-norm's per-thread partial sums). p NULL: nothing. */
 void pool_sync(struct Pool *p);
+
+/* Region profile, a diagnostic (`concord bench --regions`): while on, every region (pool_run call) adds, to
+   its site's line, its wall time and each thread's time inside fn (a 1-thread run, p NULL, counts as
+   thread 0). What a region's wall time spends beyond its slowest thread is hand-off; what the slowest
+   thread spends beyond the others is imbalance. Off: one branch per region. pool_profile(1) also clears
+   the table. pool_profile_get fills up to max sites (in first-seen order) and returns how many there are. */
+typedef struct { const char *site; long calls; double wall_s, thread_s[POOL_MAX]; int threads; } RegionProfile;
+void pool_profile(int on);
+int pool_profile_get(RegionProfile *out, int max);
 #endif

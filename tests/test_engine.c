@@ -623,3 +623,47 @@ TEST(pool_sync_holds_every_thread_until_all_arrive) {
 }
 static void unsynced(void) { sync_rounds(2, 1); }
 TEST(pool_sync_canary_flags_a_missing_barrier) { T_ASSERT(test_expect_failure(unsynced)); }
+
+/* The region profile (concord bench --regions): each thread's time inside a region is at least the work it
+ * was given (busy_us waits at least that long) and the region's wall time at least its slowest thread's;
+ * every region is counted once under its task's name, a run without a pool as one thread; nothing is
+ * counted while the profile is off, and turning it on clears it. */
+static void task_probe_too(void *arg, int t, int T) { task_probe(arg, t, T); }
+TEST(region_profile_counts_every_region_and_each_threads_time) {
+    alarm(60);
+    struct Pool *p = pool_create(3);
+    PoolProbe k;
+    memset(&k, 0, sizeof k);
+    k.work_us[0] = 100, k.work_us[1] = 2000, k.work_us[2] = 600;
+    pool_run(p, task_probe, &k); /* off: not counted */
+    k.region++;
+    pool_profile(1);
+    for (int r = 0; r < 4; r++, k.region++) pool_run(p, task_probe, &k);
+    PoolProbe k1;
+    memset(&k1, 0, sizeof k1);
+    k1.work_us[0] = 300;
+    for (int r = 0; r < 2; r++, k1.region++) pool_run(NULL, task_probe_too, &k1);
+    RegionProfile rp[4];
+    const int n = pool_profile_get(rp, 4);
+    pool_profile(0);
+    T_EQ_INT(n, 2);
+    T_ASSERT(!k.bad && !k1.bad);
+    T_ASSERT(strcmp(rp[0].site, "task_probe") == 0);
+    T_EQ_INT(rp[0].calls, 4);
+    T_EQ_INT(rp[0].threads, 3);
+    for (int t = 0; t < 3; t++) {
+        T_ASSERT_MSG(rp[0].thread_s[t] >= 4 * k.work_us[t] * 1e-6, "thread %d: %.6f s inside for %ld us x 4", t, rp[0].thread_s[t], k.work_us[t]);
+        T_ASSERT(rp[0].wall_s >= rp[0].thread_s[t]);
+    }
+    T_ASSERT(strcmp(rp[1].site, "task_probe_too") == 0);
+    T_EQ_INT(rp[1].calls, 2);
+    T_EQ_INT(rp[1].threads, 1);
+    T_ASSERT(rp[1].thread_s[0] >= 600e-6 && rp[1].wall_s == rp[1].thread_s[0]);
+    pool_run(p, task_probe, &k); /* off again: nothing counted, and on clears the table */
+    T_EQ_INT(pool_profile_get(rp, 4), 2);
+    pool_profile(1);
+    T_EQ_INT(pool_profile_get(rp, 4), 0);
+    pool_profile(0);
+    pool_free(p);
+    alarm(0);
+}

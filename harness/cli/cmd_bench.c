@@ -33,6 +33,7 @@
 #include "harness/cli/cli.h"
 #include "harness/cli/commands.h"
 #include "harness/gemm.h"
+#include "harness/threads.h"
 #include "rules/build.h"
 #include "harness/train.h"
 
@@ -187,6 +188,23 @@ static Model *fresh_model(const char *arch, const Dataset *d, uint64_t seed) {
     return m;
 }
 
+/* --regions: the region profile of the figure just timed (all its repeats), one line per region site:
+ * calls, wall seconds, and each thread's seconds inside the region's function (thread 0 the caller) */
+static void regions_begin(int on) {
+    if (on) pool_profile(1);
+}
+static void regions_print(int on, const char *of) {
+    if (!on) return;
+    RegionProfile r[64];
+    int n = pool_profile_get(r, 64);
+    for (int i = 0; i < n && i < 64; i++) {
+        printf("region of=%s site=%s calls=%ld wall_s=%.4f thread_s=", of, r[i].site, r[i].calls, r[i].wall_s);
+        for (int t = 0; t < r[i].threads; t++) printf("%s%.4f", t ? "," : "", r[i].thread_s[t]);
+        printf("\n");
+    }
+    pool_profile(0);
+}
+
 int cmd_bench(int argc, char **argv) {
     static const OptSpec opts[] = {
         {"what", "W", "sgemm | train | pgd | apgd | all (train then pgd on the trained model) | ceiling (sgemm-only bound); train,pgd,apgd lists", "all"},
@@ -201,6 +219,7 @@ int cmd_bench(int argc, char **argv) {
         {"eps", "X", "PGD and APGD radius", "0.1"},
         {"apgd-steps", "N", "APGD-CE iterations", "100"},
         {"apgd-limit", "N", "APGD examples (0 = as for PGD)", "0"},
+        {"regions", NULL, "after each figure, where its parallel regions' time went: `region` lines (threads.h)", NULL},
         {0},
     };
     Args a;
@@ -273,6 +292,8 @@ int cmd_bench(int argc, char **argv) {
         HookOut h;
         if (train_run(m, &wu, NULL, &to, 0, on_epoch, &h) < 0) goto done;
     }
+    const int regions = arg_flag(&a, "regions");
+    regions_begin(regions && do_train);
     for (int r = 0; r < R; r++) {
         /* the fresh model of seed r gets the warmed-up model's kept Work (work_take reuses it when the
            layers match), as the reference's caching allocator reuses its warm-up's memory */
@@ -298,6 +319,7 @@ int cmd_bench(int argc, char **argv) {
            figures drop while this one does not */
         printf("bench what=train model=%s threads=%d batch=%d n=%d samples_per_s=%.1f gflops=%.2f cpu_s=%.3f bg=%.2f maxrss_mib=%.1f\n",
                arch, T, to.batch, train.n, sps, sps * ftrain / 1e9, cs, bg_train, maxrss_mib());
+        regions_print(regions, "train");
     }
     if (do_pgd) {
         AttackParams p;
@@ -307,6 +329,7 @@ int cmd_bench(int argc, char **argv) {
         p.steps = 10;
         p.batch = to.batch;
         if (attack_set_eps(&p, arg_str(&a, "eps")) < 0 || attack_set_alpha(&p, arg_str(&a, "alpha")) < 0) goto done;
+        regions_begin(regions);
         for (int r = 0; r < R; r++) {
             EvalCounts ec;
             double t0 = now_seconds(), c0 = cpu_seconds();
@@ -323,6 +346,7 @@ int cmd_bench(int argc, char **argv) {
         double ips = median(v, R), cs = median(cpu, R);
         printf("bench what=pgd model=%s threads=%d batch=%d n=%d steps=%d alpha=%g images_per_s=%.1f gflops=%.2f cpu_s=%.3f bg=%.2f maxrss_mib=%.1f\n",
                arch, T, p.batch, test.n, p.steps, p.alpha, ips, ips * (p.steps * fstep + ffwd) / 1e9, cs, bg_pgd, maxrss_mib());
+        regions_print(regions, "pgd");
     }
     if (do_apgd) {
         AttackParams p;
@@ -350,6 +374,7 @@ int cmd_bench(int argc, char **argv) {
         }
         double bg = 0, *st = xcalloc((size_t)R, sizeof(double));
         EvalCounts ec = {0};
+        regions_begin(regions);
         for (int r = 0; r < R; r++) {
             long long f0, b0, f1, b1;
             model_pass_counts(&f0, &b0);
@@ -369,6 +394,7 @@ int cmd_bench(int argc, char **argv) {
                "grad_steps_per_image=%.1f full_images_per_s=%.2f clean=%.4f robust=%.4f bg=%.2f maxrss_mib=%.1f\n",
                arch, T, p.batch, test.n, p.steps, p.eps, ips, cs, spi, spi > 0 ? ips * spi / p.steps : 0,
                ec.n ? (double)ec.n_clean_ok / ec.n : 0, ec.n ? (double)ec.n_robust_ok / ec.n : 0, bg, maxrss_mib());
+        regions_print(regions, "apgd");
     }
     rc = 0;
 done:
