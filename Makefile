@@ -26,7 +26,7 @@ B        := build/release
 LIBOBJ   := $(LIBSRC:%.c=$(B)/%.o)
 TESTOBJ  := $(TESTSRC:%.c=$(B)/%.o)
 
-.PHONY: all deps-build test asan demo bench fuzz clean fixtures print-ldlibs FORCE
+.PHONY: all deps-build test asan demo bench fuzz clean fixtures print-cppflags print-ldlibs FORCE
 all: deps-build concord
 
 deps-build:
@@ -42,7 +42,10 @@ $(B)/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(ALLCFLAGS) -c -o $@ $<
 
-# the libraries a program linking the library needs (scripts/fuzz.sh links its targets with them)
+# the include flags and libraries of a program built against the library (scripts/fuzz.sh and
+# scripts/check_clang.sh use them rather than a list of their own)
+print-cppflags:
+	@echo $(CPPFLAGS)
 print-ldlibs:
 	@echo $(LDLIBS)
 

@@ -12,8 +12,7 @@ command -v clang >/dev/null 2>&1 || { echo "check_clang.sh: clang is not install
 if [ $# -eq 0 ]; then
   set -- $(find harness rules attacks datasets results -name '*.c' | sort)
 fi
-flags="-fsyntax-only -w -std=c11 -Werror=implicit-function-declaration -D_DEFAULT_SOURCE -I. \
-$(pkg-config --cflags libxsmm openblas libpng sqlite3 zlib inih 2>/dev/null)"
+flags="-fsyntax-only -w -std=c11 -Werror=implicit-function-declaration $(make --no-print-directory -s print-cppflags)"
 out=$(printf '%s\n' "$@" | xargs -P 2 -n 4 clang $flags 2>&1)
 rc=$?
 [ -n "$out" ] && printf '%s\n' "$out"

@@ -23,7 +23,6 @@ src="harness/core.c $(ls datasets/*.c)"
 # suite, plan and ckpt reach most of the tree (the planner checks jobs with the command line's own checks;
 # a checkpoint becomes a model with its rule): they link the whole library, built once with the
 # Makefile's own rule into build/fuzz/lib (instrumented, not linked with libFuzzer's main).
-pkgs="libxsmm openblas libpng sqlite3 zlib inih"
 lib_built=""
 whole_lib() {
   [ -n "$lib_built" ] && return 0
@@ -39,7 +38,7 @@ for t in $targets; do
     suite|plan|ckpt)
       whole_lib
       # linked as the Makefile links concord (its LDLIBS: oneDNN came after these targets and broke them)
-      clang $flags $(pkg-config --cflags $pkgs) -I. -o "$out/fuzz_$t" "tests/fuzz/fuzz_$t.c" \
+      clang $flags $(make --no-print-directory -s print-cppflags) -o "$out/fuzz_$t" "tests/fuzz/fuzz_$t.c" \
           $lib_built $(make --no-print-directory -s print-ldlibs) ;;
     *)
       clang $flags $inc -o "$out/fuzz_$t" "tests/fuzz/fuzz_$t.c" $src $libs ;;
