@@ -188,11 +188,9 @@ static Model *fresh_model(const char *arch, const Dataset *d, uint64_t seed) {
     return m;
 }
 
-/* --regions: the region profile of the figure just timed (all its repeats), one line per region site:
- * calls, wall seconds, and each thread's seconds inside the region's function (thread 0 the caller) */
-static void regions_begin(int on) {
-    if (on) pool_profile(1);
-}
+/* --regions: the region profile of the figure just timed (all its repeats; pool_profile(1) before them),
+ * one line per region site: calls, wall seconds, and each thread's seconds inside the region's function
+ * (thread 0 the caller) */
 static void regions_print(int on, const char *of) {
     if (!on) return;
     RegionProfile r[64];
@@ -293,7 +291,7 @@ int cmd_bench(int argc, char **argv) {
         if (train_run(m, &wu, NULL, &to, 0, on_epoch, &h) < 0) goto done;
     }
     const int regions = arg_flag(&a, "regions");
-    regions_begin(regions && do_train);
+    if (regions && do_train) pool_profile(1);
     for (int r = 0; r < R; r++) {
         /* the fresh model of seed r gets the warmed-up model's kept Work (work_take reuses it when the
            layers match), as the reference's caching allocator reuses its warm-up's memory */
@@ -329,7 +327,7 @@ int cmd_bench(int argc, char **argv) {
         p.steps = 10;
         p.batch = to.batch;
         if (attack_set_eps(&p, arg_str(&a, "eps")) < 0 || attack_set_alpha(&p, arg_str(&a, "alpha")) < 0) goto done;
-        regions_begin(regions);
+        if (regions) pool_profile(1);
         for (int r = 0; r < R; r++) {
             EvalCounts ec;
             double t0 = now_seconds(), c0 = cpu_seconds();
@@ -374,7 +372,7 @@ int cmd_bench(int argc, char **argv) {
         }
         double bg = 0, *st = xcalloc((size_t)R, sizeof(double));
         EvalCounts ec = {0};
-        regions_begin(regions);
+        if (regions) pool_profile(1);
         for (int r = 0; r < R; r++) {
             long long f0, b0, f1, b1;
             model_pass_counts(&f0, &b0);
