@@ -25,8 +25,11 @@ TESTSRC := $(wildcard tests/*.c)
 B        := build/release
 LIBOBJ   := $(LIBSRC:%.c=$(B)/%.o)
 TESTOBJ  := $(TESTSRC:%.c=$(B)/%.o)
+# the libFuzzer targets, linked with a replay main() (tests/fuzz/replay.c) by the project's compiler: the
+# tests run them on their seeds, so a target that stops compiling or linking is seen without `make fuzz`
+FUZZEXE  := $(patsubst tests/fuzz/%.c,$(B)/replay/%,$(wildcard tests/fuzz/fuzz_*.c))
 
-.PHONY: all deps-build test asan demo bench fuzz clean fixtures print-cppflags print-ldlibs FORCE
+.PHONY: all deps-build test asan demo bench fuzz fuzz-replay clean fixtures print-cppflags print-ldlibs FORCE
 all: deps-build concord
 
 deps-build:
@@ -36,6 +39,11 @@ concord: $(LIBOBJ) $(MAIN:%.c=$(B)/%.o)
 	$(CC) $(ALLCFLAGS) -o $@ $^ $(LDFLAGS) $(LDLIBS)
 
 $(B)/concord_test: $(LIBOBJ) $(TESTOBJ)
+	$(CC) $(ALLCFLAGS) -o $@ $^ $(LDFLAGS) $(LDLIBS)
+
+fuzz-replay: $(FUZZEXE)
+$(B)/replay/%: $(B)/tests/fuzz/%.o $(B)/tests/fuzz/replay.o $(LIBOBJ)
+	@mkdir -p $(dir $@)
 	$(CC) $(ALLCFLAGS) -o $@ $^ $(LDFLAGS) $(LDLIBS)
 
 $(B)/%.o: %.c
@@ -57,13 +65,13 @@ FORCE:
 
 # Tests run single-threaded BLAS so results are reproducible and two test runs do not fight for cores.
 test: deps-build
-	@$(MAKE) --no-print-directory concord $(B)/concord_test
+	@$(MAKE) --no-print-directory concord $(B)/concord_test fuzz-replay
 	OPENBLAS_NUM_THREADS=1 CONCORD_EXE=./concord $(B)/concord_test $(T)
 
 ASANFLAGS := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 asan: deps-build
 	@$(MAKE) --no-print-directory B=build/asan OPT="$(ASANFLAGS)" LDFLAGS="-fsanitize=address,undefined" \
-	    build/asan/concord_test build/asan/concord-asan
+	    build/asan/concord_test build/asan/concord-asan fuzz-replay
 	ASAN_OPTIONS=detect_leaks=1 OPENBLAS_NUM_THREADS=1 CONCORD_EXE=./build/asan/concord-asan build/asan/concord_test $(T)
 
 build/asan/concord-asan: $(LIBOBJ) $(MAIN:%.c=$(B)/%.o)

@@ -6,7 +6,8 @@
 # option checks), plan (the plan-file reader), ckpt (checkpoint meta and tensors through ckpt_load).
 # Crashes are written to tests/fuzz/crash-<target>-*; a crashing input, once fixed, belongs in
 # tests/data/regress/<target>-<name>, where a test replays it (dataset_fuzz_regressions for the dataset
-# targets, inputs_fuzz_regressions for suite, plan and ckpt).
+# targets, inputs_fuzz_regressions for suite, plan and ckpt; and every target through its own code:
+# fuzz_targets_link_and_replay_their_seeds, with the targets make links to tests/fuzz/replay.c).
 # The corpus grows in build/fuzz/corpus/<target> (seeded from tests/fuzz/corpus/<target>).
 set -e
 cd "$(dirname "$0")/.."

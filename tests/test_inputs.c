@@ -587,3 +587,45 @@ TEST(inputs_fuzz_regressions) {
     T_ASSERT(files >= 3);
     err_clear();
 }
+
+/* Every libFuzzer target, as make links it with tests/fuzz/replay.c (build/<config>/replay/, beside this
+ * binary), runs on its seed corpus and its regression inputs without failing. `make fuzz` (clang and
+ * libFuzzer, minutes) is the only other build of the targets: a link break there went unseen for a round. */
+TEST(fuzz_targets_link_and_replay_their_seeds) {
+    char self[1024], dir[1024], cmd[4096], out[4096];
+    const ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+    T_ASSERT(n > 0);
+    if (n <= 0) return;
+    self[n] = 0;
+    snprintf(dir, sizeof dir, "%s", self);
+    *strrchr(dir, '/') = 0;
+    static const char *const targets[] = {"idx", "cifar", "png", "suite", "plan", "ckpt"};
+    for (int i = 0; i < 6; i++) {
+        const char *t = targets[i];
+        char exe[1200];
+        snprintf(exe, sizeof exe, "%s/replay/fuzz_%s", dir, t);
+        T_ASSERT_MSG(access(exe, X_OK) == 0, "%s missing: `make test` builds it (make fuzz-replay)", exe);
+        if (access(exe, X_OK) != 0) continue;
+        /* the inputs it should see: the seeds and this target's regressions */
+        snprintf(cmd, sizeof cmd, "ls tests/fuzz/corpus/%s | wc -l; ls tests/data/regress | grep -c '^%s-'", t, t);
+        T_EQ_INT(test_run(cmd, out, sizeof out), 0);
+        long seeds = 0, regress = 0;
+        T_ASSERT(sscanf(out, "%ld %ld", &seeds, &regress) == 2);
+        T_ASSERT_MSG(seeds >= 2, "%s: %ld seeds", t, seeds);
+        snprintf(cmd, sizeof cmd, "OPENBLAS_NUM_THREADS=1 %s tests/fuzz/corpus/%s %s%s%s 2>&1", exe, t,
+                 regress ? "tests/data/regress/" : "", regress ? t : "", regress ? "-*" : "");
+        const int rc = test_run(cmd, out, sizeof out);
+        T_ASSERT_MSG(rc == 0, "fuzz target %s failed on its seeds or regressions (%s):\n%s", t, cmd, out);
+        char want[64];
+        snprintf(want, sizeof want, "replay: %ld inputs", seeds + regress);
+        T_CONTAINS(out, want);
+    }
+    /* canaries: what the replay cannot read, or nothing to replay, fails in one line naming it */
+    snprintf(cmd, sizeof cmd, "%s/replay/fuzz_idx tests/fuzz/corpus/no-such-target 2>&1", dir);
+    T_EQ_INT(test_run(cmd, out, sizeof out), 1);
+    T_CONTAINS(out, "cannot read tests/fuzz/corpus/no-such-target");
+    snprintf(cmd, sizeof cmd, "mkdir -p %s/empty-corpus && %s/replay/fuzz_idx %s/empty-corpus 2>&1", test_tmpdir(), dir,
+             test_tmpdir());
+    T_EQ_INT(test_run(cmd, out, sizeof out), 1);
+    T_CONTAINS(out, "no input files");
+}
