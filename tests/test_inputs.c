@@ -607,7 +607,7 @@ TEST(fuzz_targets_link_and_replay_their_seeds) {
         T_ASSERT_MSG(access(exe, X_OK) == 0, "%s missing: `make test` builds it (make fuzz-replay)", exe);
         if (access(exe, X_OK) != 0) continue;
         /* the inputs it should see: the seeds and this target's regressions */
-        snprintf(cmd, sizeof cmd, "ls tests/fuzz/corpus/%s | wc -l; ls tests/data/regress | grep -c '^%s-'", t, t);
+        snprintf(cmd, sizeof cmd, "ls tests/fuzz/corpus/%s | wc -l; ls tests/data/regress | grep -c '^%s-' || true", t, t);
         T_EQ_INT(test_run(cmd, out, sizeof out), 0);
         long seeds = 0, regress = 0;
         T_ASSERT(sscanf(out, "%ld %ld", &seeds, &regress) == 2);

@@ -24,7 +24,11 @@ static int replay_file(const char *path) {
     uint8_t *buf = malloc(cap);
     for (size_t r; buf && (r = fread(buf + n, 1, cap - n, f)) > 0;) {
         n += r;
-        if (n == cap) buf = realloc(buf, cap *= 2);
+        if (n == cap) {
+            uint8_t *grown = realloc(buf, cap *= 2);
+            if (!grown) free(buf);
+            buf = grown;
+        }
     }
     const int bad = !buf || ferror(f);
     fclose(f);
