@@ -92,7 +92,7 @@ double attack_dlr(const float *z, int K, int y, int t, float *dz) {
 /* The loss of the packed rows at s->cur: s->loss, s->ok (misclassified) and, with grad, s->g. */
 static void apgd_eval(Model *m, Work *w, const AttackParams *p, AttackScratch *s, int na, int grad) {
     const int K = s->K;
-    const float *lg = model_forward(m, w, s->cur, na, FWD_INFER);
+    const float *lg = model_forward(m, w, s->cur, na, grad ? FWD_INFER : FWD_PREDICT);
     if (p->loss == LOSS_CE) {
         loss_softmax_ce(lg, s->yt, na, K, 1.0f, s->dlogits, s->loss, s->ok);
         for (int j = 0; j < na; j++) s->ok[j] = !s->ok[j];
@@ -217,7 +217,7 @@ int attack_apgd(Model *m, Work *w, const float *x, const int32_t *y, int n, cons
     uint8_t *done = s->best_succ;
 
     /* examples the crafting model already misclassifies are not attacked (AutoAttack: x_adv = x) */
-    const float *lg = model_forward(m, w, x, n, FWD_INFER);
+    const float *lg = model_forward(m, w, x, n, FWD_PREDICT);
     for (int i = 0; i < n; i++) {
         CHECK(y[i] >= 0 && y[i] < K);
         const float *z = lg + (size_t)i * K;

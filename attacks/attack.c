@@ -339,7 +339,7 @@ void attack_input_grad(Model *m, Work *w, const float *dout, int n, const Attack
  * into s->g (n, D), through W (true) or the rule's feedback. */
 static void objective(Model *m, Work *w, const float *xa, int n, const AttackParams *p, AttackScratch *s, int grad) {
     CHECK(!s->index || s->objective == attack_objective_ce); /* other objectives index their data by index0 */
-    const float *out = model_forward(m, w, xa, n, FWD_INFER);
+    const float *out = model_forward(m, w, xa, n, grad ? FWD_INFER : FWD_PREDICT);
     s->objective(s->objective_ctx, p, out, s->yt, n, s->K, s->index0, s->loss, s->ok, grad ? s->dlogits : NULL);
     if (grad) attack_input_grad(m, w, s->dlogits, n, p, s, s->g);
 }

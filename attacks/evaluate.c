@@ -78,7 +78,7 @@ void evalrun_attack(EvalRun *r, const AttackParams *p, const long *idx, int n, i
         s->index = r->ib;
         s->index0 = r->ib[0];
         ai->fn(r->crafter, r->wc, r->xb, r->yb, nb, p, r->x_adv, r->ex, s);
-        const float *lg = model_forward(r->target, r->wt, r->x_adv, nb, FWD_INFER);
+        const float *lg = model_forward(r->target, r->wt, r->x_adv, nb, FWD_PREDICT);
         for (int j = 0; j < nb; j++) r->nonfinite += !rows_finite(lg + (size_t)j * K, 1, K);
         double mean = loss_softmax_ce(lg, r->yb, nb, K, 1.0f, NULL, r->loss_i, r->ok);
         if (sums) sums->loss += mean * nb;
@@ -191,7 +191,7 @@ int attack_evaluate_ex(Model *target, Model *crafter, const Dataset *d, int limi
     /* clean predictions of the target; an example not attacked keeps x_adv = x */
     for (int b0 = 0; b0 < N; b0 += cap) {
         int nb = N - b0 < cap ? N - b0 : cap;
-        const float *lg = model_forward(target, r.wt, d->x + (size_t)b0 * D, nb, FWD_INFER);
+        const float *lg = model_forward(target, r.wt, d->x + (size_t)b0 * D, nb, FWD_PREDICT);
         for (int j = 0; j < nb; j++) r.nonfinite += !rows_finite(lg + (size_t)j * K, 1, K);
         loss_softmax_ce(lg, d->y + b0, nb, K, 1.0f, NULL, r.loss_i, NULL);
         for (int j = 0; j < nb; j++) {

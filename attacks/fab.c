@@ -116,7 +116,7 @@ int attack_fab(Model *m, Work *w, const float *x, const int32_t *y, int n, const
     uint8_t *done = s->best_succ;
 
     /* examples the crafting model already misclassifies are not attacked (AutoAttack: x_adv = x) */
-    const float *lg = model_forward(m, w, x, n, FWD_INFER);
+    const float *lg = model_forward(m, w, x, n, FWD_PREDICT);
     for (int i = 0; i < n; i++) {
         CHECK(y[i] >= 0 && y[i] < K);
         const float *z = lg + (size_t)i * K;
@@ -182,7 +182,7 @@ int attack_fab(Model *m, Work *w, const float *x, const int32_t *y, int n, const
                     }
                 }
                 if (s->hook) s->hook(s->hook_ctx, s->xs, s->cur, na, D, p, k + 1);
-                lg = model_forward(m, w, s->cur, na, FWD_INFER);
+                lg = model_forward(m, w, s->cur, na, FWD_PREDICT);
                 int kk = 0;
                 for (int j = 0; j < na; j++) {
                     AttackSlot *sl = &s->slot[j];

@@ -182,7 +182,7 @@ int attack_square(Model *m, Work *w, const float *x, const int32_t *y, int n, co
                 }
             }
     }
-    const float *lg = model_forward(m, w, s->cur, n, FWD_INFER);
+    const float *lg = model_forward(m, w, s->cur, n, FWD_PREDICT);
     for (int i = 0; i < n; i++) {
         s->best_loss[i] = margin(lg + (size_t)i * K, K, s->yt[i], p->targeted);
         s->best_succ[i] = (uint8_t)succeeded(lg + (size_t)i * K, K, s->yt[i], p->targeted);
@@ -235,7 +235,7 @@ int attack_square(Model *m, Work *w, const float *x, const int32_t *y, int n, co
                 if (changed) break;
             }
         }
-        lg = model_forward(m, w, s->g, na, FWD_INFER);
+        lg = model_forward(m, w, s->g, na, FWD_PREDICT);
         for (int a = 0; a < na; a++) {
             int i = s->active[a];
             const float *z = lg + (size_t)a * K;

@@ -137,7 +137,8 @@ typedef struct Work {
     float *col, *tmp;        /* conv scratch per thread: (K_col, S*P) and (OC, S*P), S = samples per chunk */
     float *aux[MAX_LAYERS];        /* a layer kind's own scratch (layers/: batch-norm x-hat and statistics, dropout masks) */
     int32_t *iaux[MAX_LAYERS];     /* the same in int32 (max-pool winners) */
-    int train;               /* mode of the last forward */
+    int train;               /* mode of the last forward: FWD_TRAIN or FWD_INFER (FWD_PREDICT is FWD_INFER here) */
+    int predicted;           /* the last forward was FWD_PREDICT: its activations are not whole (no backward) */
     uint64_t drop_seed, drop_count; /* dropout masks are keyed by (drop_seed, drop_count, layer); the
                                        trainer sets drop_count = optimiser step, so resumes are exact */
     float *mem; int32_t *imem;
@@ -241,7 +242,13 @@ void work_split(Work *w, long n, SliceFn fn, void *ctx);
 /* dst = src for n rows of D floats, each thread copying the rows of its slice (work_split) */
 void work_copy(Work *w, long n, long D, float *dst, const float *src);
 
-enum { FWD_INFER = 0, FWD_TRAIN = 1 };
+/* FWD_PREDICT: an inference pass that no backward pass follows (Square's queries, accuracy): a thread
+ * carries each group of its samples through a run of per-sample layers in the rows of its first group
+ * (pass.c), so the layers inside a run keep only that group's activations; the logits, and whatever a layer
+ * after the run reads, are whole. The same floating-point operations as FWD_INFER, so the same logits,
+ * bit for bit (test_model: predict_pass_*); model_backward after it is a bug (CHECK). */
+enum { FWD_INFER = 0, FWD_TRAIN = 1, FWD_PREDICT = 2 };
+void pass_predict_keep_none(int on); /* tests only: a predict pass keeps no layer's rows (a canary's fault) */
 /* x: (n, D_in) in [0,1]. Returns the logits (n, K) (== w->act[m->out]). */
 float *model_forward(Model *m, Work *w, const float *x, int n, int mode);
 

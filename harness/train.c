@@ -161,7 +161,7 @@ double evaluate(Model *m, const Dataset *d, int batch, double *loss) {
         int n = d->n - s < batch ? d->n - s : batch;
         for (int i = 0; i < n; i++) idx[i] = s + i;
         fill_work(w, d, idx, n, y, 0, 0, 0);
-        float *lg = model_forward(m, w, w->x, n, FWD_INFER);
+        float *lg = model_forward(m, w, w->x, n, FWD_PREDICT);
         tl += loss_softmax_ce(lg, y, n, K, 1.0f, NULL, NULL, ok) * n;
         for (int i = 0; i < n; i++) correct += ok[i];
     }
@@ -180,7 +180,7 @@ void model_codes(Model *m, const Dataset *d, int batch, uint64_t *codes) {
         int n = d->n - s < batch ? d->n - s : batch;
         for (int i = 0; i < n; i++) idx[i] = s + i;
         fill_work(w, d, idx, n, y, 0, 0, 0);
-        hash_pack(model_forward(m, w, w->x, n, FWD_INFER), n, K, codes + s);
+        hash_pack(model_forward(m, w, w->x, n, FWD_PREDICT), n, K, codes + s);
     }
     free(idx); free(y);
     work_give(m, w);

@@ -115,6 +115,7 @@ Work *work_take(Model *m, int cap) {
     if (w && w->cap == cap && w->threads == threads_for(cap) && w->sig == work_sig(m)) {
         w->n = 0;
         w->train = 0;
+        w->predicted = 0;
         w->drop_seed = w->drop_count = 0;
         w->weights_fixed = 0;
         w->wgen++;

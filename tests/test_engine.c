@@ -667,3 +667,103 @@ TEST(region_profile_counts_every_region_and_each_threads_time) {
     pool_free(p);
     alarm(0);
 }
+
+/* ------------------------------------------------------------------ predict passes */
+
+/* FWD_PREDICT (pass.c) against FWD_INFER on the same Work: every logit bit for bit, for every architecture,
+ * at 1 and 2 threads, on a batch that is not a whole number of PASS_GROUP groups. Returns the mismatches. */
+static long predict_vs_infer(const char *arch, int c, int h, int wd, float width, int threads, int n) {
+    ModelSpec s;
+    model_spec_default(&s, arch, c, h, wd, 5);
+    s.width = width;
+    snprintf(s.hidden, sizeof s.hidden, "12,10");
+    Model *m = model_create(&s, NULL, NULL, 23);
+    T_ASSERT_MSG(m != NULL, "%s: %s", arch, err_msg());
+    if (!m) return 1;
+    const int K = model_out_dim(m), D = model_in_dim(m);
+    float *x = xmalloc(sizeof(float) * n * D), *want = xmalloc(sizeof(float) * n * K);
+    Rng r;
+    rng_seed(&r, 29, 3, (uint64_t)n);
+    for (long j = 0; j < (long)n * D; j++) x[j] = rng_uniform(&r);
+    blas_set_threads(threads);
+    Work *w = work_create(m, n + 3);
+    blas_set_threads(1);
+    memcpy(want, model_forward(m, w, x, n, FWD_INFER), sizeof(float) * n * K);
+    const float *got = model_forward(m, w, x, n, FWD_PREDICT);
+    long bad = 0;
+    for (long j = 0; j < (long)n * K; j++) bad += memcmp(&got[j], &want[j], sizeof(float)) != 0;
+    T_EQ_INT(w->predicted, 1);
+    model_forward(m, w, x, n, FWD_INFER); /* a backward may follow again */
+    T_EQ_INT(w->predicted, 0);
+    work_free(w);
+    model_free(m);
+    free(x); free(want);
+    return bad;
+}
+static const struct { const char *arch; int c, h, w; float width; } PREDICT_CASES[] = {
+    {"mlp", 1, 8, 8, 1}, {"lenet5", 1, 28, 28, 1}, {"alexnet", 3, 8, 8, 0.05f},
+    {"vgg16", 3, 32, 32, 0.03f}, {"resnet18", 2, 8, 8, 0.06f}, {"resnet20", 3, 8, 8, 0.25f},
+};
+/* both convolution paths (oneDNN's blocked layers, im2col), ReLUs fused into their neighbours (sharing their
+   rows) and as layers of their own */
+TEST(predict_pass_gives_the_inference_logits_bitwise) {
+    for (int path = CONV_DNNL; path <= CONV_IM2COL; path++)
+        for (int fuse = 1; fuse >= 0; fuse--) {
+            conv_path_set(path);
+            relu_fusion_set(fuse);
+            for (size_t i = 0; i < ARRAY_LEN(PREDICT_CASES); i++)
+                for (int T = 1; T <= 2; T++)
+                    for (int n = 1; n <= 37; n += 36) {
+                        long bad = predict_vs_infer(PREDICT_CASES[i].arch, PREDICT_CASES[i].c, PREDICT_CASES[i].h,
+                                                    PREDICT_CASES[i].w, PREDICT_CASES[i].width, T, n);
+                        T_ASSERT_MSG(bad == 0, "%s (%s, ReLU %s), %d threads, %d samples: %ld logits differ from FWD_INFER's",
+                                     PREDICT_CASES[i].arch, path == CONV_DNNL ? "oneDNN" : "im2col",
+                                     fuse ? "fused" : "a layer", T, n, bad);
+                    }
+        }
+    conv_path_set(CONV_DNNL);
+    relu_fusion_set(1);
+}
+/* the canary: a predict pass that keeps no layer's rows (the run's last layer is then overwritten by later
+   groups, so the layers after the run read the wrong samples) must be seen by the same comparison */
+static void predict_keeping_nothing(void) {
+    pass_predict_keep_none(1);
+    long bad = predict_vs_infer("lenet5", 1, 28, 28, 1, 1, 37) + predict_vs_infer("resnet20", 3, 8, 8, 0.25f, 2, 37);
+    pass_predict_keep_none(0);
+    T_ASSERT_MSG(bad == 0, "%ld logits differ", bad);
+}
+TEST(predict_pass_canary_flags_rows_not_kept) { T_ASSERT(test_expect_failure(predict_keeping_nothing)); }
+
+/* A predict pass really runs in the first group's rows: on a fresh (zeroed) Work, LeNet-5's conv1 output
+ * holds values in the first PASS_GROUP (8) samples' rows only, while an inference pass fills every row. */
+TEST(predict_pass_keeps_only_the_first_groups_rows_inside_a_run) {
+    ModelSpec s;
+    model_spec_default(&s, "lenet5", 1, 28, 28, 10);
+    Model *m = model_create(&s, NULL, NULL, 3);
+    T_ASSERT(m != NULL);
+    if (!m) return;
+    const int n = 24, D = model_in_dim(m);
+    int conv1 = -1;
+    for (int i = 0; i < m->nl && conv1 < 0; i++)
+        if (m->L[i].kind == L_CONV) conv1 = i;
+    T_ASSERT(conv1 >= 0);
+    if (conv1 < 0) { model_free(m); return; }
+    float *x = xmalloc(sizeof(float) * n * D);
+    for (long j = 0; j < (long)n * D; j++) x[j] = 0.25f + 0.5f * (float)((j * 7919) % 101) / 101;
+    for (int mode = FWD_PREDICT; mode >= FWD_INFER; mode -= FWD_PREDICT) {
+        blas_set_threads(1);
+        Work *w = work_create(m, n);
+        model_forward(m, w, x, n, mode);
+        const long on = out_n(&m->L[conv1]);
+        long nonzero_rows = 0;
+        for (int b = 0; b < n; b++) {
+            int any = 0;
+            for (long j = 0; j < on && !any; j++) any = w->act[conv1][b * on + j] != 0;
+            nonzero_rows += any;
+        }
+        T_EQ_INT(nonzero_rows, mode == FWD_PREDICT ? 8 : n);
+        work_free(w);
+    }
+    free(x);
+    model_free(m);
+}

@@ -11,7 +11,7 @@ static void flatten_backward(Model *m, Work *w, int i, const float *dout, int fl
 static void add_forward(Model *m, Work *w, int i, long b0, long b1, int t) {
     Span s = span_of(m, w, i, b0, b1);
     if (s.nb <= 0) return;
-    const float *x2 = node_act(w, s.L->in2) + b0 * s.on;
+    const float *x2 = node_act(w, s.L->in2) + act_row(s.L->in2, b0) * s.on;
     const long n = s.nb * s.on;
     long j = 0;
     if (s.L->relu_out) {

@@ -71,6 +71,12 @@ static inline long blk_off(int V, long HW, int c, long q) {
     return V ? ((long)(c / V) * HW + q) * V + c % V : (long)c * HW + q;
 }
 static inline const float *node_act(const Work *w, int i) { return i < 0 ? w->x : w->act[i]; }
+/* In a FWD_PREDICT pass (model.h), this thread's groups of samples share the rows of its first group in the
+ * layers inside a run (pass.c): g_rows_back[i] is how many rows before a sample's own row layer i's output
+ * is (0 for the layers whose rows are kept); NULL outside such a run, and always in a backward pass. */
+extern _Thread_local const long *g_rows_back;
+/* the row layer i's output (-1: the input) of sample b is stored in */
+static inline long act_row(int i, long b) { return i >= 0 && g_rows_back ? b - g_rows_back[i] : b; }
 static inline float *node_grad(Work *w, int i) { return i < 0 ? w->dx : w->grad[i]; }
 /* layer L's input gradient is needed in this pass (for the input, or for a trainable layer below) */
 static inline int need_dx_of(const Model *m, const Layer *L, int flags) {
@@ -103,8 +109,8 @@ static inline Span span_of(Model *m, Work *w, int i, long b0, long b1) {
     s.nb = b1 - b0;
     s.on = out_n(s.L);
     s.inn = in_n(s.L);
-    s.x = node_act(w, s.L->in) + b0 * s.inn;
-    s.y = w->act[i] + b0 * s.on;
+    s.x = node_act(w, s.L->in) + act_row(s.L->in, b0) * s.inn;
+    s.y = w->act[i] + act_row(i, b0) * s.on;
     s.dy = w->grad[i] + b0 * s.on;
     s.dx = node_grad(w, s.L->in) + b0 * s.inn;
     return s;
