@@ -107,13 +107,13 @@ int attack_hash_evaluate_ex(Model *target, Model *crafter, const Dataset *q, con
         int nb = N - b0 < cap ? N - b0 : cap;
         const float *x = q->x + (size_t)b0 * D;
         const int32_t *y = q->y + b0;
-        const float *out = model_forward(target, wt, x, nb, FWD_INFER);
+        const float *out = model_forward(target, wt, x, nb, FWD_PREDICT);
         hash_pack(out, nb, K, qc + b0);
         if (!p->targeted) codes_from_out(out, nb, K, ref_t + (size_t)b0 * K);
-        if (!p->targeted && ref_c != ref_t) codes_from_out(model_forward(crafter, wc, x, nb, FWD_INFER), nb, K, ref_c + (size_t)b0 * K);
+        if (!p->targeted && ref_c != ref_t) codes_from_out(model_forward(crafter, wc, x, nb, FWD_PREDICT), nb, K, ref_c + (size_t)b0 * K);
         s->index0 = b0;
         ai->fn(crafter, wc, x, y, nb, p, x_adv, ex, s);
-        out = model_forward(target, wt, x_adv, nb, FWD_INFER);
+        out = model_forward(target, wt, x_adv, nb, FWD_PREDICT);
         hash_pack(out, nb, K, qa + b0);
         attack_objective_hash(&ho_t, p, out, y, nb, K, b0, loss_i, ok, NULL);
         for (int i = 0; i < nb; i++) {

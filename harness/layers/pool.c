@@ -389,7 +389,7 @@ static void maxpool_forward(Model *m, Work *w, int i, long b0, long b1, int t) {
     Span s = span_of(m, w, i, b0, b1);
     const Layer *L = s.L;
     if (s.nb <= 0) return;
-    int32_t *am = w->iaux[i] + b0 * s.on;
+    int32_t *am = w->iaux[i] + act_row(i, b0) * s.on; /* the winners' rows are its output's (a predict pass: layer.h) */
     if (L->iblk || L->blk) {
         if (L->iblk == L->blk && L->k == 2 && L->stride == 2) {
             if (L->blk == 16) maxpool2_blocked(L, s.x, s.y, am, s.nb, 16);
