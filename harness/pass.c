@@ -19,9 +19,10 @@
  *
  * A predict pass (FWD_PREDICT, model.h) runs each group of a thread's samples through a run in the rows of
  * the thread's first group (g_rows_back, layer.h): a group's activations then overwrite the last group's,
- * still in the cache, instead of going to fresh memory (perf, 1 thread, alternated: Square on a Fashion-MNIST
- * LeNet-5 10-14% faster, on a ResNet-20 about 4%). The run's last layer, the model's output and any layer
- * a later layer reads keep their own rows.
+ * still in the cache, instead of going to fresh memory (perf, 1 thread pinned, 5 alternated pairs: Square on
+ * the demo's LeNet-5 0-9% faster, median 4%, on a Fashion-MNIST ResNet-20 3-16%, median 10%; a whole
+ * AutoAttack 0-4%: docs/performance.md, seventeenth round). The run's last layer, the model's output and
+ * any layer a later layer reads keep their own rows.
  */
 #include <string.h>
 
