@@ -246,7 +246,7 @@ void work_copy(Work *w, long n, long D, float *dst, const float *src);
  * carries each group of its samples through a run of per-sample layers in the rows of its first group
  * (pass.c), so the layers inside a run keep only that group's activations; the logits, and whatever a layer
  * after the run reads, are whole. The same floating-point operations as FWD_INFER, so the same logits,
- * bit for bit (test_model: predict_pass_*); model_backward after it is a bug (CHECK). */
+ * bit for bit (tests/test_engine.c: predict_pass_*); model_backward after it is a bug (CHECK). */
 enum { FWD_INFER = 0, FWD_TRAIN = 1, FWD_PREDICT = 2 };
 void pass_predict_keep_none(int on); /* tests only: a predict pass keeps no layer's rows (a canary's fault) */
 /* x: (n, D_in) in [0,1]. Returns the logits (n, K) (== w->act[m->out]). */

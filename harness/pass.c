@@ -88,26 +88,25 @@ static void copy_input(const Task *k, long b0, long b1) {
     const long D = model_in_dim(k->m);
     if (b1 > b0) memcpy(k->w->x + b0 * D, k->x + b0 * D, sizeof(float) * (b1 - b0) * D);
 }
-/* layers that own no buffer: they share their input's rows (work.c) */
-static int shares_rows(const Layer *L) { return L->kind == L_FLATTEN || L->fused; }
-/* kept[l] for the run [i, j) of a predict pass: layer l's output keeps its own rows (what the layers after
- * the run read, and the model's output; a layer sharing a kept layer's rows makes its input kept) */
 static int g_keep_none; /* tests: keep no layer's rows (pass_predict_keep_none), the canary's fault */
 void pass_predict_keep_none(int on) { g_keep_none = on; }
+/* node x (and, through shared buffers, the layer whose rows it uses) is read outside the run from layer i on */
+static void keep(const Model *m, int i, int x, unsigned char *kept) {
+    for (; x >= i; x = m->L[x].in) {
+        kept[x] = 1;
+        if (!shares_rows(&m->L[x])) break;
+    }
+}
+/* kept[l] for the run [i, j) of a predict pass: layer l's output keeps its own rows (what the layers after
+ * the run read, and the model's output) */
 static void run_kept(const Model *m, int i, int j, unsigned char *kept) {
     memset(kept, 0, MAX_LAYERS);
     if (g_keep_none) return;
-    int read[2 * MAX_LAYERS + 1], n = 0;
-    read[n++] = m->out;
+    keep(m, i, m->out, kept);
     for (int u = j; u < m->nl; u++) {
-        read[n++] = m->L[u].in;
-        if (m->L[u].kind == L_ADD) read[n++] = m->L[u].in2;
+        keep(m, i, m->L[u].in, kept);
+        if (m->L[u].kind == L_ADD) keep(m, i, m->L[u].in2, kept);
     }
-    for (int r = 0; r < n; r++)
-        for (int x = read[r]; x >= i; x = m->L[x].in) {
-            kept[x] = 1;
-            if (!shares_rows(&m->L[x])) break;
-        }
 }
 /* the layers of the run [i, j) over samples [b0, b1) in groups of PASS_GROUP; in a predict pass every group
  * in the first one's rows, but for the kept layers */
@@ -271,7 +270,7 @@ static void task_reduce(void *arg, int t, int T) {
 
 /* The gradient buffer layer i's input gradient goes to (flatten aliases its input's); MAX_LAYERS = w->dx */
 static int grad_buf(const Model *m, int i) {
-    while (i >= 0 && (m->L[i].kind == L_FLATTEN || m->L[i].fused)) i = m->L[i].in;
+    while (i >= 0 && shares_rows(&m->L[i])) i = m->L[i].in;
     return i < 0 ? MAX_LAYERS : i;
 }
 /* asg[i] & ASG_IN: layer i is the first writer of its input's gradient buffer in this pass and starts it
@@ -284,7 +283,7 @@ static void bwd_plan(const Model *m, int flags, int train, unsigned char *asg) {
     for (int b = 0; b <= MAX_LAYERS; b++) asg[b] = 0;
     for (int i = m->nl - 1; i >= 0; i--) {
         const Layer *L = &m->L[i];
-        if (L->kind == L_FLATTEN || L->fused) continue;
+        if (shares_rows(L)) continue;
         const LayerOps *ops = LAYER_OPS[L->kind];
         const int can_start = L->kind != L_ADD && (batch_backward(L, train, flags) ? ops->stores_dx : ops->backward != NULL);
         int bufs[2] = {-1, -1};

@@ -79,7 +79,7 @@ Work *work_create(const Model *m, int cap) {
     for (int i = 0; i < m->nl; i++) {
         const Layer *L = &m->L[i];
         long o = out_n(L) * cap;
-        if (L->kind == L_FLATTEN || L->fused) {
+        if (shares_rows(L)) {
             w->act[i] = L->in < 0 ? w->x : w->act[L->in];
             w->grad[i] = L->in < 0 ? w->dx : w->grad[L->in];
             continue;

@@ -70,6 +70,8 @@ static inline int round_up_blk(int c, int v) { return v ? (c + v - 1) / v * v : 
 static inline long blk_off(int V, long HW, int c, long q) {
     return V ? ((long)(c / V) * HW + q) * V + c % V : (long)c * HW + q;
 }
+/* a flatten, or a ReLU folded into its neighbour: no buffers of its own, its input's (work.c) */
+static inline int shares_rows(const Layer *L) { return L->kind == L_FLATTEN || L->fused; }
 static inline const float *node_act(const Work *w, int i) { return i < 0 ? w->x : w->act[i]; }
 /* In a FWD_PREDICT pass (model.h), this thread's groups of samples share the rows of its first group in the
  * layers inside a run (pass.c): g_rows_back[i] is how many rows before a sample's own row layer i's output
