@@ -2,8 +2,9 @@
  * Work's threads (threads.h). See model.h for the API.
  *
  * Scheduling: samples are independent in every kind but the whole-batch ones (batch-norm; dropout's
- * training forward). A run of per-sample layers executes as ONE parallel region: each thread carries its
- * slice of the batch through all of them, in groups of PASS_GROUP samples where the kinds allow (so a
+ * training forward; on several threads, a training pass's linear layers at least as wide as the batch,
+ * split by output feature, layers/linear.c). A run of per-sample layers executes as ONE parallel region:
+ * each thread carries its slice of the batch through all of them, in groups of PASS_GROUP samples where the kinds allow (so a
  * group's activations stay in the L2 cache from one layer to the next), with no barrier in between;
  * whole-batch layers run between regions, split by the kind itself (batch-norm: by sample, its partial
  * sums met at a barrier inside the region, threads.h pool_sync). OpenBLAS runs single-threaded during a
@@ -44,18 +45,18 @@ typedef struct {
     int predict;    /* forward: FWD_PREDICT (mode is then FWD_INFER) */
 } Task;
 
-static int batch_forward(const Layer *L, int mode) {
+static int batch_forward(const Layer *L, const Work *w, int mode) {
     const LayerOps *ops = LAYER_OPS[L->kind];
-    return ops->batch_forward && ops->batch_forward(L, mode);
+    return ops->batch_forward && ops->batch_forward(L, w, mode);
 }
 static int grouped(const Model *m, const Layer *L, int cap, int backward, int flags) {
     const LayerOps *ops = LAYER_OPS[L->kind];
     return !ops->grouped || ops->grouped(m, L, cap, backward, flags);
 }
-/* layer L's backward runs over the whole batch (backward_batch) in this mode */
-static int batch_backward(const Layer *L, int train, int flags) {
+/* layer L's backward runs over the whole batch (backward_batch) in this mode, on Work w */
+static int batch_backward(const Layer *L, const Work *w, int train, int flags) {
     const LayerOps *ops = LAYER_OPS[L->kind];
-    return ops->backward_batch && (!ops->batch_backward || ops->batch_backward(L, train, flags));
+    return ops->backward_batch && (!ops->batch_backward || ops->batch_backward(L, w, train, flags));
 }
 
 /* ------------------------------------------------------------------ prepare */
@@ -175,13 +176,13 @@ float *model_forward(Model *m, Work *w, const float *x, int n, int mode) {
     for (int i = 0; i < m->nl;) {
         Task k = {m, w, i, i + 1, mode, 0, NULL, NULL, src, predict};
         src = NULL;
-        if (batch_forward(&m->L[i], mode)) {
+        if (batch_forward(&m->L[i], w, mode)) {
             if (k.x) work_copy(w, n, model_in_dim(m), w->x, k.x);
             pool_run(w->pool, task_fwd_batch, &k);
             i++;
             continue;
         }
-        while (k.i1 < m->nl && !batch_forward(&m->L[k.i1], mode)) k.i1++;
+        while (k.i1 < m->nl && !batch_forward(&m->L[k.i1], w, mode)) k.i1++;
         pool_run(w->pool, task_fwd_local, &k);
         i = k.i1;
     }
@@ -250,14 +251,15 @@ static void task_bwd_batch(void *arg, int t, int T) {
     LAYER_OPS[k->m->L[k->i0].kind]->backward_batch(k->m, k->w, k->i0, k->flags, k->asg[k->i0] & ASG_IN, t, T);
 }
 /* m->grads += the other threads' partial weight gradients, each layer's range split across threads in
- * cache lines, as the optimiser's step splits it (train.c): each thread then updates what it summed */
+ * cache lines, as the optimiser's step splits it (train.c): each thread then updates what it summed. A
+ * layer whose backward ran over the whole batch (linear in training) wrote m->grads itself: no partials. */
 static void task_reduce(void *arg, int t, int T) {
     Task *k = arg;
     Model *m = k->m;
     Work *w = k->w;
     for (int i = 0; i < m->nl; i++) {
         Layer *L = &m->L[i];
-        if ((L->kind != L_LINEAR && L->kind != L_CONV) || L->frozen) continue;
+        if ((L->kind != L_LINEAR && L->kind != L_CONV) || L->frozen || batch_backward(L, w, k->mode, k->flags)) continue;
         long off = L->dW - m->grads, len = layer_w_n(L) + (L->bias ? L->c : 0), j0, j1; /* W then b */
         split_lines(len, t, T, &j0, &j1);
         for (int u = 1; u < w->threads; u++) {
@@ -277,7 +279,7 @@ static int grad_buf(const Model *m, int i) {
  * (backward_local); asg[b] & ASG_ZERO: buffer b (a node, or MAX_LAYERS = w->dx) is zeroed up front
  * because its first writer cannot start it (a whole-batch kind, or the residual add, which writes two
  * buffers) or nothing writes it (kept zero, as before). */
-static void bwd_plan(const Model *m, int flags, int train, unsigned char *asg) {
+static void bwd_plan(const Model *m, const Work *w, int flags, int train, unsigned char *asg) {
     unsigned char seen[MAX_LAYERS + 1];
     memset(seen, 0, sizeof seen);
     for (int b = 0; b <= MAX_LAYERS; b++) asg[b] = 0;
@@ -285,7 +287,7 @@ static void bwd_plan(const Model *m, int flags, int train, unsigned char *asg) {
         const Layer *L = &m->L[i];
         if (shares_rows(L)) continue;
         const LayerOps *ops = LAYER_OPS[L->kind];
-        const int can_start = L->kind != L_ADD && (batch_backward(L, train, flags) ? ops->stores_dx : ops->backward != NULL);
+        const int can_start = L->kind != L_ADD && (batch_backward(L, w, train, flags) ? ops->stores_dx : ops->backward != NULL);
         int bufs[2] = {-1, -1};
         if (need_dx_of(m, L, flags)) bufs[0] = grad_buf(m, L->in);
         if (L->kind == L_ADD && add_need_dx2(m, L, flags)) bufs[1] = grad_buf(m, L->in2); /* the only two-input node */
@@ -307,19 +309,19 @@ void model_backward(Model *m, Work *w, const float *dout, int flags) {
     int bt = blas_single_begin(w);
     prepare(m, w, 1, flags);
     unsigned char asg[MAX_LAYERS + 1];
-    bwd_plan(m, flags, w->train, asg);
+    bwd_plan(m, w, flags, w->train, asg);
     Task k = {m, w, 0, 0, w->train, flags, dout, asg, NULL, 0};
     pool_run(w->pool, task_bwd_init, &k);
     for (int i = m->nl - 1; i >= 0;) {
         k.i1 = i + 1;
-        if (batch_backward(&m->L[i], w->train, flags)) {
+        if (batch_backward(&m->L[i], w, w->train, flags)) {
             k.i0 = i;
             pool_run(w->pool, task_bwd_batch, &k);
             i--;
             continue;
         }
         k.i0 = i;
-        while (k.i0 > 0 && !batch_backward(&m->L[k.i0 - 1], w->train, flags)) k.i0--;
+        while (k.i0 > 0 && !batch_backward(&m->L[k.i0 - 1], w, w->train, flags)) k.i0--;
         pool_run(w->pool, task_bwd_local, &k);
         i = k.i0 - 1;
     }

@@ -9,7 +9,9 @@
  * samples with barriers inside (pool_sync), and dropout's forward serially. Weight gradients: thread 0
  * writes m->grads, thread t > 0 its own partial
  * block, summed after the pass (so with several threads the summation order over samples differs
- * from the one-thread order: results agree to rounding, not bitwise; tests run with one thread). */
+ * from the one-thread order: results agree to rounding, not bitwise; tests run with one thread). In a
+ * training pass a linear layer at least as wide as the batch runs over the whole batch instead, each
+ * thread on its own output features (layers/linear.c): its weight gradient has no partials. */
 #ifndef CONCORD_THREADS_H
 #define CONCORD_THREADS_H
 #include "harness/core.h"

@@ -170,7 +170,7 @@ static void forward_following(Pass *pb, const Pass *pa) {
         CHECK(!L->fused);
         if (L->kind == L_RELU && g_mirror) mirror_site(w->act[L->in], pb->n * out_n(&b->L[L->in]));
         if (L->kind == L_RELU && g_follow) follow_site(pa->m, pa->w, b, w, i, pb->n);
-        if (ops->batch_forward && ops->batch_forward(L, pb->mode)) ops->forward_batch(b, w, i, pb->mode, 0, 1);
+        if (ops->batch_forward && ops->batch_forward(L, w, pb->mode)) ops->forward_batch(b, w, i, pb->mode, 0, 1);
         else ops->forward(b, w, i, 0, pb->n, 0);
     }
 }

@@ -767,3 +767,87 @@ TEST(predict_pass_keeps_only_the_first_groups_rows_inside_a_run) {
     free(x);
     model_free(m);
 }
+
+/* ------------------------------------------------------------------ wide linear layers on several threads */
+
+/* One training pass (FWD_TRAIN, then BW_PARAMS | BW_INPUT) of `rule` on a fresh model, on a Work of T
+ * threads whose weight-gradient partials (w->gpart) hold NaN before the backward: a layer that sums
+ * partials must have written them first. What it returns: logits, the input gradient, m->grads, one
+ * after the other; *batch_regions: the pass's whole-batch regions (pool profile). */
+static float *wide_pass(const char *arch, const char *rule, int T, int n, long *len, long *batch_regions) {
+    ModelSpec s;
+    model_spec_default(&s, arch, arch[0] == 'm' ? 1 : 3, 8, 8, 4);
+    snprintf(s.hidden, sizeof s.hidden, "40,24");
+    s.width = 0.1f; /* alexnet: a 51-wide classifier */
+    RuleOpts ro;
+    rule_opts_default(&ro);
+    ro.seed = 5;
+    Model *m = model_create(&s, rule_find(rule), &ro, 13);
+    CHECK(m != NULL);
+    const int K = model_out_dim(m), D = model_in_dim(m);
+    float *x = xmalloc(sizeof(float) * n * D), *d = xmalloc(sizeof(float) * n * K);
+    int32_t *y = xmalloc(sizeof(int32_t) * n);
+    Rng r;
+    rng_seed(&r, 31, 3, 0);
+    for (long j = 0; j < (long)n * D; j++) x[j] = rng_uniform(&r);
+    for (int j = 0; j < n; j++) y[j] = (int32_t)rng_below(&r, (uint32_t)K);
+    blas_set_threads(T);
+    Work *w = work_create(m, n);
+    blas_set_threads(1);
+    for (long j = 0; j < (long)(w->threads - 1) * m->n_params; j++) w->gpart[j] = NAN;
+    pool_profile(1);
+    const float *out = model_forward(m, w, x, n, FWD_TRAIN);
+    loss_softmax_ce(out, y, n, K, 1.0f / n, d, NULL, NULL);
+    model_refresh_feedback(m);
+    model_backward(m, w, d, BW_PARAMS | BW_INPUT);
+    RegionProfile rp[16];
+    const int ns = pool_profile_get(rp, 16);
+    pool_profile(0);
+    *batch_regions = 0;
+    for (int i = 0; i < ns && i < 16; i++)
+        if (strstr(rp[i].site, "_batch")) *batch_regions += rp[i].calls;
+    *len = (long)n * K + (long)n * D + m->n_params;
+    float *o = xmalloc(sizeof(float) * *len);
+    memcpy(o, out, sizeof(float) * n * K);
+    memcpy(o + n * K, w->dx, sizeof(float) * n * D);
+    memcpy(o + n * K + n * D, m->grads, sizeof(float) * m->n_params);
+    work_free(w);
+    model_free(m);
+    free(x); free(d); free(y);
+    return o;
+}
+static int g_wide_corrupt; /* the canary: one gradient 1% off */
+/* at T threads against 1: the same values but for summation order; at T threads twice: bit for bit */
+static void wide_compare(const char *arch, const char *rule, int T, int n) {
+    long len, len1, batch, batch1;
+    float *a = wide_pass(arch, rule, T, n, &len, &batch), *b = wide_pass(arch, rule, T, n, &len1, &batch1);
+    float *one = wide_pass(arch, rule, 1, n, &len1, &batch1);
+    T_ASSERT_MSG(batch > 0, "%s %s, %d threads: no whole-batch region ran", arch, rule, T);
+    T_ASSERT_MSG(memcmp(a, b, sizeof(float) * len) == 0, "%s %s, %d threads: two runs differ", arch, rule, T);
+    if (g_wide_corrupt) a[len - 1 - len / 7] *= 1.01f;
+    double *ref = xmalloc(sizeof(double) * len), scale = 0;
+    for (long j = 0; j < len; j++) { ref[j] = one[j]; scale = fabs(ref[j]) > scale ? fabs(ref[j]) : scale; }
+    char what[96];
+    snprintf(what, sizeof what, "%s %s, %d threads vs 1: logits, d/dx, d/dparams", arch, rule, T);
+    T_ALLCLOSE(what, a, ref, len, 1e-5 * scale, 1e-4);
+    free(a); free(b); free(one); free(ref);
+}
+/* Training on several threads runs linear layers with at least as many outputs as samples over the whole
+ * batch, split by output feature (layers/linear.c): the MLP's hidden layers (40 and 24 wide, 20 samples)
+ * and AlexNet's classifier, through W (bp), fixed feedback (fa), sign feedback (usf) and the direct
+ * projection of the output error (dfa); 2 and 3 threads, and more threads than a layer has outputs. */
+TEST(wide_linear_layers_train_over_the_whole_batch_on_several_threads) {
+    static const char *rules[] = {"bp", "fa", "usf", "dfa"};
+    for (size_t r = 0; r < ARRAY_LEN(rules); r++)
+        for (int T = 2; T <= 3; T++) {
+            wide_compare("mlp", rules[r], T, 20);
+            wide_compare("alexnet", rules[r], T, 20);
+        }
+    wide_compare("mlp", "bp", 16, 20); /* 16 threads: the 4 classes' layer with rows for 4 of them */
+}
+static void wide_corrupted(void) {
+    g_wide_corrupt = 1;
+    wide_compare("mlp", "bp", 2, 20);
+    g_wide_corrupt = 0;
+}
+TEST(wide_linear_canary_flags_one_wrong_gradient) { T_ASSERT(test_expect_failure(wide_corrupted)); }

@@ -436,9 +436,9 @@ BN_LEVELS(void, bn_backward, (Model *m, Work *w, int i, const float *dout, int f
                               long bstart, int t), (m, w, i, dout, flags, assign, b0, b1, bstart, t))
 #undef BN_LEVELS
 
-static int bn_batch_forward(const Layer *L, int mode) { return mode == FWD_TRAIN; }
+static int bn_batch_forward(const Layer *L, const Work *w, int mode) { return mode == FWD_TRAIN; }
 /* a weight gradient sums over the batch, in either mode */
-static int bn_batch_backward(const Layer *L, int train, int flags) {
+static int bn_batch_backward(const Layer *L, const Work *w, int train, int flags) {
     return train || ((flags & BW_PARAMS) && L->trainable && !L->frozen);
 }
 

@@ -9,7 +9,7 @@
 
 static void dropout_work_need(const Layer *L, int cap, WorkNeed *n) { n->aux = out_n(L) * cap; }
 
-static int dropout_batch(const Layer *L, int mode) { return mode == FWD_TRAIN && L->p > 0; }
+static int dropout_batch(const Layer *L, const Work *w, int mode) { return mode == FWD_TRAIN && L->p > 0; }
 
 static void dropout_forward_train(Model *m, Work *w, int i, int mode, int t, int T) {
     if (t != 0) return; /* one random stream in sample order: thread 0 draws every mask */

@@ -11,6 +11,8 @@
  *     instead (only kinds with stores_dx are ever asked to: the others get a zeroed slice);
  *   - weight gradients are WRITTEN (not accumulated) into m->grads for thread 0 and into the thread's
  *     partial block w->gpart for thread t > 0 (layer_grads), starting at the thread's first sample bstart;
+ *     a whole-batch backward that writes its own part of m->grads (linear) says so to pass.c's
+ *     task_reduce through its batch_backward;
  *   - nothing allocates: scratch comes from the Work, sized by work_need.
  *   - a node is stored NCHW or channel-blocked (Layer.blk, layout.c): a kind that keeps its input's
  *     layout reads and writes both, with the padding lanes (channels c..cp-1) kept at zero;
@@ -35,9 +37,10 @@ typedef struct LayerOps {
     /* samples [b0, b1) on thread t (every kind; for whole-batch kinds, their per-sample mode) */
     void (*forward)(Model *m, Work *w, int i, long b0, long b1, int t);
     /* the whole batch, part t of T (batch-norm: a channel range; dropout in training: thread 0 draws the
-       masks); used instead of forward when batch_forward(L, mode) says so. NULL: never */
+       masks; linear in training on several threads: a range of output features); used instead of forward
+       when batch_forward(L, w, mode) says so (w: the pass's Work, its threads and batch). NULL: never */
     void (*forward_batch)(Model *m, Work *w, int i, int mode, int t, int T);
-    int (*batch_forward)(const Layer *L, int mode);
+    int (*batch_forward)(const Layer *L, const Work *w, int mode);
     /* samples [b0, b1) on thread t, bstart = the thread's first sample; NULL when backward_batch is used */
     void (*backward)(Model *m, Work *w, int i, const float *dout, int flags, int assign, long b0, long b1, long bstart,
                      int t);
@@ -46,7 +49,7 @@ typedef struct LayerOps {
     /* can store (rather than add) its input gradient as the first writer of the buffer */
     int stores_dx;
     /* the whole batch in backward_batch when this says so (NULL: always, if backward_batch is set) */
-    int (*batch_backward)(const Layer *L, int train, int flags);
+    int (*batch_backward)(const Layer *L, const Work *w, int train, int flags);
     /* 0 when the kind must see a thread's whole slice at once (one product over the slice) rather than
        groups of PASS_GROUP samples; NULL = always groups. backward: asked for the backward pass with flags */
     int (*grouped)(const Model *m, const Layer *L, int cap, int backward, int flags);

@@ -53,13 +53,72 @@ static void linear_backward(Model *m, Work *w, int i, const float *dout, int fla
     if (need_dx && direct) layer_direct_dx(m, L, dout, s.dx, assign, b0, s.nb);
 }
 
+/* A training pass on several threads runs a trainable linear layer with at least as many outputs as the
+ * batch has samples over the whole batch, thread t of T taking the output features [c0, c1) (split_range
+ * of c): the forward's product and the weight gradient read and write only those rows of W and dW, about
+ * the rows the optimiser step updates on that thread (split_lines of W then b, train.c), so no thread sums
+ * partial weight gradients (pass.c task_reduce skips the layer) and a row of W stays in one core's cache
+ * from the step to the next forward; each thread reads the whole input instead of its half. That pays
+ * where W (c x in) outweighs the batch's input (n x in): the MLP's 256-wide layers, AlexNet's 512-wide
+ * classifier (2 threads, Fashion-MNIST MLP training 125k -> 145k samples/s natively, docs/performance.md,
+ * eighteenth round). LeNet-5 at batch 128 (layers 120, 84 and 10 wide) keeps its sample split: with every
+ * linear layer split by feature it measured no gain, only more barriers. The input gradient, which reads
+ * all of B, is split by sample as in linear_backward. */
+static int wide_in_training(const Layer *L, const Work *w) {
+    return w->threads > 1 && L->c >= w->n && L->trainable && !L->frozen;
+}
+static int linear_batch_forward(const Layer *L, const Work *w, int mode) {
+    return mode == FWD_TRAIN && wide_in_training(L, w);
+}
+static int linear_batch_backward(const Layer *L, const Work *w, int train, int flags) {
+    return train == FWD_TRAIN && (flags & BW_PARAMS) && wide_in_training(L, w);
+}
+static void linear_forward_batch(Model *m, Work *w, int i, int mode, int t, int T) {
+    const Layer *L = &m->L[i];
+    const long n = w->n, inn = in_n(L);
+    long c0, c1;
+    split_range(L->c, t, T, &c0, &c1);
+    if (c1 <= c0) return;
+    const float *x = node_act(w, L->in); /* (n, inn) */
+    float *y = w->act[i];                /* (n, c): columns [c0, c1) here */
+    for (long b = 0; b < n; b++) memcpy(y + b * L->c + c0, L->b + c0, sizeof(float) * (c1 - c0));
+    gemm(0, 1, (int)n, (int)(c1 - c0), (int)inn, 1.0f, x, (int)inn, L->W + c0 * inn, (int)inn, 1.0f, y + c0, L->c);
+}
+static void linear_backward_batch(Model *m, Work *w, int i, int flags, int assign, int t, int T) {
+    const Layer *L = &m->L[i];
+    const long n = w->n, inn = in_n(L);
+    const float *x = node_act(w, L->in), *dy = w->grad[i]; /* (n, inn), (n, c) */
+    long c0, c1, b0, b1;
+    split_range(L->c, t, T, &c0, &c1);
+    if (c1 > c0) { /* dW rows [c0, c1) = dy[:, c0:c1]^T x, db[c0, c1) */
+        gemm(1, 0, (int)(c1 - c0), (int)inn, (int)n, 1.0f, dy + c0, L->c, x, (int)inn, 0.0f, L->dW + c0 * inn, (int)inn);
+        for (long c = c0; c < c1; c++) {
+            double sum = 0;
+            for (long b = 0; b < n; b++) sum += dy[b * L->c + c];
+            L->db[c] = (float)sum;
+        }
+    }
+    split_range(n, t, T, &b0, &b1);
+    if (b1 <= b0 || !need_dx_of(m, L, flags)) return;
+    float *dx = node_grad(w, L->in);
+    if ((flags & BW_TRUE) || !L->fb_direct)
+        gemm(0, 0, (int)(b1 - b0), (int)inn, L->c, 1.0f, dy + b0 * L->c, L->c, (flags & BW_TRUE) ? L->W : L->B,
+             (int)inn, assign ? 0.0f : 1.0f, dx + b0 * inn, (int)inn);
+    else /* DFA: the output error, as pass.c's task_bwd_init copied it into the output layer's gradient */
+        layer_direct_dx(m, L, w->grad[m->out], dx + b0 * inn, assign, b0, b1 - b0);
+}
+
 /* one product over a thread's whole slice: never in sample groups */
 static int linear_grouped(const Model *m, const Layer *L, int cap, int backward, int flags) { return 0; }
 
 const LayerOps LAYER_LINEAR = {
     .name = "linear",
     .forward = linear_forward,
+    .forward_batch = linear_forward_batch,
+    .batch_forward = linear_batch_forward,
     .backward = linear_backward,
+    .backward_batch = linear_backward_batch,
+    .batch_backward = linear_batch_backward,
     .stores_dx = 1,
     .grouped = linear_grouped,
 };
