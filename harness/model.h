@@ -249,6 +249,7 @@ void work_copy(Work *w, long n, long D, float *dst, const float *src);
  * bit for bit (tests/test_engine.c: predict_pass_*); model_backward after it is a bug (CHECK). */
 enum { FWD_INFER = 0, FWD_TRAIN = 1, FWD_PREDICT = 2 };
 void pass_predict_keep_none(int on); /* tests only: a predict pass keeps no layer's rows (a canary's fault) */
+void pass_bwd_shift_all(int on);     /* tests only: a backward run shares every gradient's rows (a canary's fault) */
 /* x: (n, D_in) in [0,1]. Returns the logits (n, K) (== w->act[m->out]). */
 float *model_forward(Model *m, Work *w, const float *x, int n, int mode);
 
@@ -256,6 +257,7 @@ enum {
     BW_PARAMS = 1, /* exact local weight/bias/BN gradients into m->grads */
     BW_INPUT = 2,  /* gradient w.r.t. the model input into w->dx */
     BW_TRUE = 4,   /* input gradients through W (exact), ignoring every layer's rule */
+    BW_GRADS = 8,  /* every layer's output gradient kept whole in w->grad (for callers that read them) */
 };
 /* dout: (n, K) gradient w.r.t. the logits (the output error e). Uses the mode of the last forward. */
 void model_backward(Model *m, Work *w, const float *dout, int flags);

@@ -23,7 +23,10 @@
  * still in the cache, instead of going to fresh memory (perf, 1 thread pinned, 5 alternated pairs: Square on
  * the demo's LeNet-5 0-9% faster, median 4%, on a Fashion-MNIST ResNet-20 3-16%, median 10%; a whole
  * AutoAttack 0-4%: docs/performance.md, seventeenth round). The run's last layer, the model's output and
- * any layer a later layer reads keep their own rows.
+ * any layer a later layer reads keep their own rows. A backward run does the same with the output gradients
+ * of its inner layers, those no layer outside the run writes or reads (run_shifted; BW_GRADS keeps every
+ * row for callers that read w->grad): LeNet-5 training and PGD-10 on AVX-512 5-6% faster, medians of
+ * pinned pairs (docs/performance.md, eighteenth round).
  */
 #include <string.h>
 
@@ -203,7 +206,7 @@ static void backward_local(Model *m, Work *w, int i, const float *dout, int flag
     if (L->fused) return;
     if (assign && !ops->stores_dx && need_dx_of(m, L, flags)) {
         long inn = in_n(L);
-        memset(node_grad(w, L->in) + b0 * inn, 0, sizeof(float) * (b1 - b0) * inn);
+        memset(node_grad(w, L->in) + grad_row(L->in, b0) * inn, 0, sizeof(float) * (b1 - b0) * inn);
         assign = 0;
     }
     ops->backward(m, w, i, dout, flags, assign, b0, b1, bstart, t);
@@ -224,6 +227,32 @@ static void task_bwd_init(void *arg, int t, int T) {
     if ((k->flags & BW_INPUT) && (k->asg[MAX_LAYERS] & ASG_ZERO)) memset(w->dx + b0 * D, 0, sizeof(float) * (b1 - b0) * D);
     memcpy(w->grad[m->out] + b0 * K, k->dout + b0 * K, sizeof(float) * (b1 - b0) * K);
 }
+/* The gradient buffer layer i's input gradient goes to (flatten aliases its input's); MAX_LAYERS = w->dx */
+static int grad_buf(const Model *m, int i) {
+    while (i >= 0 && shares_rows(&m->L[i])) i = m->L[i].in;
+    return i < 0 ? MAX_LAYERS : i;
+}
+/* A backward run's output gradients that no layer outside the run writes or reads (pass.c's bwd_plan gives
+ * each a storing first writer inside it) live, group by group, in the rows of the thread's first group
+ * (g_grad_back, layers/layer.h), as a predict pass's activations do: each group's gradients overwrite the
+ * last group's, still in cache, instead of going to fresh rows. BW_GRADS keeps them all. */
+_Thread_local const long *g_grad_back;
+static int g_shift_all; /* tests: shift every gradient of a run (pass_bwd_shift_all), the canary's fault */
+void pass_bwd_shift_all(int on) { g_shift_all = on; }
+/* sh[l] for the layers (lo, hi] of a backward run: layer l's output gradient rows may be shared */
+static void run_shifted(const Model *m, const unsigned char *asg, int lo, int hi, unsigned char *sh) {
+    memset(sh, 0, MAX_LAYERS);
+    for (int l = lo + 1; l <= hi; l++)
+        sh[l] = !shares_rows(&m->L[l]) && (g_shift_all || (l != m->out && !(asg[l] & ASG_ZERO)));
+    if (g_shift_all) return;
+    for (int u = 0; u < m->nl; u++) { /* a writer outside the run keeps the rows it writes */
+        if (u > lo && u <= hi) continue;
+        const Layer *U = &m->L[u];
+        const int b = grad_buf(m, U->in), b2 = U->kind == L_ADD ? grad_buf(m, U->in2) : MAX_LAYERS;
+        if (b < MAX_LAYERS) sh[b] = 0;
+        if (b2 < MAX_LAYERS) sh[b2] = 0;
+    }
+}
 /* layers i1-1 down to i0; runs of groupable layers group by group, as in task_fwd_local */
 static void task_bwd_local(void *arg, int t, int T) {
     Task *k = arg;
@@ -237,12 +266,25 @@ static void task_bwd_local(void *arg, int t, int T) {
             i--;
             continue;
         }
+        long back[MAX_LAYERS];
+        unsigned char sh[MAX_LAYERS];
+        const int shift = !(k->flags & BW_GRADS);
+        if (shift) {
+            run_shifted(k->m, k->asg, j, i, sh);
+            memset(back, 0, sizeof back);
+            g_grad_back = back;
+        }
         long g = b0;
-        do /* at least once: a thread without samples still zeroes its weight-gradient partials */
+        do { /* at least once: a thread without samples still zeroes its weight-gradient partials */
+            for (int l = j + 1; l <= i && shift; l++) {
+                const Layer *L = &k->m->L[l];
+                back[l] = shares_rows(L) ? (L->in >= 0 ? back[L->in] : 0) : sh[l] ? g - b0 : 0;
+            }
             for (int l = i; l > j; l--)
                 backward_local(k->m, k->w, l, k->dout, k->flags, k->asg[l] & ASG_IN, g,
                                g + PASS_GROUP < b1 ? g + PASS_GROUP : b1, b0, t);
-        while ((g += PASS_GROUP) < b1);
+        } while ((g += PASS_GROUP) < b1);
+        g_grad_back = NULL;
         i = j;
     }
 }
@@ -270,11 +312,6 @@ static void task_reduce(void *arg, int t, int T) {
     }
 }
 
-/* The gradient buffer layer i's input gradient goes to (flatten aliases its input's); MAX_LAYERS = w->dx */
-static int grad_buf(const Model *m, int i) {
-    while (i >= 0 && shares_rows(&m->L[i])) i = m->L[i].in;
-    return i < 0 ? MAX_LAYERS : i;
-}
 /* asg[i] & ASG_IN: layer i is the first writer of its input's gradient buffer in this pass and starts it
  * (backward_local); asg[b] & ASG_ZERO: buffer b (a node, or MAX_LAYERS = w->dx) is zeroed up front
  * because its first writer cannot start it (a whole-batch kind, or the residual add, which writes two

@@ -239,7 +239,7 @@ int alignment_metrics(Model *m, Work *w, const Dataset *d, int n, int task, doub
     float *dl = scratch + alignment_scratch_n(m, n);
     (void)K;
     task_loss(m, task, eta, lg, y, n, dl, NULL);
-    model_backward(m, w, dl, BW_PARAMS | BW_TRUE);
+    model_backward(m, w, dl, BW_PARAMS | BW_TRUE | BW_GRADS); /* the layers' gradients are read below */
     long off = 0;
     for (int i = 0; i < m->nl; i++)
         if (m->L[i].kind == L_LINEAR || m->L[i].kind == L_CONV) {
@@ -247,7 +247,7 @@ int alignment_metrics(Model *m, Work *w, const Dataset *d, int n, int task, doub
             memcpy(scratch + off, w->grad[i], sizeof(float) * sz);
             off += sz;
         }
-    model_backward(m, w, dl, BW_PARAMS);
+    model_backward(m, w, dl, BW_PARAMS | BW_GRADS);
     off = 0;
     for (int i = 0; i < m->nl && na < MAX_ALIGN; i++) {
         Layer *L = &m->L[i];

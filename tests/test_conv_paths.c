@@ -422,7 +422,7 @@ TEST(blocked_padding_lanes_stay_zero) {
         for (long j = 0; j < (long)n * K; j++) d[j] = rng_uniform(&r) - 0.5f;
         for (int mode = 0; mode < 2; mode++) {
             model_forward(m, w, x, n, mode);
-            model_backward(m, w, d, BW_PARAMS | BW_INPUT | BW_TRUE);
+            model_backward(m, w, d, BW_PARAMS | BW_INPUT | BW_TRUE | BW_GRADS); /* every node's gradient read below */
             long bad = 0, padded = 0;
             for (int i = 0; i < m->nl; i++) {
                 const Layer *L = &m->L[i];

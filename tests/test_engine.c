@@ -851,3 +851,117 @@ static void wide_corrupted(void) {
     g_wide_corrupt = 0;
 }
 TEST(wide_linear_canary_flags_one_wrong_gradient) { T_ASSERT(test_expect_failure(wide_corrupted)); }
+
+/* ------------------------------------------------------------------ backward runs sharing gradient rows */
+
+/* A backward pass (pass.c task_bwd_local) keeps the output gradients of a run's inner layers in the rows of
+ * the thread's first group; BW_GRADS keeps every row. The same operations on the same values, so the same
+ * parameter and input gradients bit for bit. Returns the bits that differ. */
+static long bwd_shared_vs_whole(const char *arch, int c, int h, int wd, float width, int threads, int n, int mode,
+                                int flags) {
+    ModelSpec s;
+    model_spec_default(&s, arch, c, h, wd, 5);
+    s.width = width;
+    snprintf(s.hidden, sizeof s.hidden, "12,10");
+    Model *m = model_create(&s, NULL, NULL, 23);
+    T_ASSERT_MSG(m != NULL, "%s: %s", arch, err_msg());
+    if (!m) return 1;
+    const int K = model_out_dim(m), D = model_in_dim(m);
+    float *x = xmalloc(sizeof(float) * n * D), *d = xmalloc(sizeof(float) * n * K);
+    float *want = xmalloc(sizeof(float) * (m->n_params + (long)n * D));
+    Rng r;
+    rng_seed(&r, 37, 3, (uint64_t)n);
+    for (long j = 0; j < (long)n * D; j++) x[j] = rng_uniform(&r);
+    for (long j = 0; j < (long)n * K; j++) d[j] = rng_uniform(&r) - 0.5f;
+    blas_set_threads(threads);
+    Work *w = work_create(m, n);
+    blas_set_threads(1);
+    long bad = 0;
+    for (int pass = 0; pass < 2; pass++) {
+        model_forward(m, w, x, n, mode);
+        memset(m->grads, 0, sizeof(float) * m->n_params);
+        memset(w->dx, 0, sizeof(float) * n * D);
+        model_backward(m, w, d, flags | (pass == 0 ? BW_GRADS : 0));
+        float *got = pass == 0 ? want : xmalloc(sizeof(float) * (m->n_params + (long)n * D));
+        memcpy(got, m->grads, sizeof(float) * m->n_params);
+        memcpy(got + m->n_params, w->dx, sizeof(float) * n * D);
+        if (pass == 1) {
+            for (long j = 0; j < m->n_params + (long)n * D; j++) bad += memcmp(&got[j], &want[j], sizeof(float)) != 0;
+            free(got);
+        }
+    }
+    work_free(w);
+    model_free(m);
+    free(x); free(d); free(want);
+    return bad;
+}
+static long bwd_shared_case(size_t i, int T, int n, int train) {
+    return bwd_shared_vs_whole(PREDICT_CASES[i].arch, PREDICT_CASES[i].c, PREDICT_CASES[i].h, PREDICT_CASES[i].w,
+                               PREDICT_CASES[i].width, T, n, train ? FWD_TRAIN : FWD_INFER,
+                               train ? BW_PARAMS | BW_INPUT : BW_INPUT | BW_TRUE);
+}
+/* every architecture, both convolution paths, ReLUs fused and not, 1 and 2 threads, 1 and 37 samples, a
+   training pass (weight and input gradients) and an attack's (input gradient through W) */
+TEST(backward_runs_share_gradient_rows_with_the_same_bits) {
+    for (int path = CONV_DNNL; path <= CONV_IM2COL; path++)
+        for (int fuse = 1; fuse >= 0; fuse--) {
+            conv_path_set(path);
+            relu_fusion_set(fuse);
+            for (size_t i = 0; i < ARRAY_LEN(PREDICT_CASES); i++)
+                for (int T = 1; T <= 2; T++)
+                    for (int n = 1; n <= 37; n += 36)
+                        for (int train = 0; train <= 1; train++) {
+                            long bad = bwd_shared_case(i, T, n, train);
+                            T_ASSERT_MSG(bad == 0, "%s (%s, ReLU %s), %d threads, %d samples, %s: %ld gradients differ from BW_GRADS'",
+                                         PREDICT_CASES[i].arch, path == CONV_DNNL ? "oneDNN" : "im2col",
+                                         fuse ? "fused" : "a layer", T, n, train ? "training" : "attack", bad);
+                        }
+        }
+    conv_path_set(CONV_DNNL);
+    relu_fusion_set(1);
+}
+/* the canary: a run that shares every gradient's rows (the run's top layer then reads rows its writer,
+   outside the run, never wrote there) must be seen by the same comparison */
+static void bwd_sharing_everything(void) {
+    pass_bwd_shift_all(1);
+    long bad = bwd_shared_case(1, 1, 37, 1) + bwd_shared_case(5, 2, 37, 0);
+    pass_bwd_shift_all(0);
+    T_ASSERT_MSG(bad == 0, "%ld gradients differ", bad);
+}
+TEST(backward_rows_canary_flags_a_gradient_shared_too_far) { T_ASSERT(test_expect_failure(bwd_sharing_everything)); }
+
+/* The rows really are shared: on a fresh (zeroed) Work, LeNet-5's conv1 output gradient holds values in the
+ * first PASS_GROUP (8) samples' rows only after a training backward, in every row with BW_GRADS. */
+TEST(backward_runs_keep_inner_gradients_in_the_first_groups_rows) {
+    ModelSpec s;
+    model_spec_default(&s, "lenet5", 1, 28, 28, 10);
+    Model *m = model_create(&s, NULL, NULL, 3);
+    T_ASSERT(m != NULL);
+    if (!m) return;
+    const int n = 24, D = model_in_dim(m), K = model_out_dim(m);
+    int conv1 = -1;
+    for (int i = 0; i < m->nl && conv1 < 0; i++)
+        if (m->L[i].kind == L_CONV) conv1 = i;
+    T_ASSERT(conv1 >= 0);
+    if (conv1 < 0) { model_free(m); return; }
+    float *x = xmalloc(sizeof(float) * n * D), *d = xmalloc(sizeof(float) * n * K);
+    for (long j = 0; j < (long)n * D; j++) x[j] = 0.25f + 0.5f * (float)((j * 7919) % 101) / 101;
+    for (long j = 0; j < (long)n * K; j++) d[j] = (float)((j * 31) % 7) - 3.0f;
+    for (int keep = 0; keep <= 1; keep++) {
+        blas_set_threads(1);
+        Work *w = work_create(m, n);
+        model_forward(m, w, x, n, FWD_TRAIN);
+        model_backward(m, w, d, BW_PARAMS | (keep ? BW_GRADS : 0));
+        const long on = out_n(&m->L[conv1]);
+        long nonzero_rows = 0;
+        for (int b = 0; b < n; b++) {
+            int any = 0;
+            for (long j = 0; j < on && !any; j++) any = w->grad[conv1][b * on + j] != 0;
+            nonzero_rows += any;
+        }
+        T_EQ_INT(nonzero_rows, keep ? n : 8);
+        work_free(w);
+    }
+    free(x); free(d);
+    model_free(m);
+}

@@ -112,7 +112,7 @@ static void pool_case(int C, int H, int W, int relu, int blocked) {
     for (int j = 0; j < n * K; j++) d[j] = (j % 3 == 0 ? -0.25f : 0.5f) + 0.125f * (j % 5);
     Work *w = work_create(m, n);
     model_forward(m, w, in, n, FWD_INFER);
-    model_backward(m, w, d, BW_INPUT | BW_TRUE);
+    model_backward(m, w, d, BW_INPUT | BW_TRUE | BW_GRADS); /* check_pool reads the pool's gradients */
     for (int k = 0; k < np; k++) {
         const int bad = check_pool(m, w, pools[k], n);
         T_ASSERT_MSG(bad == 0, "max-pool %d of %s %dx%dx%d relu %d: %d values differ from the scan", k,

@@ -240,7 +240,7 @@ TEST(rule_dfa_hidden_deltas_are_projected_output_error) {
         Batch b;
         batch_make(&b, 3);
         b.n = bs;
-        grads(m, w, &b, 1, BW_PARAMS);
+        grads(m, w, &b, 1, BW_PARAMS | BW_GRADS); /* the hidden layers' deltas are read below */
         int K = 5;
         for (int i = 0; i < m->nl; i++) {
             Layer *L = &m->L[i];

@@ -531,7 +531,7 @@ void conv_dnnl_backward(Model *m, Work *w, int i, const float *dout, int flags, 
     if (sp.nb == 0) return;
     omp_one();
     if (L->relu_out) { /* the fused ReLU's backward, in place: this layer is its output gradient's only reader */
-        float *g = w->grad[i] + b0 * sp.on;
+        float *g = w->grad[i] + grad_row(i, b0) * sp.on;
         const v4f z = {0, 0, 0, 0};
         long j = 0, n = sp.nb * sp.on;
         for (; j + 4 <= n; j += 4) v4_st(g + j, (v4f)((v4i)v4_ld(g + j) & (v4_ld(sp.y + j) > z)));

@@ -37,14 +37,14 @@ static void add_backward(Model *m, Work *w, int i, const float *dout, int flags,
     Span s = span_of(m, w, i, b0, b1);
     const long n = s.nb * s.on;
     if (s.L->relu_out) { /* the ReLU's backward, in place: this layer is its output gradient's only reader */
-        float *g = w->grad[i] + b0 * s.on;
+        float *g = w->grad[i] + grad_row(i, b0) * s.on;
         const v4f z = {0, 0, 0, 0};
         long j = 0;
         for (; j + 4 <= n; j += 4) v4_st(g + j, (v4f)((v4i)v4_ld(g + j) & (v4_ld(s.y + j) > z)));
         for (; j < n; j++) g[j] = s.y[j] > 0 ? g[j] : 0.0f;
     }
     if (need_dx_of(m, s.L, flags)) row_add(s.dx, s.dy, n);
-    if (add_need_dx2(m, s.L, flags)) row_add(node_grad(w, s.L->in2) + b0 * s.on, s.dy, n);
+    if (add_need_dx2(m, s.L, flags)) row_add(node_grad(w, s.L->in2) + grad_row(s.L->in2, b0) * s.on, s.dy, n);
 }
 
 const LayerOps LAYER_FLATTEN = {.name = "flatten", .forward = flatten_forward, .backward = flatten_backward};

@@ -83,6 +83,12 @@ extern _Thread_local const long *g_rows_back;
 /* the row layer i's output (-1: the input) of sample b is stored in */
 static inline long act_row(int i, long b) { return i >= 0 && g_rows_back ? b - g_rows_back[i] : b; }
 static inline float *node_grad(Work *w, int i) { return i < 0 ? w->dx : w->grad[i]; }
+/* Likewise in a backward pass (pass.c task_bwd_local): g_grad_back[i] is how many rows before a sample's own
+ * row the gradient w.r.t. node i's output is kept (0 but for the layers inside a run whose every writer and
+ * reader is in it); NULL outside such a run. */
+extern _Thread_local const long *g_grad_back;
+/* the row the gradient w.r.t. node i's output (-1: the input, w->dx) of sample b is stored in */
+static inline long grad_row(int i, long b) { return i >= 0 && g_grad_back ? b - g_grad_back[i] : b; }
 /* layer L's input gradient is needed in this pass (for the input, or for a trainable layer below) */
 static inline int need_dx_of(const Model *m, const Layer *L, int flags) {
     return L->in < 0 ? (flags & BW_INPUT) != 0 : (m->need_up[L->in] && (flags & BW_PARAMS)) || (flags & BW_INPUT);
@@ -116,8 +122,8 @@ static inline Span span_of(Model *m, Work *w, int i, long b0, long b1) {
     s.inn = in_n(s.L);
     s.x = node_act(w, s.L->in) + act_row(s.L->in, b0) * s.inn;
     s.y = w->act[i] + act_row(i, b0) * s.on;
-    s.dy = w->grad[i] + b0 * s.on;
-    s.dx = node_grad(w, s.L->in) + b0 * s.inn;
+    s.dy = w->grad[i] + (g_grad_back ? b0 - g_grad_back[i] : b0) * s.on; /* grad_row(i, b0), i >= 0 */
+    s.dx = node_grad(w, s.L->in) + grad_row(s.L->in, b0) * s.inn;
     return s;
 }
 
