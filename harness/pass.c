@@ -4,11 +4,11 @@
  * Scheduling: samples are independent in every kind but the whole-batch ones (batch-norm; dropout's
  * training forward; on several threads, a training pass's linear layers at least as wide as the batch,
  * split by output feature, layers/linear.c). A run of per-sample layers executes as ONE parallel region:
- * each thread carries its slice of the batch through all of them, in groups of PASS_GROUP samples where the kinds allow (so a
- * group's activations stay in the L2 cache from one layer to the next), with no barrier in between;
- * whole-batch layers run between regions, split by the kind itself (batch-norm: by sample, its partial
- * sums met at a barrier inside the region, threads.h pool_sync). OpenBLAS runs single-threaded during a
- * pass when the Work has threads of its own.
+ * each thread carries its slice of the batch through all of them, in groups of PASS_GROUP samples where the
+ * kinds allow (so a group's activations stay in the L2 cache from one layer to the next), with no barrier
+ * in between; whole-batch layers run between regions, split by the kind itself (batch-norm: by sample, its
+ * partial sums met at a barrier inside the region, threads.h pool_sync). OpenBLAS runs single-threaded
+ * during a pass when the Work has threads of its own.
  *
  * Backward convention: each layer ADDS its contribution to its inputs' gradients (nodes read by several
  * layers, e.g. residual branches, simply accumulate). The FIRST layer to write a gradient buffer in a
