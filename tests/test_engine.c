@@ -670,15 +670,25 @@ TEST(region_profile_counts_every_region_and_each_threads_time) {
 
 /* ------------------------------------------------------------------ predict passes */
 
-/* FWD_PREDICT (pass.c) against FWD_INFER on the same Work: every logit bit for bit, for every architecture,
- * at 1 and 2 threads, on a batch that is not a whole number of PASS_GROUP groups. Returns the mismatches. */
-static long predict_vs_infer(const char *arch, int c, int h, int wd, float width, int threads, int n) {
+/* one small model of every architecture (the predict and backward-row tests) */
+static const struct { const char *arch; int c, h, w; float width; } PREDICT_CASES[] = {
+    {"mlp", 1, 8, 8, 1}, {"lenet5", 1, 28, 28, 1}, {"alexnet", 3, 8, 8, 0.05f},
+    {"vgg16", 3, 32, 32, 0.03f}, {"resnet18", 2, 8, 8, 0.06f}, {"resnet20", 3, 8, 8, 0.25f},
+};
+static Model *case_model(size_t i) {
     ModelSpec s;
-    model_spec_default(&s, arch, c, h, wd, 5);
-    s.width = width;
+    model_spec_default(&s, PREDICT_CASES[i].arch, PREDICT_CASES[i].c, PREDICT_CASES[i].h, PREDICT_CASES[i].w, 5);
+    s.width = PREDICT_CASES[i].width;
     snprintf(s.hidden, sizeof s.hidden, "12,10");
     Model *m = model_create(&s, NULL, NULL, 23);
-    T_ASSERT_MSG(m != NULL, "%s: %s", arch, err_msg());
+    T_ASSERT_MSG(m != NULL, "%s: %s", PREDICT_CASES[i].arch, err_msg());
+    return m;
+}
+
+/* FWD_PREDICT (pass.c) against FWD_INFER on the same Work: every logit bit for bit, for every architecture,
+ * at 1 and 2 threads, on a batch that is not a whole number of PASS_GROUP groups. Returns the mismatches. */
+static long predict_vs_infer(size_t i, int threads, int n) {
+    Model *m = case_model(i);
     if (!m) return 1;
     const int K = model_out_dim(m), D = model_in_dim(m);
     float *x = xmalloc(sizeof(float) * n * D), *want = xmalloc(sizeof(float) * n * K);
@@ -700,72 +710,82 @@ static long predict_vs_infer(const char *arch, int c, int h, int wd, float width
     free(x); free(want);
     return bad;
 }
-static const struct { const char *arch; int c, h, w; float width; } PREDICT_CASES[] = {
-    {"mlp", 1, 8, 8, 1}, {"lenet5", 1, 28, 28, 1}, {"alexnet", 3, 8, 8, 0.05f},
-    {"vgg16", 3, 32, 32, 0.03f}, {"resnet18", 2, 8, 8, 0.06f}, {"resnet20", 3, 8, 8, 0.25f},
-};
-/* both convolution paths (oneDNN's blocked layers, im2col), ReLUs fused into their neighbours (sharing their
-   rows) and as layers of their own */
-TEST(predict_pass_gives_the_inference_logits_bitwise) {
+/* fn(case, threads, samples, variant) == 0 on every PREDICT_CASES model, both convolution paths (oneDNN's
+   blocked layers, im2col), ReLUs fused into their neighbours (sharing their rows) and as layers of their
+   own, 1 and 2 threads, 1 and 37 samples, variants 0 .. nv-1 (named by vname) */
+static void every_case(long (*fn)(size_t, int, int, int), int nv, const char *const *vname, const char *what) {
     for (int path = CONV_DNNL; path <= CONV_IM2COL; path++)
         for (int fuse = 1; fuse >= 0; fuse--) {
             conv_path_set(path);
             relu_fusion_set(fuse);
             for (size_t i = 0; i < ARRAY_LEN(PREDICT_CASES); i++)
                 for (int T = 1; T <= 2; T++)
-                    for (int n = 1; n <= 37; n += 36) {
-                        long bad = predict_vs_infer(PREDICT_CASES[i].arch, PREDICT_CASES[i].c, PREDICT_CASES[i].h,
-                                                    PREDICT_CASES[i].w, PREDICT_CASES[i].width, T, n);
-                        T_ASSERT_MSG(bad == 0, "%s (%s, ReLU %s), %d threads, %d samples: %ld logits differ from FWD_INFER's",
-                                     PREDICT_CASES[i].arch, path == CONV_DNNL ? "oneDNN" : "im2col",
-                                     fuse ? "fused" : "a layer", T, n, bad);
-                    }
+                    for (int n = 1; n <= 37; n += 36)
+                        for (int v = 0; v < nv; v++) {
+                            long bad = fn(i, T, n, v);
+                            T_ASSERT_MSG(bad == 0, "%s (%s, ReLU %s), %d threads, %d samples%s%s: %ld %s",
+                                         PREDICT_CASES[i].arch, path == CONV_DNNL ? "oneDNN" : "im2col",
+                                         fuse ? "fused" : "a layer", T, n, vname ? ", " : "", vname ? vname[v] : "",
+                                         bad, what);
+                        }
         }
     conv_path_set(CONV_DNNL);
     relu_fusion_set(1);
+}
+static long predict_case(size_t i, int T, int n, int v) { return predict_vs_infer(i, T, n); }
+TEST(predict_pass_gives_the_inference_logits_bitwise) {
+    every_case(predict_case, 1, NULL, "logits differ from FWD_INFER's");
 }
 /* the canary: a predict pass that keeps no layer's rows (the run's last layer is then overwritten by later
    groups, so the layers after the run read the wrong samples) must be seen by the same comparison */
 static void predict_keeping_nothing(void) {
     pass_predict_keep_none(1);
-    long bad = predict_vs_infer("lenet5", 1, 28, 28, 1, 1, 37) + predict_vs_infer("resnet20", 3, 8, 8, 0.25f, 2, 37);
+    long bad = predict_vs_infer(1, 1, 37) + predict_vs_infer(5, 2, 37); /* lenet5, resnet20 */
     pass_predict_keep_none(0);
     T_ASSERT_MSG(bad == 0, "%ld logits differ", bad);
 }
 TEST(predict_pass_canary_flags_rows_not_kept) { T_ASSERT(test_expect_failure(predict_keeping_nothing)); }
 
-/* A predict pass really runs in the first group's rows: on a fresh (zeroed) Work, LeNet-5's conv1 output
- * holds values in the first PASS_GROUP (8) samples' rows only, while an inference pass fills every row. */
-TEST(predict_pass_keeps_only_the_first_groups_rows_inside_a_run) {
+/* LeNet-5 (24 samples) on a fresh, zeroed Work: after a forward in `mode` (backward 0), or a training
+ * forward and a backward with BW_PARAMS | flags (backward 1), how many samples' rows of conv1's output
+ * (forward) or output gradient (backward) hold a non-zero value; -1 when the model cannot be built. */
+static long lenet5_conv1_rows(int backward, int mode_or_flags) {
     ModelSpec s;
     model_spec_default(&s, "lenet5", 1, 28, 28, 10);
     Model *m = model_create(&s, NULL, NULL, 3);
     T_ASSERT(m != NULL);
-    if (!m) return;
-    const int n = 24, D = model_in_dim(m);
+    if (!m) return -1;
+    const int n = 24, D = model_in_dim(m), K = model_out_dim(m);
     int conv1 = -1;
     for (int i = 0; i < m->nl && conv1 < 0; i++)
         if (m->L[i].kind == L_CONV) conv1 = i;
     T_ASSERT(conv1 >= 0);
-    if (conv1 < 0) { model_free(m); return; }
-    float *x = xmalloc(sizeof(float) * n * D);
+    if (conv1 < 0) { model_free(m); return -1; }
+    float *x = xmalloc(sizeof(float) * n * D), *d = xmalloc(sizeof(float) * n * K);
     for (long j = 0; j < (long)n * D; j++) x[j] = 0.25f + 0.5f * (float)((j * 7919) % 101) / 101;
-    for (int mode = FWD_PREDICT; mode >= FWD_INFER; mode -= FWD_PREDICT) {
-        blas_set_threads(1);
-        Work *w = work_create(m, n);
-        model_forward(m, w, x, n, mode);
-        const long on = out_n(&m->L[conv1]);
-        long nonzero_rows = 0;
-        for (int b = 0; b < n; b++) {
-            int any = 0;
-            for (long j = 0; j < on && !any; j++) any = w->act[conv1][b * on + j] != 0;
-            nonzero_rows += any;
-        }
-        T_EQ_INT(nonzero_rows, mode == FWD_PREDICT ? 8 : n);
-        work_free(w);
+    for (long j = 0; j < (long)n * K; j++) d[j] = (float)((j * 31) % 7) - 3.0f;
+    blas_set_threads(1);
+    Work *w = work_create(m, n);
+    model_forward(m, w, x, n, backward ? FWD_TRAIN : mode_or_flags);
+    if (backward) model_backward(m, w, d, BW_PARAMS | mode_or_flags);
+    const float *rows = backward ? w->grad[conv1] : w->act[conv1];
+    const long on = out_n(&m->L[conv1]);
+    long nonzero = 0;
+    for (int b = 0; b < n; b++) {
+        int any = 0;
+        for (long j = 0; j < on && !any; j++) any = rows[b * on + j] != 0;
+        nonzero += any;
     }
-    free(x);
+    work_free(w);
+    free(x); free(d);
     model_free(m);
+    return nonzero;
+}
+/* A predict pass really runs in the first group's rows: LeNet-5's conv1 output holds values in the first
+ * PASS_GROUP (8) samples' rows only, while an inference pass fills every row. */
+TEST(predict_pass_keeps_only_the_first_groups_rows_inside_a_run) {
+    T_EQ_INT(lenet5_conv1_rows(0, FWD_PREDICT), 8);
+    T_EQ_INT(lenet5_conv1_rows(0, FWD_INFER), 24);
 }
 
 /* ------------------------------------------------------------------ wide linear layers on several threads */
@@ -857,14 +877,8 @@ TEST(wide_linear_canary_flags_one_wrong_gradient) { T_ASSERT(test_expect_failure
 /* A backward pass (pass.c task_bwd_local) keeps the output gradients of a run's inner layers in the rows of
  * the thread's first group; BW_GRADS keeps every row. The same operations on the same values, so the same
  * parameter and input gradients bit for bit. Returns the bits that differ. */
-static long bwd_shared_vs_whole(const char *arch, int c, int h, int wd, float width, int threads, int n, int mode,
-                                int flags) {
-    ModelSpec s;
-    model_spec_default(&s, arch, c, h, wd, 5);
-    s.width = width;
-    snprintf(s.hidden, sizeof s.hidden, "12,10");
-    Model *m = model_create(&s, NULL, NULL, 23);
-    T_ASSERT_MSG(m != NULL, "%s: %s", arch, err_msg());
+static long bwd_shared_vs_whole(size_t i, int threads, int n, int mode, int flags) {
+    Model *m = case_model(i);
     if (!m) return 1;
     const int K = model_out_dim(m), D = model_in_dim(m);
     float *x = xmalloc(sizeof(float) * n * D), *d = xmalloc(sizeof(float) * n * K);
@@ -896,29 +910,13 @@ static long bwd_shared_vs_whole(const char *arch, int c, int h, int wd, float wi
     return bad;
 }
 static long bwd_shared_case(size_t i, int T, int n, int train) {
-    return bwd_shared_vs_whole(PREDICT_CASES[i].arch, PREDICT_CASES[i].c, PREDICT_CASES[i].h, PREDICT_CASES[i].w,
-                               PREDICT_CASES[i].width, T, n, train ? FWD_TRAIN : FWD_INFER,
-                               train ? BW_PARAMS | BW_INPUT : BW_INPUT | BW_TRUE);
+    return bwd_shared_vs_whole(i, T, n, train ? FWD_TRAIN : FWD_INFER, train ? BW_PARAMS | BW_INPUT : BW_INPUT | BW_TRUE);
 }
-/* every architecture, both convolution paths, ReLUs fused and not, 1 and 2 threads, 1 and 37 samples, a
-   training pass (weight and input gradients) and an attack's (input gradient through W) */
+/* every case of every_case, for a training pass (weight and input gradients) and an attack's (input
+   gradient through W) */
 TEST(backward_runs_share_gradient_rows_with_the_same_bits) {
-    for (int path = CONV_DNNL; path <= CONV_IM2COL; path++)
-        for (int fuse = 1; fuse >= 0; fuse--) {
-            conv_path_set(path);
-            relu_fusion_set(fuse);
-            for (size_t i = 0; i < ARRAY_LEN(PREDICT_CASES); i++)
-                for (int T = 1; T <= 2; T++)
-                    for (int n = 1; n <= 37; n += 36)
-                        for (int train = 0; train <= 1; train++) {
-                            long bad = bwd_shared_case(i, T, n, train);
-                            T_ASSERT_MSG(bad == 0, "%s (%s, ReLU %s), %d threads, %d samples, %s: %ld gradients differ from BW_GRADS'",
-                                         PREDICT_CASES[i].arch, path == CONV_DNNL ? "oneDNN" : "im2col",
-                                         fuse ? "fused" : "a layer", T, n, train ? "training" : "attack", bad);
-                        }
-        }
-    conv_path_set(CONV_DNNL);
-    relu_fusion_set(1);
+    static const char *const passes[] = {"attack", "training"};
+    every_case(bwd_shared_case, 2, passes, "gradients differ from BW_GRADS'");
 }
 /* the canary: a run that shares every gradient's rows (the run's top layer then reads rows its writer,
    outside the run, never wrote there) must be seen by the same comparison */
@@ -930,38 +928,9 @@ static void bwd_sharing_everything(void) {
 }
 TEST(backward_rows_canary_flags_a_gradient_shared_too_far) { T_ASSERT(test_expect_failure(bwd_sharing_everything)); }
 
-/* The rows really are shared: on a fresh (zeroed) Work, LeNet-5's conv1 output gradient holds values in the
- * first PASS_GROUP (8) samples' rows only after a training backward, in every row with BW_GRADS. */
+/* The rows really are shared: LeNet-5's conv1 output gradient holds values in the first PASS_GROUP (8)
+ * samples' rows only after a training backward, in every row with BW_GRADS. */
 TEST(backward_runs_keep_inner_gradients_in_the_first_groups_rows) {
-    ModelSpec s;
-    model_spec_default(&s, "lenet5", 1, 28, 28, 10);
-    Model *m = model_create(&s, NULL, NULL, 3);
-    T_ASSERT(m != NULL);
-    if (!m) return;
-    const int n = 24, D = model_in_dim(m), K = model_out_dim(m);
-    int conv1 = -1;
-    for (int i = 0; i < m->nl && conv1 < 0; i++)
-        if (m->L[i].kind == L_CONV) conv1 = i;
-    T_ASSERT(conv1 >= 0);
-    if (conv1 < 0) { model_free(m); return; }
-    float *x = xmalloc(sizeof(float) * n * D), *d = xmalloc(sizeof(float) * n * K);
-    for (long j = 0; j < (long)n * D; j++) x[j] = 0.25f + 0.5f * (float)((j * 7919) % 101) / 101;
-    for (long j = 0; j < (long)n * K; j++) d[j] = (float)((j * 31) % 7) - 3.0f;
-    for (int keep = 0; keep <= 1; keep++) {
-        blas_set_threads(1);
-        Work *w = work_create(m, n);
-        model_forward(m, w, x, n, FWD_TRAIN);
-        model_backward(m, w, d, BW_PARAMS | (keep ? BW_GRADS : 0));
-        const long on = out_n(&m->L[conv1]);
-        long nonzero_rows = 0;
-        for (int b = 0; b < n; b++) {
-            int any = 0;
-            for (long j = 0; j < on && !any; j++) any = w->grad[conv1][b * on + j] != 0;
-            nonzero_rows += any;
-        }
-        T_EQ_INT(nonzero_rows, keep ? n : 8);
-        work_free(w);
-    }
-    free(x); free(d);
-    model_free(m);
+    T_EQ_INT(lenet5_conv1_rows(1, 0), 8);
+    T_EQ_INT(lenet5_conv1_rows(1, BW_GRADS), 24);
 }
