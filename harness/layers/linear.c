@@ -22,35 +22,48 @@ void layer_direct_dx(Model *m, const Layer *L, const float *dout, float *dx, int
     gemm(0, 1, (int)nb, inn, K, 1.0f, dout + b0 * K, K, L->B, K, assign ? 0.0f : 1.0f, dx, inn);
 }
 
+/* What the sample split (linear_forward/backward) and the feature split (the _batch ops below) share: */
+/* y[:, c0:c1] = x W[c0:c1]^T + b[c0:c1] for nb samples; x (nb, inn), y (nb, c) */
+static void fwd_cols(const Layer *L, const float *x, float *y, long nb, long inn, long c0, long c1) {
+    for (long b = 0; b < nb; b++) memcpy(y + b * L->c + c0, L->b + c0, sizeof(float) * (c1 - c0));
+    gemm(0, 1, (int)nb, (int)(c1 - c0), (int)inn, 1.0f, x, (int)inn, L->W + c0 * inn, (int)inn, 1.0f, y + c0, L->c);
+}
+/* dW rows [c0, c1) = dy[:, c0:c1]^T x and db[c0, c1) = their sums over n samples (into dW, db as given) */
+static void params_rows(const Layer *L, const float *dy, const float *x, long n, long inn, long c0, long c1,
+                        float *dW, float *db) {
+    gemm(1, 0, (int)(c1 - c0), (int)inn, (int)n, 1.0f, dy + c0, L->c, x, (int)inn, 0.0f, dW + c0 * inn, (int)inn);
+    for (long c = c0; c < c1; c++) {
+        double sum = 0;
+        for (long b = 0; b < n; b++) sum += dy[b * L->c + c];
+        db[c] = (float)sum;
+    }
+}
+/* dx (+)= dy B for nb samples (dy, dx at the first of them), or DFA's projection of the output error
+   dout (whole, row b0 first) */
+static void dx_rows(Model *m, const Layer *L, const float *dy, const float *dout, float *dx, long b0, long nb,
+                    long inn, int flags, int assign) {
+    if ((flags & BW_TRUE) || !L->fb_direct)
+        gemm(0, 0, (int)nb, (int)inn, L->c, 1.0f, dy, L->c, (flags & BW_TRUE) ? L->W : L->B, (int)inn,
+             assign ? 0.0f : 1.0f, dx, (int)inn);
+    else
+        layer_direct_dx(m, L, dout, dx, assign, b0, nb);
+}
+
 static void linear_forward(Model *m, Work *w, int i, long b0, long b1, int t) {
     Span s = span_of(m, w, i, b0, b1);
-    const Layer *L = s.L;
-    if (s.nb <= 0) return;
-    for (long b = 0; b < s.nb; b++) memcpy(s.y + b * L->c, L->b, sizeof(float) * L->c);
-    gemm(0, 1, (int)s.nb, L->c, (int)s.inn, 1.0f, s.x, (int)s.inn, L->W, (int)s.inn, 1.0f, s.y, L->c);
+    if (s.nb > 0) fwd_cols(s.L, s.x, s.y, s.nb, s.inn, 0, s.L->c);
 }
 
 static void linear_backward(Model *m, Work *w, int i, const float *dout, int flags, int assign, long b0, long b1,
                             long bstart, int t) {
     Span s = span_of(m, w, i, b0, b1);
     const Layer *L = s.L;
-    const int need_dx = need_dx_of(m, L, flags), want_params = (flags & BW_PARAMS) && L->trainable && !L->frozen;
-    const int direct = !(flags & BW_TRUE) && L->fb_direct;
-    const float *B = (flags & BW_TRUE) ? L->W : L->B;
+    const int want_params = (flags & BW_PARAMS) && L->trainable && !L->frozen;
     float *dW, *db;
     layer_grads(m, w, L, t, want_params && s.nb == 0 && b0 == bstart, &dW, &db);
     if (s.nb == 0) return;
-    if (want_params) {
-        gemm(1, 0, L->c, (int)s.inn, (int)s.nb, 1.0f, s.dy, L->c, s.x, (int)s.inn, 0.0f, dW, (int)s.inn);
-        for (int c = 0; c < L->c; c++) {
-            double sum = 0;
-            for (long b = 0; b < s.nb; b++) sum += s.dy[b * L->c + c];
-            db[c] = (float)sum;
-        }
-    }
-    if (need_dx && !direct)
-        gemm(0, 0, (int)s.nb, (int)s.inn, L->c, 1.0f, s.dy, L->c, B, (int)s.inn, assign ? 0.0f : 1.0f, s.dx, (int)s.inn);
-    if (need_dx && direct) layer_direct_dx(m, L, dout, s.dx, assign, b0, s.nb);
+    if (want_params) params_rows(L, s.dy, s.x, s.nb, s.inn, 0, L->c, dW, db);
+    if (need_dx_of(m, L, flags)) dx_rows(m, L, s.dy, dout, s.dx, b0, s.nb, s.inn, flags, assign);
 }
 
 /* A training pass on several threads runs a trainable linear layer with at least as many outputs as the
@@ -75,37 +88,21 @@ static int linear_batch_backward(const Layer *L, const Work *w, int train, int f
 }
 static void linear_forward_batch(Model *m, Work *w, int i, int mode, int t, int T) {
     const Layer *L = &m->L[i];
-    const long n = w->n, inn = in_n(L);
     long c0, c1;
     split_range(L->c, t, T, &c0, &c1);
-    if (c1 <= c0) return;
-    const float *x = node_act(w, L->in); /* (n, inn) */
-    float *y = w->act[i];                /* (n, c): columns [c0, c1) here */
-    for (long b = 0; b < n; b++) memcpy(y + b * L->c + c0, L->b + c0, sizeof(float) * (c1 - c0));
-    gemm(0, 1, (int)n, (int)(c1 - c0), (int)inn, 1.0f, x, (int)inn, L->W + c0 * inn, (int)inn, 1.0f, y + c0, L->c);
+    if (c1 > c0) fwd_cols(L, node_act(w, L->in), w->act[i], w->n, in_n(L), c0, c1);
 }
 static void linear_backward_batch(Model *m, Work *w, int i, int flags, int assign, int t, int T) {
     const Layer *L = &m->L[i];
     const long n = w->n, inn = in_n(L);
-    const float *x = node_act(w, L->in), *dy = w->grad[i]; /* (n, inn), (n, c) */
+    const float *dy = w->grad[i]; /* (n, c) */
     long c0, c1, b0, b1;
     split_range(L->c, t, T, &c0, &c1);
-    if (c1 > c0) { /* dW rows [c0, c1) = dy[:, c0:c1]^T x, db[c0, c1) */
-        gemm(1, 0, (int)(c1 - c0), (int)inn, (int)n, 1.0f, dy + c0, L->c, x, (int)inn, 0.0f, L->dW + c0 * inn, (int)inn);
-        for (long c = c0; c < c1; c++) {
-            double sum = 0;
-            for (long b = 0; b < n; b++) sum += dy[b * L->c + c];
-            L->db[c] = (float)sum;
-        }
-    }
+    if (c1 > c0) params_rows(L, dy, node_act(w, L->in), n, inn, c0, c1, L->dW, L->db);
     split_range(n, t, T, &b0, &b1);
-    if (b1 <= b0 || !need_dx_of(m, L, flags)) return;
-    float *dx = node_grad(w, L->in);
-    if ((flags & BW_TRUE) || !L->fb_direct)
-        gemm(0, 0, (int)(b1 - b0), (int)inn, L->c, 1.0f, dy + b0 * L->c, L->c, (flags & BW_TRUE) ? L->W : L->B,
-             (int)inn, assign ? 0.0f : 1.0f, dx + b0 * inn, (int)inn);
-    else /* DFA: the output error, as pass.c's task_bwd_init copied it into the output layer's gradient */
-        layer_direct_dx(m, L, w->grad[m->out], dx + b0 * inn, assign, b0, b1 - b0);
+    /* DFA: the output error, as pass.c's task_bwd_init copied it into the output layer's gradient */
+    if (b1 > b0 && need_dx_of(m, L, flags))
+        dx_rows(m, L, dy + b0 * L->c, w->grad[m->out], node_grad(w, L->in) + b0 * inn, b0, b1 - b0, inn, flags, assign);
 }
 
 /* one product over a thread's whole slice: never in sample groups */
