@@ -5,7 +5,8 @@
  * zeros and NaNs, in NCHW (row widths that leave 0..3 windows after the last group of four) and on
  * channel-blocked tensors (blocked to blocked, and blocked to NCHW before a flatten); NCHW at every
  * vector level of kernels.c (rows of up to 16 windows run in AVX2 or AVX-512 where the CPU has them;
- * odd sizes leave inputs no window covers). */
+ * odd sizes leave inputs no window covers; with AVX-512, rows of up to 8 windows that tile their inputs
+ * go R = 16 / OW rows at once, LeNet-5's 10x10 plane in groups of 3 and 2 rows). */
 #include <stdlib.h>
 #include <string.h>
 
@@ -124,7 +125,9 @@ static void pool_case(int C, int H, int W, int relu, int blocked) {
 }
 
 TEST(maxpool_matches_the_row_major_scan_bit_for_bit) {
-    static const int HW[][2] = {{2, 2}, {2, 8}, {4, 10}, {5, 11}, {4, 14}, {2, 16}, {6, 18}, {4, 22}, {28, 28}, {4, 30}, {2, 32}, {4, 34}, {3, 6}};
+    static const int HW[][2] = {{2, 2}, {2, 8}, {4, 10}, {5, 11}, {4, 14}, {2, 16}, {6, 18}, {4, 22}, {28, 28}, {4, 30}, {2, 32}, {4, 34}, {3, 6},
+                                   /* rows of <= 8 windows tiling their inputs, in groups of 16 / OW rows (AVX-512) */
+                                   {10, 10}, {9, 10}, {8, 6}, {16, 4}, {12, 14}, {34, 2}};
     for (int l = 0; l <= kernels_level_max(); l++) { /* the 4-lane code; rows of <= 16 windows in AVX2 and AVX-512 */
         kernels_level_set(l);
         for (size_t k = 0; k < ARRAY_LEN(HW); k++)

@@ -120,9 +120,8 @@ static void maxpool_generic(const Layer *L, const float *x, float *y, int32_t *a
  * permutation, relu_in as a zeroing mask, the same comparisons (> ordered; NaN beats a number) and
  * blends. Used when kernels_level() says AVX-512 (kernels.c). */
 #define T512 __attribute__((target("avx512f")))
-T512 static inline __mmask16 beats512(__m512 v, __m512 u) { /* v > u, or v NaN and u not */
-    return _mm512_cmp_ps_mask(v, u, _CMP_GT_OQ) |
-           (_mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q) & _mm512_cmp_ps_mask(u, u, _CMP_ORD_Q));
+T512 static inline __mmask16 beats512(__m512 v, __m512 u) { /* v > u, or v NaN and u not: where u is a number, */
+    return _mm512_mask_cmp_ps_mask(_mm512_cmp_ps_mask(u, u, _CMP_ORD_Q), v, u, _CMP_NLE_UQ); /* !(v <= u) */
 }
 T512 static inline __m512 relu512(__m512 v, int relu) {
     return relu ? _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(v, _mm512_setzero_ps(), _CMP_GT_OQ), v) : v;
@@ -176,11 +175,97 @@ T512 static inline void maxpool2_grad_row512(const float *gp, const float *yp, c
     if (hi) _mm512_mask_storeu_ps(r1 + 16, hi, _mm512_permutex2var_ps(e2, ih, e3));
 }
 
+/* Rows of at most 8 windows that tile their input rows (IW = 2 OW; LeNet-5's second pool: 5 windows of
+ * 10 inputs) leave most of a vector idle, one row at a time. R = 16 / OW rows of windows go at once
+ * instead: their 2R input rows are 4 n <= 64 consecutive floats (n = R OW windows), four masked loads;
+ * each of the four window corners is two permutations of them (lanes 0-31, 32-63) and a blend on the
+ * index's bit 5; the backward pass builds the 4 n input gradients back from the four corners the same
+ * way. The lane operations are the row kernel's, so the same bits. Window lane j is row j / OW, column
+ * j % OW of the group; its top-left input is t[j] = (j / OW) 2 IW + 2 (j % OW) from the group's start. */
+T512 static inline __mmask16 lanes512(int n) { return (__mmask16)(n >= 16 ? 0xFFFFu : n <= 0 ? 0u : (1u << n) - 1); }
+typedef struct {
+    __m512i t;        /* top-left input offsets in the group */
+    __m512i src[4];   /* backward: input 16 q + p takes lane src[q][p] & 15 of corner 0/1 (or 2/3) ... */
+    __mmask16 low[4]; /* ... corner 2 or 3 (its lower row) where set; bit 4 of src: corner 1 or 3 */
+    int R;            /* rows of windows a group */
+} Group512;
+T512 static void group512_make(int IW, int OW, Group512 *g) {
+    int32_t t[16], src[4][16];
+    g->R = 16 / OW;
+    const int n = g->R * OW;
+    for (int j = 0; j < 16; j++) t[j] = j < n ? (j / OW) * 2 * IW + 2 * (j % OW) : 0;
+    for (int q = 0; q < 4; q++) {
+        g->low[q] = 0;
+        for (int p = 0; p < 16; p++) {
+            const int P = 16 * q + p, rem = P % (2 * IW), col = rem % IW;
+            src[q][p] = P < 4 * n ? P / (2 * IW) * OW + col / 2 + 16 * (col % 2) : 0;
+            if (P < 4 * n && rem >= IW) g->low[q] |= (__mmask16)(1u << p);
+        }
+        g->src[q] = _mm512_loadu_si512(src[q]);
+    }
+    g->t = _mm512_loadu_si512(t);
+}
+/* the corner at offset d of every window: from the four vectors of the group's inputs */
+T512 static inline __m512 corner512(__m512 x0, __m512 x1, __m512 x2, __m512 x3, __m512i t, int d, int relu) {
+    const __m512i i = _mm512_add_epi32(t, _mm512_set1_epi32(d));
+    const __mmask16 h = _mm512_test_epi32_mask(i, _mm512_set1_epi32(32));
+    return relu512(_mm512_mask_blend_ps(h, _mm512_permutex2var_ps(x0, i, x1), _mm512_permutex2var_ps(x2, i, x3)), relu);
+}
+T512 static void maxpool2_groups512(const float *x, long nbc, int IH, int IW, int OH, int OW, int relu, float *y,
+                                    int32_t *am) {
+    Group512 g;
+    group512_make(IW, OW, &g);
+    for (long bc = 0; bc < nbc; bc++)
+        for (int oy = 0; oy < OH; oy += g.R) {
+            const int n = (OH - oy < g.R ? OH - oy : g.R) * OW, base = 2 * oy * IW;
+            const float *r0 = x + bc * IH * IW + base;
+            const __m512 x0 = _mm512_maskz_loadu_ps(lanes512(4 * n), r0), x1 = _mm512_maskz_loadu_ps(lanes512(4 * n - 16), r0 + 16);
+            const __m512 x2 = _mm512_maskz_loadu_ps(lanes512(4 * n - 32), r0 + 32), x3 = _mm512_maskz_loadu_ps(lanes512(4 * n - 48), r0 + 48);
+            const __m512 v0 = corner512(x0, x1, x2, x3, g.t, 0, relu), v1 = corner512(x0, x1, x2, x3, g.t, 1, relu);
+            const __m512 v2 = corner512(x0, x1, x2, x3, g.t, IW, relu), v3 = corner512(x0, x1, x2, x3, g.t, IW + 1, relu);
+            const __mmask16 t1 = beats512(v1, v0), t3 = beats512(v3, v2);
+            const __m512 a = _mm512_mask_blend_ps(t1, v0, v1), c = _mm512_mask_blend_ps(t3, v2, v3);
+            const __mmask16 tc = beats512(c, a), out = lanes512(n);
+            const long o = (bc * OH + oy) * OW;
+            _mm512_mask_storeu_ps(y + o, out, _mm512_mask_blend_ps(tc, a, c));
+            const __m512i one = _mm512_set1_epi32(1), i0 = _mm512_add_epi32(_mm512_set1_epi32(base), g.t);
+            const __m512i ia = _mm512_mask_add_epi32(i0, t1, i0, one), i2 = _mm512_add_epi32(i0, _mm512_set1_epi32(IW));
+            const __m512i ic = _mm512_mask_add_epi32(i2, t3, i2, one);
+            _mm512_mask_storeu_epi32(am + o, out, _mm512_mask_blend_epi32(tc, ia, ic));
+        }
+}
+T512 static void maxpool2_grad_groups512(const float *dy, const float *yv, const int32_t *am, long nbc, int IH, int IW,
+                                         int OH, int OW, int relu, float *dx) {
+    Group512 g;
+    group512_make(IW, OW, &g);
+    const __m512 z = _mm512_setzero_ps();
+    for (long bc = 0; bc < nbc; bc++)
+        for (int oy = 0; oy < OH; oy += g.R) {
+            const int n = (OH - oy < g.R ? OH - oy : g.R) * OW, base = 2 * oy * IW;
+            const long o = (bc * OH + oy) * OW;
+            const __mmask16 in = lanes512(n);
+            __m512 gv = _mm512_maskz_loadu_ps(in, dy + o);
+            if (relu) gv = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(_mm512_maskz_loadu_ps(in, yv + o), z, _CMP_GT_OQ), gv);
+            gv = _mm512_add_ps(z, gv);
+            const __m512i k = _mm512_sub_epi32(_mm512_maskz_loadu_epi32(in, am + o), _mm512_add_epi32(_mm512_set1_epi32(base), g.t));
+            const __m512 e0 = _mm512_maskz_mov_ps(_mm512_cmpeq_epi32_mask(k, _mm512_set1_epi32(0)), gv);
+            const __m512 e1 = _mm512_maskz_mov_ps(_mm512_cmpeq_epi32_mask(k, _mm512_set1_epi32(1)), gv);
+            const __m512 e2 = _mm512_maskz_mov_ps(_mm512_cmpeq_epi32_mask(k, _mm512_set1_epi32(IW)), gv);
+            const __m512 e3 = _mm512_maskz_mov_ps(_mm512_cmpeq_epi32_mask(k, _mm512_set1_epi32(IW + 1)), gv);
+            float *r0 = dx + bc * IH * IW + base;
+            for (int q = 0; q < 4 && 16 * q < 4 * n; q++)
+                _mm512_mask_storeu_ps(r0 + 16 * q, lanes512(4 * n - 16 * q),
+                                      _mm512_mask_blend_ps(g.low[q], _mm512_permutex2var_ps(e0, g.src[q], e1),
+                                                           _mm512_permutex2var_ps(e2, g.src[q], e3)));
+        }
+}
+
 /* the rows above over NBC planes (samples x channels) of a 2x2 pool, in one AVX-512 function: the row
  * kernels inline, their constants stay in registers and the SSE code around them is not re-entered
  * (perf, lenet5 training: the per-row calls' entry, constants and vzeroupper were a third of their time) */
 T512 static void maxpool2_rows512(const float *x, long nbc, int IH, int IW, int OH, int OW, int relu, float *y,
                                   int32_t *am) {
+    if (IW == 2 * OW && OW <= 8) { maxpool2_groups512(x, nbc, IH, IW, OH, OW, relu, y, am); return; }
     for (long bc = 0; bc < nbc; bc++)
         for (int oy = 0; oy < OH; oy++) {
             const float *r0 = x + bc * IH * IW + 2L * oy * IW;
@@ -190,6 +275,10 @@ T512 static void maxpool2_rows512(const float *x, long nbc, int IH, int IW, int 
 }
 T512 static void maxpool2_grad_rows512(const float *dy, const float *yv, const int32_t *am, long nbc, int IH, int IW,
                                        int OH, int OW, int relu, float *dx) {
+    if (IW == 2 * OW && OW <= 8) {
+        maxpool2_grad_groups512(dy, yv, am, nbc, IH, IW, OH, OW, relu, dx);
+        return;
+    }
     for (long bc = 0; bc < nbc; bc++)
         for (int oy = 0; oy < OH; oy++) {
             const long o = (bc * OH + oy) * OW;
@@ -208,9 +297,8 @@ T512 static void maxpool2_grad_rows512(const float *dy, const float *yv, const i
  * callers send the last row of their range, which has nothing after it, through short copies
  * (row256_last). Same lane operations as the AVX-512 rows, so the same bits. */
 #define T256 __attribute__((target("avx2")))
-T256 static inline __m256 beats256(__m256 v, __m256 u) {
-    return _mm256_or_ps(_mm256_cmp_ps(v, u, _CMP_GT_OQ),
-                        _mm256_and_ps(_mm256_cmp_ps(v, v, _CMP_UNORD_Q), _mm256_cmp_ps(u, u, _CMP_ORD_Q)));
+T256 static inline __m256 beats256(__m256 v, __m256 u) { /* as beats512 */
+    return _mm256_and_ps(_mm256_cmp_ps(v, u, _CMP_NLE_UQ), _mm256_cmp_ps(u, u, _CMP_ORD_Q));
 }
 T256 static inline __m256 relu256(__m256 v, int relu) {
     return relu ? _mm256_and_ps(_mm256_cmp_ps(v, _mm256_setzero_ps(), _CMP_GT_OQ), v) : v;
