@@ -126,10 +126,12 @@ T512 static inline __mmask16 beats512(__m512 v, __m512 u) { /* v > u, or v NaN a
 T512 static inline __m512 relu512(__m512 v, int relu) {
     return relu ? _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(v, _mm512_setzero_ps(), _CMP_GT_OQ), v) : v;
 }
+/* the first n lanes of a 16-lane vector (none for n <= 0, all for n >= 16) */
+T512 static inline __mmask16 lanes512(int n) { return (__mmask16)(n >= 16 ? 0xFFFFu : n <= 0 ? 0u : (1u << n) - 1); }
 /* masks of the first n lanes of the two 16-lane halves of a 2n-float input row */
 T512 static inline void row_masks(int n, __mmask16 *lo, __mmask16 *hi) {
-    *lo = (__mmask16)(2 * n >= 16 ? 0xFFFF : (1u << (2 * n)) - 1);
-    *hi = (__mmask16)(2 * n > 16 ? (1u << (2 * n - 16)) - 1 : 0);
+    *lo = lanes512(2 * n);
+    *hi = lanes512(2 * n - 16);
 }
 T512 static inline void maxpool2_row512(const float *r0, const float *r1, int n, int base, int IW, int relu, float *yo,
                                  int32_t *ao) {
@@ -143,7 +145,7 @@ T512 static inline void maxpool2_row512(const float *r0, const float *r1, int n,
     const __m512 v2 = relu512(_mm512_permutex2var_ps(b0, ev, b1), relu), v3 = relu512(_mm512_permutex2var_ps(b0, od, b1), relu);
     const __mmask16 t1 = beats512(v1, v0), t3 = beats512(v3, v2);
     const __m512 a = _mm512_mask_blend_ps(t1, v0, v1), c = _mm512_mask_blend_ps(t3, v2, v3);
-    const __mmask16 tc = beats512(c, a), out = (__mmask16)((1u << n) - 1);
+    const __mmask16 tc = beats512(c, a), out = lanes512(n);
     _mm512_mask_storeu_ps(yo, out, _mm512_mask_blend_ps(tc, a, c));
     const __m512i i0 = _mm512_add_epi32(_mm512_set1_epi32(base), ev), one = _mm512_set1_epi32(1);
     const __m512i ia = _mm512_mask_add_epi32(i0, t1, i0, one), i2 = _mm512_add_epi32(i0, _mm512_set1_epi32(IW));
@@ -156,7 +158,7 @@ T512 static inline void maxpool2_grad_row512(const float *gp, const float *yp, c
                                       int relu, float *r0, float *r1) {
     __mmask16 lo, hi;
     row_masks(n, &lo, &hi);
-    const __mmask16 in = (__mmask16)((1u << n) - 1);
+    const __mmask16 in = lanes512(n);
     const __m512 z = _mm512_setzero_ps();
     __m512 g = _mm512_maskz_loadu_ps(in, gp);
     if (relu) g = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(_mm512_maskz_loadu_ps(in, yp), z, _CMP_GT_OQ), g);
@@ -182,7 +184,6 @@ T512 static inline void maxpool2_grad_row512(const float *gp, const float *yp, c
  * index's bit 5; the backward pass builds the 4 n input gradients back from the four corners the same
  * way. The lane operations are the row kernel's, so the same bits. Window lane j is row j / OW, column
  * j % OW of the group; its top-left input is t[j] = (j / OW) 2 IW + 2 (j % OW) from the group's start. */
-T512 static inline __mmask16 lanes512(int n) { return (__mmask16)(n >= 16 ? 0xFFFFu : n <= 0 ? 0u : (1u << n) - 1); }
 typedef struct {
     __m512i t;        /* top-left input offsets in the group */
     __m512i src[4];   /* backward: input 16 q + p takes lane src[q][p] & 15 of corner 0/1 (or 2/3) ... */
