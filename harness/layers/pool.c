@@ -133,6 +133,33 @@ T512 static inline void row_masks(int n, __mmask16 *lo, __mmask16 *hi) {
     *lo = lanes512(2 * n);
     *hi = lanes512(2 * n - 16);
 }
+/* the tournament of the first n (out) windows' corners v0 v1 (top row) v2 v3 (bottom): the max to yo and
+ * the winner's input offset to ao, from i0, the top-left corners' offsets */
+T512 static inline void tourney512(__m512 v0, __m512 v1, __m512 v2, __m512 v3, __m512i i0, int IW, __mmask16 out,
+                                   float *yo, int32_t *ao) {
+    const __mmask16 t1 = beats512(v1, v0), t3 = beats512(v3, v2);
+    const __m512 a = _mm512_mask_blend_ps(t1, v0, v1), c = _mm512_mask_blend_ps(t3, v2, v3);
+    const __mmask16 tc = beats512(c, a);
+    _mm512_mask_storeu_ps(yo, out, _mm512_mask_blend_ps(tc, a, c));
+    const __m512i one = _mm512_set1_epi32(1);
+    const __m512i ia = _mm512_mask_add_epi32(i0, t1, i0, one), i2 = _mm512_add_epi32(i0, _mm512_set1_epi32(IW));
+    const __m512i ic = _mm512_mask_add_epi32(i2, t3, i2, one);
+    _mm512_mask_storeu_epi32(ao, out, _mm512_mask_blend_epi32(tc, ia, ic));
+}
+/* the backward pass's gradient at each corner of the first n (in) windows: 0 + dy at the winner (relu_in:
+ * only where the pooled value is > 0), +0 at the other three; i0 the top-left corners' offsets */
+T512 static inline void corner_grads512(const float *gp, const float *yp, const int32_t *ap, __mmask16 in, __m512i i0,
+                                        int IW, int relu, __m512 e[4]) {
+    const __m512 z = _mm512_setzero_ps();
+    __m512 g = _mm512_maskz_loadu_ps(in, gp);
+    if (relu) g = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(_mm512_maskz_loadu_ps(in, yp), z, _CMP_GT_OQ), g);
+    g = _mm512_add_ps(z, g);
+    const __m512i k = _mm512_sub_epi32(_mm512_maskz_loadu_epi32(in, ap), i0);
+    e[0] = _mm512_maskz_mov_ps(_mm512_cmpeq_epi32_mask(k, _mm512_set1_epi32(0)), g);
+    e[1] = _mm512_maskz_mov_ps(_mm512_cmpeq_epi32_mask(k, _mm512_set1_epi32(1)), g);
+    e[2] = _mm512_maskz_mov_ps(_mm512_cmpeq_epi32_mask(k, _mm512_set1_epi32(IW)), g);
+    e[3] = _mm512_maskz_mov_ps(_mm512_cmpeq_epi32_mask(k, _mm512_set1_epi32(IW + 1)), g);
+}
 T512 static inline void maxpool2_row512(const float *r0, const float *r1, int n, int base, int IW, int relu, float *yo,
                                  int32_t *ao) {
     __mmask16 lo, hi;
@@ -143,38 +170,22 @@ T512 static inline void maxpool2_row512(const float *r0, const float *r1, int n,
     const __m512 b0 = _mm512_maskz_loadu_ps(lo, r1), b1 = _mm512_maskz_loadu_ps(hi, r1 + 16);
     const __m512 v0 = relu512(_mm512_permutex2var_ps(a0, ev, a1), relu), v1 = relu512(_mm512_permutex2var_ps(a0, od, a1), relu);
     const __m512 v2 = relu512(_mm512_permutex2var_ps(b0, ev, b1), relu), v3 = relu512(_mm512_permutex2var_ps(b0, od, b1), relu);
-    const __mmask16 t1 = beats512(v1, v0), t3 = beats512(v3, v2);
-    const __m512 a = _mm512_mask_blend_ps(t1, v0, v1), c = _mm512_mask_blend_ps(t3, v2, v3);
-    const __mmask16 tc = beats512(c, a), out = lanes512(n);
-    _mm512_mask_storeu_ps(yo, out, _mm512_mask_blend_ps(tc, a, c));
-    const __m512i i0 = _mm512_add_epi32(_mm512_set1_epi32(base), ev), one = _mm512_set1_epi32(1);
-    const __m512i ia = _mm512_mask_add_epi32(i0, t1, i0, one), i2 = _mm512_add_epi32(i0, _mm512_set1_epi32(IW));
-    const __m512i ic = _mm512_mask_add_epi32(i2, t3, i2, one);
-    _mm512_mask_storeu_epi32(ao, out, _mm512_mask_blend_epi32(tc, ia, ic));
+    tourney512(v0, v1, v2, v3, _mm512_add_epi32(_mm512_set1_epi32(base), ev), IW, lanes512(n), yo, ao);
 }
-/* the backward pass's store of one row of windows: 0 + dy at each winner, +0 elsewhere, as the 4-lane
- * code (relu_in: dy only where the pooled value is > 0) */
+/* the backward pass's store of one row of windows (corner_grads512), as the 4-lane code */
 T512 static inline void maxpool2_grad_row512(const float *gp, const float *yp, const int32_t *ap, int n, int base, int IW,
                                       int relu, float *r0, float *r1) {
     __mmask16 lo, hi;
     row_masks(n, &lo, &hi);
-    const __mmask16 in = lanes512(n);
-    const __m512 z = _mm512_setzero_ps();
-    __m512 g = _mm512_maskz_loadu_ps(in, gp);
-    if (relu) g = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(_mm512_maskz_loadu_ps(in, yp), z, _CMP_GT_OQ), g);
-    g = _mm512_add_ps(z, g);
     const __m512i ev = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
-    const __m512i k = _mm512_sub_epi32(_mm512_maskz_loadu_epi32(in, ap), _mm512_add_epi32(_mm512_set1_epi32(base), ev));
-    const __m512 e0 = _mm512_maskz_mov_ps(_mm512_cmpeq_epi32_mask(k, _mm512_set1_epi32(0)), g);
-    const __m512 e1 = _mm512_maskz_mov_ps(_mm512_cmpeq_epi32_mask(k, _mm512_set1_epi32(1)), g);
-    const __m512 e2 = _mm512_maskz_mov_ps(_mm512_cmpeq_epi32_mask(k, _mm512_set1_epi32(IW)), g);
-    const __m512 e3 = _mm512_maskz_mov_ps(_mm512_cmpeq_epi32_mask(k, _mm512_set1_epi32(IW + 1)), g);
+    __m512 e[4];
+    corner_grads512(gp, yp, ap, lanes512(n), _mm512_add_epi32(_mm512_set1_epi32(base), ev), IW, relu, e);
     const __m512i il = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23),
                   ih = _mm512_add_epi32(il, _mm512_set1_epi32(8));
-    _mm512_mask_storeu_ps(r0, lo, _mm512_permutex2var_ps(e0, il, e1));
-    if (hi) _mm512_mask_storeu_ps(r0 + 16, hi, _mm512_permutex2var_ps(e0, ih, e1));
-    _mm512_mask_storeu_ps(r1, lo, _mm512_permutex2var_ps(e2, il, e3));
-    if (hi) _mm512_mask_storeu_ps(r1 + 16, hi, _mm512_permutex2var_ps(e2, ih, e3));
+    _mm512_mask_storeu_ps(r0, lo, _mm512_permutex2var_ps(e[0], il, e[1]));
+    if (hi) _mm512_mask_storeu_ps(r0 + 16, hi, _mm512_permutex2var_ps(e[0], ih, e[1]));
+    _mm512_mask_storeu_ps(r1, lo, _mm512_permutex2var_ps(e[2], il, e[3]));
+    if (hi) _mm512_mask_storeu_ps(r1 + 16, hi, _mm512_permutex2var_ps(e[2], ih, e[3]));
 }
 
 /* Rows of at most 8 windows that tile their input rows (IW = 2 OW; LeNet-5's second pool: 5 windows of
@@ -224,40 +235,25 @@ T512 static void maxpool2_groups512(const float *x, long nbc, int IH, int IW, in
             const __m512 x2 = _mm512_maskz_loadu_ps(lanes512(4 * n - 32), r0 + 32), x3 = _mm512_maskz_loadu_ps(lanes512(4 * n - 48), r0 + 48);
             const __m512 v0 = corner512(x0, x1, x2, x3, g.t, 0, relu), v1 = corner512(x0, x1, x2, x3, g.t, 1, relu);
             const __m512 v2 = corner512(x0, x1, x2, x3, g.t, IW, relu), v3 = corner512(x0, x1, x2, x3, g.t, IW + 1, relu);
-            const __mmask16 t1 = beats512(v1, v0), t3 = beats512(v3, v2);
-            const __m512 a = _mm512_mask_blend_ps(t1, v0, v1), c = _mm512_mask_blend_ps(t3, v2, v3);
-            const __mmask16 tc = beats512(c, a), out = lanes512(n);
             const long o = (bc * OH + oy) * OW;
-            _mm512_mask_storeu_ps(y + o, out, _mm512_mask_blend_ps(tc, a, c));
-            const __m512i one = _mm512_set1_epi32(1), i0 = _mm512_add_epi32(_mm512_set1_epi32(base), g.t);
-            const __m512i ia = _mm512_mask_add_epi32(i0, t1, i0, one), i2 = _mm512_add_epi32(i0, _mm512_set1_epi32(IW));
-            const __m512i ic = _mm512_mask_add_epi32(i2, t3, i2, one);
-            _mm512_mask_storeu_epi32(am + o, out, _mm512_mask_blend_epi32(tc, ia, ic));
+            tourney512(v0, v1, v2, v3, _mm512_add_epi32(_mm512_set1_epi32(base), g.t), IW, lanes512(n), y + o, am + o);
         }
 }
 T512 static void maxpool2_grad_groups512(const float *dy, const float *yv, const int32_t *am, long nbc, int IH, int IW,
                                          int OH, int OW, int relu, float *dx) {
     Group512 g;
     group512_make(IW, OW, &g);
-    const __m512 z = _mm512_setzero_ps();
     for (long bc = 0; bc < nbc; bc++)
         for (int oy = 0; oy < OH; oy += g.R) {
             const int n = (OH - oy < g.R ? OH - oy : g.R) * OW, base = 2 * oy * IW;
             const long o = (bc * OH + oy) * OW;
-            const __mmask16 in = lanes512(n);
-            __m512 gv = _mm512_maskz_loadu_ps(in, dy + o);
-            if (relu) gv = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(_mm512_maskz_loadu_ps(in, yv + o), z, _CMP_GT_OQ), gv);
-            gv = _mm512_add_ps(z, gv);
-            const __m512i k = _mm512_sub_epi32(_mm512_maskz_loadu_epi32(in, am + o), _mm512_add_epi32(_mm512_set1_epi32(base), g.t));
-            const __m512 e0 = _mm512_maskz_mov_ps(_mm512_cmpeq_epi32_mask(k, _mm512_set1_epi32(0)), gv);
-            const __m512 e1 = _mm512_maskz_mov_ps(_mm512_cmpeq_epi32_mask(k, _mm512_set1_epi32(1)), gv);
-            const __m512 e2 = _mm512_maskz_mov_ps(_mm512_cmpeq_epi32_mask(k, _mm512_set1_epi32(IW)), gv);
-            const __m512 e3 = _mm512_maskz_mov_ps(_mm512_cmpeq_epi32_mask(k, _mm512_set1_epi32(IW + 1)), gv);
+            __m512 e[4];
+            corner_grads512(dy + o, yv + o, am + o, lanes512(n), _mm512_add_epi32(_mm512_set1_epi32(base), g.t), IW, relu, e);
             float *r0 = dx + bc * IH * IW + base;
             for (int q = 0; q < 4 && 16 * q < 4 * n; q++)
                 _mm512_mask_storeu_ps(r0 + 16 * q, lanes512(4 * n - 16 * q),
-                                      _mm512_mask_blend_ps(g.low[q], _mm512_permutex2var_ps(e0, g.src[q], e1),
-                                                           _mm512_permutex2var_ps(e2, g.src[q], e3)));
+                                      _mm512_mask_blend_ps(g.low[q], _mm512_permutex2var_ps(e[0], g.src[q], e[1]),
+                                                           _mm512_permutex2var_ps(e[2], g.src[q], e[3])));
         }
 }
 
